@@ -1,0 +1,52 @@
+"""A reference interpreter for the IR: runs each node through the registry's torch
+implementation.  Slow but simple; used by constant folding, by tests as an oracle, and to
+check a backend's output.  (The FX backend is the fast path.)"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from .errors import ConversionError, TorchMDFError
+from .ir import Graph, Value
+from .ops import registry
+
+
+def run_graph(graph: Graph, inputs: Sequence[Any] = (), state: dict[str, Any] | None = None,
+              ) -> tuple[list[Any], dict[str, Any]]:
+    """Evaluate ``graph`` once.  Returns (outputs, next state by state-variable name)."""
+    env: dict[Value, Any] = {}
+    if len(inputs) != len(graph.inputs):
+        raise ConversionError(f"graph '{graph.name}' takes {len(graph.inputs)} inputs, got {len(inputs)}")
+    for v, x in zip(graph.inputs, inputs):
+        env[v] = x
+    for v in graph.parameters.values():
+        env[v] = v.tensor
+    for sv in graph.state:
+        if state is not None and sv.name in state:
+            env[sv.current] = state[sv.name]
+        else:
+            env[sv.current] = sv.init
+    for node in graph:
+        d = registry.get(node.op, node.location())
+        args = [None if v is None else env[v] for v in node.inputs]
+        try:
+            outs = d.run(args, node.attrs)
+        except TorchMDFError:
+            raise
+        except Exception as e:
+            raise ConversionError(f"evaluating {node.op} failed: {type(e).__name__}: {e}",
+                                  location=node.location()) from e
+        for o, r in zip(node.outputs, outs):
+            env[o] = r
+    outs = [env[v] for v in graph.outputs]
+    nxt = {sv.name: env[sv.next] for sv in graph.state if sv.next is not None}
+    return outs, nxt
+
+
+def run(graph: Graph, *inputs: Any) -> Any:
+    """Outputs of one evaluation: a single tensor, or a list when there are several."""
+    with torch.no_grad():
+        outs, _ = run_graph(graph, inputs)
+    return outs[0] if len(outs) == 1 else outs

@@ -1,0 +1,20 @@
+"""The torchmdf SSA IR (``torchmdf.ir``)."""
+
+from ._core import (
+    NO_PROVENANCE,
+    UNKNOWN,
+    Dim,
+    Graph,
+    Node,
+    Provenance,
+    StateVar,
+    TensorType,
+    Value,
+)
+from ._printer import format_node, print_graph
+from ._verifier import verify
+
+__all__ = [
+    "Dim", "Graph", "Node", "Value", "TensorType", "Provenance", "StateVar", "UNKNOWN",
+    "NO_PROVENANCE", "verify", "print_graph", "format_node",
+]

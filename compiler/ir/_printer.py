@@ -1,0 +1,60 @@
+"""The stable text form of a graph, used in error messages, docs and expect-tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ._core import Graph, Node, Value
+
+
+def _fmt_attr(v: Any) -> str:
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, torch.Tensor):
+        if v.numel() <= 4:
+            return f"tensor({v.tolist()})"
+        return f"tensor<{tuple(v.shape)}>"
+    if isinstance(v, (list, tuple)):
+        inner = ", ".join(_fmt_attr(x) for x in v)
+        return f"[{inner}]" if isinstance(v, list) else f"({inner}{',' if len(v) == 1 else ''})"
+    if isinstance(v, torch.dtype):
+        return str(v).replace("torch.", "")
+    if isinstance(v, str):
+        return repr(v)
+    return str(v)
+
+
+def _val(v: Value | None) -> str:
+    return "None" if v is None else f"%{v.name}"
+
+
+def format_node(n: Node) -> str:
+    outs = ", ".join(f"%{o.name}: {o.type}" for o in n.outputs)
+    args = ", ".join(_val(v) for v in n.inputs)
+    attrs = ""
+    if n.attrs:
+        attrs = " {" + ", ".join(f"{k}={_fmt_attr(n.attrs[k])}" for k in sorted(n.attrs)) + "}"
+    where = str(n.provenance)
+    line = f"{outs} = {n.op}({args}){attrs}" if outs else f"{n.op}({args}){attrs}"
+    return line + (f"  # {where}" if where else "")
+
+
+def print_graph(g: Graph, *, provenance: bool = True) -> str:
+    lines = []
+    ins = ", ".join(f"%{v.name}: {v.type}" for v in g.inputs)
+    lines.append(f"graph {g.name}({ins}) {{")
+    for sv in g.state:
+        init = "computed" if sv.init is None else _fmt_attr(sv.init)
+        lines.append(f"  state %{sv.current.name}: {sv.current.type} = {init} -> {_val(sv.next)}")
+    for name, v in g.parameters.items():
+        lines.append(f"  {v.role} %{name}: {v.type} = {_fmt_attr(v.tensor)}")
+    for n in g:
+        if provenance:
+            lines.append("  " + format_node(n))
+        else:
+            lines.append("  " + format_node(n).split("  # ")[0])
+    lines.append(f"  return {', '.join(_val(v) for v in g.outputs)}")
+    lines.append("}")
+    return "\n".join(lines)

@@ -1,0 +1,3 @@
+"""Imports every module that registers built-in ops."""
+
+from . import mdf_ops, onnx_ops  # noqa: F401

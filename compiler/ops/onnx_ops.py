@@ -1,0 +1,595 @@
+"""ONNX ops (opset 18 semantics) implemented in torch.
+
+Inputs follow the ONNX schema order (a missing optional input is ``None``), attributes are
+keyword arguments with the schema's names and defaults.  ``fx_target``/``fx_args`` let the FX
+backend call the fastest torch function directly instead of these wrappers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .registry import OpDef, register
+
+ONNX_OPSET = 18
+
+
+def _reg(name: str, impl, inputs: Sequence[str], *, num_outputs=1, variadic=False, fx_target=None,
+         fx_args=None, attr_defaults=None, pure=True):
+    register(OpDef(name=f"onnx::{name}", impl=impl, input_names=tuple(inputs), onnx_name=name,
+                   mdf_name=f"onnx::{name}", num_outputs=num_outputs, variadic=variadic,
+                   fx_target=fx_target, fx_args=fx_args, attr_defaults=attr_defaults or {}, pure=pure,
+                   doc=(impl.__doc__ or "").strip()))
+
+
+# -- elementwise ---------------------------------------------------------------------------
+_UNARY = {
+    "Neg": torch.neg, "Abs": torch.abs, "Exp": torch.exp, "Log": torch.log, "Sqrt": torch.sqrt,
+    "Reciprocal": torch.reciprocal, "Sin": torch.sin, "Cos": torch.cos, "Tan": torch.tan,
+    "Sinh": torch.sinh, "Cosh": torch.cosh, "Tanh": torch.tanh, "Asin": torch.asin, "Acos": torch.acos,
+    "Atan": torch.atan, "Asinh": torch.asinh, "Acosh": torch.acosh, "Atanh": torch.atanh,
+    "Relu": torch.relu, "Sigmoid": torch.sigmoid, "Erf": torch.erf, "Floor": torch.floor,
+    "Ceil": torch.ceil, "Sign": torch.sign, "Not": torch.logical_not, "Round": torch.round,
+    "IsNaN": torch.isnan, "Softsign": F.softsign, "Identity": lambda x: x,
+}
+for _n, _f in _UNARY.items():
+    _reg(_n, _f, ("X",) if _n in ("Neg", "Abs", "Relu", "Sigmoid", "Floor", "Ceil", "Not", "Reciprocal",
+                                  "Sqrt", "Round", "IsNaN") else ("input",),
+         fx_target=_f if _n != "Identity" else None)
+
+_BINARY = {
+    "Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Div": None, "Pow": torch.pow,
+    "Equal": torch.eq, "Less": torch.lt, "Greater": torch.gt, "LessOrEqual": torch.le,
+    "GreaterOrEqual": torch.ge, "And": torch.logical_and, "Or": torch.logical_or,
+    "Xor": torch.logical_xor,
+}
+
+
+def _div(A, B):
+    """ONNX Div: integer division truncates for integer tensors."""
+    if not A.is_floating_point() and not B.is_floating_point() and not A.is_complex():
+        return torch.div(A, B, rounding_mode="trunc")
+    return torch.div(A, B)
+
+
+for _n, _f in _BINARY.items():
+    if _n == "Pow":
+        _reg(_n, _f, ("X", "Y"), fx_target=_f)
+    elif _n == "Div":
+        _reg(_n, _div, ("A", "B"))
+    else:
+        _reg(_n, _f, ("A", "B"), fx_target=_f)
+
+
+def mod(A, B, fmod: int = 0):
+    """ONNX Mod: Python semantics (sign of divisor) unless fmod=1."""
+    return torch.fmod(A, B) if fmod else torch.remainder(A, B)
+
+
+_reg("Mod", mod, ("A", "B"))
+
+
+def where(condition, X, Y):
+    return torch.where(condition.bool() if condition.dtype != torch.bool else condition, X, Y)
+
+
+_reg("Where", where, ("condition", "X", "Y"))
+
+
+def _nary(fn):
+    def impl(*xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = fn(out, x)
+        return out
+
+    return impl
+
+
+_reg("Max", _nary(torch.maximum), ("data_0",), variadic=True)
+_reg("Min", _nary(torch.minimum), ("data_0",), variadic=True)
+_reg("Sum", _nary(torch.add), ("data_0",), variadic=True)
+
+
+def mean(*xs):
+    return _nary(torch.add)(*xs) / len(xs)
+
+
+_reg("Mean", mean, ("data_0",), variadic=True)
+
+
+# -- activations ---------------------------------------------------------------------------
+def leaky_relu(X, alpha: float = 0.01):
+    return F.leaky_relu(X, alpha)
+
+
+def elu(X, alpha: float = 1.0):
+    return F.elu(X, alpha)
+
+
+def selu(X, alpha: float = 1.67326319217681884765625, gamma: float = 1.05070102214813232421875):
+    return gamma * torch.where(X > 0, X, alpha * (torch.exp(X) - 1))
+
+
+def celu(X, alpha: float = 1.0):
+    return F.celu(X, alpha)
+
+
+def gelu(X, approximate: str = "none"):
+    return F.gelu(X, approximate=approximate)
+
+
+def softplus(X):
+    return F.softplus(X)
+
+
+def hard_sigmoid(X, alpha: float = 0.2, beta: float = 0.5):
+    return torch.clamp(alpha * X + beta, 0, 1)
+
+
+def hard_swish(X):
+    return F.hardswish(X)
+
+
+def prelu(X, slope):
+    return torch.where(X < 0, X * slope, X)
+
+
+def clip(input, min=None, max=None):  # noqa: A002 - ONNX names
+    if min is None and max is None:
+        return input
+    return torch.clamp(input, min, max)
+
+
+def softmax(input, axis: int = -1):
+    return torch.softmax(input, axis)
+
+
+def log_softmax(input, axis: int = -1):
+    return torch.log_softmax(input, axis)
+
+
+def hardmax(input, axis: int = -1):
+    return F.one_hot(input.argmax(axis), input.shape[axis]).movedim(-1, axis).to(input.dtype)
+
+
+for _n, _f, _ins in [("LeakyRelu", leaky_relu, ("X",)), ("Elu", elu, ("X",)), ("Selu", selu, ("X",)),
+                     ("Celu", celu, ("X",)), ("Gelu", gelu, ("X",)), ("Softplus", softplus, ("X",)),
+                     ("HardSigmoid", hard_sigmoid, ("X",)), ("HardSwish", hard_swish, ("X",)),
+                     ("PRelu", prelu, ("X", "slope")), ("Clip", clip, ("input", "min", "max")),
+                     ("Softmax", softmax, ("input",)), ("LogSoftmax", log_softmax, ("input",)),
+                     ("Hardmax", hardmax, ("input",))]:
+    _reg(_n, _f, _ins)
+
+
+# -- linear algebra --------------------------------------------------------------------------
+def gemm(A, B, C=None, alpha: float = 1.0, beta: float = 1.0, transA: int = 0, transB: int = 0):
+    """Y = alpha * A' @ B' + beta * C"""
+    if transA:
+        A = A.t()
+    if transB:
+        B = B.t()
+    if C is None:
+        out = A @ B
+        return out if alpha == 1.0 else alpha * out
+    if C.dim() <= 2:
+        return torch.addmm(C.expand(A.shape[0], B.shape[1]) if C.dim() < 2 else C, A, B, beta=beta, alpha=alpha) \
+            if C.dim() == 2 or beta != 1.0 or alpha != 1.0 else torch.addmm(C, A, B)
+    return alpha * (A @ B) + beta * C
+
+
+_reg("Gemm", gemm, ("A", "B", "C"))
+_reg("MatMul", torch.matmul, ("A", "B"), fx_target=torch.matmul)
+
+
+def einsum(*inputs, equation: str):
+    return torch.einsum(equation, *inputs)
+
+
+_reg("Einsum", einsum, ("Inputs",), variadic=True)
+
+
+# -- convolution and pooling ---------------------------------------------------------------
+def _onnx_pads(pads, nd):
+    """ONNX pads [b1, b2, ..., e1, e2, ...] -> (symmetric padding tuple | None, F.pad list)."""
+    if not pads:
+        return tuple([0] * nd), None
+    begin, end = list(pads[:nd]), list(pads[nd:])
+    if begin == end:
+        return tuple(begin), None
+    fpad: list[int] = []
+    for b, e in zip(reversed(begin), reversed(end)):
+        fpad += [b, e]
+    return tuple([0] * nd), fpad
+
+
+def _auto_pad(X, kernel, strides, dilations, auto_pad):
+    nd = len(kernel)
+    pads_b, pads_e = [], []
+    for i in range(nd):
+        size = X.shape[2 + i]
+        out = math.ceil(size / strides[i])
+        total = max((out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - size, 0)
+        small, big = total // 2, total - total // 2
+        if auto_pad == "SAME_UPPER":
+            pads_b.append(small)
+            pads_e.append(big)
+        else:
+            pads_b.append(big)
+            pads_e.append(small)
+    return pads_b + pads_e
+
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONVT = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+
+
+def conv(X, W, B=None, auto_pad: str = "NOTSET", dilations=None, group: int = 1, kernel_shape=None,
+         pads=None, strides=None):
+    nd = W.dim() - 2
+    strides = list(strides or [1] * nd)
+    dilations = list(dilations or [1] * nd)
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pads = _auto_pad(X, list(W.shape[2:]), strides, dilations, auto_pad)
+    elif auto_pad == "VALID":
+        pads = None
+    padding, fpad = _onnx_pads(pads, nd)
+    if fpad is not None:
+        X = F.pad(X, fpad)
+    return _CONV[nd](X, W, B, strides, padding, dilations, group)
+
+
+_reg("Conv", conv, ("X", "W", "B"))
+
+
+def conv_transpose(X, W, B=None, auto_pad: str = "NOTSET", dilations=None, group: int = 1,
+                   kernel_shape=None, output_padding=None, output_shape=None, pads=None, strides=None):
+    nd = W.dim() - 2
+    strides = list(strides or [1] * nd)
+    dilations = list(dilations or [1] * nd)
+    padding, fpad = _onnx_pads(pads, nd)
+    if fpad is not None:
+        raise NotImplementedError("asymmetric pads in ConvTranspose")
+    return _CONVT[nd](X, W, B, strides, padding, list(output_padding or [0] * nd), group, dilations)
+
+
+_reg("ConvTranspose", conv_transpose, ("X", "W", "B"))
+
+_MAXPOOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+_AVGPOOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
+
+
+def max_pool(X, auto_pad: str = "NOTSET", ceil_mode: int = 0, dilations=None, kernel_shape=None,
+             pads=None, storage_order: int = 0, strides=None):
+    nd = len(kernel_shape)
+    strides = list(strides or [1] * nd)
+    dilations = list(dilations or [1] * nd)
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pads = _auto_pad(X, kernel_shape, strides, dilations, auto_pad)
+    padding, fpad = _onnx_pads(pads, nd)
+    if fpad is not None:
+        X = F.pad(X, fpad, value=-math.inf)
+    return _MAXPOOL[nd](X, list(kernel_shape), strides, list(padding), dilations, bool(ceil_mode))
+
+
+def average_pool(X, auto_pad: str = "NOTSET", ceil_mode: int = 0, count_include_pad: int = 0,
+                 dilations=None, kernel_shape=None, pads=None, strides=None):
+    nd = len(kernel_shape)
+    strides = list(strides or [1] * nd)
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pads = _auto_pad(X, kernel_shape, strides, [1] * nd, auto_pad)
+    padding, fpad = _onnx_pads(pads, nd)
+    if fpad is not None:
+        X = F.pad(X, fpad)
+    args = [X, list(kernel_shape), strides, list(padding), bool(ceil_mode), bool(count_include_pad)]
+    return _AVGPOOL[nd](*args)
+
+
+def global_average_pool(X):
+    return X.mean(dim=tuple(range(2, X.dim())), keepdim=True)
+
+
+def global_max_pool(X):
+    return X.amax(dim=tuple(range(2, X.dim())), keepdim=True)
+
+
+_reg("MaxPool", max_pool, ("X",))
+_reg("AveragePool", average_pool, ("X",))
+_reg("GlobalAveragePool", global_average_pool, ("X",))
+_reg("GlobalMaxPool", global_max_pool, ("X",))
+
+
+# -- normalization -------------------------------------------------------------------------
+def batch_norm(X, scale, B, input_mean, input_var, epsilon: float = 1e-5, momentum: float = 0.9,
+               training_mode: int = 0):
+    return F.batch_norm(X, input_mean, input_var, scale, B, bool(training_mode), 1 - momentum, epsilon)
+
+
+def layer_norm(X, Scale, B=None, axis: int = -1, epsilon: float = 1e-5, stash_type: int = 1):
+    axis = axis % X.dim()
+    return F.layer_norm(X, X.shape[axis:], Scale, B, epsilon)
+
+
+def instance_norm(input, scale, B, epsilon: float = 1e-5):
+    return F.instance_norm(input, weight=scale, bias=B, eps=epsilon)
+
+
+def lp_normalization(input, axis: int = -1, p: int = 2):
+    return F.normalize(input, p=p, dim=axis)
+
+
+_reg("BatchNormalization", batch_norm, ("X", "scale", "B", "input_mean", "input_var"))
+_reg("LayerNormalization", layer_norm, ("X", "Scale", "B"))
+_reg("InstanceNormalization", instance_norm, ("input", "scale", "B"))
+_reg("LpNormalization", lp_normalization, ("input",))
+
+
+# -- shape manipulation --------------------------------------------------------------------
+def _ints(t) -> list[int]:
+    if isinstance(t, torch.Tensor):
+        return [int(x) for x in t.reshape(-1).tolist()]
+    return [int(x) for x in t]
+
+
+def reshape(data, shape, allowzero: int = 0):
+    s = _ints(shape)
+    if not allowzero:
+        s = [data.shape[i] if d == 0 else d for i, d in enumerate(s)]
+    return torch.reshape(data, s)
+
+
+def flatten(input, axis: int = 1):
+    axis = axis % max(input.dim(), 1) if axis < 0 else axis
+    lead = 1
+    for d in input.shape[:axis]:
+        lead *= d
+    return input.reshape(lead, -1) if input.numel() else input.reshape(lead, int(math.prod(input.shape[axis:])))
+
+
+def transpose(data, perm=None):
+    if perm is None:
+        perm = list(reversed(range(data.dim())))
+    return data.permute(*perm)
+
+
+def concat(*inputs, axis: int):
+    return torch.cat(inputs, axis)
+
+
+def slice_(data, starts, ends, axes=None, steps=None):
+    starts, ends = _ints(starts), _ints(ends)
+    axes = _ints(axes) if axes is not None else list(range(len(starts)))
+    steps = _ints(steps) if steps is not None else [1] * len(starts)
+    idx: list[Any] = [slice(None)] * data.dim()
+    flips = []
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        a = a % data.dim()
+        n = data.shape[a]
+        if st > 0:
+            s = max(0, min(n, s + n if s < 0 else s))
+            e = max(0, min(n, e + n if e < 0 else e))
+            idx[a] = slice(s, e, st)
+        else:
+            # negative step: flip, then slice forward
+            s = max(-1, min(n - 1, s + n if s < 0 else s))
+            e = max(-1, min(n - 1, e + n if e < 0 and e > -n - 1 else (e if e >= 0 else -1)))
+            flips.append(a)
+            idx[a] = slice(n - 1 - s, n - 1 - e, -st)
+    if flips:
+        data = torch.flip(data, flips)
+    return data[tuple(idx)]
+
+
+def gather(data, indices, axis: int = 0):
+    axis = axis % data.dim()
+    idx = torch.where(indices < 0, indices + data.shape[axis], indices).long()
+    if idx.dim() == 0:
+        return data.select(axis, int(idx)) if not isinstance(idx, torch.Tensor) or idx.device.type == "meta" \
+            else torch.index_select(data, axis, idx.reshape(1)).squeeze(axis)
+    out = torch.index_select(data, axis, idx.reshape(-1))
+    return out.reshape(data.shape[:axis] + idx.shape + data.shape[axis + 1:])
+
+
+def gather_elements(data, indices, axis: int = 0):
+    return torch.gather(data, axis, torch.where(indices < 0, indices + data.shape[axis], indices).long())
+
+
+def squeeze(data, axes=None):
+    if axes is None:
+        return torch.squeeze(data)
+    return torch.squeeze(data, tuple(a % data.dim() for a in _ints(axes)))
+
+
+def unsqueeze(data, axes):
+    out = data
+    rank = data.dim() + len(_ints(axes))
+    for a in sorted(a % rank for a in _ints(axes)):
+        out = out.unsqueeze(a)
+    return out
+
+
+def expand(input, shape):
+    s = _ints(shape)
+    # ONNX Expand broadcasts both ways (a 1 in shape keeps the input's size)
+    rank = max(len(s), input.dim())
+    s = [1] * (rank - len(s)) + s
+    ish = [1] * (rank - input.dim()) + list(input.shape)
+    target = [max(a, b) if 1 in (a, b) else b for a, b in zip(ish, s)]
+    return input.reshape(ish).expand(target)
+
+
+def shape(data, start: int = 0, end: int | None = None):
+    return torch.tensor(list(data.shape)[start:end], dtype=torch.int64)
+
+
+def size(data):
+    return torch.tensor(data.numel(), dtype=torch.int64)
+
+
+def split(input, split=None, axis: int = 0, num_outputs: int | None = None):
+    if split is not None:
+        return tuple(torch.split(input, _ints(split), axis))
+    n = num_outputs
+    chunk = math.ceil(input.shape[axis] / n)
+    return tuple(torch.split(input, chunk, axis))
+
+
+def tile(input, repeats):
+    return input.repeat(*_ints(repeats))
+
+
+def pad(data, pads, constant_value=None, axes=None, mode: str = "constant"):
+    p = _ints(pads)
+    nd = len(p) // 2
+    ax = _ints(axes) if axes is not None else list(range(nd))
+    full_b = [0] * data.dim()
+    full_e = [0] * data.dim()
+    for i, a in enumerate(ax):
+        full_b[a % data.dim()] = p[i]
+        full_e[a % data.dim()] = p[i + nd]
+    fp: list[int] = []
+    for b, e in zip(reversed(full_b), reversed(full_e)):
+        fp += [b, e]
+    value = 0.0 if constant_value is None else float(constant_value)
+    if mode == "constant":
+        return F.pad(data, fp, value=value)
+    return F.pad(data, fp, mode={"reflect": "reflect", "edge": "replicate", "wrap": "circular"}[mode])
+
+
+def cast(input, to: int, saturate: int = 1):
+    return input.to(onnx_to_torch_dtype(to))
+
+
+def cast_like(input, target_type, saturate: int = 1):
+    return input.to(target_type.dtype)
+
+
+def constant(value=None, value_float=None, value_floats=None, value_int=None, value_ints=None):
+    if value is not None:
+        return torch.as_tensor(value)
+    if value_float is not None:
+        return torch.tensor(value_float, dtype=torch.float32)
+    if value_floats is not None:
+        return torch.tensor(value_floats, dtype=torch.float32)
+    if value_int is not None:
+        return torch.tensor(value_int, dtype=torch.int64)
+    return torch.tensor(value_ints, dtype=torch.int64)
+
+
+def constant_of_shape(input, value=None):
+    v = torch.zeros(1, dtype=torch.float32) if value is None else torch.as_tensor(value).reshape(1)
+    return torch.full(_ints(input), v.item(), dtype=v.dtype)
+
+
+def range_(start, limit, delta):
+    return torch.arange(start.item() if isinstance(start, torch.Tensor) else start,
+                        limit.item() if isinstance(limit, torch.Tensor) else limit,
+                        delta.item() if isinstance(delta, torch.Tensor) else delta,
+                        dtype=start.dtype if isinstance(start, torch.Tensor) else None)
+
+
+def trilu(input, k=None, upper: int = 1):
+    kk = int(k) if k is not None else 0
+    return torch.triu(input, kk) if upper else torch.tril(input, kk)
+
+
+def cumsum(x, axis, exclusive: int = 0, reverse: int = 0):
+    a = int(axis)
+    if reverse:
+        x = torch.flip(x, (a,))
+    out = torch.cumsum(x, a)
+    if exclusive:
+        out = out - x
+    return torch.flip(out, (a,)) if reverse else out
+
+
+def dropout(data, ratio=None, training_mode=None, seed: int | None = None):
+    return data
+
+
+for _n, _f, _ins in [("Reshape", reshape, ("data", "shape")), ("Flatten", flatten, ("input",)),
+                     ("Transpose", transpose, ("data",)), ("Slice", slice_, ("data", "starts", "ends", "axes", "steps")),
+                     ("Gather", gather, ("data", "indices")), ("GatherElements", gather_elements, ("data", "indices")),
+                     ("Squeeze", squeeze, ("data", "axes")), ("Unsqueeze", unsqueeze, ("data", "axes")),
+                     ("Expand", expand, ("input", "shape")), ("Shape", shape, ("data",)), ("Size", size, ("data",)),
+                     ("Tile", tile, ("input", "repeats")), ("Pad", pad, ("data", "pads", "constant_value", "axes")),
+                     ("Cast", cast, ("input",)), ("CastLike", cast_like, ("input", "target_type")),
+                     ("Constant", constant, ()), ("ConstantOfShape", constant_of_shape, ("input",)),
+                     ("Range", range_, ("start", "limit", "delta")), ("Trilu", trilu, ("input", "k")),
+                     ("CumSum", cumsum, ("x", "axis")), ("Dropout", dropout, ("data", "ratio", "training_mode"))]:
+    _reg(_n, _f, _ins)
+
+_reg("Concat", concat, ("inputs",), variadic=True)
+register(OpDef(name="onnx::Split", impl=split, input_names=("input", "split"), onnx_name="Split",
+               mdf_name="onnx::Split",
+               num_outputs=lambda attrs, n: int(attrs.get("num_outputs") or attrs.get("_num_outputs") or 1)))
+
+
+# -- reductions ----------------------------------------------------------------------------
+def _reduce(fn_all, fn_dims):
+    def impl(data, axes=None, keepdims: int = 1, noop_with_empty_axes: int = 0):
+        ax = _ints(axes) if axes is not None else []
+        if not ax:
+            if noop_with_empty_axes:
+                return data
+            ax = list(range(data.dim()))
+        return fn_dims(data, tuple(ax), bool(keepdims))
+
+    return impl
+
+
+_REDUCE = {
+    "ReduceMean": lambda x, d, k: torch.mean(x, d, k),
+    "ReduceSum": lambda x, d, k: torch.sum(x, d, k),
+    "ReduceMax": lambda x, d, k: torch.amax(x, d, k),
+    "ReduceMin": lambda x, d, k: torch.amin(x, d, k),
+    "ReduceProd": lambda x, d, k: _prod(x, d, k),
+    "ReduceL1": lambda x, d, k: torch.sum(torch.abs(x), d, k),
+    "ReduceL2": lambda x, d, k: torch.sqrt(torch.sum(x * x, d, k)),
+    "ReduceSumSquare": lambda x, d, k: torch.sum(x * x, d, k),
+    "ReduceLogSumExp": lambda x, d, k: torch.logsumexp(x, d, k),
+    "ReduceLogSum": lambda x, d, k: torch.log(torch.sum(x, d, k)),
+}
+
+
+def _prod(x, dims, keep):
+    for d in sorted((d % x.dim() for d in dims), reverse=True):
+        x = torch.prod(x, d, keep)
+    return x
+
+
+for _n, _f in _REDUCE.items():
+    _reg(_n, _reduce(None, _f), ("data", "axes"))
+
+
+def argmax(data, axis: int = 0, keepdims: int = 1, select_last_index: int = 0):
+    return torch.argmax(data, axis, bool(keepdims))
+
+
+def argmin(data, axis: int = 0, keepdims: int = 1, select_last_index: int = 0):
+    return torch.argmin(data, axis, bool(keepdims))
+
+
+_reg("ArgMax", argmax, ("data",))
+_reg("ArgMin", argmin, ("data",))
+
+
+# -- dtype mapping --------------------------------------------------------------------------
+_ONNX_TO_TORCH = {
+    1: torch.float32, 2: torch.uint8, 3: torch.int8, 5: torch.int16, 6: torch.int32, 7: torch.int64,
+    9: torch.bool, 10: torch.float16, 11: torch.float64, 12: torch.uint32, 13: torch.uint64,
+    14: torch.complex64, 15: torch.complex128, 16: torch.bfloat16,
+}
+_TORCH_TO_ONNX = {v: k for k, v in _ONNX_TO_TORCH.items()}
+
+
+def onnx_to_torch_dtype(code: int) -> torch.dtype:
+    return _ONNX_TO_TORCH[int(code)]
+
+
+def torch_to_onnx_dtype(dt: torch.dtype) -> int:
+    return _TORCH_TO_ONNX[dt]

@@ -1,0 +1,274 @@
+"""The op registry: the single place that knows an op.
+
+Each :class:`OpDef` holds an op's name (``domain::name``), its torch implementation (used by
+the FX backend, constant folding and shape inference on meta tensors), its MDF spelling and
+argument names, its ONNX schema where it has one, and how to canonicalize it.
+
+``aten::`` ops need no hand-written entry: any overload of ``torch.ops.aten`` is resolved on
+first use from its TorchScript schema (tensor arguments become IR inputs, everything else
+attributes), so the ATen fallback always runs and round-trips.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+
+from ..errors import UnsupportedOpError
+
+
+@dataclasses.dataclass
+class OpDef:
+    """Everything torchmdf knows about one op."""
+
+    name: str
+    impl: Callable[..., Any]
+    """``impl(*tensor_inputs, **attrs)`` -> tensor, or tuple of tensors for several outputs."""
+    num_outputs: int | Callable[[dict[str, Any], int], int] = 1
+    """A number, or ``f(attrs, num_inputs)`` for ops whose output count varies (Split)."""
+    input_names: Sequence[str] | None = None
+    """MDF argument names of the tensor inputs, in order (``variadic``: one name, repeated)."""
+    attr_defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+    mdf_name: str | None = None
+    """How MDF writes the function (``"linear"``, ``"onnx::Gemm"``); default: ``name``."""
+    onnx_name: str | None = None
+    """The ONNX op type (``"Gemm"``) for ``onnx::`` ops."""
+    variadic: bool = False
+    canonicalize: Callable[..., Any] | None = None
+    """``rule(node, rewriter) -> list[Value] | None``: rewrite into preferred (ONNX) ops."""
+    shape_fn: Callable[..., Any] | None = None
+    """Fast shape inference ``f(input_types, attrs) -> list[TensorType]``; meta tensors otherwise."""
+    fx_target: Callable[..., Any] | None = None
+    """A torch callable the FX backend calls directly (``fx_args`` maps IR args to its args)."""
+    fx_args: Callable[..., Any] | None = None
+    pure: bool = True
+    """False for ops with side effects or randomness (never folded or deduplicated)."""
+    doc: str = ""
+
+    @property
+    def domain(self) -> str:
+        return self.name.split("::", 1)[0]
+
+    @property
+    def short_name(self) -> str:
+        return self.name.split("::", 1)[1]
+
+    @property
+    def mdf_function(self) -> str:
+        return self.mdf_name or self.name
+
+    def outputs_for(self, attrs: dict[str, Any], num_inputs: int) -> int:
+        n = self.num_outputs
+        return n(attrs, num_inputs) if callable(n) else n
+
+    def onnx_schema(self):
+        """The ONNX ``OpSchema`` of this op, or None."""
+        if not self.onnx_name:
+            return None
+        import onnx.defs
+
+        try:
+            return onnx.defs.get_schema(self.onnx_name)
+        except Exception:  # noqa: BLE001 - onnx raises a plain SchemaError
+            return None
+
+    def run(self, inputs: Sequence[Any], attrs: dict[str, Any]) -> tuple[Any, ...]:
+        """Evaluate with torch; always returns a tuple of outputs."""
+        out = self.impl(*inputs, **attrs)
+        if isinstance(out, (tuple, list)) and self.outputs_for(attrs, len(inputs)) != 1:
+            return tuple(out)
+        return (out,)
+
+
+_REGISTRY: dict[str, OpDef] = {}
+_LOCK = threading.Lock()
+
+
+def register(opdef: OpDef, *, replace: bool = False) -> OpDef:
+    """Add an op.  Registering a name twice is an error unless ``replace``."""
+    if "::" not in opdef.name:
+        raise ValueError(f"op name {opdef.name!r} must be 'domain::name'")
+    with _LOCK:
+        if opdef.name in _REGISTRY and not replace:
+            raise ValueError(f"op {opdef.name} is already registered")
+        _REGISTRY[opdef.name] = opdef
+    return opdef
+
+
+def op(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: ``@op("onnx::Relu", onnx_name="Relu")`` registers the function as impl."""
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        register(OpDef(name=name, impl=fn, doc=(fn.__doc__ or "").strip(), **kwargs))
+        return fn
+
+    return deco
+
+
+def lookup(name: str) -> OpDef | None:
+    """The op's definition, or None.  ``aten::`` names resolve from torch's schemas."""
+    d = _REGISTRY.get(name)
+    if d is not None:
+        return d
+    if name.startswith("aten::"):
+        d = _aten_opdef(name)
+        if d is not None:
+            with _LOCK:
+                _REGISTRY.setdefault(name, d)
+        return d
+    return None
+
+
+def get(name: str, location: Any = None) -> OpDef:
+    d = lookup(name)
+    if d is None:
+        raise UnsupportedOpError([(name, location)], hint="register it with torchmdf.ops.register()")
+    return d
+
+
+def require_all(items: Iterable[tuple[str, Any]]) -> None:
+    """Raise one :class:`UnsupportedOpError` listing every op name not in the registry."""
+    missing = [(n, loc) for n, loc in items if lookup(n) is None]
+    if missing:
+        raise UnsupportedOpError(
+            missing, hint="register the missing ops with torchmdf.ops.register(), or lower them "
+            "to supported ops in a pass before conversion")
+
+
+def names(domain: str | None = None) -> list[str]:
+    """Registered op names (ATen overloads only once they have been used)."""
+    return sorted(n for n in _REGISTRY if domain is None or n.startswith(domain + "::"))
+
+
+# ---------------------------------------------------------------------------------------------
+# ATen: generic entries from torch schemas
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class AtenSignature:
+    """How an ATen overload's arguments split into IR inputs and attributes."""
+
+    overload: Any
+    arg_names: tuple[str, ...]
+    kinds: tuple[str, ...]  # "tensor", "tensor?", "tensors", "attr"
+    kwarg_only: tuple[bool, ...]
+    defaults: tuple[Any, ...]
+    has_default: tuple[bool, ...]
+    num_returns: int
+    mutable: bool
+
+    @property
+    def tensor_arg_names(self) -> list[str]:
+        return [n for n, k in zip(self.arg_names, self.kinds) if k != "attr"]
+
+    def build_call(self, inputs: Sequence[Any], attrs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        """Positional args and kwargs for calling the overload with IR inputs and attrs."""
+        fixed = sum(1 for k in self.kinds if k in ("tensor", "tensor?"))
+        list_len = len(inputs) - fixed
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        pos = 0
+        positional_ok = True
+        for name, kind, kwo, has_def, default in zip(self.arg_names, self.kinds, self.kwarg_only,
+                                                     self.has_default, self.defaults):
+            if kind in ("tensor", "tensor?"):
+                val = inputs[pos] if pos < len(inputs) else None
+                pos += 1
+            elif kind == "tensors":
+                val = list(inputs[pos:pos + list_len])
+                pos += list_len
+            elif name in attrs:
+                val = attrs[name]
+                if isinstance(val, tuple):
+                    val = list(val)
+            else:
+                positional_ok = False
+                continue
+            if kwo or not positional_ok:
+                kwargs[name] = val
+            else:
+                args.append(val)
+        return args, kwargs
+
+
+def _arg_kind(arg: Any) -> str:
+    t = str(arg.type)
+    if t in ("Tensor", "Tensor(a)", "Tensor(a!)") or t.startswith("Tensor("):
+        return "tensor"
+    if t == "Tensor?" or (t.startswith("Tensor(") and t.endswith("?")):
+        return "tensor?"
+    if t in ("List[Tensor]", "Tensor[]", "List[Optional[Tensor]]", "Tensor?[]"):
+        return "tensors"
+    return "attr"
+
+
+def aten_signature(overload: Any) -> AtenSignature:
+    schema = overload._schema
+    names_, kinds, kwo, defaults, has_def = [], [], [], [], []
+    for a in schema.arguments:
+        names_.append(a.name)
+        kinds.append(_arg_kind(a))
+        kwo.append(bool(a.kwarg_only))
+        has_def.append(a.has_default_value())
+        defaults.append(a.default_value if a.has_default_value() else None)
+    mutable = any(a.alias_info is not None and a.alias_info.is_write for a in schema.arguments)
+    return AtenSignature(overload, tuple(names_), tuple(kinds), tuple(kwo), tuple(defaults),
+                         tuple(has_def), len(schema.returns), mutable)
+
+
+def resolve_aten(name: str) -> Any | None:
+    """``"aten::add.Tensor"`` -> ``torch.ops.aten.add.Tensor`` (``.default`` when no overload)."""
+    qual = name.split("::", 1)[1]
+    base, _, overload = qual.partition(".")
+    try:
+        packet = getattr(torch.ops.aten, base)
+        return getattr(packet, overload or "default")
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def _aten_opdef(name: str) -> OpDef | None:
+    ov = resolve_aten(name)
+    if ov is None:
+        return None
+    try:
+        sig = aten_signature(ov)
+    except Exception:  # noqa: BLE001 - exotic schema: treat as unsupported
+        return None
+
+    def impl(*inputs: Any, **attrs: Any) -> Any:
+        args, kwargs = sig.build_call(inputs, attrs)
+        return ov(*args, **kwargs)
+
+    nret = sig.num_returns
+    tensor_names = sig.tensor_arg_names
+    return OpDef(
+        name=name,
+        impl=impl,
+        num_outputs=max(nret, 1) if nret != 0 else 0,
+        input_names=tensor_names,
+        variadic=any(k == "tensors" for k in sig.kinds),
+        mdf_name=name,
+        fx_target=ov,
+        pure=not sig.mutable and not _is_random(name),
+        doc=str(ov._schema),
+    )
+
+
+_RANDOM = ("rand", "randn", "randint", "dropout", "bernoulli", "normal", "uniform", "multinomial",
+           "native_dropout", "randperm", "empty")
+
+
+def _is_random(name: str) -> bool:
+    base = name.split("::", 1)[1].split(".", 1)[0].rstrip("_")
+    return base in _RANDOM or base.startswith("rand")
+
+
+__all__ = [
+    "OpDef", "register", "op", "lookup", "get", "require_all", "names", "AtenSignature",
+    "aten_signature", "resolve_aten",
+]

@@ -1,0 +1,30 @@
+"""Passes over the torchmdf IR (``torchmdf.passes``): the infrastructure and the built-ins,
+one module each.  Built-ins are selectable by name in ``compile(..., passes=[...])``."""
+
+from ._infra import (
+    FunctionPass,
+    Instrumentation,
+    Pass,
+    PassManager,
+    PassRecord,
+    PassResult,
+    available_passes,
+    get_pass,
+    graph_pass,
+    register_pass,
+    run_passes,
+)
+from .eliminate_common_subexpressions import EliminateCommonSubexpressions
+from .eliminate_dead_code import EliminateDeadCode
+
+DEFAULT_PIPELINE: list[str] = [
+    "eliminate_dead_code",
+    "eliminate_common_subexpressions",
+]
+"""The passes ``compile`` runs when ``passes=None``."""
+
+__all__ = [
+    "Pass", "PassResult", "PassManager", "FunctionPass", "Instrumentation", "PassRecord",
+    "register_pass", "graph_pass", "get_pass", "available_passes", "run_passes",
+    "EliminateDeadCode", "EliminateCommonSubexpressions", "DEFAULT_PIPELINE",
+]

@@ -1,0 +1,253 @@
+"""Pass infrastructure, modeled on onnx-ir's ``passes/_pass_infra.py`` with MLIR-style
+instrumentation: every pass is ``call(graph) -> PassResult(graph, modified)``; the
+:class:`PassManager` runs a list of them, optionally to a fixed point, verifying after each,
+and records the time each took and (optionally) the IR after each pass that changed it."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+from torchmdf.errors import PassError, TorchMDFError, VerificationError
+from torchmdf.ir import Graph
+
+
+@dataclasses.dataclass
+class PassResult:
+    graph: Graph
+    modified: bool
+
+
+class Pass:
+    """Base class.  Subclass and implement :meth:`call`; set ``name`` to select it by string.
+
+    ``requires(graph)`` / ``ensures(graph)`` may raise :class:`PassError` to state a pass's
+    pre- and postconditions; they run around every call.
+    """
+
+    name: str = ""
+
+    def call(self, graph: Graph) -> PassResult:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def requires(self, graph: Graph) -> None:
+        return None
+
+    def ensures(self, graph: Graph) -> None:
+        return None
+
+    @property
+    def display_name(self) -> str:
+        return self.name or type(self).__name__
+
+    def __call__(self, graph: Graph) -> PassResult:
+        self.requires(graph)
+        result = self.call(graph)
+        if not isinstance(result, PassResult):
+            raise PassError(f"pass {self.display_name} returned {type(result).__name__}, "
+                            "not a PassResult")
+        self.ensures(result.graph)
+        return result
+
+    def __repr__(self) -> str:
+        return f"<pass {self.display_name}>"
+
+
+class FunctionPass(Pass):
+    """A pass made from a function ``f(graph) -> bool`` (modified) or ``-> PassResult``."""
+
+    def __init__(self, fn: Callable[[Graph], Any], name: str | None = None):
+        self.fn = fn
+        self.name = name or fn.__name__
+
+    def call(self, graph: Graph) -> PassResult:
+        out = self.fn(graph)
+        if isinstance(out, PassResult):
+            return out
+        return PassResult(graph, bool(out))
+
+
+_NAMED: dict[str, Callable[[], Pass]] = {}
+
+
+def register_pass(name: str, factory: Callable[[], Pass] | None = None):
+    """Make a pass selectable by string: ``register_pass("my_pass", MyPass)`` or as decorator
+    on a Pass subclass or on a function ``f(graph) -> bool``."""
+
+    def deco(obj):
+        if isinstance(obj, type) and issubclass(obj, Pass):
+            _NAMED[name] = obj
+            if not obj.name:
+                obj.name = name
+        else:
+            _NAMED[name] = lambda: FunctionPass(obj, name)
+        return obj
+
+    if factory is not None:
+        return deco(factory)
+    return deco
+
+
+def graph_pass(name: str | Callable[[Graph], Any] | None = None):
+    """Decorator turning ``f(graph) -> bool`` into a :class:`Pass` object (and, given a name,
+    registering it so ``compile(..., passes=["name"])`` finds it)."""
+    if callable(name):
+        return FunctionPass(name)
+
+    def deco(fn: Callable[[Graph], Any]) -> Pass:
+        p = FunctionPass(fn, name or fn.__name__)
+        if name:
+            _NAMED[name] = lambda: FunctionPass(fn, name)
+        return p
+
+    return deco
+
+
+def available_passes() -> list[str]:
+    _load_builtins()
+    return sorted(_NAMED)
+
+
+def get_pass(spec: str | Pass | Callable[[Graph], Any]) -> Pass:
+    """A pass from a name, an instance, a Pass subclass or a plain function."""
+    if isinstance(spec, Pass):
+        return spec
+    if isinstance(spec, type) and issubclass(spec, Pass):
+        return spec()
+    if isinstance(spec, str):
+        _load_builtins()
+        if spec not in _NAMED:
+            raise PassError(f"unknown pass {spec!r}", hint=f"known passes: {', '.join(sorted(_NAMED))}")
+        return _NAMED[spec]()
+    if callable(spec):
+        return FunctionPass(spec)
+    raise PassError(f"{spec!r} is not a pass, a pass name or a function")
+
+
+def _load_builtins() -> None:
+    import torchmdf.passes  # noqa: F401 - registers the built-in passes
+
+
+@dataclasses.dataclass
+class PassRecord:
+    """One pass execution as recorded by the instrumentation."""
+
+    name: str
+    iteration: int
+    seconds: float
+    modified: bool
+    num_nodes: int
+    ir_after: str | None = None
+
+
+class Instrumentation:
+    """Collects per-pass timings and, with ``dump_ir``, the IR after each pass that changed it
+    (kept in memory and, with ``dump_dir``, written to ``NN_passname.ir`` files)."""
+
+    def __init__(self, dump_ir: bool = False, dump_dir: str | None = None,
+                 printer: Callable[[str], None] | None = None):
+        self.records: list[PassRecord] = []
+        self.dump_ir = dump_ir or dump_dir is not None
+        self.dump_dir = dump_dir
+        self.printer = printer
+
+    def after_pass(self, p: Pass, graph: Graph, seconds: float, modified: bool, iteration: int) -> None:
+        ir = str(graph) if (self.dump_ir and modified) else None
+        rec = PassRecord(p.display_name, iteration, seconds, modified, len(graph), ir)
+        self.records.append(rec)
+        if ir is not None and self.dump_dir is not None:
+            import os
+
+            os.makedirs(self.dump_dir, exist_ok=True)
+            path = os.path.join(self.dump_dir, f"{len(self.records):02d}_{rec.name}.ir")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(ir + "\n")
+        if self.printer is not None:
+            self.printer(f"{rec.name:<34} {seconds * 1e3:9.3f} ms  "
+                         f"{'changed' if modified else 'unchanged':<9}  {rec.num_nodes} nodes")
+
+    def totals(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for r in self.records:
+            out[r.name] = out.get(r.name, 0.0) + r.seconds
+        return out
+
+    def report(self) -> str:
+        """A table of time per pass, one line each, plus the total."""
+        lines = [f"{'pass':<34} {'time (ms)':>10} {'runs':>5} {'changed':>8}"]
+        agg: dict[str, list[float]] = {}
+        for r in self.records:
+            a = agg.setdefault(r.name, [0.0, 0, 0])
+            a[0] += r.seconds
+            a[1] += 1
+            a[2] += int(r.modified)
+        for name, (sec, runs, ch) in agg.items():
+            lines.append(f"{name:<34} {sec * 1e3:10.3f} {runs:5d} {ch:8d}")
+        lines.append(f"{'total':<34} {sum(r.seconds for r in self.records) * 1e3:10.3f}")
+        return "\n".join(lines)
+
+
+class PassManager:
+    """Runs passes in order.
+
+    ``verify_each``: run ``graph.verify()`` after every pass and blame the pass that broke it.
+    ``fixed_point``: repeat the whole list until no pass changes the graph (at most
+    ``max_iterations`` rounds; more is an error since it means two passes undo each other).
+    """
+
+    def __init__(self, passes: Iterable[str | Pass | Callable[[Graph], Any]], *, verify_each: bool = True,
+                 fixed_point: bool = False, max_iterations: int = 10,
+                 instrument: Instrumentation | bool | None = None):
+        self.passes: list[Pass] = [get_pass(p) for p in passes]
+        self.verify_each = verify_each
+        self.fixed_point = fixed_point
+        self.max_iterations = max_iterations
+        if instrument is True:
+            instrument = Instrumentation()
+        self.instrumentation: Instrumentation | None = instrument or None
+
+    def __call__(self, graph: Graph) -> PassResult:
+        return self.run(graph)
+
+    def run(self, graph: Graph) -> PassResult:
+        any_modified = False
+        rounds = self.max_iterations if self.fixed_point else 1
+        for it in range(rounds):
+            round_modified = False
+            for p in self.passes:
+                t0 = time.perf_counter()
+                try:
+                    result = p(graph)
+                except TorchMDFError:
+                    raise
+                except Exception as e:  # a bug in a pass: say which pass
+                    raise PassError(f"pass {p.display_name} failed: {type(e).__name__}: {e}") from e
+                dt = time.perf_counter() - t0
+                graph = result.graph
+                if self.verify_each:
+                    try:
+                        graph.verify()
+                    except VerificationError as e:
+                        raise VerificationError(
+                            f"after pass {p.display_name}: {e.raw_message}", location=e.location) from e
+                if self.instrumentation is not None:
+                    self.instrumentation.after_pass(p, graph, dt, result.modified, it)
+                round_modified |= result.modified
+            any_modified |= round_modified
+            if not round_modified or not self.fixed_point:
+                break
+        else:
+            raise PassError(f"passes did not reach a fixed point in {self.max_iterations} iterations",
+                            hint="two passes may be undoing each other")
+        return PassResult(graph, any_modified)
+
+
+def run_passes(graph: Graph, passes: Sequence[str | Pass | Callable[[Graph], Any]] | None, **kwargs: Any
+               ) -> tuple[Graph, Instrumentation]:
+    """Run ``passes`` (None: the default pipeline) on ``graph``; returns graph and timings."""
+    from torchmdf.passes import DEFAULT_PIPELINE
+
+    inst = kwargs.pop("instrument", None) or Instrumentation()
+    pm = PassManager(DEFAULT_PIPELINE if passes is None else passes, instrument=inst, **kwargs)
+    return pm.run(graph).graph, inst
