@@ -196,13 +196,18 @@ class AtenSignature:
 
 
 def _arg_kind(arg: Any) -> str:
-    t = str(arg.type)
-    if t in ("Tensor", "Tensor(a)", "Tensor(a!)") or t.startswith("Tensor("):
+    """Classify a schema argument: "tensor", "tensor?", "tensors" (Tensor[] / Tensor?[]) or "attr"."""
+    t = arg.type
+    if isinstance(t, torch._C.TensorType):
         return "tensor"
-    if t == "Tensor?" or (t.startswith("Tensor(") and t.endswith("?")):
+    if isinstance(t, torch._C.OptionalType) and isinstance(t.getElementType(), torch._C.TensorType):
         return "tensor?"
-    if t in ("List[Tensor]", "Tensor[]", "List[Optional[Tensor]]", "Tensor?[]"):
-        return "tensors"
+    if isinstance(t, torch._C.ListType):
+        el = t.getElementType()
+        if isinstance(el, torch._C.OptionalType):
+            el = el.getElementType()
+        if isinstance(el, torch._C.TensorType):
+            return "tensors"
     return "attr"
 
 

@@ -1,0 +1,331 @@
+"""The model zoo: small, seeded, eval-mode models that every frontend and backend is tested on.
+
+Each :class:`ZooEntry` builds a fresh model and fresh inputs on every call (the same ones each
+time: everything is seeded), so a test may mutate what it gets.  ``tags`` say what a model
+exercises ("conv", "recurrent", "attention", "state", "transformers", ...) so a test can pick.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    make_model: Callable[[], nn.Module]
+    make_inputs: Callable[[], tuple]
+    tags: frozenset[str] = frozenset()
+
+    def __repr__(self) -> str:  # short ids in pytest output
+        return f"ZooEntry({self.name})"
+
+
+def _seeded(fn: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+    def make() -> nn.Module:
+        torch.manual_seed(0)
+        return fn().eval()
+
+    make.__name__ = getattr(fn, "__name__", "make")
+    return make
+
+
+def _inputs(fn: Callable[[], tuple]) -> Callable[[], tuple]:
+    def make() -> tuple:
+        g = torch.Generator().manual_seed(1)
+        return fn(g)
+
+    return make
+
+
+# ---------------------------------------------------------------------------------------------
+# plain torch models
+# ---------------------------------------------------------------------------------------------
+
+
+class MLP(nn.Module):
+    def __init__(self, d_in: int = 16, hidden: int = 32, d_out: int = 8):
+        super().__init__()
+        self.fc1 = nn.Linear(d_in, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.out = nn.Linear(hidden, d_out)
+
+    def forward(self, x):
+        x = F.relu(self.fc1(x))
+        x = torch.tanh(self.fc2(x))
+        return torch.sigmoid(self.out(x))
+
+
+class SmallCNN(nn.Module):
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(16 * 4 * 4, classes)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = torch.flatten(x, 1)
+        return self.fc(x)
+
+
+class BasicBlock(nn.Module):
+    """ResNet's BasicBlock: two 3x3 convs with BatchNorm, identity or 1x1 downsample shortcut."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class ResNet18(nn.Module):
+    """torchvision's resnet18 layout (stem, 4 stages of 2 BasicBlocks, avgpool, fc), with the
+    channel widths divided by ``width_div`` to keep the tests fast."""
+
+    def __init__(self, classes: int = 10, width_div: int = 8):
+        super().__init__()
+        w = [64 // width_div, 128 // width_div, 256 // width_div, 512 // width_div]
+        self.inplanes = w[0]
+        self.conv1 = nn.Conv2d(3, w[0], 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(w[0])
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.layer1 = self._make_layer(w[0], 2, 1)
+        self.layer2 = self._make_layer(w[1], 2, 2)
+        self.layer3 = self._make_layer(w[2], 2, 2)
+        self.layer4 = self._make_layer(w[3], 2, 2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(w[3], classes)
+        # non-trivial BatchNorm statistics, so eval-mode normalisation is actually tested
+        g = torch.Generator().manual_seed(2)
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1, generator=g)
+                m.running_var.uniform_(0.5, 1.5, generator=g)
+                m.weight.data.uniform_(0.5, 1.5, generator=g)
+                m.bias.data.normal_(0, 0.1, generator=g)
+
+    def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
+        layers = [BasicBlock(self.inplanes, planes, stride)]
+        self.inplanes = planes
+        layers += [BasicBlock(planes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        x = torch.flatten(self.avgpool(x), 1)
+        return self.fc(x)
+
+
+class InceptionBlock(nn.Module):
+    """GoogLeNet's Inception module: four parallel branches concatenated on channels."""
+
+    def __init__(self, cin: int = 8):
+        super().__init__()
+        self.b1 = nn.Conv2d(cin, 4, 1)
+        self.b2 = nn.Sequential(nn.Conv2d(cin, 4, 1), nn.ReLU(), nn.Conv2d(4, 6, 3, padding=1))
+        self.b3 = nn.Sequential(nn.Conv2d(cin, 2, 1), nn.ReLU(), nn.Conv2d(2, 4, 5, padding=2))
+        self.b4 = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1), nn.Conv2d(cin, 4, 1))
+
+    def forward(self, x):
+        outs = [self.b1(x), self.b2(x), self.b3(x), self.b4(x)]
+        return F.relu(torch.cat(outs, dim=1))
+
+
+class DepthwiseSeparable(nn.Module):
+    """MobileNet-style depthwise (groups=channels) + pointwise convolutions."""
+
+    def __init__(self, cin: int = 8, cout: int = 16):
+        super().__init__()
+        self.dw1 = nn.Conv2d(cin, cin, 3, padding=1, groups=cin)
+        self.pw1 = nn.Conv2d(cin, cout, 1)
+        self.bn = nn.BatchNorm2d(cout)
+        self.dw2 = nn.Conv2d(cout, cout, 3, stride=2, padding=1, groups=cout, bias=False)
+        self.pw2 = nn.Conv2d(cout, cout, 1)
+
+    def forward(self, x):
+        x = F.relu6(self.bn(self.pw1(self.dw1(x))))
+        return self.pw2(self.dw2(x))
+
+
+class LSTMModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(8, 12, num_layers=2, batch_first=True)
+        self.head = nn.Linear(12, 4)
+
+    def forward(self, x):
+        out, (h, c) = self.rnn(x)
+        return self.head(out), h, c
+
+
+class GRUModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(8, 12, batch_first=True)
+        self.head = nn.Linear(12, 4)
+
+    def forward(self, x):
+        out, h = self.rnn(x)
+        return self.head(out[:, -1]), h
+
+
+class TransformerLayer(nn.Module):
+    """One nn.TransformerEncoderLayer (batch_first) with an attention mask and a key padding
+    mask."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(d_model=16, nhead=2, dim_feedforward=32, dropout=0.1,
+                                                batch_first=True)
+
+    def forward(self, x, mask, key_padding_mask):
+        return self.layer(x, src_mask=mask, src_key_padding_mask=key_padding_mask)
+
+
+def _transformer_inputs(g):
+    x = torch.randn(2, 5, 16, generator=g)
+    mask = torch.triu(torch.ones(5, 5, dtype=torch.bool), diagonal=1)  # causal: True = masked
+    kpm = torch.zeros(2, 5, dtype=torch.bool)
+    kpm[1, 3:] = True  # the second sequence has two padded positions
+    return x, mask, kpm
+
+
+class BufferInplace(nn.Module):
+    """A registered buffer, a non-persistent buffer and in-place ops on intermediates."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+        self.register_buffer("offset", torch.linspace(-1, 1, 6))
+        self.register_buffer("scale", torch.full((6,), 0.5), persistent=False)
+
+    def forward(self, x):
+        y = self.fc(x)
+        y.add_(self.offset)
+        y.mul_(self.scale)
+        y = y.relu_()
+        z = y.clone()
+        z[:, 0] = 1.0
+        return z.sub_(x)
+
+
+class RunningStats(nn.Module):
+    """A model that mutates its own buffers in forward (running mean and a call counter): the
+    lowered graph is stateful."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(4))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x):
+        self.mean.mul_(0.9).add_(0.1 * x.mean(0))
+        self.count.add_(1)
+        return x - self.mean, self.count * 2
+
+
+# ---------------------------------------------------------------------------------------------
+# transformers (tiny configs, random weights, no downloads)
+# ---------------------------------------------------------------------------------------------
+
+
+class _HFWrapper(nn.Module):
+    """Calls a transformers model with plain tensors and returns plain tensors."""
+
+    def __init__(self, model: nn.Module, outputs: tuple[str, ...]):
+        super().__init__()
+        self.model = model
+        self.outputs = outputs
+
+    def forward(self, input_ids, attention_mask=None):
+        kwargs = {"attention_mask": attention_mask} if attention_mask is not None else {}
+        out = self.model(input_ids=input_ids, use_cache=False, return_dict=True, **kwargs)
+        return tuple(getattr(out, k) for k in self.outputs)
+
+
+def _bert() -> nn.Module:
+    from transformers import BertConfig, BertModel
+
+    cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=37, attn_implementation="eager")
+    return _HFWrapper(BertModel(cfg), ("last_hidden_state", "pooler_output"))
+
+
+def _gpt2() -> nn.Module:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=100, attn_implementation="eager")
+    return _HFWrapper(GPT2LMHeadModel(cfg), ("logits",))
+
+
+def _token_inputs(g, with_mask: bool):
+    ids = torch.randint(0, 100, (2, 7), generator=g)
+    if not with_mask:
+        return (ids,)
+    mask = torch.ones(2, 7, dtype=torch.long)
+    mask[1, 5:] = 0
+    return ids, mask
+
+
+ZOO: list[ZooEntry] = [
+    ZooEntry("mlp", _seeded(MLP), _inputs(lambda g: (torch.randn(4, 16, generator=g),)),
+             frozenset({"dense"})),
+    ZooEntry("cnn", _seeded(SmallCNN), _inputs(lambda g: (torch.randn(2, 3, 16, 16, generator=g),)),
+             frozenset({"conv"})),
+    ZooEntry("resnet18", _seeded(ResNet18), _inputs(lambda g: (torch.randn(1, 3, 64, 64, generator=g),)),
+             frozenset({"conv", "batchnorm", "residual"})),
+    ZooEntry("inception", _seeded(InceptionBlock),
+             _inputs(lambda g: (torch.randn(2, 8, 12, 12, generator=g),)), frozenset({"conv", "concat"})),
+    ZooEntry("depthwise", _seeded(DepthwiseSeparable),
+             _inputs(lambda g: (torch.randn(2, 8, 16, 16, generator=g),)), frozenset({"conv", "batchnorm"})),
+    ZooEntry("lstm", _seeded(LSTMModel), _inputs(lambda g: (torch.randn(3, 5, 8, generator=g),)),
+             frozenset({"recurrent"})),
+    ZooEntry("gru", _seeded(GRUModel), _inputs(lambda g: (torch.randn(3, 5, 8, generator=g),)),
+             frozenset({"recurrent"})),
+    ZooEntry("transformer_layer", _seeded(TransformerLayer), _inputs(_transformer_inputs),
+             frozenset({"attention"})),
+    ZooEntry("buffer_inplace", _seeded(BufferInplace), _inputs(lambda g: (torch.randn(3, 6, generator=g),)),
+             frozenset({"buffer", "inplace"})),
+    ZooEntry("running_stats", _seeded(RunningStats), _inputs(lambda g: (torch.randn(5, 4, generator=g),)),
+             frozenset({"buffer", "inplace", "state"})),
+    ZooEntry("bert", _seeded(_bert), _inputs(lambda g: _token_inputs(g, True)),
+             frozenset({"attention", "transformers"})),
+    ZooEntry("gpt2", _seeded(_gpt2), _inputs(lambda g: _token_inputs(g, False)),
+             frozenset({"attention", "transformers"})),
+]
+
+BY_NAME: dict[str, ZooEntry] = {e.name: e for e in ZOO}
+
+
+def get(name: str) -> ZooEntry:
+    return BY_NAME[name]
+
+
+__all__ = ["ZooEntry", "ZOO", "BY_NAME", "get"]
