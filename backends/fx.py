@@ -266,13 +266,9 @@ def _module_for(root: nn.Module, dotted: str) -> tuple[nn.Module, str]:
 
 
 def _safe_attr_name(name: str) -> str:
-    parts = []
-    for p in name.split("."):
-        p = "".join(c if c.isalnum() or c == "_" else "_" for c in p) or "_"
-        if p[0].isdigit() and not parts:
-            p = "_" + p
-        parts.append(p)
-    return ".".join(parts)
+    """Keep dotted names as they are (``layer1.0.conv1.weight``: state_dict keys then match
+    the original model); only empty parts are replaced (FX uses getattr for odd parts)."""
+    return ".".join(p if p else "_" for p in name.split("."))
 
 
 def _named_target(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -35,6 +35,12 @@ _RENAME = {"truediv": "div", "sigmoid_": "sigmoid", "relu_": "relu", "softmax": 
            "feature_alpha_dropout": None, "dropout1d": None, "dropout2d": None, "dropout3d": None}
 """Function/method names whose aten spelling differs; None = identity at inference."""
 
+class _Failed:
+    """Marks the result of a call that could not be lowered (its users are not re-reported)."""
+
+
+_FAILED = _Failed()
+
 _VARARG_METHODS = {"view", "reshape", "permute", "repeat", "expand", "tile", "flip"}
 
 
@@ -194,13 +200,18 @@ class _Lowerer:
                 continue
             prov = Provenance(origin="fx", module_path=self._module_path(n), source=self._source(n))
             where = f"fx node '{n.name}'" + (f" [{prov}]" if str(prov) else "")
+            if any(self.env.get(a) is _FAILED for a in n.all_input_nodes):
+                self.env[n] = _FAILED
+                continue
+            count = len(self.unsupported)
             try:
-                self.env[n] = self.lower_node(n, prov, where)
+                out = self.lower_node(n, prov, where)
             except UnsupportedOpError:
                 raise
             except (TypeError, ValueError) as e:
                 self.unsupported.append((f"{n.op} {self._target_name(n)} ({e})", where))
-                self.env[n] = None
+                out = None
+            self.env[n] = _FAILED if len(self.unsupported) > count else out
         if self.unsupported:
             raise UnsupportedOpError(self.unsupported, hint="use torchmdf.compile(...) on the nn.Module "
                                      "(torch.export frontend), or register the missing ops")
@@ -301,6 +312,7 @@ class _Lowerer:
         if name.endswith("_") and not name.startswith("_") and hasattr(torch.ops.aten, name[:-1]):
             name = name[:-1]  # in-place op on a temporary: the functional form is equivalent here
         kwargs = dict(kwargs)
+        kwargs.pop("inplace", None)  # in place on a temporary == functional form here
         if "input" in kwargs:
             args = (kwargs.pop("input"), *args)
         if name == "softmax" or name == "log_softmax":

@@ -74,11 +74,10 @@ class Provenance:
             parts.append(self.mdf_path)
         if self.module_path:
             parts.append(f"module '{self.module_path}'")
+        head = " > ".join(parts)
         if self.source:
-            parts.append(self.source)
-        if not parts and self.origin:
-            parts.append(self.origin)
-        return " > ".join(parts[:2]) + (f" ({', '.join(parts[2:])})" if len(parts) > 2 else "")
+            return f"{head} ({self.source})" if head else self.source
+        return head or (self.origin or "")
 
     def derived(self, origin: str) -> Provenance:
         """The same place, noted as rewritten by ``origin`` (a pass name)."""
