@@ -1,0 +1,39 @@
+"""Built-in examples: a small PyTorch model for the demo and MDF files shipped as package
+data (``importlib.resources.files("torchmdf.examples")``)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class DemoMLP(nn.Module):
+    """The model ``torchmdf demo`` converts: two hidden layers, ReLU and a softmax head."""
+
+    def __init__(self, n_in: int = 8, hidden: int = 16, n_out: int = 3):
+        super().__init__()
+        self.fc1 = nn.Linear(n_in, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.head = nn.Linear(hidden, n_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.fc1(x))
+        x = torch.tanh(self.fc2(x))
+        return torch.softmax(self.head(x), dim=-1)
+
+
+def demo_model(seed: int = 0) -> tuple[nn.Module, tuple[torch.Tensor, ...]]:
+    torch.manual_seed(seed)
+    return DemoMLP().eval(), (torch.randn(4, 8),)
+
+
+def example_path(name: str) -> Path:
+    """Path of a shipped MDF example (e.g. ``"abc.json"``)."""
+    return Path(str(resources.files(__name__) / name))
+
+
+def example_names() -> list[str]:
+    return sorted(p.name for p in resources.files(__name__).iterdir() if p.name.endswith((".json", ".yaml")))

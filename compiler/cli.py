@@ -1,0 +1,217 @@
+"""The ``torchmdf`` command line.
+
+    torchmdf demo [-o model.json]          convert the built-in MLP to MDF, reload, run, compare
+    torchmdf ir FILE                        print the IR of an MDF file
+    torchmdf validate FILE                  list every problem of an MDF file
+    torchmdf run FILE [--steps N --dt DT]   run an MDF model through the FX backend / simulator
+    torchmdf convert FILE -o OUT            MDF <-> MDF (json/yaml) or MDF -> ONNX (.onnx)
+    torchmdf picture FILE -o OUT.png        draw the MDF graph (graphviz)
+    torchmdf passes                         list the built-in passes
+
+Errors are printed as one located message (exit status 2), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from . import __version__
+from .errors import TorchMDFError
+
+
+def _print_timings(inst) -> None:
+    print("\npass timings:")
+    print(inst.report())
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import torch
+
+    import torchmdf
+    from torchmdf.examples import demo_model
+    from torchmdf.passes import Instrumentation
+
+    model, inputs = demo_model()
+    print(f"model: {type(model).__name__} from torchmdf.examples; input shape {tuple(inputs[0].shape)}")
+    inst = Instrumentation()
+    g = torchmdf.lower(model, inputs)
+    from torchmdf.passes import run_passes
+
+    g, inst = run_passes(g, args.passes.split(",") if args.passes else None, instrument=inst)
+    print("\nIR after the default pipeline:")
+    print(g)
+    _print_timings(inst)
+    with torch.no_grad():
+        expected = model(*inputs)
+    try:
+        from torchmdf.backends.mdf import emit_mdf  # noqa: F401
+    except ImportError:
+        gm = torchmdf.emit(g, target="fx")
+        diff = (gm(*inputs) - expected).abs().max().item()
+        print(f"\nFX round trip: max |difference| = {diff:.3g}")
+        return 0 if diff < 1e-5 else 1
+    m = torchmdf.emit(g, target="mdf")
+    out = args.output or "demo_mlp.json"
+    torchmdf.mdf.save(m, out)
+    m2 = torchmdf.mdf.load(out)
+    gm = torchmdf.compile(m2, target="fx")
+    with torch.no_grad():
+        got = gm(*inputs)
+    diff = (got - expected).abs().max().item()
+    n_nodes = sum(len(gr.nodes) for gr in m2.graphs)
+    print(f"\nwrote {out}: {n_nodes} MDF nodes; reloaded and compiled to FX:")
+    print(f"max |torch - mdf->fx| = {diff:.3g}")
+    if args.picture:
+        from torchmdf.backends.picture import draw
+
+        print(f"picture: {draw(m2, args.picture)}")
+    return 0 if diff < 1e-5 else 1
+
+
+def cmd_ir(args: argparse.Namespace) -> int:
+    import torchmdf
+
+    g = torchmdf.lower(args.file)
+    if args.passes is not None:
+        from torchmdf.passes import run_passes
+
+        g, inst = run_passes(g, [p for p in args.passes.split(",") if p] or None)
+    print(g)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    import torchmdf.mdf as mdf
+
+    try:
+        m = mdf.load(args.file)
+    except TorchMDFError as e:
+        print(f"invalid: {e}", file=sys.stderr)
+        return 1
+    problems = mdf.validate(m)
+    for p in problems:
+        print(f"- {p}")
+    print(f"{args.file}: {'valid' if not problems else f'{len(problems)} problem(s)'}")
+    return 0 if not problems else 1
+
+
+def _jsonable(x):
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        return x.tolist()
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import torchmdf
+
+    if args.steps and args.steps > 1:
+        out = torchmdf.simulate(args.file, steps=args.steps, dt=args.dt)
+        out = {k: v[-1] for k, v in out.items()}
+    else:
+        gm = torchmdf.compile(args.file, target="fx")
+        out = gm()
+    print(json.dumps(_jsonable(out), indent=2))
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    import torchmdf
+
+    out = str(args.output)
+    if out.endswith(".onnx"):
+        import onnx
+
+        from torchmdf.mdf.io import atomic_write_bytes
+
+        proto = torchmdf.compile(args.file, target="onnx")
+        atomic_write_bytes(out, proto.SerializeToString())
+        onnx.checker.check_model(out)
+    else:
+        m = torchmdf.compile(args.file, target="mdf", passes=args.passes.split(",") if args.passes else None)
+        torchmdf.mdf.save(m, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_picture(args: argparse.Namespace) -> int:
+    import torchmdf.mdf as mdf
+    from torchmdf.backends.picture import draw
+
+    path = draw(mdf.load(args.file), args.output, level=args.level)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_passes(args: argparse.Namespace) -> int:
+    from torchmdf.passes import DEFAULT_PIPELINE, available_passes
+
+    for p in available_passes():
+        print(f"{p}{'  (default pipeline)' if p in DEFAULT_PIPELINE else ''}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="torchmdf", description="Compile between PyTorch and MDF (ModECI "
+                                "Model Description Format) through one SSA IR.")
+    p.add_argument("--version", action="version", version=f"torchmdf {__version__}")
+    sub = p.add_subparsers(dest="command")
+    d = sub.add_parser("demo", help="convert the built-in MLP to MDF and back, show IR and pass timings")
+    d.add_argument("-o", "--output", help="where to write the MDF file (default demo_mlp.json)")
+    d.add_argument("--picture", help="also draw the MDF graph to this file (.png/.svg)")
+    d.add_argument("--passes", help="comma-separated pass list instead of the default pipeline")
+    d.set_defaults(fn=cmd_demo)
+    i = sub.add_parser("ir", help="print the IR of an MDF file")
+    i.add_argument("file")
+    i.add_argument("--passes", nargs="?", const="", default=None,
+                   help="run passes first (no value: the default pipeline)")
+    i.set_defaults(fn=cmd_ir)
+    v = sub.add_parser("validate", help="list every problem of an MDF file")
+    v.add_argument("file")
+    v.set_defaults(fn=cmd_validate)
+    r = sub.add_parser("run", help="run an MDF model and print its outputs as JSON")
+    r.add_argument("file")
+    r.add_argument("--steps", type=int, default=1)
+    r.add_argument("--dt", type=float, default=0.01)
+    r.set_defaults(fn=cmd_run)
+    c = sub.add_parser("convert", help="MDF -> MDF (.json/.yaml) or ONNX (.onnx)")
+    c.add_argument("file")
+    c.add_argument("-o", "--output", required=True)
+    c.add_argument("--passes", help="comma-separated pass list")
+    c.set_defaults(fn=cmd_convert)
+    pic = sub.add_parser("picture", help="draw an MDF graph (.png, .svg, .pdf)")
+    pic.add_argument("file")
+    pic.add_argument("-o", "--output", required=True)
+    pic.add_argument("--level", type=int, default=2, help="1: nodes only, 2: with ports, 3: with parameters")
+    pic.set_defaults(fn=cmd_picture)
+    ps = sub.add_parser("passes", help="list the built-in passes")
+    ps.set_defaults(fn=cmd_passes)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.fn(args)
+    except TorchMDFError as e:
+        print(f"torchmdf: error: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"torchmdf: error: {e.filename}: no such file", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
