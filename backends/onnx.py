@@ -1,0 +1,87 @@
+"""ONNX backend: IR -> ``onnx.ModelProto`` (opset 18).
+
+``onnx::`` nodes map one to one (attributes as ONNX attributes), parameters and constants
+become initializers.  ``mdf::`` standard functions and ``aten::`` ops have no ONNX form:
+run ``canonicalize`` first; whatever is left is reported, all at once, as unsupported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from onnx import helper, numpy_helper
+
+from torchmdf.errors import ConversionError, UnsupportedOpError
+from torchmdf.ir import Graph, Value
+from torchmdf.ops.onnx_ops import ONNX_OPSET, torch_to_onnx_dtype
+
+
+def _tensor_proto(name: str, t: torch.Tensor) -> onnx.TensorProto:
+    arr = t.detach().cpu()
+    if arr.dtype == torch.bfloat16:
+        arr = arr.float()
+    return numpy_helper.from_array(np.ascontiguousarray(arr.numpy()), name)
+
+
+def _value_info(v: Value, name: str) -> onnx.ValueInfoProto:
+    if v.type.dtype is None:  # unknown type: ONNX allows a bare name (run infer_shapes for more)
+        return onnx.ValueInfoProto(name=name)
+    dtype = torch_to_onnx_dtype(v.type.dtype)
+    shape = None if v.type.shape is None else [d if isinstance(d, (int, str)) else None for d in v.type.shape]
+    return helper.make_tensor_value_info(name, dtype, shape)
+
+
+def _attr(v: Any) -> Any:
+    if isinstance(v, torch.Tensor):
+        return _tensor_proto("value", v)
+    if isinstance(v, tuple):
+        return list(v)
+    return v
+
+
+def emit_onnx(graph: Graph, *, opset: int = ONNX_OPSET, check: bool = True) -> onnx.ModelProto:
+    bad = [(n.op, n.location()) for n in graph if n.domain != "onnx"]
+    if bad:
+        raise UnsupportedOpError(bad, message=f"{len(bad)} op(s) have no ONNX form:",
+                                 hint="run the 'canonicalize' pass first; ops left as aten:: or mdf:: "
+                                 "cannot be written as ONNX")
+    if graph.state:
+        raise ConversionError(f"graph '{graph.name}' has state; ONNX export covers stateless graphs")
+    if any(v.type.dtype is None or v.type.shape is None for v in graph.outputs):
+        from torchmdf.passes import get_pass
+
+        graph = graph.clone()
+        get_pass("infer_shapes")(graph)  # ONNX wants typed graph outputs
+    names: dict[Value, str] = {}
+
+    def name_of(v: Value | None) -> str:
+        if v is None:
+            return ""
+        return names.setdefault(v, v.name)
+
+    inits = [_tensor_proto(name_of(v), v.tensor) for v in graph.parameters.values() if v._uses or v in graph.outputs]
+    nodes = []
+    for n in graph:
+        attrs = {k: _attr(a) for k, a in n.attrs.items() if a is not None and not k.startswith("_")}
+        nodes.append(helper.make_node(n.name, [name_of(v) for v in n.inputs], [name_of(o) for o in n.outputs],
+                                      name=f"{n.name}_{len(nodes)}", doc_string=str(n.provenance) or None,
+                                      **attrs))
+    inputs = [_value_info(v, name_of(v)) for v in graph.inputs]
+    out_names = graph.output_names or [None] * len(graph.outputs)
+    outputs = []
+    for v, on in zip(graph.outputs, out_names):
+        outputs.append(_value_info(v, name_of(v)))
+    g = helper.make_graph(nodes, graph.name, inputs, outputs, initializer=inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="torchmdf")
+    if check:
+        try:
+            onnx.checker.check_model(model)
+        except onnx.checker.ValidationError as e:
+            raise ConversionError(f"the ONNX model does not pass onnx.checker: {e}") from e
+    return model
+
+
+__all__ = ["emit_onnx"]
