@@ -377,6 +377,10 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
     if out_spec or in_spec:
         _install_pytree_codegen(fx, in_names, in_spec, out_spec)
     gm = torch.fx.GraphModule(root, fx, class_name=class_name)
+    for prefix in ("_defaults", "_constants"):  # GraphModule re-registers buffers as persistent
+        sub = getattr(gm, prefix, None)
+        if isinstance(sub, nn.Module):
+            sub._non_persistent_buffers_set.update(dict(sub.named_buffers(recurse=False)))
     gm.meta["torchmdf_graph_name"] = graph.name
     return gm
 

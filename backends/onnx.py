@@ -70,10 +70,7 @@ def emit_onnx(graph: Graph, *, opset: int = ONNX_OPSET, check: bool = True) -> o
                                       name=f"{n.name}_{len(nodes)}", doc_string=str(n.provenance) or None,
                                       **attrs))
     inputs = [_value_info(v, name_of(v)) for v in graph.inputs]
-    out_names = graph.output_names or [None] * len(graph.outputs)
-    outputs = []
-    for v, on in zip(graph.outputs, out_names):
-        outputs.append(_value_info(v, name_of(v)))
+    outputs = [_value_info(v, name_of(v)) for v in graph.outputs]
     g = helper.make_graph(nodes, graph.name, inputs, outputs, initializer=inits)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="torchmdf")
     if check:

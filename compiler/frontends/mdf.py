@@ -132,7 +132,14 @@ class _NodeLowering:
         if isinstance(e, E.Call):
             return self.call(e.func, [self.expr(a, env, where) for a in e.args], where)
         if isinstance(e, E.Subscript):
-            return self.subscript(self.expr(e.value, env, where), e.index, env, where)
+            base = self.expr(e.value, env, where)
+            if isinstance(base, list):  # one result of a multi-output op: "Split[1]"
+                if not (isinstance(e.index, E.Num) and isinstance(e.index.value, int)
+                        and 0 <= e.index.value < len(base)):
+                    raise ValidationError("a multi-output function is indexed by a constant position",
+                                          location=self.fl.loc(where))
+                return base[e.index.value]
+            return self.subscript(base, e.index, env, where)
         if isinstance(e, E.List):
             if all(isinstance(x, E.Num) for x in e.elts):
                 return self.const([x.value for x in e.elts])
@@ -284,7 +291,7 @@ class _NodeLowering:
         n_out = d.outputs_for(attrs, len(inputs))
         outs = self.g.create_node(d.name, inputs, attrs, num_outputs=n_out, provenance=self.prov,
                                   name=self.node.id).outputs
-        return outs[0]
+        return outs[0] if n_out == 1 else list(outs)
 
     def _aten(self, d, args, arg, where, attr_params) -> Value:
         sig = registry.aten_signature(d.fx_target)
@@ -300,11 +307,13 @@ class _NodeLowering:
                 inputs.append(arg(name) if src is args else self.value(src[name], where, self.env))
             elif kind == "tensors":
                 v = src[name]
+                v = v.tolist() if isinstance(v, torch.Tensor) else v
                 inputs.extend(self.value(x, where, self.env) for x in (v if isinstance(v, list) else [v]))
             else:
                 attrs[name] = _decode_attr(self._literal(src[name]))
-        return self.g.create_node(d.name, inputs, attrs, num_outputs=max(sig.num_returns, 1),
-                                  provenance=self.prov, name=self.node.id).outputs[0]
+        outs = self.g.create_node(d.name, inputs, attrs, num_outputs=max(sig.num_returns, 1),
+                                  provenance=self.prov, name=self.node.id).outputs
+        return outs[0] if len(outs) == 1 else list(outs)
 
 
 _QUOTED_LIST = re.compile(r"\[\s*'[^']*'(\s*,\s*'[^']*')*\s*\]")
@@ -447,6 +456,15 @@ class _FrontendLowering:
         g.verify()
         return g
 
+    def named_parameter(self, name: str, value: Any, role: str) -> Value:
+        """A weight written by torchmdf keeps its PyTorch name; shared weights are one value."""
+        named = self.g.meta.setdefault("_named", {})
+        if name not in named:
+            role = role if role in ("parameter", "buffer") else "constant"
+            named[name] = self.g.add_parameter(name, as_tensor(value) if not isinstance(value, torch.Tensor)
+                                               else value, role=role)
+        return named[name]
+
     def lower_node_body(self, nl: _NodeLowering, n: Any, where: str) -> None:
         g = self.g
         params = list(n.parameters)
@@ -484,7 +502,13 @@ class _FrontendLowering:
             pw = f"{where} > parameter '{p.id}'"
             if p.id in attr_param_ids and isinstance(p.value, str):
                 continue  # a string ONNX attribute (auto_pad="SAME_UPPER"): not an expression
-            if p.value is not None:
+            tm = (p.metadata or {}).get("torchmdf") if isinstance(p.metadata, dict) else None
+            tm = tm if isinstance(tm, dict) else {}
+            if p.value is not None and not isinstance(p.value, str) and (tm.get("name") or tm.get("dtype")):
+                t = _with_dtype(as_tensor(p.value), tm.get("dtype"), self.loc(pw))
+                v = self.named_parameter(tm["name"], t, tm.get("role", "parameter")) if tm.get("name") \
+                    else nl.const(t, p.id)
+            elif p.value is not None:
                 v = nl.value(p.value, pw, name=p.id)
             elif p.function is not None:
                 v = nl.function(p.function, p.args, pw, attr_params)
@@ -573,9 +597,25 @@ def _param_order(params: list[Any], known: set[str], where: str) -> list[Any]:
     return out
 
 
+def _with_dtype(t: torch.Tensor, name: str | None, where: str) -> torch.Tensor:
+    if not name:
+        return t
+    dt = getattr(torch, str(name), None)
+    if not isinstance(dt, torch.dtype):
+        raise ValidationError(f"unknown dtype {name!r} in torchmdf metadata", location=where)
+    return t.to(dt)
+
+
+_PORT_TYPES = {"float32": torch.float32, "float": torch.float32, "float64": torch.float64,
+               "double": torch.float64, "int64": torch.int64, "int32": torch.int32, "bool": torch.bool,
+               "float16": torch.float16}
+
+
 def _port_default(p: Any) -> torch.Tensor:
     if p.default_value is not None:
-        return as_tensor(p.default_value)
+        t = as_tensor(p.default_value)
+        dt = _PORT_TYPES.get(str(p.type)) if p.type else None
+        return t.to(dt) if dt is not None and t.dtype != dt else t
     shape = tuple(p.shape) if p.shape else ()
     dtype = torch.float32 if (p.type and "float32" in str(p.type)) else torch.float64
     if p.type and "int" in str(p.type):

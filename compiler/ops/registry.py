@@ -173,8 +173,7 @@ class AtenSignature:
         kwargs: dict[str, Any] = {}
         pos = 0
         positional_ok = True
-        for name, kind, kwo, has_def, default in zip(self.arg_names, self.kinds, self.kwarg_only,
-                                                     self.has_default, self.defaults):
+        for name, kind, kwo in zip(self.arg_names, self.kinds, self.kwarg_only):
             if kind in ("tensor", "tensor?"):
                 val = inputs[pos] if pos < len(inputs) else None
                 pos += 1
@@ -259,9 +258,23 @@ def _aten_opdef(name: str) -> OpDef | None:
         variadic=any(k == "tensors" for k in sig.kinds),
         mdf_name=name,
         fx_target=ov,
+        canonicalize=_CANONICALIZATIONS.get(name),
         pure=not sig.mutable and not _is_random(name),
         doc=str(ov._schema),
     )
+
+
+_CANONICALIZATIONS: dict[str, Callable[..., Any]] = {}
+
+
+def register_canonicalization(name: str, rule: Callable[..., Any]) -> None:
+    """Attach ``rule(node, rewriter) -> list[Value] | None`` as ``OpDef.canonicalize`` of
+    ``name``: now for an entry that exists, on first lookup for a lazily resolved aten op."""
+    with _LOCK:
+        _CANONICALIZATIONS[name] = rule
+        d = _REGISTRY.get(name)
+    if d is not None:
+        d.canonicalize = rule
 
 
 _RANDOM = ("rand", "randn", "randint", "dropout", "bernoulli", "normal", "uniform", "multinomial",
@@ -275,5 +288,5 @@ def _is_random(name: str) -> bool:
 
 __all__ = [
     "OpDef", "register", "op", "lookup", "get", "require_all", "names", "AtenSignature",
-    "aten_signature", "resolve_aten",
+    "aten_signature", "resolve_aten", "register_canonicalization",
 ]

@@ -1,0 +1,212 @@
+"""MDF backend: IR -> ``torchmdf.mdf.Model`` that modeci_mdf loads and runs.
+
+Each IR op becomes one MDF node, written the way modeci_mdf's own files are: input ports for
+the values that flow in, the op as a parameter with ``function`` and ``args`` (ONNX ops as
+``onnx::Name`` with their attributes as node parameters, which is where modeci_mdf's ONNX
+evaluator looks for them; MDF standard functions by name; ``aten::`` ops for the fallback),
+one output port per result, and an edge per use.  Weights are written into the file as
+parameter values (the reference implementation drops them) and keep their PyTorch names in
+metadata, so the way back gives the same ``state_dict``.  Each graph input becomes an input
+node with one free input port.  Node ids are readable, derived from provenance.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+from torchmdf.errors import ConversionError, UnsupportedOpError
+from torchmdf.ir import Graph, Node, Value
+from torchmdf.mdf import Edge, InputPort, Model, OutputPort, Parameter
+from torchmdf.mdf import Graph as MGraph
+from torchmdf.mdf import Node as MNode
+from torchmdf.ops import registry
+
+INLINE_MAX = 64
+"""Constants up to this many elements are written inline; parameters always get a name."""
+
+
+def _ident(s: str) -> str:
+    s = re.sub(r"[^0-9A-Za-z_]", "_", s).strip("_") or "v"
+    return "_" + s if s[0].isdigit() else s
+
+
+def _dtype_name(dt: torch.dtype | None) -> str | None:
+    return None if dt is None else str(dt).replace("torch.", "")
+
+
+def _encode_attr(v: Any) -> Any:
+    """Attributes as JSON-able values (dtype/device/memory_format as one-key dicts)."""
+    if isinstance(v, torch.dtype):
+        return {"dtype": _dtype_name(v)}
+    if isinstance(v, torch.device):
+        return {"device": str(v)}
+    if isinstance(v, torch.memory_format):
+        return {"memory_format": str(v).replace("torch.", "")}
+    if isinstance(v, tuple):
+        return [_encode_attr(x) for x in v]
+    if isinstance(v, list):
+        return [_encode_attr(x) for x in v]
+    if isinstance(v, torch.Tensor):
+        return v
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    raise ConversionError(f"attribute value {v!r} of type {type(v).__name__} cannot be written to MDF")
+
+
+class _Emitter:
+    def __init__(self, graph: Graph):
+        self.g = graph
+        self.used_ids: set[str] = set()
+        self.node_of: dict[Node, MNode] = {}
+        self.port_of: dict[Value, tuple[str, str]] = {}  # value -> (mdf node id, output port id)
+        self.nodes: list[MNode] = []
+        self.edges: list[Edge] = []
+
+    def uid(self, base: str) -> str:
+        base = _ident(base)
+        cand, k = base, 1
+        while cand in self.used_ids:
+            cand = f"{base}_{k}"
+            k += 1
+        self.used_ids.add(cand)
+        return cand
+
+    def run(self, model_id: str | None) -> Model:
+        g = self.g
+        unsupported = [(n.op, n.location()) for n in g if registry.lookup(n.op) is None]
+        if unsupported:
+            raise UnsupportedOpError(unsupported)
+        if g.state:
+            raise ConversionError(f"graph '{g.name}' has state; writing stateful IR to MDF is not supported yet")
+        for v in g.inputs:
+            nid = self.uid(f"input_{v.name}")
+            port = _ident(v.name)
+            default = v.meta.get("default")
+            ip = InputPort(id=port, shape=tuple(v.type.shape) if v.type.is_static else None,
+                           type=_dtype_name(v.type.dtype),
+                           default_value=default if default is not None and default.numel() <= 4096 else None)
+            self.nodes.append(MNode(id=nid, input_ports=[ip], output_ports=[OutputPort(id="out", value=port)]))
+            self.port_of[v] = (nid, "out")
+        for n in g:
+            self.emit_node(n)
+        out_names = []
+        for i, v in enumerate(g.outputs):
+            if v in self.port_of:
+                a, b = self.port_of[v]
+            else:  # a graph output that is a parameter/constant: a node that holds it
+                nid = self.uid(f"output_{i}")
+                self.nodes.append(MNode(id=nid, parameters=[self.param("value", v)],
+                                        output_ports=[OutputPort(id="out", value="value")]))
+                a, b = nid, "out"
+            out_names.append(f"{a}.{b}")
+        md: dict[str, Any] = {"pytorch_output_names": out_names}
+        for k in ("pytorch_in_spec", "pytorch_out_spec", "pytorch_input_names"):
+            if k in g.metadata:
+                md[k] = g.metadata[k]
+        mg = MGraph(id=_ident(g.name), nodes=self.nodes, edges=self.edges)
+        return Model(id=_ident(model_id or g.name), graphs=[mg], metadata={"torchmdf": md})
+
+    def param(self, pid: str, v: Value) -> Parameter:
+        t = v.tensor
+        info: dict[str, Any] = {}
+        if v.role in ("parameter", "buffer"):
+            info.update(name=v.name, role=v.role)
+        if t.dtype not in (torch.float64, torch.int64, torch.bool):  # JSON numbers read back as these
+            info["dtype"] = _dtype_name(t.dtype)
+        md = {"torchmdf": info} if info else None
+        value: Any = t.item() if t.dim() == 0 and t.dtype in (torch.float64, torch.int64) else t
+        return Parameter(id=pid, value=value, metadata=md)
+
+    def emit_node(self, n: Node) -> None:
+        d = registry.get(n.op, n.location())
+        short = n.name.split(".")[0]
+        base = f"{n.provenance.module_path}_{short}" if n.provenance.module_path else short
+        nid = self.uid(base)
+        fn_id = _ident(short) if _ident(short) not in ("value",) else "op"
+        input_ports: list[InputPort] = []
+        params: list[Parameter] = []
+        args: dict[str, Any] = {}
+        names = self._input_names(d, n)
+        taken = {fn_id}
+        list_arg: list[str] = []
+        for i, (v, (an, list_name)) in enumerate(zip(n.inputs, names)):
+            if v is None:
+                continue
+            local = _ident(an if an not in taken else f"{an}_{i}")
+            taken.add(local)
+            if v.tensor is not None and v.producer is None:
+                params.append(self.param(local, v))
+            else:
+                input_ports.append(InputPort(id=local, shape=tuple(v.type.shape) if v.type.is_static else None,
+                                             type=_dtype_name(v.type.dtype)))
+                src_node, src_port = self.port_of[v]
+                self.edges.append(Edge(id=self.uid(f"{src_node}_{nid}_{local}"), sender=src_node,
+                                       receiver=nid, sender_port=src_port, receiver_port=local))
+            if d.variadic and d.domain == "onnx":
+                list_arg.append(local)
+            elif list_name is not None:
+                args.setdefault(list_name, []).append(local)
+            else:
+                args[an] = local
+        if list_arg:
+            args = {d.input_names[0]: "[" + ", ".join(f"'{x}'" for x in list_arg) + "]"}
+            if len(list_arg) == 1:
+                args = {d.input_names[0]: list_arg[0]}
+        for k, a in n.attrs.items():
+            if a is None:
+                continue
+            enc = _encode_attr(a)
+            if d.domain == "onnx":
+                pid = k if k not in taken else f"{k}_attr"
+                params.insert(0, Parameter(id=pid, value=enc))  # modeci reads attributes from parameters
+                taken.add(pid)
+            else:
+                args[k] = enc
+        params.append(Parameter(id=fn_id, function=d.mdf_function, args=args))
+        outs = []
+        for k, o in enumerate(n.outputs):
+            pid = "out" if len(n.outputs) == 1 else f"out{k}"
+            value = fn_id if len(n.outputs) == 1 else f"{fn_id}[{k}]"
+            outs.append(OutputPort(id=pid, value=value, shape=tuple(o.type.shape) if o.type.is_static else None,
+                                   type=_dtype_name(o.type.dtype)))
+            self.port_of[o] = (nid, pid)
+        md = {}
+        if n.provenance.module_path:
+            md["module"] = n.provenance.module_path
+        if n.provenance.source:
+            md["source"] = n.provenance.source
+        self.nodes.append(MNode(id=nid, input_ports=input_ports, parameters=params, output_ports=outs,
+                                metadata=md or None))
+
+    @staticmethod
+    def _input_names(d, n: Node) -> list[tuple[str, str | None]]:
+        """(argument name, name of the list argument it belongs to or None) per input."""
+        names = list(d.input_names or [])
+        if n.op.startswith("aten::"):
+            sig = registry.aten_signature(d.fx_target)
+            out: list[tuple[str, str | None]] = []
+            fixed = sum(1 for k in sig.kinds if k in ("tensor", "tensor?"))
+            nlist = len(n.inputs) - fixed
+            for an, kind in zip(sig.arg_names, sig.kinds):
+                if kind in ("tensor", "tensor?"):
+                    out.append((an, None))
+                elif kind == "tensors":
+                    out.extend((f"{an}_{j}", an) for j in range(nlist))
+            return out
+        if d.variadic and names:
+            return [(f"{names[0]}_{j}", None) for j in range(len(n.inputs))] if len(n.inputs) > 1 \
+                else [(names[0], None)]
+        if len(names) < len(n.inputs):
+            names += [f"input{j}" for j in range(len(names), len(n.inputs))]
+        return [(x, None) for x in names]
+
+
+def emit_mdf(graph: Graph, *, model_id: str | None = None) -> Model:
+    """Write ``graph`` as an MDF model (see the module docstring)."""
+    return _Emitter(graph).run(model_id)
+
+
+__all__ = ["emit_mdf", "INLINE_MAX"]

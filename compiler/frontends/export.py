@@ -1,0 +1,900 @@
+"""The ``torch.export`` frontend: ``nn.Module`` / ``ExportedProgram`` -> IR.
+
+``torch.export`` gives a functional ATen graph with parameters, buffers and constants lifted
+to placeholders; after ``run_decompositions()`` (the default table: the core ATen opset) each
+``call_function`` on an ``OpOverload`` becomes one IR node following the ATen convention of
+:mod:`torchmdf.ops.registry` (op ``aten::<name>[.<overload>]``, tensor arguments as inputs in
+schema order, every other argument that was passed as an attr under its schema name).
+
+Design decisions (documented here because the other frontends and the backends rely on them):
+
+* **Symbolic shapes.**  Graph inputs get the symbol names of their dynamic dims: the user's
+  ``Dim`` name where torch kept it (``"batch"``), else ``str`` of the symbol (``"s0"``); derived
+  dims are printed expressions (``"batch*7"``).  SymInt arithmetic (``sym_size``,
+  ``operator.mul``...) never becomes IR nodes: each SymInt is carried as its sympy expression
+  and resolved where it is used.  In a shape list (``view``/``reshape``/``expand``), one
+  symbolic entry becomes ``-1`` (for ``expand`` only where it equals the input's own dim), a
+  slice end equal to the input's size becomes "to the end"; several symbolic entries in a
+  reshape are computed in the IR (``_shape_as_tensor`` -> ``select`` -> arithmetic ->
+  ``stack``) and fed to ``aten::_reshape_from_tensor``.  A SymInt where an op wants a tensor
+  is computed the same way.  Any other symbolic argument is reported as unsupported (export
+  with that dim static instead).  So the IR stays shape-polymorphic in the dims that were
+  exported as dynamic.
+* **Buffers and state.**  Parameters, buffers and lifted constants become named graph
+  parameters (roles "parameter", "buffer", "constant", names are fully qualified:
+  ``"layer1.0.bn1.running_mean"``).  A buffer the model mutates (``buffers_to_mutate``, e.g.
+  BatchNorm statistics in training mode, a counter) becomes a *state variable* instead:
+  ``current`` is the buffer's value on entry, ``next`` its value after the call, ``init`` the
+  module's tensor, so the graph is the pure function ``(inputs, state) -> (outputs, state')``.
+  Mutated user inputs become extra graph outputs after the user outputs, recorded in
+  ``graph.metadata["pytorch_input_mutations"]``.
+* **Multi-output ops** (``native_layer_norm``, ``max_pool2d_with_indices``...) are one node with
+  several outputs; ``operator.getitem`` maps to the right output value.  Ops returning a tensor
+  *list* (``split_with_sizes``, ``unbind``) are expanded into one ``slice``/``select`` node per
+  piece, so every IR value is a tensor.
+* **Control flow.**  ``torch.cond`` is lowered to both branches followed by ``aten::where.self``
+  on the predicate (branches are functional, so this is exact); ``wrap_with_set_grad_enabled``
+  is inlined.  Runtime assertion nodes are dropped.  Data-dependent Python control flow makes
+  ``torch.export`` fail: that failure is reported, together with every op the registry cannot
+  resolve, as one :class:`~torchmdf.errors.UnsupportedOpError` (found with ``draft_export``).
+
+The original calling convention is kept in ``graph.metadata``: ``pytorch_in_spec`` and
+``pytorch_out_spec`` (``treespec_dumps`` strings of the user inputs' and outputs' pytrees) and
+``pytorch_input_names``.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import os
+import re
+import sys
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.fx
+from torch.utils import _pytree as pytree
+
+from ..errors import ConversionError, TorchMDFError, UnsupportedOpError
+from ..ir import Graph, Provenance, TensorType, Value
+from ..ops import registry
+
+ORIGIN = "torch.export"
+
+# Nodes that only assert at run time (the IR is checked by its own verifier and shape pass).
+_DROPPED = frozenset({
+    "_assert_tensor_metadata", "_assert_scalar", "_assert_async", "sym_constrain_range",
+    "sym_constrain_range_for_size", "_check_is_size", "_print",
+})
+# Ops whose result is a Python/Sym scalar computed from shapes: carried symbolically.
+_SHAPE_QUERIES = frozenset({"sym_size", "sym_numel", "sym_stride", "sym_storage_offset"})
+_RESHAPES = frozenset({"aten::view", "aten::_unsafe_view", "aten::reshape"})
+_INT64_MAX = sys.maxsize
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers shared with the TorchScript frontend
+# ---------------------------------------------------------------------------------------------
+
+
+def op_name_of(overload: Any) -> str:
+    """IR op name of an ``OpOverload``: ``aten::add.Tensor``, ``aten::relu`` (default)."""
+    schema = overload._schema
+    return f"{schema.name}.{schema.overload_name}" if schema.overload_name else schema.name
+
+
+def normalize_attr(v: Any) -> Any:
+    """An attr value in IR form: tuples/immutable lists become plain lists, recursively."""
+    if isinstance(v, (list, tuple)):
+        return [normalize_attr(x) for x in v]
+    return v
+
+
+def source_of(stack_trace: str | None) -> str | None:
+    """``"file.py:LINE"`` of the innermost frame outside torch (the user's code), else the
+    innermost frame of ``stack_trace``."""
+    if not stack_trace:
+        return None
+    frames = re.findall(r'File "([^"]+)", line (\d+)', stack_trace)
+    if not frames:
+        return None
+    user = [f for f in frames if not f[0].startswith(_TORCH_DIR)]
+    path, line = (user or frames)[-1]
+    return f"{os.path.basename(path)}:{line}"
+
+
+def type_of(val: Any, dim_name: Callable[[Any], Any] = lambda d: d) -> TensorType:
+    """TensorType of a (fake) tensor; symbolic sizes go through ``dim_name``."""
+    if isinstance(val, torch.Tensor):
+        return TensorType(val.dtype, tuple(dim_name(d) for d in val.shape))
+    if isinstance(val, bool):
+        return TensorType(torch.bool, ())
+    if isinstance(val, int):
+        return TensorType(torch.int64, ())
+    if isinstance(val, float):
+        return TensorType(torch.float32, ())
+    return TensorType()
+
+
+def unsupported_hint() -> str:
+    return ("register the missing ops with torchmdf.ops.register() (an 'aten::' op needs no entry), "
+            "or rewrite the code that produces them")
+
+
+# ---------------------------------------------------------------------------------------------
+# public API
+# ---------------------------------------------------------------------------------------------
+
+
+def lower_module(model: torch.nn.Module, example_inputs: Sequence[Any] | Any = (), *,
+                 dynamic_shapes: Any = None, strict: bool = False, decompose: bool = True,
+                 example_kwargs: dict[str, Any] | None = None) -> Graph:
+    """Export ``model`` with ``torch.export`` (non-strict by default) and lower it.
+
+    An export failure (data-dependent control flow, an untraceable construct) becomes one
+    :class:`UnsupportedOpError` naming the construct and its source line, plus every op the
+    registry cannot resolve elsewhere in the model.
+    """
+    args = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    kwargs = dict(example_kwargs or {})
+    try:
+        ep = torch.export.export(model, args, kwargs or None, dynamic_shapes=dynamic_shapes, strict=strict)
+    except TorchMDFError:
+        raise
+    except Exception as e:  # noqa: BLE001 - every export failure is reported the same way
+        raise _export_failure(model, args, kwargs, dynamic_shapes, strict, e) from e
+    g = lower_exported_program(ep, decompose=decompose)
+    g.name = _sanitize_name(type(model).__name__)
+    return g
+
+
+def lower_exported_program(ep: torch.export.ExportedProgram, *, decompose: bool = True) -> Graph:
+    """Lower an ``ExportedProgram`` (decomposed to core ATen first unless ``decompose=False``)."""
+    if decompose:
+        try:
+            ep = ep.run_decompositions()
+        except Exception as e:  # noqa: BLE001
+            raise ConversionError(f"torch.export decomposition failed: {type(e).__name__}: {e}") from e
+    return _Lowering(ep).run()
+
+
+# ---------------------------------------------------------------------------------------------
+# the lowering
+# ---------------------------------------------------------------------------------------------
+
+
+class _Lowering:
+    def __init__(self, ep: torch.export.ExportedProgram):
+        self.ep = ep
+        self.graph = Graph("main")
+        self.unsupported: list[tuple[str, str | None]] = []
+        self.sym_names: dict[str, str] = {}  # sympy symbol name -> user-facing name
+        self.sym_source: dict[str, tuple[Value, int]] = {}  # symbol name -> (input, dim)
+        self._sym_cache: dict[Any, Value] = {}
+        self._shape_cache: dict[Value, Value] = {}
+        self._collect_symbol_names()
+
+    # -- symbols -------------------------------------------------------------------------------
+    def _collect_symbol_names(self) -> None:
+        """Map shape-env symbols to the user's ``Dim`` names where torch kept them."""
+        for n in self.ep.graph.nodes:
+            v = n.meta.get("val") if n.op == "placeholder" else None
+            fake_mode = getattr(v, "fake_mode", None)
+            env = getattr(fake_mode, "shape_env", None)
+            if env is None:
+                continue
+            debug = getattr(env, "source_name_to_debug_name", {}) or {}
+            for sym, sources in getattr(env, "var_to_sources", {}).items():
+                for src in sources:
+                    name = debug.get(getattr(src, "name", None))
+                    if name:
+                        self.sym_names.setdefault(str(sym), name)
+                        break
+            return
+
+    def dim(self, d: Any) -> Any:
+        """An IR dim (int, or the name of a symbolic expression)."""
+        if isinstance(d, int):
+            return d
+        expr = _expr(d)
+        if expr is None:
+            return None
+        if expr.is_number:
+            return int(expr)
+        if expr.is_Symbol:
+            return self.sym_names.get(str(expr), str(expr))
+        if not self.sym_names:
+            return str(expr)
+        import sympy
+
+        subs = {s: sympy.Symbol(self.sym_names[str(s)], integer=True)
+                for s in expr.free_symbols if str(s) in self.sym_names}
+        return str(expr.xreplace(subs))
+
+    def ttype(self, val: Any) -> TensorType:
+        return type_of(val, self.dim)
+
+    # -- provenance ----------------------------------------------------------------------------
+    @staticmethod
+    def provenance(node: torch.fx.Node) -> Provenance:
+        stack = node.meta.get("nn_module_stack")
+        path = ""
+        if stack:
+            last = list(stack.values())[-1]
+            raw = last[0] if isinstance(last, tuple) else str(last)
+            if raw and not raw.startswith("_empty_nn_module_stack"):
+                path = _clean_module_path(raw)
+        return Provenance(origin=ORIGIN, module_path=path, source=source_of(node.meta.get("stack_trace")))
+
+    def report(self, what: str, prov: Provenance | None) -> None:
+        loc = str(prov) if prov is not None else None
+        entry = (what, loc or None)
+        if entry not in self.unsupported:
+            self.unsupported.append(entry)
+
+    # -- the walk ------------------------------------------------------------------------------
+    def run(self) -> Graph:
+        ep, g = self.ep, self.graph
+        sig = ep.graph_signature
+        specs = {s.arg.name: s for s in sig.input_specs if hasattr(s.arg, "name")}
+        mutated_buffers = set(sig.buffers_to_mutate.values())
+        env: dict[torch.fx.Node, Any] = {}
+        input_names: list[str] = []
+        state_of: dict[str, Any] = {}
+        user_input_nodes: dict[str, Value] = {}
+        from torch.export.graph_signature import InputKind, OutputKind
+
+        for node in ep.graph.nodes:
+            if node.op != "placeholder":
+                continue
+            spec = specs.get(node.name)
+            kind = spec.kind if spec is not None else InputKind.USER_INPUT
+            val = node.meta.get("val")
+            if kind == InputKind.USER_INPUT:
+                if isinstance(val, torch.Tensor):
+                    v = g.add_input(node.name, self.ttype(val))
+                    env[node] = v
+                    user_input_nodes[node.name] = v
+                    input_names.append(v.name)
+                    for i, d in enumerate(val.shape):
+                        e = _expr(d)
+                        if e is not None and e.is_Symbol:
+                            self.sym_source.setdefault(str(e), (v, i))
+                else:  # a constant (or SymInt) user input: specialized by export
+                    env[node] = val
+                    g.metadata.setdefault("pytorch_constant_inputs", {})[node.name] = repr(val)
+            elif kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
+                target = spec.target
+                tensor = ep.state_dict.get(target) if target in ep.state_dict else ep.constants.get(target)
+                if tensor is None:
+                    raise ConversionError(f"no tensor for lifted input {node.name!r} ({target})")
+                if not isinstance(tensor, torch.Tensor):
+                    self.report(f"custom object input {target}", None)
+                    env[node] = None
+                    continue
+                if target in mutated_buffers:
+                    sv = g.add_state(target, tensor.detach().clone(), TensorType.of(tensor))
+                    state_of[target] = sv
+                    env[node] = sv.current
+                else:
+                    role = {InputKind.PARAMETER: "parameter", InputKind.BUFFER: "buffer"}.get(kind, "constant")
+                    env[node] = g.add_parameter(target, tensor, role=role)
+            else:  # tokens, custom objects
+                self.report(f"unsupported exported input kind {kind.name} ({node.name})", None)
+                env[node] = None
+
+        outs = self.walk(ep.graph_module, env, top=True)
+
+        user_outs: list[Value] = []
+        mutations: list[dict[str, Any]] = []
+        for spec, val in zip(sig.output_specs, outs):
+            prov = Provenance(origin=ORIGIN, module_path="")
+            v = self.as_output(val, spec.arg, prov)
+            if spec.kind == OutputKind.USER_OUTPUT:
+                user_outs.append(v)
+            elif spec.kind in (OutputKind.BUFFER_MUTATION, OutputKind.PARAMETER_MUTATION):
+                sv = state_of.get(spec.target)
+                if sv is None:
+                    raise ConversionError(f"mutation of {spec.target!r} that is not a lifted buffer")
+                sv.next = v
+            elif spec.kind == OutputKind.USER_INPUT_MUTATION:
+                mutations.append({"input": spec.target, "output": None, "value": v})
+            else:
+                self.report(f"unsupported exported output kind {spec.kind.name}", None)
+        g.outputs = list(user_outs)
+        for m in mutations:
+            m["output"] = len(g.outputs)
+            g.outputs.append(m.pop("value"))
+        if mutations:
+            g.metadata["pytorch_input_mutations"] = mutations
+
+        g.metadata["pytorch_input_names"] = input_names
+        call_spec = ep.call_spec
+        if call_spec.in_spec is not None:
+            g.metadata["pytorch_in_spec"] = pytree.treespec_dumps(call_spec.in_spec)
+        if call_spec.out_spec is not None:
+            g.metadata["pytorch_out_spec"] = pytree.treespec_dumps(call_spec.out_spec)
+        if state_of:
+            g.metadata["pytorch_mutated_buffers"] = sorted(state_of)
+
+        for n in g:
+            if registry.lookup(n.op) is None:
+                self.report(n.op, n.provenance)
+        if self.unsupported:
+            raise UnsupportedOpError(self.unsupported, hint=unsupported_hint())
+        return g
+
+    def walk(self, gm: torch.fx.GraphModule, env: dict[torch.fx.Node, Any], *, top: bool = False,
+             ) -> list[Any]:
+        """Lower the nodes of ``gm`` (placeholders already bound in ``env``); its outputs."""
+        for node in gm.graph.nodes:
+            if node.op == "placeholder":
+                if node not in env:
+                    raise ConversionError(f"unbound placeholder {node.name!r}")
+            elif node.op == "get_attr":
+                env[node] = _get_attr(gm, node.target)
+            elif node.op == "call_function":
+                try:
+                    env[node] = self.call(node, env)
+                except _Unsupported as u:
+                    self.report(u.what, self.provenance(node))
+                    env[node] = self.dummy(node)
+            elif node.op == "output":
+                res = node.args[0]
+                return [env.get(a) if isinstance(a, torch.fx.Node) else a for a in res]
+            else:
+                self.report(f"fx {node.op} node {node.target}", self.provenance(node))
+        return []
+
+    def dummy(self, node: torch.fx.Node) -> Any:
+        """A stand-in result for a node that could not be lowered, so the walk can go on and
+        report every problem at once."""
+        val = node.meta.get("val")
+        if isinstance(val, (tuple, list)):
+            return tuple(self._dummy_value(x) for x in val)
+        return self._dummy_value(val)
+
+    def _dummy_value(self, val: Any) -> Any:
+        if isinstance(val, torch.Tensor):
+            return self.graph.add_constant(torch.zeros(()), name="unsupported")
+        return val
+
+    # -- one call_function -----------------------------------------------------------------------
+    def call(self, node: torch.fx.Node, env: dict[torch.fx.Node, Any]) -> Any:
+        target = node.target
+        prov = self.provenance(node)
+        if target is operator.getitem:
+            seq, idx = node.args
+            base = env[seq]
+            if isinstance(base, (tuple, list)):
+                return base[idx]
+            raise _Unsupported(f"getitem on {type(base).__name__}")
+        if isinstance(target, torch._ops.OpOverload):
+            name = op_name_of(target)
+            base = name.split("::", 1)[1].split(".", 1)[0]
+            if name.startswith("aten::") and base in _DROPPED:
+                return None
+            if name.startswith("aten::") and base in _SHAPE_QUERIES:
+                return node.meta.get("val")
+            return self.emit(node, target, name, prov, env)
+        if isinstance(target, torch._ops.HigherOrderOperator):
+            return self.higher_order(node, target, prov, env)
+        if _is_sym_function(target):
+            # SymInt arithmetic: carried symbolically as the value torch computed
+            return node.meta.get("val")
+        raise _Unsupported(f"python call {getattr(target, '__module__', '')}.{getattr(target, '__name__', target)}")
+
+    def emit(self, node: torch.fx.Node, overload: Any, name: str, prov: Provenance,
+             env: dict[torch.fx.Node, Any]) -> Any:
+        schema = overload._schema
+        sig = registry.aten_signature(overload)
+        bound = _bind(schema, node.args, node.kwargs)
+        val = node.meta.get("val")
+        g = self.graph
+
+        # ops returning a tensor list: one slice/select node per piece
+        if len(schema.returns) == 1 and isinstance(schema.returns[0].type, torch.ListType):
+            return self.expand_list_op(name, bound, env, val, prov)
+
+        if name.startswith("aten::arange") and any(
+                _is_symbolic(bound.get(k), env) for k in ("start", "end", "step")):
+            return self.symbolic_arange(node, bound, env, val, prov)
+
+        inputs: list[Value | None] = []
+        attrs: dict[str, Any] = {}
+        shape_entries: list[Any] | None = None
+        for arg, kind in zip(schema.arguments, sig.kinds):
+            if arg.name not in bound:
+                continue
+            a = bound[arg.name]
+            if kind in ("tensor", "tensor?"):
+                inputs.append(self.tensor_input(a, env, prov))
+            elif kind == "tensors":
+                inputs.extend(None if x is None else self.tensor_input(x, env, prov) for x in a)
+            else:
+                try:
+                    attrs[arg.name] = self.attr(a, env, name, arg.name, bound, prov)
+                except _NeedsShapeTensor as nst:
+                    shape_entries = nst.exprs
+        if shape_entries is not None:
+            name, inputs, attrs = self.shape_tensor_op(name, shape_entries, inputs, attrs, val, prov,
+                                                       bound, env)
+
+        nret = len(schema.returns)
+        vals = tuple(val) if isinstance(val, (tuple, list)) else (val,)
+        n = g.create_node(name, inputs, attrs, num_outputs=nret, provenance=prov, name=node.name)
+        for o, mv in zip(n.outputs, vals):
+            o.type = self.ttype(mv)
+        if nret == 0:
+            return None
+        return n.outputs[0] if nret == 1 else tuple(n.outputs)
+
+    def expand_list_op(self, name: str, bound: dict[str, Any], env: dict[torch.fx.Node, Any], val: Any,
+                       prov: Provenance) -> tuple[Value, ...]:
+        """``split_with_sizes``/``split``/``unbind`` as one ``slice``/``select`` per piece."""
+        g = self.graph
+        base = name.split("::", 1)[1].split(".", 1)[0]
+        x = self.tensor_input(bound.get("self"), env, prov)
+        dim = bound.get("dim", 0)
+        pieces = list(val) if isinstance(val, (list, tuple)) else []
+        if not isinstance(dim, int) or not pieces:
+            raise _Unsupported(f"{name} (returns a tensor list)")
+        outs: list[Value] = []
+        if base == "unbind":
+            for i, mv in enumerate(pieces):
+                n = g.create_node("aten::select.int", [x], {"dim": dim, "index": i}, provenance=prov)
+                n.output.type = self.ttype(mv)
+                outs.append(n.output)
+            return tuple(outs)
+        if base in ("split_with_sizes", "split", "split_copy", "split_with_sizes_copy"):
+            start = 0
+            for mv in pieces:
+                size = _expr(mv.shape[dim])
+                if size is None or not size.is_number:
+                    raise _Unsupported(f"{name} with a symbolic piece size")
+                end = start + int(size)
+                n = g.create_node("aten::slice.Tensor", [x], {"dim": dim, "start": start, "end": end},
+                                  provenance=prov)
+                n.output.type = self.ttype(mv)
+                outs.append(n.output)
+                start = end
+            return tuple(outs)
+        raise _Unsupported(f"{name} (returns a tensor list)")
+
+    def symbolic_arange(self, node: torch.fx.Node, bound: dict[str, Any], env: dict[torch.fx.Node, Any],
+                        val: Any, prov: Provenance) -> Value:
+        """``arange`` with a symbolic bound: ``onnx::Range`` on 0-d tensors computed in the IR
+        (then a cast when the result is not int64)."""
+        g = self.graph
+        ends = [self.tensor_input(bound.get(k, d), env, prov)
+                for k, d in (("start", 0), ("end", None), ("step", 1))]
+        n = g.create_node("onnx::Range", ends, provenance=prov, name=node.name)
+        n.output.type = TensorType(torch.int64, self.ttype(val).shape)
+        out = n.output
+        if isinstance(val, torch.Tensor) and val.dtype != torch.int64:
+            c = g.create_node("aten::_to_copy", [out], {"dtype": val.dtype}, provenance=prov)
+            c.output.type = self.ttype(val)
+            out = c.output
+        return out
+
+    def tensor_input(self, a: Any, env: dict[torch.fx.Node, Any], prov: Provenance) -> Value | None:
+        if isinstance(a, torch.fx.Node):
+            a = env.get(a)
+        if a is None or isinstance(a, Value):
+            return a
+        if isinstance(a, torch.Tensor):
+            return self.graph.add_constant(a)
+        if isinstance(a, (bool, int, float)):
+            return self.graph.add_constant(a)
+        e = _expr(a)
+        if e is not None:
+            if e.is_number:
+                return self.graph.add_constant(int(e) if e.is_integer else float(e))
+            return self.sym_to_ir(e, prov)
+        raise _Unsupported(f"tensor argument of type {type(a).__name__}")
+
+    def attr(self, a: Any, env: dict[torch.fx.Node, Any], op: str, arg: str, bound: dict[str, Any],
+             prov: Provenance) -> Any:
+        """A non-tensor argument as an attr; SymInts are resolved as the module doc says."""
+        def concrete(x: Any) -> Any:
+            if isinstance(x, torch.fx.Node):
+                x = env.get(x)
+            if isinstance(x, Value):
+                raise _Unsupported(f"{op}: data-dependent value in argument '{arg}'")
+            if isinstance(x, (list, tuple)):
+                return [concrete(y) for y in x]
+            if isinstance(x, (torch.SymInt, torch.SymFloat, torch.SymBool)):
+                e = _expr(x)
+                if e is not None and e.is_number:
+                    return bool(e) if isinstance(x, torch.SymBool) else (int(e) if e.is_integer else float(e))
+                return _Sym(e)
+            return x
+
+        v = concrete(a)
+        if not _has_sym(v):
+            return normalize_attr(v)
+        base = op.split(".", 1)[0]
+        entries = [x.expr if isinstance(x, _Sym) else x for x in v] if isinstance(v, list) else None
+        if entries is not None and base in _RESHAPES and arg in ("size", "shape"):
+            syms = [i for i, x in enumerate(v) if isinstance(x, _Sym)]
+            if len(syms) == 1 and -1 not in v:
+                return [-1 if isinstance(x, _Sym) else x for x in v]
+            raise _NeedsShapeTensor(entries)
+        if entries is not None and base == "aten::full" and arg == "size":
+            raise _NeedsShapeTensor(entries)
+        src = bound.get("self")
+        in_shape = None
+        if isinstance(src, torch.fx.Node) and isinstance(src.meta.get("val"), torch.Tensor):
+            in_shape = [_expr(d) for d in src.meta["val"].shape]
+        if isinstance(v, list) and base in ("aten::expand", "aten::expand_copy") and in_shape is not None:
+            out = []
+            off = len(v) - len(in_shape)
+            for i, x in enumerate(v):
+                if isinstance(x, _Sym):
+                    j = i - off
+                    if j < 0 or in_shape[j] != x.expr:  # a new size: computed in the IR
+                        raise _NeedsShapeTensor(entries)
+                    out.append(-1)
+                else:
+                    out.append(x)
+            return out
+        if isinstance(v, _Sym) and base == "aten::slice" and arg in ("end", "start") and in_shape is not None:
+            d = bound.get("dim", 0)
+            if isinstance(d, int) and -len(in_shape) <= d < len(in_shape) and in_shape[d] == v.expr:
+                return _INT64_MAX if arg == "end" else None
+            raise _NeedsShapeTensor([v.expr])
+        shown = v.expr if isinstance(v, _Sym) else [x.expr if isinstance(x, _Sym) else x for x in v]
+        raise _Unsupported(f"{op}: symbolic value {shown} in argument '{arg}' "
+                           f"(export this dimension as static)")
+
+    # -- symbolic sizes in the IR ----------------------------------------------------------------
+    def sym_to_ir(self, expr: Any, prov: Provenance) -> Value:
+        """A 0-d int64 tensor holding ``expr``, computed from the graph inputs' shapes."""
+        if expr in self._sym_cache:
+            return self._sym_cache[expr]
+        import sympy
+
+        g = self.graph
+        p = Provenance(origin=ORIGIN, module_path=prov.module_path, source=prov.source)
+        if expr.is_Integer:
+            v = g.add_constant(int(expr))
+        elif expr.is_Symbol:
+            src = self.sym_source.get(str(expr))
+            if src is None:
+                raise _Unsupported(f"symbolic size {expr} that no graph input carries")
+            x, d = src
+            shape = self._shape_cache.get(x)
+            if shape is None:
+                shape = g.create_node("aten::_shape_as_tensor", [x], provenance=p).output
+                shape.type = TensorType(torch.int64, (len(x.type.shape or ()),))
+                self._shape_cache[x] = shape
+            n = g.create_node("aten::select.int", [shape], {"dim": 0, "index": d}, provenance=p)
+            n.output.type = TensorType(torch.int64, ())
+            v = n.output
+        elif isinstance(expr, (sympy.Add, sympy.Mul)):
+            op = "aten::add.Tensor" if isinstance(expr, sympy.Add) else "aten::mul.Tensor"
+            args = [self.sym_to_ir(a, prov) for a in expr.args]
+            v = args[0]
+            for a in args[1:]:
+                n = g.create_node(op, [v, a], provenance=p)
+                n.output.type = TensorType(torch.int64, ())
+                v = n.output
+        elif type(expr).__name__ == "FloorDiv":
+            a, b = (self.sym_to_ir(x, prov) for x in expr.args)
+            n = g.create_node("aten::div.Tensor_mode", [a, b], {"rounding_mode": "floor"}, provenance=p)
+            n.output.type = TensorType(torch.int64, ())
+            v = n.output
+        else:
+            raise _Unsupported(f"symbolic size expression {expr}")
+        self._sym_cache[expr] = v
+        return v
+
+    def shape_tensor_op(self, name: str, entries: list[Any], inputs: list[Value | None],
+                        attrs: dict[str, Any], val: Any, prov: Provenance, bound: dict[str, Any],
+                        env: dict[torch.fx.Node, Any]) -> tuple[str, list[Value | None], dict[str, Any]]:
+        """Rewrite an op whose size list has symbolic entries into one that takes the size as a
+        tensor computed in the IR: ``aten::_reshape_from_tensor``, ``onnx::Expand``,
+        ``onnx::ConstantOfShape``, ``onnx::Slice``."""
+        base = name.split(".", 1)[0]
+        if base == "aten::slice":
+            def one(key: str, default: Any) -> Value:
+                a = bound.get(key, default)
+                a = env.get(a) if isinstance(a, torch.fx.Node) else a
+                a = _INT64_MAX if a is None else a
+                return self.shape_tensor([_expr(a) if not isinstance(a, int) else a], prov)
+            starts, ends = one("start", 0), one("end", None)
+            axes, steps = one("dim", 0), one("step", 1)
+            return "onnx::Slice", [inputs[0], starts, ends, axes, steps], {}
+        if base in _RESHAPES:
+            return "aten::_reshape_from_tensor", [inputs[0], self.shape_tensor(entries, prov)], {}
+        if base in ("aten::expand", "aten::expand_copy"):
+            # aten's -1 (keep) is ONNX's 1 (Expand broadcasts both ways)
+            entries = [1 if isinstance(e, int) and e == -1 else e for e in entries]
+            return "onnx::Expand", [inputs[0], self.shape_tensor(entries, prov)], {}
+        if base == "aten::full" and isinstance(val, torch.Tensor):
+            fill = attrs.get("fill_value", 0)
+            if not isinstance(fill, (bool, int, float)):
+                raise _Unsupported(f"{name}: symbolic fill value")
+            value = torch.tensor([fill], dtype=val.dtype)
+            return "onnx::ConstantOfShape", [self.shape_tensor(entries, prov)], {"value": value}
+        raise _Unsupported(f"{name}: symbolic sizes {entries}")
+
+    def shape_tensor(self, entries: list[Any], prov: Provenance) -> Value:
+        parts = [self.sym_to_ir(e, prov) if not isinstance(e, int) else self.graph.add_constant(e)
+                 for e in entries]
+        n = self.graph.create_node("aten::stack", parts, {"dim": 0}, provenance=prov)
+        n.output.type = TensorType(torch.int64, (len(parts),))
+        return n.output
+
+    # -- outputs and higher-order ops -----------------------------------------------------------
+    def as_output(self, val: Any, arg: Any, prov: Provenance) -> Value:
+        if isinstance(val, Value):
+            return val
+        if isinstance(val, (bool, int, float)) or isinstance(val, torch.Tensor):
+            return self.graph.add_constant(val, name="output_const")
+        if val is None:
+            self.report("a None output", None)
+        elif _expr(val) is not None:
+            e = _expr(val)
+            if e.is_number:
+                return self.graph.add_constant(int(e) if e.is_integer else float(e), name="output_const")
+            return self.sym_to_ir(e, prov)
+        else:
+            self.report(f"an output of type {type(val).__name__}", None)
+        return self.graph.add_constant(torch.zeros(()), name="unsupported")
+
+    def higher_order(self, node: torch.fx.Node, hop: Any, prov: Provenance,
+                     env: dict[torch.fx.Node, Any]) -> Any:
+        name = getattr(hop, "__name__", None) or getattr(hop, "_name", str(hop))
+        if name == "cond":
+            pred, true_gm, false_gm, operands = node.args[:4]
+            p = env[pred] if isinstance(pred, torch.fx.Node) else pred
+            ops_ = [env[a] if isinstance(a, torch.fx.Node) else a for a in operands]
+            tg, fg = (env[x] if isinstance(x, torch.fx.Node) else x for x in (true_gm, false_gm))
+            if isinstance(p, (bool, torch.SymBool)) and _expr(p) is not None and _expr(p).is_number:
+                p = bool(_expr(p))
+            if isinstance(p, bool):
+                return tuple(self.inline(tg if p else fg, ops_))
+            if not isinstance(p, Value):
+                raise _Unsupported("torch.cond on a symbolic (shape-dependent) predicate")
+            t_out = self.inline(tg, ops_)
+            f_out = self.inline(fg, ops_)
+            vals = node.meta.get("val") or ()
+            outs = []
+            for i, (a, b) in enumerate(zip(t_out, f_out)):
+                a = self.tensor_input(a, {}, prov)
+                b = self.tensor_input(b, {}, prov)
+                n = self.graph.create_node("aten::where.self", [p, a, b], provenance=prov)
+                n.output.type = self.ttype(vals[i]) if i < len(vals) else a.type
+                outs.append(n.output)
+            return tuple(outs)
+        if name == "wrap_with_set_grad_enabled":
+            _enabled, sub, *rest = node.args
+            sub = env[sub] if isinstance(sub, torch.fx.Node) else sub
+            out = self.inline(sub, [env[a] if isinstance(a, torch.fx.Node) else a for a in rest])
+            return tuple(out)
+        raise _Unsupported(f"higher_order::{name}")
+
+    def inline(self, gm: torch.fx.GraphModule, args: Sequence[Any]) -> list[Any]:
+        sub_env: dict[torch.fx.Node, Any] = {}
+        phs = [n for n in gm.graph.nodes if n.op == "placeholder"]
+        if len(phs) != len(args):
+            raise _Unsupported(f"subgraph takes {len(phs)} operands, got {len(args)}")
+        for ph, a in zip(phs, args):
+            sub_env[ph] = a
+        return self.walk(gm, sub_env)
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+# ---------------------------------------------------------------------------------------------
+
+
+class _Unsupported(Exception):
+    """Internal: this node cannot be lowered; ``what`` names the construct."""
+
+    def __init__(self, what: str):
+        super().__init__(what)
+        self.what = what
+
+
+class _NeedsShapeTensor(Exception):
+    def __init__(self, exprs: list[Any]):
+        super().__init__("symbolic shape")
+        self.exprs = exprs
+
+
+class _Sym:
+    __slots__ = ("expr",)
+
+    def __init__(self, expr: Any):
+        self.expr = expr
+
+    def __repr__(self) -> str:
+        return str(self.expr)
+
+
+def _is_symbolic(a: Any, env: dict[torch.fx.Node, Any]) -> bool:
+    if isinstance(a, torch.fx.Node):
+        a = env.get(a)
+    e = _expr(a) if isinstance(a, (torch.SymInt, torch.SymFloat)) else None
+    return e is not None and not e.is_number
+
+
+def _has_sym(v: Any) -> bool:
+    if isinstance(v, _Sym):
+        return True
+    if isinstance(v, list):
+        return any(_has_sym(x) for x in v)
+    return False
+
+
+def _expr(x: Any) -> Any:
+    """The sympy expression of a SymInt/SymFloat/SymBool (or int), else None."""
+    if isinstance(x, (torch.SymInt, torch.SymFloat, torch.SymBool)):
+        return x.node.expr
+    if isinstance(x, bool):
+        import sympy
+
+        return sympy.true if x else sympy.false
+    if isinstance(x, int):
+        import sympy
+
+        return sympy.Integer(x)
+    if type(x).__module__.startswith("sympy"):
+        return x
+    return None
+
+
+def _is_sym_function(target: Any) -> bool:
+    mod = getattr(target, "__module__", "") or ""
+    if mod in ("_operator", "operator", "math"):
+        return True
+    name = getattr(target, "__name__", "")
+    return name.startswith("sym_") and (mod.startswith("torch") or mod == "")
+
+
+def _bind(schema: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Schema argument name -> value, for the arguments that were passed."""
+    out: dict[str, Any] = {}
+    pos = list(args)
+    for i, a in enumerate(schema.arguments):
+        if i < len(pos) and not a.kwarg_only:
+            out[a.name] = pos[i]
+        elif a.name in kwargs:
+            out[a.name] = kwargs[a.name]
+    return out
+
+
+def _get_attr(gm: torch.nn.Module, target: str) -> Any:
+    obj: Any = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _clean_module_path(raw: str) -> str:
+    """``"L['self'].layer1[0]"`` or ``"layer1.0"`` -> ``"layer1.0"``."""
+    p = raw
+    p = re.sub(r"^L\['self'\]\.?", "", p)
+    p = re.sub(r"^L__self__\.?", "", p)
+    p = re.sub(r"getattr\((.*?), '([^']*)'\)", r"\1.\2", p)
+    p = re.sub(r"\._modules\['([^']*)'\]", r".\1", p)
+    p = re.sub(r"\[(\d+)\]", r".\1", p)
+    p = re.sub(r"\['([^']*)'\]", r".\1", p)
+    return p.strip(".")
+
+
+def _sanitize_name(name: str) -> str:
+    return re.sub(r"\W", "_", name) or "main"
+
+
+# ---------------------------------------------------------------------------------------------
+# export failures
+# ---------------------------------------------------------------------------------------------
+
+
+def _export_failure(model: Any, args: tuple, kwargs: dict, dynamic_shapes: Any, strict: bool,
+                    err: Exception) -> UnsupportedOpError:
+    """One error for a failed export: the construct torch stopped at, and (found by
+    ``draft_export``, which goes on past data-dependent guards) every other problem."""
+    msg = str(err)
+    first = msg.strip().splitlines()[0] if msg.strip() else type(err).__name__
+    loc = _error_location(msg)
+    if "data-dependent" in msg or "GuardOnDataDependent" in type(err).__name__:
+        problems = _draft_problems(model, args, kwargs, dynamic_shapes, strict)
+        if not any(p[0].startswith("data-dependent") for p in problems):
+            code = _error_code(msg)
+            problems.insert(0, ("data-dependent control flow" + (f": `{code}`" if code else ""), loc))
+        hint = ("Python control flow on tensor values cannot be exported: rewrite it with torch.cond "
+                "(torchmdf lowers it to both branches + where), or convert with method='script' "
+                "(TorchScript).  torch.export said: " + first[:300])
+    elif "Constraints violated" in msg or "ConstraintViolation" in type(err).__name__:
+        details = [ln.strip(" -") for ln in msg.splitlines() if ln.strip().startswith("- ")]
+        problems = [(f"dynamic shape constraint violated: {details[0] if details else first}", loc)]
+        hint = ("the model specializes a dimension marked dynamic (a Python loop over it, a check "
+                "against a constant, or an example of size 0/1); make that dimension static in "
+                "dynamic_shapes or give an example with a size >= 2")
+    else:
+        code = _error_code(msg)
+        what = f"construct torch.export cannot trace ({type(err).__name__}: {first[:200]})"
+        problems = [(what + (f": `{code}`" if code else ""), loc)]
+        hint = ("rewrite the construct, try strict=True/False, or convert with method='script' or "
+                "method='trace' (TorchScript)")
+    return UnsupportedOpError(problems, hint=hint,
+                              message=f"torch.export failed; {len(problems)} unsupported construct(s):")
+
+
+def _error_location(msg: str) -> str | None:
+    part = msg.split("The following call raised this error:", 1)
+    text = part[1] if len(part) == 2 else msg
+    frames = re.findall(r'File "([^"]+)", line (\d+)', text)
+    user = [f for f in frames if not f[0].startswith(_TORCH_DIR)]
+    if not (user or frames):
+        return None
+    path, line = (user or frames)[-1 if len(part) != 2 else 0]
+    return f"{os.path.basename(path)}:{line}"
+
+
+def _error_code(msg: str) -> str | None:
+    part = msg.split("The following call raised this error:", 1)
+    if len(part) != 2:
+        return None
+    m = re.search(r'File "[^"]+", line \d+, in \w+\n\s+(.+)', part[1])
+    return m.group(1).strip() if m else None
+
+
+def _draft_problems(model: Any, args: tuple, kwargs: dict, dynamic_shapes: Any,
+                    strict: bool) -> list[tuple[str, str | None]]:
+    """Problems ``draft_export`` finds: data-dependent guards (with the user's line) and ops
+    the registry cannot resolve.  Best effort: returns [] when draft export fails too."""
+    loggers = [logging.getLogger(n) for n in ("torch.export._draft_export", "torch.fx.experimental.symbolic_shapes",
+                                              "torch._export", "torch.export")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        ep = torch.export.draft_export(model, args, kwargs or None, dynamic_shapes=dynamic_shapes,
+                                       strict=strict)
+    except Exception:  # noqa: BLE001
+        return []
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+    problems: list[tuple[str, str | None]] = []
+    report = getattr(ep, "_report", None)
+    for f in getattr(report, "failures", []) or []:
+        if "DATA_DEPENDENT" not in str(getattr(f, "failure_type", "")):
+            continue
+        data = f.data if isinstance(f.data, dict) else {}
+        frames = data.get("user_stack") or []
+        frame = frames[-1] if frames else {}
+        code = frame.get("loc")
+        where = None
+        if frame:
+            fname = frame.get("filename")
+            if isinstance(fname, int):
+                from torch._logging import structured
+
+                fname = next((k for k, v in structured.INTERN_TABLE.items() if v == fname), None)
+            where = f"{os.path.basename(fname) if fname else '?'}:{frame.get('line')}"
+        entry = (f"data-dependent control flow: `{code}`" if code else
+                 f"data-dependent expression {data.get('expr')}", where)
+        if entry not in problems:
+            problems.append(entry)
+    try:
+        lowering = _Lowering(ep.run_decompositions())
+        lowering.run()
+    except UnsupportedOpError as e:
+        for entry in e.ops:
+            if entry not in problems:
+                problems.append(entry)
+    except Exception:  # noqa: BLE001 - the draft graph is best effort
+        pass
+    return problems
+
+
+__all__ = ["lower_module", "lower_exported_program", "op_name_of", "source_of", "type_of"]

@@ -1,0 +1,221 @@
+"""Reading and writing MDF files (JSON or YAML, by suffix).
+
+Every failure is a :class:`~torchmdf.errors.TorchMDFError` that names the file and, for syntax
+errors, the line and column (the parser's exception is kept as ``__cause__``).  ``save`` is
+atomic: the text is produced first, written to a temporary file in the target directory and
+moved over the target with ``os.replace``, so a failure creates or changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+from torchmdf.errors import TorchMDFError, ValidationError
+
+from .model import DupDict, Model
+
+__all__ = ["load", "save", "loads", "dumps", "FORMATS"]
+
+#: suffix -> format
+FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
+
+_YamlLoaderBase = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_YamlDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def _pairs_hook(pairs: list) -> dict:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        d = DupDict(d)
+        d.duplicates = [k for k, n in Counter(k for k, _ in pairs).items() if n > 1]
+    return d
+
+
+class _Loader(_YamlLoaderBase):  # type: ignore[misc, valid-type]
+    """Safe YAML loading that keeps repeated keys visible and refuses aliases (``*name``), which
+    MDF never needs and which can expand a small file into an enormous structure."""
+
+    def construct_object(self, node, deep=False):
+        if node in self.constructed_objects:
+            raise yaml.constructor.ConstructorError(
+                None, None, "YAML aliases (*name) are not supported in MDF files", node.start_mark)
+        return super().construct_object(node, deep=deep)
+
+
+def _construct_map(loader: _Loader, node: yaml.MappingNode) -> dict:
+    loader.flatten_mapping(node)
+    pairs = loader.construct_pairs(node, deep=True)
+    try:
+        return _pairs_hook(pairs)
+    except TypeError:
+        raise yaml.constructor.ConstructorError(
+            None, None, "a mapping key must be a plain value", node.start_mark) from None
+
+
+def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> list:
+    return loader.construct_sequence(node, deep=True)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+_Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+
+
+def _where(source: str | None) -> str | None:
+    return f"file '{source}'" if source else None
+
+
+def _parse(text: str, fmt: str, source: str | None) -> Any:
+    loc = _where(source)
+    if fmt == "json":
+        try:
+            return json.loads(text, object_pairs_hook=_pairs_hook)
+        except json.JSONDecodeError as e:
+            if not text.strip():
+                raise ValidationError("the file is empty (expected {model id: {...}})", location=loc) from e
+            raise ValidationError(f"invalid JSON: {e.msg} (line {e.lineno}, column {e.colno})",
+                                  location=loc) from e
+        except RecursionError as e:
+            raise ValidationError("invalid JSON: nested too deeply", location=loc) from e
+    if fmt == "yaml":
+        try:
+            return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            what = e.problem or e.context or "syntax error"
+            raise ValidationError(f"invalid YAML: {what}{at}", location=loc) from e
+        except yaml.YAMLError as e:
+            raise ValidationError(f"invalid YAML: {e}", location=loc) from e
+        except RecursionError as e:
+            raise ValidationError("invalid YAML: nested too deeply", location=loc) from e
+    raise ValidationError(f"unknown format {fmt!r}", location=loc, hint="use 'json' or 'yaml'")
+
+
+def loads(text: str | bytes, format: str = "json", *, validate: bool = True,
+          source: str | None = None) -> Model:
+    """Read a model from JSON or YAML text; ``source`` names the file in error locations.
+
+    With ``validate`` (the default) the model is also checked with
+    :func:`torchmdf.mdf.check`, so a model that loads is one the compiler can use."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise ValidationError(f"the file is not UTF-8 text ({e.reason} at byte {e.start})",
+                                  location=_where(source)) from e
+    if format not in ("json", "yaml"):
+        raise ValidationError(f"unknown format {format!r}", location=_where(source),
+                              hint="use 'json' or 'yaml'")
+    data = _parse(text, format, source)
+    model = Model.from_dict(data, source=source)
+    if validate:
+        from .validate import check
+
+        check(model)
+    return model
+
+
+def _format_for(path: str | os.PathLike, format: str | None) -> str:
+    if format is not None:
+        if format not in ("json", "yaml"):
+            raise ValidationError(f"unknown format {format!r}", location=_where(str(path)),
+                                  hint="use 'json' or 'yaml'")
+        return format
+    suffix = Path(str(path)).suffix.lower()
+    fmt = FORMATS.get(suffix)
+    if fmt is None:
+        raise ValidationError(f"cannot tell the format from the suffix {suffix or '(none)'!r}",
+                              location=_where(str(path)), hint="use .json, .yaml or .yml")
+    return fmt
+
+
+def load(source: str | os.PathLike | IO, *, format: str | None = None,
+         validate: bool = True) -> Model:
+    """Load a model from a path or an open file (``.json``, ``.yaml``/``.yml`` by suffix, or
+    ``format=``).  Any problem raises a TorchMDFError located in the file."""
+    if hasattr(source, "read"):
+        name = getattr(source, "name", None)
+        name = str(name) if isinstance(name, (str, os.PathLike)) else None
+        fmt = format if format is not None else (_format_for(name, None) if name else "json")
+        if fmt not in ("json", "yaml"):
+            raise ValidationError(f"unknown format {fmt!r}", location=_where(name))
+        try:
+            text = source.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise TorchMDFError(f"cannot read: {e}", location=_where(name)) from e
+        return loads(text, fmt, validate=validate, source=name)
+    name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
+    if name is None:
+        raise TorchMDFError(f"load() takes a path or an open file, not {type(source).__name__}")
+    fmt = _format_for(name, format)
+    try:
+        with open(name, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise TorchMDFError(f"cannot read the file: {e.strerror or e}", location=_where(name)) from e
+    return loads(data, fmt, validate=validate, source=name)
+
+
+def dumps(model: Model, format: str = "json") -> str:
+    """The model as JSON or YAML text (floats written so they read back bit for bit)."""
+    if not isinstance(model, Model):
+        raise ValidationError(f"dumps() takes a torchmdf.mdf.Model, not {type(model).__name__}")
+    data = model.to_dict()
+    try:
+        if format == "json":
+            return json.dumps(data, indent=4) + "\n"
+        if format == "yaml":
+            return yaml.dump(data, Dumper=_YamlDumper, sort_keys=False, default_flow_style=False,
+                             allow_unicode=True, width=100)
+    except (TypeError, ValueError, yaml.YAMLError, RecursionError) as e:
+        raise ValidationError(f"cannot write the model as {format}: {e}",
+                              location=model.location) from e
+    raise ValidationError(f"unknown format {format!r}", hint="use 'json' or 'yaml'")
+
+
+def save(model: Model, path: str | os.PathLike, *, format: str | None = None,
+         validate: bool = True) -> None:
+    """Write the model to ``path`` atomically (format by suffix unless ``format=``).
+
+    With ``validate`` (the default) the model is checked first, so only loadable files are
+    written.  On any failure nothing is created and an existing file is left untouched."""
+    target = os.fspath(path)
+    fmt = _format_for(target, format)
+    if validate:
+        from .validate import check
+
+        check(model)
+    text = dumps(model, fmt)
+    directory = os.path.dirname(os.path.abspath(target))
+    try:
+        mode = os.stat(target).st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp",
+                                   dir=directory)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+        tmp = None
+    except OSError as e:
+        raise TorchMDFError(f"cannot write the file: {e.strerror or e}", location=_where(target)) from e
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass

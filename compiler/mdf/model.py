@@ -1,0 +1,907 @@
+"""The MDF v0.4 object model as plain typed classes.
+
+Field lists follow the ModECI MDF v0.4 specification and modeci-mdf 0.4.15's ``modeci_mdf.mdf``
+(plus ``notes``, which older MDF versions and the NeuroML examples write where the spec now has
+``metadata``).  Collections are ordered lists (``model.graphs``, ``graph.nodes``,
+``node.parameters``, ...); in a file they are mappings keyed by id, as modeci_mdf writes them.
+
+Values: a number stays a Python number, a string is an expression (see
+:mod:`torchmdf.mdf.expressions`), and a nested list of numbers becomes a ``torch.Tensor``
+(int64, float64 or bool, so nothing is lost) and a nested list again when saved.
+
+``from_dict`` collects every structural problem (unknown key, entry of the wrong kind, duplicate
+key) before raising one :class:`~torchmdf.errors.ValidationError` with ``.problems``; the deeper
+checks (types, references, expressions, cycles) are :func:`torchmdf.mdf.validate`.  Objects
+compare by identity (as in modeci_mdf); compare ``to_dict()`` for content.
+
+Two forms from modeci_mdf's own writers are read as they were meant:
+
+* a ``nodes`` entry holding ``nodes``/``edges`` is a nested :class:`Graph` (modeci_mdf's PyTorch
+  importer writes an ``onnx::Loop`` body that way, see ``examples/PyTorch/ddm.json``);
+* files older than v0.4 (PsyNeuLink's v0.1) write shapes as strings (``"(1,)"``), condition
+  arguments as ``args``, and ``function: {"onnx::Gemm": {...}}``; these load as the v0.4 fields.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from torchmdf.errors import ValidationError
+
+__all__ = [
+    "Model", "Graph", "Node", "InputPort", "OutputPort", "Parameter", "ParameterCondition",
+    "Function", "Edge", "Condition", "ConditionSet", "MDF_FORMAT", "format_location",
+]
+
+#: The format string written into models built in code.
+MDF_FORMAT = "ModECI MDF v0.4"
+
+
+def _generating_application() -> str:
+    try:
+        from torchmdf import __version__
+    except ImportError:  # pragma: no cover - partial installs
+        __version__ = "0"
+    return f"Python torchmdf v{__version__}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Locations and problem collection
+# ---------------------------------------------------------------------------------------------
+
+def seg(kind: str, ident: Any) -> str:
+    """One step of an MDF path: ``node 'A'``."""
+    return f"{kind} {ident!r}"
+
+
+def format_location(prefix: str | None, path: Iterable[str]) -> str | None:
+    """``file 'm.json' > model 'm' > graph 'g' > node 'A'`` (None when there is nothing to say)."""
+    parts = [prefix] if prefix else []
+    parts.extend(path)
+    return " > ".join(parts) if parts else None
+
+
+class DupDict(dict):
+    """A mapping read from a file that repeated some keys (the readers make one so the loader
+    can report them where they are); ``duplicates`` lists the repeated keys."""
+
+    duplicates: list
+
+
+class _Ctx:
+    """Problems found while building objects from a dict, each with its full location."""
+
+    __slots__ = ("prefix", "problems")
+
+    def __init__(self, prefix: str | None):
+        self.prefix = prefix
+        self.problems: list[ValidationError] = []
+
+    def error(self, path: tuple, message: str, hint: str | None = None) -> None:
+        self.problems.append(ValidationError(message, location=format_location(self.prefix, path),
+                                             hint=hint))
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise _combine(self.problems, self.prefix)
+
+
+def _combine(problems: list[ValidationError], prefix: str | None) -> ValidationError:
+    """One error for a list of problems: the problem itself when there is one, else a summary
+    listing each (so the message alone says everything)."""
+    if len(problems) == 1:
+        p = problems[0]
+        err = type(p)(p.raw_message, location=p.location, hint=p.hint, problems=[p])
+        return err
+    lines = [f"{len(problems)} problems:"]
+    for p in problems:
+        lines.append(f"  - {p}".replace("\n", "\n    "))
+    return ValidationError("\n".join(lines), location=prefix, problems=problems)
+
+
+def _check_keys(ctx: _Ctx, path: tuple, body: dict, allowed: frozenset, shown: str) -> None:
+    for k in body:
+        if k not in allowed:
+            ctx.error(path, f"unknown key {k!r}", hint=f"allowed here: {shown}")
+    dups = getattr(body, "duplicates", None)
+    if dups:
+        ctx.error(path, "key(s) " + ", ".join(repr(k) for k in dups) + " given more than once")
+
+
+def _keys(*names: str) -> tuple[frozenset, str]:
+    return frozenset(names), ", ".join(names)
+
+
+def _collection(ctx: _Ctx, path: tuple, value: Any, kind: str, key: str,
+                build: Callable[[dict, Any, _Ctx, tuple], Any]) -> list:
+    """Build a collection written as ``{id: {...}}`` (or a list of ``{id: ..., ...}``)."""
+    if value is None:
+        return []
+    out = []
+    if isinstance(value, dict):
+        dups = getattr(value, "duplicates", None)
+        if dups:
+            ctx.error(path, f"{key}: id(s) " + ", ".join(repr(k) for k in dups) + " given more than once")
+        for ident, body in value.items():
+            p = path + (seg(kind, ident),)
+            if body is None:
+                body = {}
+            if not isinstance(body, dict):
+                ctx.error(p, f"expected a mapping of fields, got {_tname(body)}")
+                continue
+            out.append(build(body, ident, ctx, p))
+        return out
+    if isinstance(value, list):
+        for i, body in enumerate(value):
+            if not isinstance(body, dict) or "id" not in body:
+                ctx.error(path + (f"{key}[{i}]",), f"a list entry of {key} must be a mapping with an 'id'")
+                continue
+            out.append(build(body, body["id"], ctx, path + (seg(kind, body["id"]),)))
+        return out
+    ctx.error(path, f"{key} must be a mapping of id -> {kind}, got {_tname(value)}")
+    return []
+
+
+def _tname(v: Any) -> str:
+    return "null" if v is None else type(v).__name__
+
+
+def _check_id(ctx: _Ctx, path: tuple, body: dict, ident: Any) -> None:
+    if "id" in body and body["id"] != ident:
+        ctx.error(path, f"'id' {body['id']!r} differs from the key {ident!r} it is written under")
+
+
+# ---------------------------------------------------------------------------------------------
+# Values
+# ---------------------------------------------------------------------------------------------
+
+_ARRAY_KINDS = frozenset("bif")
+
+
+def to_value(v: Any) -> Any:
+    """A value read from a file: nested lists of numbers become tensors, the rest stays."""
+    if type(v) is list:
+        try:
+            a = np.asarray(v)
+        except (ValueError, TypeError, OverflowError, RecursionError):
+            return v  # ragged, mixed or too deep: left as written
+        if a.dtype.kind in _ARRAY_KINDS and a.dtype != np.float16:
+            return torch.from_numpy(a)
+    return v
+
+
+def _values(d: Any) -> Any:
+    """Convert the values of a dict read from a file (args, edge parameters)."""
+    if isinstance(d, dict):
+        out = {k: to_value(v) for k, v in d.items()}
+        if isinstance(d, DupDict):
+            out = DupDict(out)
+            out.duplicates = d.duplicates
+        return out
+    return d
+
+
+class _SaveError(Exception):
+    def __init__(self, path: tuple, message: str):
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+def to_plain(v: Any, path: tuple = ()) -> Any:
+    """A value as JSON/YAML data (tensors and arrays become nested lists)."""
+    t = type(v)
+    if v is None or t is str or t is int or t is float or t is bool:
+        return v
+    if isinstance(v, torch.Tensor):
+        if v.is_complex() or v.dtype.is_floating_point is False and v.dtype not in _INT_DTYPES:
+            raise _SaveError(path, f"cannot write a tensor of dtype {v.dtype}")
+        return v.detach().cpu().tolist()
+    if isinstance(v, np.ndarray):
+        if v.dtype.kind not in "biuf":
+            raise _SaveError(path, f"cannot write a numpy array of dtype {v.dtype}")
+        return v.tolist()
+    if isinstance(v, np.generic) and v.dtype.kind in "biuf":
+        return v.item()
+    if isinstance(v, (bool, int, float, str)):  # subclasses (IntEnum, numpy-registered...)
+        return bool(v) if isinstance(v, bool) else int(v) if isinstance(v, int) else \
+            float(v) if isinstance(v, float) else str(v)
+    if isinstance(v, (list, tuple)):
+        return [to_plain(x, path) for x in v]
+    if isinstance(v, dict):
+        out = {}
+        for k, x in v.items():
+            if not isinstance(k, (str, int, float, bool)):
+                raise _SaveError(path, f"cannot write a mapping key of type {type(k).__name__}")
+            out[k] = to_plain(x, path)
+        return out
+    if isinstance(v, Condition):
+        return v.to_dict()
+    raise _SaveError(path, f"cannot write a value of type {type(v).__name__}")
+
+
+_INT_DTYPES = frozenset([torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool])
+
+
+def _put(d: dict, key: str, value: Any, path: tuple) -> None:
+    if value is not None:
+        d[key] = to_plain(value, path + (key,))
+
+
+def _put_common(d: dict, obj: Any, path: tuple) -> None:
+    if obj.metadata is not None:
+        d["metadata"] = to_plain(obj.metadata, path + ("metadata",))
+    if obj.notes is not None:
+        d["notes"] = to_plain(obj.notes, path + ("notes",))
+
+
+_SHAPE_RE = re.compile(r"\s*[(\[]\s*((?:\d+\s*,\s*)*(?:\d+\s*)?,?)\s*[)\]]\s*")
+
+
+def _shape(v: Any) -> Any:
+    """Shapes as tuples; ``"(1, 2)"`` (PsyNeuLink/modeci_mdf string form) is read too."""
+    if type(v) is list:
+        return tuple(v)
+    if isinstance(v, str):
+        m = _SHAPE_RE.fullmatch(v)
+        if m:
+            return tuple(int(x) for x in re.findall(r"\d+", m.group(1)))
+    return v
+
+
+def _function_field(ctx: _Ctx, path: tuple, body: dict) -> tuple[Any, Any]:
+    """``function`` and ``args``; ``function: {"onnx::Gemm": {...}}`` is the same as
+    ``function: "onnx::Gemm", args: {...}``."""
+    fn, args = body.get("function"), body.get("args")
+    if isinstance(fn, dict):
+        if len(fn) != 1:
+            ctx.error(path + ("function",), "a function given as a mapping must have exactly one "
+                      f"key (the function name), got {len(fn)}")
+            return fn, args
+        (name, inner), = fn.items()
+        if args is not None:
+            ctx.error(path, "'args' given both beside and inside 'function'")
+        return name, ({} if inner is None else inner)
+    return fn, args
+
+
+# ---------------------------------------------------------------------------------------------
+# The classes
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(slots=True, eq=False)
+class InputPort:
+    """Where a Node receives a value (from an edge, or ``default_value``, or the caller)."""
+
+    id: str
+    shape: tuple[int, ...] | None = None
+    type: str | None = None
+    default_value: Any = None
+    reduce: str | None = None
+    metadata: dict | None = None
+    notes: str | None = None
+
+    _KEYS = _keys("id", "shape", "type", "default_value", "reduce", "metadata", "notes")
+
+    def to_dict(self, _path: tuple = ()) -> dict:
+        d: dict = {}
+        _put_common(d, self, _path)
+        _put(d, "shape", self.shape, _path)
+        _put(d, "type", self.type, _path)
+        _put(d, "default_value", self.default_value, _path)
+        _put(d, "reduce", self.reduce, _path)
+        return d
+
+    @classmethod
+    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> InputPort:
+        _check_keys(ctx, path, body, *cls._KEYS)
+        _check_id(ctx, path, body, ident)
+        g = body.get
+        return cls(ident, _shape(g("shape")), g("type"), to_value(g("default_value")), g("reduce"),
+                   g("metadata"), g("notes"))
+
+    @classmethod
+    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None) -> InputPort:
+        return _from_dict(cls, d, id, location, "input port")
+
+
+@dataclass(slots=True, eq=False)
+class OutputPort:
+    """A value a Node exports: an expression over its ports, parameters and functions."""
+
+    id: str
+    value: str | None = None
+    shape: tuple[int, ...] | None = None
+    type: str | None = None
+    metadata: dict | None = None
+    notes: str | None = None
+
+    _KEYS = _keys("id", "value", "shape", "type", "metadata", "notes")
+
+    def to_dict(self, _path: tuple = ()) -> dict:
+        d: dict = {}
+        _put_common(d, self, _path)
+        _put(d, "value", self.value, _path)
+        _put(d, "shape", self.shape, _path)
+        _put(d, "type", self.type, _path)
+        return d
+
+    @classmethod
+    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> OutputPort:
+        _check_keys(ctx, path, body, *cls._KEYS)
+        _check_id(ctx, path, body, ident)
+        g = body.get
+        return cls(ident, g("value"), _shape(g("shape")), g("type"), g("metadata"), g("notes"))
+
+    @classmethod
+    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None) -> OutputPort:
+        return _from_dict(cls, d, id, location, "output port")
+
+
+@dataclass(slots=True, eq=False)
+class ParameterCondition:
+    """When ``test`` holds, the parameter takes ``value`` (evaluated after the parameter)."""
+
+    id: str
+    test: Any = None
+    value: Any = None
+
+    _KEYS = _keys("id", "test", "value")
+
+    def to_dict(self, _path: tuple = ()) -> dict:
+        d: dict = {"id": to_plain(self.id, _path)}
+        _put(d, "test", self.test, _path)
+        _put(d, "value", self.value, _path)
+        return d
+
+    @classmethod
+    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> ParameterCondition:
+        _check_keys(ctx, path, body, *cls._KEYS)
+        _check_id(ctx, path, body, ident)
+        return cls(ident, to_value(body.get("test")), to_value(body.get("value")))
+
+    @classmethod
+    def from_dict(cls, d: dict, *, id: str | None = None,
+                  location: str | None = None) -> ParameterCondition:
+        return _from_dict(cls, d, id, location, "condition")
+
+
+@dataclass(slots=True, eq=False)
+class Parameter:
+    """A named value of a Node: a constant or expression ``value`` (self-reference makes it
+    stateful), a ``function`` with ``args``, or ``default_initial_value`` + ``time_derivative``;
+    ``conditions`` override it when their test holds."""
+
+    id: str
+    value: Any = None
+    default_initial_value: Any = None
+    time_derivative: str | None = None
+    function: str | None = None
+    args: dict[str, Any] | None = None
+    conditions: list[ParameterCondition] = field(default_factory=list)
+    metadata: dict | None = None
+    notes: str | None = None
+
+    _KEYS = _keys("id", "value", "default_initial_value", "time_derivative", "function", "args",
+                  "conditions", "metadata", "notes")
+
+    def is_stateful(self) -> bool:
+        """Stateful as modeci_mdf defines it: a time derivative, an initial value, or a value
+        expression that refers to the parameter itself."""
+        if self.time_derivative is not None or self.default_initial_value is not None:
+            return True
+        if isinstance(self.value, str):
+            from .expressions import free_names, parse_expression
+
+            try:
+                return self.id in free_names(parse_expression(self.value))
+            except ValidationError:
+                return False
+        return False
+
+    def to_dict(self, _path: tuple = ()) -> dict:
+        d: dict = {}
+        _put_common(d, self, _path)
+        _put(d, "value", self.value, _path)
+        _put(d, "default_initial_value", self.default_initial_value, _path)
+        _put(d, "time_derivative", self.time_derivative, _path)
+        _put(d, "function", self.function, _path)
+        _put(d, "args", self.args, _path)
+        if self.conditions:
+            d["conditions"] = [c.to_dict(_path + (seg("condition", c.id),)) if isinstance(
+                c, ParameterCondition) else to_plain(c, _path) for c in self.conditions]
+        return d
+
+    @classmethod
+    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Parameter:
+        _check_keys(ctx, path, body, *cls._KEYS)
+        _check_id(ctx, path, body, ident)
+        g = body.get
+        fn, args = _function_field(ctx, path, body)
+        conds = g("conditions")
+        conditions = _collection(ctx, path, conds, "condition", "conditions", ParameterCondition._build)
+        return cls(ident, to_value(g("value")), to_value(g("default_initial_value")),
+                   g("time_derivative"), fn, _values(args), conditions, g("metadata"), g("notes"))
+
+    @classmethod
+    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None) -> Parameter:
+        return _from_dict(cls, d, id, location, "parameter")
+
+
+@dataclass(slots=True, eq=False)
+class Function:
+    """A value computed by a named ``function`` with ``args``, or by a ``value`` expression
+    over ``args`` and the node's other values."""
+
+    id: str
+    function: str | None = None
+    args: dict[str, Any] | None = None
+    value: Any = None
+    metadata: dict | None = None
+    notes: str | None = None
+
+    _KEYS = _keys("id", "function", "args", "value", "metadata", "notes")
+
+    def to_dict(self, _path: tuple = ()) -> dict:
+        d: dict = {}
+        _put_common(d, self, _path)
+        _put(d, "function", self.function, _path)
+        _put(d, "args", self.args, _path)
+        _put(d, "value", self.value, _path)
+        return d
+
+    @classmethod
+    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Function:
+        _check_keys(ctx, path, body, *cls._KEYS)
+        _check_id(ctx, path, body, ident)
+        fn, args = _function_field(ctx, path, body)
+        return cls(ident, fn, _values(args), to_value(body.get("value")), body.get("metadata"),
+                   body.get("notes"))
+
+    @classmethod
+    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None) -> Function:
+        return _from_dict(cls, d, id, location, "function")
+
+
+@dataclass(slots=True, eq=False)
+class Node:
+    """A unit of evaluation: input ports -> functions and parameters -> output ports."""
+
+    id: str
+    input_ports: list[InputPort] = field(default_factory=list)
+    functions: list[Function] = field(default_factory=list)
+    parameters: list[Parameter] = field(default_factory=list)
+    output_ports: list[OutputPort] = field(default_factory=list)
+    metadata: dict | None = None
+    notes: str | None = None
+
+    _KEYS = _keys("id", "input_ports", "functions", "parameters", "output_ports", "metadata", "notes")
+
+    def get_input_port(self, id: str) -> InputPort | None:
+        return next((p for p in self.input_ports if p.id == id), None)
+
+    def get_output_port(self, id: str) -> OutputPort | None:
+        return next((p for p in self.output_ports if p.id == id), None)
+
+    def get_parameter(self, id: str) -> Parameter | None:
+        return next((p for p in self.parameters if p.id == id), None)
+
+    def get_function(self, id: str) -> Function | None:
+        return next((f for f in self.functions if f.id == id), None)
+
+    def names(self) -> list[str]:
+        """The ids an expression in this node can refer to: input ports, parameters, functions."""
+        return ([p.id for p in self.input_ports] + [p.id for p in self.parameters]
+                + [f.id for f in self.functions])
+
+    def to_dict(self, _path: tuple = ()) -> dict:
+        d: dict = {}
+        _put_common(d, self, _path)
+        for key, kind, items in (("input_ports", "input port", self.input_ports),
+                                 ("functions", "function", self.functions),
+                                 ("parameters", "parameter", self.parameters),
+                                 ("output_ports", "output port", self.output_ports)):
+            if items:
+                d[key] = _dump_collection(items, kind, _path)
+        return d
+
+    @classmethod
+    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Node:
+        _check_keys(ctx, path, body, *cls._KEYS)
+        _check_id(ctx, path, body, ident)
+        g = body.get
+        return cls(
+            ident,
+            _collection(ctx, path, g("input_ports"), "input port", "input_ports", InputPort._build),
+            _collection(ctx, path, g("functions"), "function", "functions", Function._build),
+            _collection(ctx, path, g("parameters"), "parameter", "parameters", Parameter._build),
+            _collection(ctx, path, g("output_ports"), "output port", "output_ports", OutputPort._build),
+            g("metadata"), g("notes"))
+
+    @classmethod
+    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None) -> Node:
+        return _from_dict(cls, d, id, location, "node")
+
+
+@dataclass(slots=True, eq=False)
+class Edge:
+    """Carries the value of ``sender``'s ``sender_port`` to ``receiver``'s ``receiver_port``;
+    ``parameters["weight"]``, when present, multiplies it element-wise (modeci_mdf:
+    ``weight * value``)."""
+
+    id: str
+    sender: str
+    receiver: str
+    sender_port: str
+    receiver_port: str
+    parameters: dict[str, Any] | None = None
+    metadata: dict | None = None
+    notes: str | None = None
+
+    _KEYS = _keys("id", "sender", "receiver", "sender_port", "receiver_port", "parameters",
+                  "metadata", "notes")
+
+    @property
+    def weight(self) -> Any:
+        """The edge's weight, or None when it has none (modeci_mdf then passes the value as is)."""
+        return None if not isinstance(self.parameters, dict) else self.parameters.get("weight")
+
+    def to_dict(self, _path: tuple = ()) -> dict:
+        d: dict = {}
+        _put_common(d, self, _path)
+        _put(d, "sender", self.sender, _path)
+        _put(d, "receiver", self.receiver, _path)
+        _put(d, "sender_port", self.sender_port, _path)
+        _put(d, "receiver_port", self.receiver_port, _path)
+        _put(d, "parameters", self.parameters, _path)
+        return d
+
+    @classmethod
+    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Edge:
+        _check_keys(ctx, path, body, *cls._KEYS)
+        _check_id(ctx, path, body, ident)
+        g = body.get
+        for k in ("sender", "receiver", "sender_port", "receiver_port"):
+            if k not in body:
+                ctx.error(path, f"missing {k!r}")
+        return cls(ident, g("sender"), g("receiver"), g("sender_port"), g("receiver_port"),
+                   _values(g("parameters")), g("metadata"), g("notes"))
+
+    @classmethod
+    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None) -> Edge:
+        return _from_dict(cls, d, id, location, "edge")
+
+
+_COND_KEYS = frozenset(["type", "kwargs", "args", "metadata", "notes"])
+
+
+@dataclass(slots=True, eq=False, init=False)
+class Condition:
+    """A graph_scheduler condition: ``type`` (``"EveryNCalls"``...) and its ``kwargs``
+    (node ids as strings, nested Conditions).  ``Condition("EveryNCalls", dependencies="A",
+    n=2)`` works as in modeci_mdf."""
+
+    type: str
+    kwargs: dict[str, Any]
+    metadata: dict | None
+    notes: str | None
+
+    _KEYS = _keys("type", "kwargs", "metadata", "notes")
+
+    def __init__(self, type: str | None = None, kwargs: dict | None = None, *,
+                 metadata: dict | None = None, notes: str | None = None, **more: Any):
+        self.type = type  # type: ignore[assignment]
+        self.kwargs = dict(kwargs) if kwargs is not None else {}
+        self.kwargs.update(more)
+        self.metadata = metadata
+        self.notes = notes
+
+    def __repr__(self) -> str:
+        return f"Condition({self.type!r}, {self.kwargs!r})"
+
+    def to_dict(self, _path: tuple = ()) -> dict:
+        d: dict = {"type": to_plain(self.type, _path)}
+        _put_common(d, self, _path)
+        kw = self.kwargs if isinstance(self.kwargs, dict) else {}
+        d["kwargs"] = {k: to_plain(v, _path + (f"kwargs {k!r}",)) for k, v in kw.items()}
+        return d
+
+    @classmethod
+    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Condition:
+        for k in body:
+            if k not in _COND_KEYS:
+                ctx.error(path, f"unknown key {k!r}", hint="allowed here: type, kwargs, metadata, notes")
+        if "kwargs" in body and "args" in body:
+            ctx.error(path, "both 'kwargs' and 'args' (the pre-v0.4 name of 'kwargs') given")
+        if "type" not in body:
+            ctx.error(path, "a condition needs a 'type'")
+        kwargs = body.get("kwargs", body.get("args"))
+        if kwargs is None:
+            kwargs = {}
+        if not isinstance(kwargs, dict):
+            ctx.error(path, f"'kwargs' must be a mapping, got {_tname(kwargs)}")
+            kwargs = {}
+        conv = {k: _condition_arg(v, ctx, path + (f"kwargs {k!r}",)) for k, v in kwargs.items()}
+        return cls(body.get("type"), conv, metadata=body.get("metadata"), notes=body.get("notes"))
+
+    @classmethod
+    def from_dict(cls, d: dict, *, location: str | None = None) -> Condition:
+        ctx = _Ctx(location)
+        if not isinstance(d, dict):
+            ctx.error((), f"expected a mapping, got {_tname(d)}")
+            ctx.raise_if_any()
+        c = cls._build(d, None, ctx, ())
+        ctx.raise_if_any()
+        return c
+
+
+def _looks_like_condition(v: Any) -> bool:
+    return isinstance(v, dict) and "type" in v and all(k in _COND_KEYS for k in v)
+
+
+def _condition_arg(v: Any, ctx: _Ctx, path: tuple) -> Any:
+    """A condition argument: nested conditions become Conditions, the rest stays as written."""
+    if _looks_like_condition(v):
+        return Condition._build(v, None, ctx, path)
+    if type(v) is list:
+        return [Condition._build(x, None, ctx, path + (f"[{i}]",)) if _looks_like_condition(x) else x
+                for i, x in enumerate(v)]
+    return v
+
+
+@dataclass(slots=True, eq=False)
+class ConditionSet:
+    """A graph's scheduling: per-node run conditions and per-time-scale termination."""
+
+    node_specific: dict[str, Condition] | None = None
+    termination: dict[str, Condition] | None = None
+    metadata: dict | None = None
+    notes: str | None = None
+
+    _KEYS = _keys("node_specific", "termination", "metadata", "notes")
+
+    def to_dict(self, _path: tuple = ()) -> dict:
+        d: dict = {}
+        _put_common(d, self, _path)
+        for key, conds in (("node_specific", self.node_specific), ("termination", self.termination)):
+            if conds is None:
+                continue
+            if not isinstance(conds, dict):
+                raise _SaveError(_path + (key,), f"{key} must be a mapping, not {_tname(conds)}")
+            d[key] = {k: c.to_dict(_path + (f"{key} {k!r}",)) if isinstance(c, Condition)
+                      else to_plain(c, _path + (f"{key} {k!r}",)) for k, c in conds.items()}
+        return d
+
+    @classmethod
+    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> ConditionSet:
+        _check_keys(ctx, path, body, *cls._KEYS)
+        out = {}
+        for key in ("node_specific", "termination"):
+            v = body.get(key)
+            if v is None:
+                out[key] = None
+                continue
+            if not isinstance(v, dict):
+                ctx.error(path, f"{key} must be a mapping, got {_tname(v)}")
+                out[key] = None
+                continue
+            conds = {}
+            for k, c in v.items():
+                p = path + (f"{key} {k!r}",)
+                if not isinstance(c, dict):
+                    ctx.error(p, f"expected a condition mapping, got {_tname(c)}")
+                    continue
+                conds[k] = Condition._build(c, None, ctx, p)
+            out[key] = conds
+        return cls(out["node_specific"], out["termination"], body.get("metadata"), body.get("notes"))
+
+    @classmethod
+    def from_dict(cls, d: dict, *, location: str | None = None) -> ConditionSet:
+        ctx = _Ctx(location)
+        if not isinstance(d, dict):
+            ctx.error((), f"expected a mapping, got {_tname(d)}")
+            ctx.raise_if_any()
+        c = cls._build(d, None, ctx, ())
+        ctx.raise_if_any()
+        return c
+
+
+@dataclass(slots=True, eq=False)
+class Graph:
+    """Nodes connected by edges, with optional global ``parameters`` and scheduling
+    ``conditions``.  ``nodes`` may hold nested Graphs (see the module docstring)."""
+
+    id: str
+    nodes: list[Node | Graph] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)
+    parameters: dict[str, Any] | None = None
+    conditions: ConditionSet | None = None
+    metadata: dict | None = None
+    notes: str | None = None
+
+    _KEYS = _keys("id", "nodes", "edges", "parameters", "conditions", "metadata", "notes")
+
+    def get_node(self, id: str) -> Node | Graph | None:
+        return next((n for n in self.nodes if n.id == id), None)
+
+    def get_edge(self, id: str) -> Edge | None:
+        return next((e for e in self.edges if e.id == id), None)
+
+    def get_endpoint(self, id: str) -> Node | Graph | None:
+        """What an edge's sender/receiver names: the node with that id, or the nested graph
+        ``LoopSubgraph<id>`` that modeci_mdf's PyTorch importer writes for an ``onnx::Loop``."""
+        n = self.get_node(id)
+        if n is None:
+            n = next((g for g in self.nodes if isinstance(g, Graph) and g.id == f"LoopSubgraph{id}"), None)
+        return n
+
+    def free_input_ports(self) -> list[tuple[Node, InputPort]]:
+        """The (node, input port) pairs no edge feeds, in file order: the graph's inputs."""
+        fed = {(e.receiver, e.receiver_port) for e in self.edges}
+        return [(n, p) for n in self.nodes if isinstance(n, Node) for p in n.input_ports
+                if (n.id, p.id) not in fed]
+
+    def to_dict(self, _path: tuple = ()) -> dict:
+        d: dict = {}
+        _put_common(d, self, _path)
+        _put(d, "parameters", self.parameters, _path)
+        if self.conditions is not None:
+            if not isinstance(self.conditions, ConditionSet):
+                raise _SaveError(_path + ("conditions",), "conditions must be a ConditionSet")
+            d["conditions"] = self.conditions.to_dict(_path + ("conditions",))
+        if self.nodes:
+            d["nodes"] = _dump_collection(self.nodes, "node", _path)
+        if self.edges:
+            d["edges"] = _dump_collection(self.edges, "edge", _path)
+        return d
+
+    @classmethod
+    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Graph:
+        _check_keys(ctx, path, body, *cls._KEYS)
+        _check_id(ctx, path, body, ident)
+        g = body.get
+        cond = g("conditions")
+        conditions = None
+        if isinstance(cond, dict):
+            conditions = ConditionSet._build(cond, None, ctx, path + ("conditions",))
+        elif cond is not None:
+            ctx.error(path, f"conditions must be a mapping, got {_tname(cond)}")
+        return cls(ident, _collection(ctx, path, g("nodes"), "node", "nodes", _build_node_or_graph),
+                   _collection(ctx, path, g("edges"), "edge", "edges", Edge._build),
+                   _values(g("parameters")), conditions, g("metadata"), g("notes"))
+
+    @classmethod
+    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None) -> Graph:
+        return _from_dict(cls, d, id, location, "graph")
+
+
+def _build_node_or_graph(body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Node | Graph:
+    if "nodes" in body or "edges" in body:
+        return Graph._build(body, ident, ctx, path[:-1] + (seg("graph", ident),))
+    return Node._build(body, ident, ctx, path)
+
+
+@dataclass(slots=True, eq=False)
+class Model:
+    """The top level: graphs plus file-level information.  ``source`` is the file it was
+    loaded from (used in error locations; never written)."""
+
+    id: str
+    graphs: list[Graph] = field(default_factory=list)
+    format: str | None = MDF_FORMAT
+    generating_application: str | None = field(default_factory=_generating_application)
+    onnx_opset_version: int | str | None = None
+    metadata: dict | None = None
+    notes: str | None = None
+    source: str | None = field(default=None, repr=False)
+
+    _KEYS = _keys("id", "format", "generating_application", "onnx_opset_version", "metadata", "notes",
+                  "graphs")
+
+    def get_graph(self, id: str) -> Graph | None:
+        return next((g for g in self.graphs if g.id == id), None)
+
+    @property
+    def location(self) -> str | None:
+        """The prefix of every error location for this model (its file), or None."""
+        return f"file '{self.source}'" if self.source else None
+
+    def to_dict(self) -> dict:
+        """The file form ``{model id: {...}}``; raises ValidationError for a value that cannot
+        be written (an arbitrary object, a complex tensor)."""
+        path = (seg("model", self.id),)
+        try:
+            body: dict = {}
+            _put(body, "format", self.format, path)
+            _put(body, "generating_application", self.generating_application, path)
+            _put(body, "onnx_opset_version", self.onnx_opset_version, path)
+            _put_common(body, self, path)
+            if self.graphs:
+                body["graphs"] = _dump_collection(self.graphs, "graph", path)
+            if not isinstance(self.id, (str, int, float, bool)):
+                raise _SaveError(path, f"the model id must be a string, not {_tname(self.id)}")
+        except _SaveError as e:
+            raise ValidationError(e.message, location=format_location(self.location, e.path)) from None
+        except RecursionError:
+            raise ValidationError("a value is nested too deeply to write",
+                                  location=format_location(self.location, path)) from None
+        return {self.id: body}
+
+    @classmethod
+    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Model:
+        _check_keys(ctx, path, body, *cls._KEYS)
+        _check_id(ctx, path, body, ident)
+        g = body.get
+        return cls(ident, _collection(ctx, path, g("graphs"), "graph", "graphs", Graph._build),
+                   g("format"), g("generating_application"), g("onnx_opset_version"), g("metadata"),
+                   g("notes"))
+
+    @classmethod
+    def from_dict(cls, d: dict, *, location: str | None = None, source: str | None = None) -> Model:
+        """Build a Model from its file form ``{model id: {...}}`` (or a body with an ``id``).
+
+        ``location`` prefixes every error location (``"file 'm.json'"``); ``source`` records
+        the file name (and sets ``location`` when that is not given).  Raises one
+        ValidationError listing every structural problem."""
+        if location is None and source is not None:
+            location = f"file '{source}'"
+        ctx = _Ctx(location)
+        if not isinstance(d, dict):
+            what = "a list" if isinstance(d, list) else "nothing (the file is empty)" if d is None \
+                else f"a {_tname(d)}"
+            ctx.error((), f"expected a mapping {{model id: {{...}}}} at the top level, got {what}")
+            ctx.raise_if_any()
+        if "id" in d or "graphs" in d:
+            ident = d.get("id")
+            if ident is None:
+                ctx.error((), "the model has no 'id'")
+            model = cls._build(d, ident, ctx, (seg("model", ident),))
+        else:
+            if len(d) != 1:
+                ctx.error((), f"expected exactly one model {{model id: {{...}}}} at the top level, "
+                          f"got {len(d)} keys" + (f": {', '.join(map(repr, list(d)[:5]))}" if d else ""))
+                ctx.raise_if_any()
+            (ident, body), = d.items()
+            path = (seg("model", ident),)
+            if body is None:
+                body = {}
+            if not isinstance(body, dict):
+                ctx.error(path, f"expected a mapping of model fields, got {_tname(body)}")
+                ctx.raise_if_any()
+            model = cls._build(body, ident, ctx, path)
+        ctx.raise_if_any()
+        model.source = source
+        return model
+
+
+def _dump_collection(items: list, kind: str, path: tuple) -> dict:
+    out: dict = {}
+    for item in items:
+        ident = getattr(item, "id", None)
+        k = kind if not isinstance(item, Graph) or kind == "graph" else "graph"
+        p = path + (seg(k, ident),)
+        if not hasattr(item, "to_dict") or isinstance(item, type):
+            raise _SaveError(p, f"expected a {kind}, got {_tname(item)}")
+        if not isinstance(ident, (str, int, float, bool)):
+            raise _SaveError(p, f"the id must be a string, not {_tname(ident)}")
+        if ident in out:
+            raise _SaveError(p, f"two {kind}s with the id {ident!r}")
+        out[ident] = item.to_dict(p)
+    return out
+
+
+def _from_dict(cls, d: Any, ident: Any, location: str | None, kind: str):
+    ctx = _Ctx(location)
+    if not isinstance(d, dict):
+        ctx.error((), f"expected a mapping of {kind} fields, got {_tname(d)}")
+        ctx.raise_if_any()
+    if ident is None:
+        ident = d.get("id")
+    obj = cls._build(d, ident, ctx, (seg(kind, ident),))
+    ctx.raise_if_any()
+    return obj
