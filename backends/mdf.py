@@ -102,7 +102,9 @@ class _Emitter:
                                         output_ports=[OutputPort(id="out", value="value")]))
                 a, b = nid, "out"
             out_names.append(f"{a}.{b}")
-        md: dict[str, Any] = {"pytorch_output_names": out_names}
+        md: dict[str, Any] = {"output_ports": out_names}
+        if g.output_names is not None and len(g.output_names) == len(out_names):
+            md["output_names"] = list(g.output_names)  # the names the source MDF gave them
         for k in ("pytorch_in_spec", "pytorch_out_spec", "pytorch_input_names"):
             if k in g.metadata:
                 md[k] = g.metadata[k]

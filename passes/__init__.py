@@ -14,10 +14,16 @@ from ._infra import (
     register_pass,
     run_passes,
 )
+from .canonicalize import Canonicalize, Rewriter
 from .eliminate_common_subexpressions import EliminateCommonSubexpressions
 from .eliminate_dead_code import EliminateDeadCode
+from .fold_constants import FoldConstants
+from .infer_shapes import InferShapes
 
 DEFAULT_PIPELINE: list[str] = [
+    "fold_constants",
+    "canonicalize",
+    "infer_shapes",
     "eliminate_dead_code",
     "eliminate_common_subexpressions",
 ]
@@ -26,5 +32,6 @@ DEFAULT_PIPELINE: list[str] = [
 __all__ = [
     "Pass", "PassResult", "PassManager", "FunctionPass", "Instrumentation", "PassRecord",
     "register_pass", "graph_pass", "get_pass", "available_passes", "run_passes",
-    "EliminateDeadCode", "EliminateCommonSubexpressions", "DEFAULT_PIPELINE",
+    "EliminateDeadCode", "EliminateCommonSubexpressions", "FoldConstants", "Canonicalize", "Rewriter",
+    "InferShapes", "DEFAULT_PIPELINE",
 ]

@@ -448,11 +448,11 @@ class _FrontendLowering:
             if md and isinstance(md.get("torchmdf"), dict):
                 for k, v in md["torchmdf"].items():
                     g.metadata[k] = v
-        if "pytorch_output_names" in g.metadata:
-            keep = g.metadata["pytorch_output_names"]
-            if all(k in g.meta["all_outputs"] for k in keep):
-                g.outputs = [g.meta["all_outputs"][k] for k in keep]
-                g.output_names = list(keep)
+        keep = g.metadata.get("output_ports")  # written by torchmdf: the outputs, in order
+        if isinstance(keep, list) and all(k in g.meta["all_outputs"] for k in keep):
+            g.outputs = [g.meta["all_outputs"][k] for k in keep]
+            names = g.metadata.get("output_names")
+            g.output_names = list(names) if isinstance(names, list) and len(names) == len(keep) else list(keep)
         g.verify()
         return g
 

@@ -73,6 +73,23 @@ def mod(A, B, fmod: int = 0):
 _reg("Mod", mod, ("A", "B"))
 
 
+def is_inf(X, detect_negative: int = 1, detect_positive: int = 1):
+    if detect_negative and detect_positive:
+        return torch.isinf(X)
+    if detect_negative:
+        return torch.isneginf(X)
+    if detect_positive:
+        return torch.isposinf(X)
+    return torch.zeros_like(X, dtype=torch.bool)
+
+
+_reg("IsInf", is_inf, ("X",))
+_reg("BitwiseAnd", torch.bitwise_and, ("A", "B"), fx_target=torch.bitwise_and)
+_reg("BitwiseOr", torch.bitwise_or, ("A", "B"), fx_target=torch.bitwise_or)
+_reg("BitwiseXor", torch.bitwise_xor, ("A", "B"), fx_target=torch.bitwise_xor)
+_reg("BitwiseNot", torch.bitwise_not, ("X",), fx_target=torch.bitwise_not)
+
+
 def where(condition, X, Y):
     return torch.where(condition.bool() if condition.dtype != torch.bool else condition, X, Y)
 
@@ -112,7 +129,8 @@ def elu(X, alpha: float = 1.0):
 
 
 def selu(X, alpha: float = 1.67326319217681884765625, gamma: float = 1.05070102214813232421875):
-    return gamma * torch.where(X > 0, X, alpha * (torch.exp(X) - 1))
+    """torch's elu kernel with scale=gamma: the same numbers as torch.selu / aten::elu."""
+    return torch.ops.aten.elu(X, alpha, gamma, 1.0)
 
 
 def celu(X, alpha: float = 1.0):
@@ -502,8 +520,11 @@ def cumsum(x, axis, exclusive: int = 0, reverse: int = 0):
     if reverse:
         x = torch.flip(x, (a,))
     out = torch.cumsum(x, a)
-    if exclusive:
-        out = out - x
+    if exclusive:  # shift by one (out - x would round differently from a true exclusive scan)
+        a = a % max(x.dim(), 1)
+        n = x.shape[a]
+        zero = torch.zeros_like(x.narrow(a, 0, min(1, n)))
+        out = torch.cat([zero, out.narrow(a, 0, max(n - 1, 0))], a)
     return torch.flip(out, (a,)) if reverse else out
 
 
@@ -526,7 +547,8 @@ for _n, _f, _ins in [("Reshape", reshape, ("data", "shape")), ("Flatten", flatte
 _reg("Concat", concat, ("inputs",), variadic=True)
 register(OpDef(name="onnx::Split", impl=split, input_names=("input", "split"), onnx_name="Split",
                mdf_name="onnx::Split",
-               num_outputs=lambda attrs, n: int(attrs.get("num_outputs") or attrs.get("_num_outputs") or 1)))
+               # -1: as many outputs as the ``split`` input has entries (known only at run time)
+               num_outputs=lambda attrs, n: int(attrs.get("num_outputs") or attrs.get("_num_outputs") or -1)))
 
 
 # -- reductions ----------------------------------------------------------------------------

@@ -1,0 +1,183 @@
+"""Constant folding: evaluate pure nodes whose inputs are all known tensors.
+
+A node folds when its op is pure, every input is a literal constant (or a parameter/buffer
+with ``fold_parameters=True``), and the result does not grow the model: the output may hold
+at most as many elements as the inputs that die with the node, plus a small allowance
+(``growth_allowance``, for shape vectors and the like), and never more than
+``max_output_elements`` when that is set.  Shape queries on static shapes (``onnx::Shape``,
+``onnx::Size``, ``aten::sym_size``, ``aten::_shape_as_tensor``...) fold even though their input
+is not constant.  The folded value is a new constant whose ``meta["provenance"]`` is the
+node's; a node that fails to evaluate is left alone.  Inputs that became dead are left for
+``eliminate_dead_code``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from torchmdf.ir import Graph, Node, Value
+from torchmdf.ops import registry
+
+from ._infra import Pass, PassResult, register_pass
+
+_SHAPE_QUERIES = {"onnx::Shape", "onnx::Size", "aten::sym_size.int", "aten::sym_numel", "aten::size.int",
+                  "aten::_shape_as_tensor", "aten::numel"}
+
+
+def _static_shape(v: Value | None) -> tuple[int, ...] | None:
+    if v is None:
+        return None
+    if v.tensor is not None:
+        return tuple(v.tensor.shape)
+    s = v.type.shape
+    if s is None or not all(isinstance(d, int) for d in s):
+        return None
+    return s
+
+
+def _fold_shape_query(node: Node) -> torch.Tensor | None:
+    x = node.inputs[0] if node.inputs else None
+    shape = _static_shape(x)
+    if shape is None:
+        return None
+    op = node.op
+    if op in ("onnx::Shape", "aten::_shape_as_tensor"):
+        start = node.attrs.get("start", 0)
+        end = node.attrs.get("end")
+        return torch.tensor(list(shape)[start:end], dtype=torch.int64)
+    if op in ("onnx::Size", "aten::sym_numel", "aten::numel"):
+        n = 1
+        for d in shape:
+            n *= d
+        return torch.tensor(n, dtype=torch.int64)
+    dim = node.attrs.get("dim", 0)
+    if not isinstance(dim, int) or not -len(shape) <= dim < len(shape):
+        return None
+    return torch.tensor(shape[dim], dtype=torch.int64)
+
+
+@register_pass("fold_constants")
+class FoldConstants(Pass):
+    """See the module docstring.  ``fold_parameters``: treat parameters and buffers as known
+    too (their folded results become constants, e.g. a transposed weight)."""
+
+    def __init__(self, fold_parameters: bool = False, max_output_elements: int | None = None,
+                 growth_allowance: int = 1024):
+        self.fold_parameters = fold_parameters
+        self.max_output_elements = max_output_elements
+        self.growth_allowance = growth_allowance
+        self._roles = ("constant", "parameter", "buffer") if fold_parameters else ("constant",)
+
+    def call(self, graph: Graph) -> PassResult:
+        modified = False
+        purity: dict[str, bool] = {}
+        roles = self._roles
+        for node in graph:
+            if not node.outputs:
+                continue
+            op = node.op
+            if op in _SHAPE_QUERIES and len(node.outputs) == 1:
+                t = _fold_shape_query(node)
+                if t is not None:
+                    self._replace(graph, node, (t,))
+                    modified = True
+                continue
+            ok = True
+            for v in node._inputs:
+                if v is not None and (v.tensor is None or v.role not in roles):
+                    ok = False
+                    break
+            if not ok:
+                continue
+            pure = purity.get(op)
+            if pure is None:
+                d = registry.lookup(op)
+                pure = purity[op] = d is not None and d.pure
+            if not pure:
+                continue
+            outs = self._evaluate(node)
+            if outs is None or not self._small_enough(graph, node, outs):
+                continue
+            self._replace(graph, node, outs)
+            modified = True
+        return PassResult(graph, modified)
+
+    def _evaluate(self, node: Node) -> tuple[torch.Tensor, ...] | None:
+        d = registry.lookup(node.op)
+        args = [None if v is None else v.tensor for v in node.inputs]
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                outs = d.run(args, node.attrs)
+        except Exception:  # noqa: BLE001 - folding is an optimization: leave the node alone
+            return None
+        if len(outs) != len(node.outputs):
+            return None
+        result = []
+        for o, r in zip(node.outputs, outs):
+            if isinstance(r, (bool, int, float)):
+                r = torch.tensor(r)
+            if not isinstance(r, torch.Tensor) or r.device.type != "cpu" or r.is_sparse:
+                return None
+            want = o.type.dtype
+            if want is not None and r.dtype != want:
+                return None  # the impl disagrees with the declared type: do not guess
+            shape = o.type.shape
+            if shape is not None and (len(shape) != r.dim() or any(
+                    isinstance(a, int) and a != b for a, b in zip(shape, r.shape))):
+                return None
+            r = r.detach()
+            result.append(r.clone(memory_format=torch.contiguous_format) if _is_view_of_input(r, args) else r)
+        return tuple(result)
+
+    def _small_enough(self, graph: Graph, node: Node, outs: tuple[torch.Tensor, ...]) -> bool:
+        out_n = sum(t.numel() for t in outs)
+        if self.max_output_elements is not None and out_n > self.max_output_elements:
+            return False
+        if out_n <= self.growth_allowance:
+            return True
+        # elements freed: inputs read by this node only (and not graph outputs)
+        freed = 0
+        seen: set[int] = set()
+        outputs = {id(v) for v in graph.outputs}
+        for v in node.inputs:
+            if v is None or id(v) in seen:
+                continue
+            seen.add(id(v))
+            if all(u is node for u, _ in v._uses) and id(v) not in outputs:
+                freed += v.tensor.numel()
+        return out_n <= freed + self.growth_allowance
+
+    @staticmethod
+    def _replace(graph: Graph, node: Node, outs: tuple[torch.Tensor, ...]) -> None:
+        graph.remove(node, safe=False)  # frees the output names for the constants
+        for o, t in zip(node.outputs, outs):
+            c = graph.add_constant(t, name=o.name or "folded")
+            c.meta["provenance"] = node.provenance
+            c.meta["folded_from"] = node.op
+            if o.type.shape is not None and not o.type.is_static:
+                c.meta["declared_type"] = o.type
+            o.replace_all_uses_with(c)
+
+
+def _is_view_of_input(r: torch.Tensor, args: list[Any]) -> bool:
+    """A result that shares memory with an input (reshape, transpose...) is copied, so the new
+    constant never aliases a parameter someone might mutate."""
+    try:
+        ptr = r.untyped_storage().data_ptr()
+    except Exception:  # noqa: BLE001
+        return False
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            try:
+                if a.untyped_storage().data_ptr() == ptr:
+                    return True
+            except Exception:  # noqa: BLE001
+                continue
+    return False
+
+
+__all__ = ["FoldConstants"]
