@@ -66,12 +66,26 @@ class Rewriter:
         self.node: Node | None = None
         self._nodes: list[Node] = []
         self._consts: list[Value] = []
+        self._prov: dict[Any, Any] = {}
+        self.live_out: set[int] = set()
+        self.refresh_live_outputs()
 
     # -- state ---------------------------------------------------------------------------
+    def refresh_live_outputs(self) -> None:
+        """ids of the values the graph returns or carries as next state."""
+        g = self.graph
+        self.live_out = {id(v) for v in g.outputs}
+        self.live_out.update(id(sv.next) for sv in g.state if sv.next is not None)
+
     def begin(self, node: Node) -> None:
         self.node = node
         self._nodes = []
         self._consts = []
+        p = node.provenance
+        d = self._prov.get(p)
+        if d is None:
+            d = self._prov[p] = p.derived(ORIGIN)
+        self.provenance = d
 
     def rollback(self) -> None:
         for n in reversed(self._nodes):
@@ -104,8 +118,7 @@ class Rewriter:
 
     def used(self, i: int) -> bool:
         o = self.node.outputs[i]
-        return bool(o._uses) or any(x is o for x in self.graph.outputs) or \
-            any(sv.next is o for sv in self.graph.state)
+        return bool(o._uses) or id(o) in self.live_out
 
     @staticmethod
     def type(v: Value | None) -> TensorType:
@@ -146,7 +159,7 @@ class Rewriter:
         while ins and ins[-1] is None:  # trailing absent optional inputs
             ins.pop()
         n = self.graph.create_node(op, ins, attrs or {}, num_outputs=num_outputs,
-                                   provenance=self.node.provenance.derived(ORIGIN), before=self.node)
+                                   provenance=self.provenance, before=self.node)
         self._nodes.append(n)
         infer_node(n, strict=False)
         return n.outputs[0] if num_outputs == 1 else list(n.outputs)
@@ -159,7 +172,7 @@ class Rewriter:
         else:
             t = torch.tensor(value, dtype=dtype)
         v = self.graph.add_constant(t, name=name)
-        v.meta["provenance"] = self.node.provenance.derived(ORIGIN)
+        v.meta["provenance"] = self.provenance
         self._consts.append(v)
         return v
 
@@ -232,14 +245,15 @@ class Canonicalize(Pass):
             if v is None and rw.used(i):
                 rw.rollback()
                 return False
-        # an output replaced by a value that exists already: a graph output must stay distinct
-        out_ids = {id(o) for o in graph.outputs}
+        # a graph output replaced by a graph input or by another graph output: keep it a
+        # distinct value (an Identity), as backends name outputs and inputs apart
+        out_ids = rw.live_out
         final: list[Value | None] = []
-        for i, (o, v) in enumerate(zip(node.outputs, res)):
+        for o, v in zip(node.outputs, res):
             if v is None or rw.is_new(v) or id(o) not in out_ids:
                 final.append(v)
                 continue
-            if v.producer is None or id(v) in out_ids or v is o:
+            if v.role in ("input", "state") or id(v) in out_ids:
                 if not self.use_onnx_ops:
                     rw.rollback()
                     return False
@@ -263,6 +277,9 @@ class Canonicalize(Pass):
         for o, v in zip(node.outputs, final):
             if v is not None:
                 o.replace_all_uses_with(v)
+                if id(o) in out_ids:
+                    out_ids.discard(id(o))
+                    out_ids.add(id(v))
                 if rw.is_new(v):
                     renames.append((v, o.name))
         graph.remove(node)

@@ -444,6 +444,15 @@ def _gather(types: Types, attrs: dict, node: Node | None = None) -> list[TensorT
     return [TensorType(x.dtype, x.shape[:a] + idx.shape + x.shape[a + 1:])]
 
 
+@_shape("onnx::GatherND")
+def _gather_nd(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
+    x, idx = _t(types[0]), _t(types[1])
+    b = attrs.get("batch_dims", 0)
+    if x.shape is None or idx.shape is None or not isinstance(idx.shape[-1], int):
+        return [TensorType(x.dtype, None)]
+    return [TensorType(x.dtype, idx.shape[:-1] + x.shape[b + idx.shape[-1]:])]
+
+
 @_shape("onnx::GatherElements")
 def _gather_elements(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
     return [TensorType(_t(types[0]).dtype, _t(types[1]).shape)]

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_mdf_conformance import STATELESS
 from torch import nn
 
 import torchmdf
 from conftest import EXAMPLES
-from test_mdf_conformance import STATELESS
 
 torch.manual_seed(0)
 

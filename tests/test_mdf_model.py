@@ -46,7 +46,7 @@ example_params = pytest.mark.parametrize(
 
 def _read_raw(path: Path):
     text = path.read_text()
-    return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    return json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def _canon(obj, key=None):
@@ -323,3 +323,15 @@ def test_save_errors_are_located(tmp_path):
         m.graphs[0].nodes[0].parameters[0].value = torch.zeros(2, dtype=torch.complex64)
         mdf.save(m, tmp_path / "c.json")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_bytes(tmp_path):
+    from torchmdf.mdf.io import atomic_write_bytes
+
+    target = tmp_path / "blob.onnx"
+    atomic_write_bytes(target, b"\x00\x01")
+    assert target.read_bytes() == b"\x00\x01"
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(TorchMDFError, match="adir"):
+        atomic_write_bytes(tmp_path / "adir", b"x")  # replacing a directory fails
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "blob.onnx"]

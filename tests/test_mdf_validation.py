@@ -9,11 +9,23 @@ import torch
 import torchmdf.mdf as mdf
 from torchmdf.errors import ExpressionError, ValidationError
 from torchmdf.mdf import (
-    Condition, ConditionSet, Edge, Function, Graph, InputPort, Model, Node, OutputPort, Parameter,
+    Condition,
+    ConditionSet,
+    Edge,
+    Function,
+    Graph,
+    InputPort,
+    Model,
+    Node,
+    OutputPort,
+    Parameter,
     ParameterCondition,
 )
 from torchmdf.mdf.standard_functions import (
-    STANDARD_FUNCTIONS, function_argument_names, is_known_function, onnx_signature,
+    STANDARD_FUNCTIONS,
+    function_argument_names,
+    is_known_function,
+    onnx_signature,
 )
 
 
@@ -104,7 +116,7 @@ def test_check_with_one_problem_keeps_its_class():
     (lambda: _model(Node(id="A", parameters=[Parameter(id="p", value=object())])), ["parameter 'p' > value"]),
     (lambda: _model(Node(id="A", parameters=[Parameter(id="p", time_derivative="1")])),
      ["needs a default_initial_value"]),
-    (lambda: _model(Node(id="A", parameters=[Parameter(id="p", args={"a": 1})])), ["args given without a function"]),
+    (lambda: _model(Node(id="A", parameters=[Parameter(id="p", default_initial_value=0, args={"a": 1})])), ["args given without a function"]),
     (lambda: _model(Node(id="A", parameters=[Parameter(id="p", function="linear", args=[1])])),
      ["args must be a mapping"]),
     (lambda: _model(Node(id="A", parameters=[Parameter(id="p", function="sin",

@@ -281,7 +281,8 @@ def _bert() -> nn.Module:
 def _gpt2() -> nn.Module:
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    cfg = GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=100, attn_implementation="eager")
+    cfg = GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=100, bos_token_id=0, eos_token_id=0,
+                     attn_implementation="eager")
     return _HFWrapper(GPT2LMHeadModel(cfg), ("logits",))
 
 

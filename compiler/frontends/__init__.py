@@ -15,6 +15,8 @@ def lower_pytorch(obj: Any, example_inputs: Sequence[Any] | None = None, *, meth
                   dynamic_shapes: Any = None) -> Graph:
     """ExportedProgram, ScriptModule or nn.Module -> IR.  ``method`` for an nn.Module:
     ``"export"`` (torch.export, the default), ``"trace"`` or ``"script"`` (TorchScript)."""
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
     if isinstance(obj, torch.export.ExportedProgram):
         from .export import lower_exported_program
 
@@ -37,7 +39,7 @@ def lower_pytorch(obj: Any, example_inputs: Sequence[Any] | None = None, *, meth
 
         return lower_traced(obj, example_inputs)
     if method == "script":
-        from .torchscript import lower_script_module
+        from .torchscript import lower_scripted
 
-        return lower_script_module(torch.jit.script(obj), example_inputs)
+        return lower_scripted(obj, example_inputs)
     raise ConversionError(f"unknown method {method!r}", hint="use 'export', 'fx', 'trace' or 'script'")

@@ -45,6 +45,7 @@ The original calling convention is kept in ``graph.metadata``: ``pytorch_in_spec
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import operator
 import os
@@ -290,11 +291,22 @@ class _Lowering:
 
         user_outs: list[Value] = []
         mutations: list[dict[str, Any]] = []
+        const_outs: dict[int, Any] = {}
+        scalar_outs: list[int] = []
+        leaf = 0
         for spec, val in zip(sig.output_specs, outs):
             prov = Provenance(origin=ORIGIN, module_path="")
-            v = self.as_output(val, spec.arg, prov)
+            v = self.as_output(val, prov)
             if spec.kind == OutputKind.USER_OUTPUT:
-                user_outs.append(v)
+                if isinstance(v, _ConstOut):
+                    const_outs[leaf] = v.value
+                else:
+                    if v.meta.pop("pytorch_scalar_output", False):
+                        scalar_outs.append(leaf)
+                    user_outs.append(v)
+                leaf += 1
+            elif isinstance(v, _ConstOut):
+                self.report(f"a constant {spec.kind.name} output", None)
             elif spec.kind in (OutputKind.BUFFER_MUTATION, OutputKind.PARAMETER_MUTATION):
                 sv = state_of.get(spec.target)
                 if sv is None:
@@ -310,6 +322,10 @@ class _Lowering:
             g.outputs.append(m.pop("value"))
         if mutations:
             g.metadata["pytorch_input_mutations"] = mutations
+        if const_outs:  # [[output leaf index, value], ...]
+            g.metadata["pytorch_constant_outputs"] = [[i, v] for i, v in sorted(const_outs.items())]
+        if scalar_outs:
+            g.metadata["pytorch_scalar_outputs"] = scalar_outs
 
         g.metadata["pytorch_input_names"] = input_names
         call_spec = ep.call_spec
@@ -630,21 +646,24 @@ class _Lowering:
         return n.output
 
     # -- outputs and higher-order ops -----------------------------------------------------------
-    def as_output(self, val: Any, arg: Any, prov: Provenance) -> Value:
+    def as_output(self, val: Any, prov: Provenance) -> Value | _ConstOut:
+        """A graph output for one output leaf: tensors are values; a symbolic int becomes a
+        0-d int64 tensor; any other Python value stays out of the graph (:class:`_ConstOut`)."""
         if isinstance(val, Value):
             return val
-        if isinstance(val, (bool, int, float)) or isinstance(val, torch.Tensor):
+        if isinstance(val, torch.Tensor):
             return self.graph.add_constant(val, name="output_const")
-        if val is None:
-            self.report("a None output", None)
-        elif _expr(val) is not None:
-            e = _expr(val)
-            if e.is_number:
-                return self.graph.add_constant(int(e) if e.is_integer else float(e), name="output_const")
-            return self.sym_to_ir(e, prov)
-        else:
-            self.report(f"an output of type {type(val).__name__}", None)
-        return self.graph.add_constant(torch.zeros(()), name="unsupported")
+        e = _expr(val) if isinstance(val, (torch.SymInt, torch.SymFloat, torch.SymBool)) else None
+        if e is not None and not e.is_number:
+            v = self.sym_to_ir(e, prov)
+            v.meta["pytorch_scalar_output"] = True
+            return v
+        if e is not None:
+            val = bool(e) if isinstance(val, torch.SymBool) else int(e) if e.is_integer else float(e)
+        if val is None or isinstance(val, (bool, int, float, str)):
+            return _ConstOut(val)
+        self.report(f"an output of type {type(val).__name__}", None)
+        return _ConstOut(None)
 
     def higher_order(self, node: torch.fx.Node, hop: Any, prov: Provenance,
                      env: dict[torch.fx.Node, Any]) -> Any:
@@ -699,6 +718,14 @@ class _Unsupported(Exception):
     def __init__(self, what: str):
         super().__init__(what)
         self.what = what
+
+
+@dataclasses.dataclass(frozen=True)
+class _ConstOut:
+    """A non-tensor output leaf (None, a number, a string): recorded in the graph's metadata
+    as ``pytorch_constant_outputs[leaf index]``, not a graph output."""
+
+    value: Any
 
 
 class _NeedsShapeTensor(Exception):
@@ -798,7 +825,7 @@ def _sanitize_name(name: str) -> str:
 
 
 def _export_failure(model: Any, args: tuple, kwargs: dict, dynamic_shapes: Any, strict: bool,
-                    err: Exception) -> UnsupportedOpError:
+                    err: Exception) -> TorchMDFError:
     """One error for a failed export: the construct torch stopped at, and (found by
     ``draft_export``, which goes on past data-dependent guards) every other problem."""
     msg = str(err)
@@ -812,6 +839,10 @@ def _export_failure(model: Any, args: tuple, kwargs: dict, dynamic_shapes: Any, 
         hint = ("Python control flow on tensor values cannot be exported: rewrite it with torch.cond "
                 "(torchmdf lowers it to both branches + where), or convert with method='script' "
                 "(TorchScript).  torch.export said: " + first[:300])
+    elif "dynamic_shapes" in msg and ("mismatch" in msg.lower() or "invalid" in msg.lower()):
+        return ConversionError(f"invalid dynamic_shapes for torch.export: {first}",
+                               hint="dynamic_shapes must have the structure of the example inputs: "
+                               "one entry per argument ({dim: Dim(...)} for a tensor, None if static)")
     elif "Constraints violated" in msg or "ConstraintViolation" in type(err).__name__:
         details = [ln.strip(" -") for ln in msg.splitlines() if ln.strip().startswith("- ")]
         problems = [(f"dynamic shape constraint violated: {details[0] if details else first}", loc)]

@@ -21,7 +21,7 @@ from torchmdf.errors import TorchMDFError, ValidationError
 
 from .model import DupDict, Model
 
-__all__ = ["load", "save", "loads", "dumps", "FORMATS"]
+__all__ = ["load", "save", "loads", "dumps", "atomic_write_bytes", "FORMATS"]
 
 #: suffix -> format
 FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
@@ -45,7 +45,8 @@ class _Loader(_YamlLoaderBase):  # type: ignore[misc, valid-type]
     def construct_object(self, node, deep=False):
         if node in self.constructed_objects:
             raise yaml.constructor.ConstructorError(
-                None, None, "YAML aliases (*name) are not supported in MDF files", node.start_mark)
+                None, None, "YAML anchors and aliases (&name, *name) are not supported in MDF files",
+                node.start_mark)
         return super().construct_object(node, deep=deep)
 
 
@@ -193,6 +194,14 @@ def save(model: Model, path: str | os.PathLike, *, format: str | None = None,
 
         check(model)
     text = dumps(model, fmt)
+    atomic_write_bytes(target, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same directory, fsync'd,
+    then ``os.replace``d over the target (whose permissions it keeps).  On failure the target is
+    untouched and the temporary file is removed."""
+    target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
     try:
         mode = os.stat(target).st_mode & 0o777
@@ -204,8 +213,8 @@ def save(model: Model, path: str | os.PathLike, *, format: str | None = None,
     try:
         fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp",
                                    dir=directory)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)

@@ -113,6 +113,12 @@ def _check_keys(ctx: _Ctx, path: tuple, body: dict, allowed: frozenset, shown: s
         ctx.error(path, "key(s) " + ", ".join(repr(k) for k in dups) + " given more than once")
 
 
+def _dups(ctx: _Ctx, path: tuple, d: Any, what: str) -> None:
+    dups = getattr(d, "duplicates", None)
+    if dups:
+        ctx.error(path, f"{what}: key(s) " + ", ".join(repr(k) for k in dups) + " given more than once")
+
+
 def _keys(*names: str) -> tuple[frozenset, str]:
     return frozenset(names), ", ".join(names)
 
@@ -199,7 +205,7 @@ def to_plain(v: Any, path: tuple = ()) -> Any:
     if v is None or t is str or t is int or t is float or t is bool:
         return v
     if isinstance(v, torch.Tensor):
-        if v.is_complex() or v.dtype.is_floating_point is False and v.dtype not in _INT_DTYPES:
+        if not (v.dtype.is_floating_point or v.dtype in _INT_DTYPES):  # complex, uint32...: no
             raise _SaveError(path, f"cannot write a tensor of dtype {v.dtype}")
         return v.detach().cpu().tolist()
     if isinstance(v, np.ndarray):
@@ -423,6 +429,7 @@ class Parameter:
         _check_id(ctx, path, body, ident)
         g = body.get
         fn, args = _function_field(ctx, path, body)
+        _dups(ctx, path, args, "args")
         conds = g("conditions")
         conditions = _collection(ctx, path, conds, "condition", "conditions", ParameterCondition._build)
         return cls(ident, to_value(g("value")), to_value(g("default_initial_value")),
@@ -460,6 +467,7 @@ class Function:
         _check_keys(ctx, path, body, *cls._KEYS)
         _check_id(ctx, path, body, ident)
         fn, args = _function_field(ctx, path, body)
+        _dups(ctx, path, args, "args")
         return cls(ident, fn, _values(args), to_value(body.get("value")), body.get("metadata"),
                    body.get("notes"))
 
@@ -569,6 +577,7 @@ class Edge:
         for k in ("sender", "receiver", "sender_port", "receiver_port"):
             if k not in body:
                 ctx.error(path, f"missing {k!r}")
+        _dups(ctx, path, g("parameters"), "parameters")
         return cls(ident, g("sender"), g("receiver"), g("sender_port"), g("receiver_port"),
                    _values(g("parameters")), g("metadata"), g("notes"))
 
@@ -626,6 +635,8 @@ class Condition:
         if not isinstance(kwargs, dict):
             ctx.error(path, f"'kwargs' must be a mapping, got {_tname(kwargs)}")
             kwargs = {}
+        _dups(ctx, path, body, "condition")
+        _dups(ctx, path, kwargs, "kwargs")
         conv = {k: _condition_arg(v, ctx, path + (f"kwargs {k!r}",)) for k, v in kwargs.items()}
         return cls(body.get("type"), conv, metadata=body.get("metadata"), notes=body.get("notes"))
 
@@ -690,6 +701,7 @@ class ConditionSet:
                 ctx.error(path, f"{key} must be a mapping, got {_tname(v)}")
                 out[key] = None
                 continue
+            _dups(ctx, path, v, key)
             conds = {}
             for k, c in v.items():
                 p = path + (f"{key} {k!r}",)
@@ -765,6 +777,7 @@ class Graph:
         _check_keys(ctx, path, body, *cls._KEYS)
         _check_id(ctx, path, body, ident)
         g = body.get
+        _dups(ctx, path, g("parameters"), "parameters")
         cond = g("conditions")
         conditions = None
         if isinstance(cond, dict):

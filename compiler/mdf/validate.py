@@ -381,7 +381,8 @@ class _Validator:
     def call(self, path: tuple, name: Any, args: Any, scope: frozenset) -> None:
         """A ``function`` with its ``args``: a known name, argument names it takes, arguments
         it needs present, argument values well-formed."""
-        if args is not None and not isinstance(args, dict):
+        args_ok = args is None or isinstance(args, dict)
+        if not args_ok:
             self.type_err(path, "args", "a mapping", args)
             args = None
         args = args or {}
@@ -416,7 +417,7 @@ class _Validator:
             elif sig is not None:
                 need = sig.required_inputs + sig.required_attributes
             missing = [a for a in need if a not in args and a not in scope]
-            if missing:
+            if missing and args_ok:
                 self.err(path + ("args",), f"{name} needs the argument(s) {', '.join(map(repr, missing))}",
                          hint="give them in args or as values of the node with those ids")
         arg_names = frozenset(k for k in args if isinstance(k, str))
@@ -492,6 +493,8 @@ class _Validator:
     def cycles(self, path: tuple, edges: list, by_id: dict, members: list) -> None:
         deps: dict = {n.id: [] for n in members if isinstance(n.id, (str, int, float, bool))}
         for e in edges:
+            if not (_is_id(e.sender) and _is_id(e.receiver)):
+                continue  # reported by edge()
             s, r = by_id.get(e.sender), by_id.get(e.receiver)
             if s is None or r is None:
                 continue

@@ -530,7 +530,9 @@ def _pow(node, rw):
         special = _pow_special(rw, xc, e, dt)
         if special is not None:
             return [special]
-        return [rw.op("onnx::Pow", [xc, rw.const(e, dtype=dt)])]
+        # a float exponent stays double: torch raises to the Python float, not its float32 rounding
+        edt = torch.float64 if isinstance(e, float) and dt.is_floating_point else dt
+        return [rw.op("onnx::Pow", [xc, rw.const(e, dtype=edt)])]
     if overload == "Scalar":
         s, y = rw.arg("self"), rw.input(0)
         dt = rw.out_dtype(0) or _common(rw, [y], [s])
@@ -1240,15 +1242,38 @@ def _index_select(node, rw):
 
 @rule("index.Tensor")
 def _index(node, rw):
-    """x[..., idx] with one integer index tensor is a Gather on that axis."""
+    """x[..., idx] with one integer index tensor is a Gather on that axis; x[i0, i1, ...] with
+    integer indices on the leading dims is a GatherND over the broadcast indices."""
     idx = list(node.inputs[1:])
+    while idx and idx[-1] is None:
+        idx.pop()
     present = [(i, v) for i, v in enumerate(idx) if v is not None]
-    if len(present) != 1:
+    if not present or any(not _is_int(rw.dtype(v)) for _, v in present):
+        return None  # boolean masks give data-dependent shapes
+    if len(present) == 1:
+        axis, v = present[0]
+        return [rw.op("onnx::Gather", [rw.input(0), v], {"axis": axis})]
+    if len(present) != len(idx):
         return None
-    axis, v = present[0]
-    if not _is_int(rw.dtype(v)):
+    shapes = [rw.shape(v) for v in idx]
+    if any(s is None for s in shapes):
         return None
-    return [rw.op("onnx::Gather", [rw.input(0), v], {"axis": axis})]
+    if all(s == shapes[0] for s in shapes):
+        b = shapes[0]
+    elif all(_all_ints(list(s)) for s in shapes):
+        try:
+            b = tuple(torch.broadcast_shapes(*shapes))
+        except RuntimeError:
+            return None
+    else:
+        return None
+    parts = []
+    for v, s in zip(idx, shapes):
+        v = rw.cast(v, torch.int64)
+        if s != b:
+            v = rw.op("onnx::Expand", [v, rw.const(list(b), dtype=torch.int64)])
+        parts.append(rw.op("onnx::Unsqueeze", [v, rw.const([-1], dtype=torch.int64)]))
+    return [rw.op("onnx::GatherND", [rw.input(0), rw.op("onnx::Concat", parts, {"axis": -1})])]
 
 
 @rule("gather")

@@ -56,9 +56,19 @@ def _div(A, B):
     return torch.div(A, B)
 
 
+def pow_(X, Y):
+    """ONNX Pow: the result has the base's type.  A 0-d exponent goes through torch's
+    tensor-scalar kernel, the one ``aten::pow.Tensor_Scalar`` runs (bit-identical results)."""
+    if isinstance(Y, torch.Tensor) and Y.dim() == 0 and Y.device.type == "cpu" and X.device.type == "cpu":
+        out = torch.pow(X, Y.item())
+    else:
+        out = torch.pow(X, Y)
+    return out if out.dtype == X.dtype else out.to(X.dtype)
+
+
 for _n, _f in _BINARY.items():
     if _n == "Pow":
-        _reg(_n, _f, ("X", "Y"), fx_target=_f)
+        _reg(_n, pow_, ("X", "Y"))
     elif _n == "Div":
         _reg(_n, _div, ("A", "B"))
     else:
@@ -416,6 +426,22 @@ def gather_elements(data, indices, axis: int = 0):
     return torch.gather(data, axis, torch.where(indices < 0, indices + data.shape[axis], indices).long())
 
 
+def gather_nd(data, indices, batch_dims: int = 0):
+    """ONNX GatherND: the last axis of ``indices`` addresses the leading dims of ``data``
+    (after ``batch_dims`` shared batch dims); negative indices count from the end."""
+    k = indices.shape[-1]
+    idx = indices.long()
+    if batch_dims == 0:
+        parts = [torch.where(idx[..., i] < 0, idx[..., i] + data.shape[i], idx[..., i]) for i in range(k)]
+        return data[tuple(parts)]
+    b = batch_dims
+    flat_data = data.reshape((-1,) + tuple(data.shape[b:]))
+    flat_idx = idx.reshape((flat_data.shape[0], -1, k))
+    outs = [gather_nd(flat_data[i], flat_idx[i]) for i in range(flat_data.shape[0])]
+    out = torch.stack(outs) if outs else flat_data.new_empty((0,) + tuple(data.shape[b + k:]))
+    return out.reshape(tuple(indices.shape[:-1]) + tuple(data.shape[b + k:]))
+
+
 def squeeze(data, axes=None):
     if axes is None:
         return torch.squeeze(data)
@@ -472,10 +498,29 @@ def pad(data, pads, constant_value=None, axes=None, mode: str = "constant"):
     fp: list[int] = []
     for b, e in zip(reversed(full_b), reversed(full_e)):
         fp += [b, e]
-    value = 0.0 if constant_value is None else float(constant_value)
     if mode == "constant":
+        value = 0.0 if constant_value is None else constant_value.item() \
+            if isinstance(constant_value, torch.Tensor) else constant_value
         return F.pad(data, fp, value=value)
-    return F.pad(data, fp, mode={"reflect": "reflect", "edge": "replicate", "wrap": "circular"}[mode])
+    # reflect / edge / wrap on any axes (F.pad only pads the trailing dims of batched input):
+    # gather each padded axis with the mirrored / clamped / wrapped source indices
+    out = data
+    for a in range(data.dim()):
+        b, e = full_b[a], full_e[a]
+        if b == 0 and e == 0:
+            continue
+        n = out.shape[a]
+        i = torch.arange(-b, n + e, device=data.device)
+        if mode == "edge":
+            i = i.clamp(0, n - 1)
+        elif mode == "wrap":
+            i = i % n
+        else:  # reflect (the edge value is not repeated)
+            period = max(2 * (n - 1), 1)
+            i = i % period
+            i = torch.where(i >= n, period - i, i)
+        out = out.index_select(a, i)
+    return out
 
 
 def cast(input, to: int, saturate: int = 1):
@@ -535,6 +580,7 @@ def dropout(data, ratio=None, training_mode=None, seed: int | None = None):
 for _n, _f, _ins in [("Reshape", reshape, ("data", "shape")), ("Flatten", flatten, ("input",)),
                      ("Transpose", transpose, ("data",)), ("Slice", slice_, ("data", "starts", "ends", "axes", "steps")),
                      ("Gather", gather, ("data", "indices")), ("GatherElements", gather_elements, ("data", "indices")),
+                     ("GatherND", gather_nd, ("data", "indices")),
                      ("Squeeze", squeeze, ("data", "axes")), ("Unsqueeze", unsqueeze, ("data", "axes")),
                      ("Expand", expand, ("input", "shape")), ("Shape", shape, ("data",)), ("Size", size, ("data",)),
                      ("Tile", tile, ("input", "repeats")), ("Pad", pad, ("data", "pads", "constant_value", "axes")),

@@ -1,0 +1,1176 @@
+"""The TorchScript frontend: ``torch.jit.ScriptModule`` (scripted or traced) -> IR.
+
+The forward graph is copied and inlined (``torch._C._jit_pass_inline``), then walked by a small
+partial evaluator: every TorchScript value is either a *static* Python value (constants,
+shapes, dtypes, lists, module attributes: everything that does not depend on tensor data) or
+an IR value (a tensor computed at run time).  Static computations are done right away
+(``aten::size``, ``aten::dim``, integer arithmetic, ``prim::If``/``prim::Loop`` on static
+conditions are inlined/unrolled, list and tuple plumbing disappears), so the IR holds tensor
+ops only.  Shapes and dtypes of IR values come from running each op on fake tensors built from
+``example_inputs`` (or from the TorchScript types of a traced graph), which is also what
+answers ``x.size(0)``: the IR of a TorchScript model is specialized to the example's shapes.
+
+Other decisions (kept in line with the export frontend):
+
+* ``aten::`` nodes follow the registry's ATen convention; the overload comes from the node's
+  schema.  Attrs equal to the schema default are left out (TorchScript spells every default
+  out), integer codes of ``ScalarType``/``Layout``/``MemoryFormat`` arguments become
+  ``torch.dtype``/``torch.layout``/``torch.memory_format``.  ``dropout`` with ``train=False``
+  is the identity.  Ops with two tensor-list arguments (``aten::lstm``, ``aten::rnn_tanh``...)
+  cannot be written in the IR convention: they are decomposed into core ATen by exporting a
+  one-op wrapper with ``torch.export`` and inlining its IR.  Ops returning a tensor list
+  (``chunk``, ``split``, ``unbind``) become one ``slice``/``select`` per piece.
+* In-place ops are made functional: ``x.add_(y)`` becomes ``aten::add.Tensor`` and later uses
+  of ``x`` read the new value; a write into a view (``z[:, 0] = 1``) is scattered back into
+  its base (``select_scatter``/``slice_scatter``/reshape/transpose/permute).  A buffer written
+  in place or by ``prim::SetAttr`` becomes a graph state variable, as in the export frontend.
+* ``prim::If`` on a data-dependent condition (``aten::Bool`` of a tensor) lowers both branches
+  and selects with ``aten::where.self``; a branch that only raises is treated as an assert and
+  dropped.  ``torch.is_grad_enabled()`` is taken as True, so the fused inference fast paths of
+  ``nn.TransformerEncoderLayer``/``nn.MultiheadAttention`` are not chosen (they compute the
+  same thing).  Loops with a data-dependent trip count are reported as unsupported.
+
+Provenance: origin ``"torchscript"``, ``module_path`` from the node's module hierarchy
+(``"layer1.0.conv1"``), ``source`` ``"file.py:LINE"`` from its source range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Sequence
+
+import torch
+from torch.utils import _pytree as pytree
+
+from ..errors import ConversionError, TorchMDFError, UnsupportedOpError
+from ..ir import Graph, Provenance, TensorType, Value
+from ..ops import registry
+from .export import _TORCH_DIR, lower_exported_program, normalize_attr, type_of, unsupported_hint
+
+ORIGIN = "torchscript"
+
+SCALAR_TYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16,
+                torch.float32, torch.float64, torch.complex32, torch.complex64, torch.complex128,
+                torch.bool, torch.qint8, torch.quint8, torch.qint32, torch.bfloat16)
+LAYOUTS = (torch.strided, torch.sparse_coo, torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr,
+           torch.sparse_bsc)
+MEMORY_FORMATS = (torch.contiguous_format, torch.preserve_format, torch.channels_last,
+                  torch.channels_last_3d)
+_DTYPE_CODE = {d: i for i, d in enumerate(SCALAR_TYPES)}
+_MAX_UNROLL = 10_000
+_DROPOUTS = frozenset({"dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout"})
+_DYN_FROM_TENSOR = frozenset({"Bool", "Int", "Float", "ScalarImplicit", "item", "is_nonzero"})
+_DYN_BINARY = {"eq": "aten::eq.Tensor", "ne": "aten::ne.Tensor", "lt": "aten::lt.Tensor",
+               "le": "aten::le.Tensor", "gt": "aten::gt.Tensor", "ge": "aten::ge.Tensor",
+               "add": "aten::add.Tensor", "sub": "aten::sub.Tensor", "mul": "aten::mul.Tensor",
+               "div": "aten::div.Tensor", "__and__": "aten::logical_and", "__or__": "aten::logical_or"}
+
+
+# ---------------------------------------------------------------------------------------------
+# public API
+# ---------------------------------------------------------------------------------------------
+
+
+def lower_script_module(sm: torch.jit.ScriptModule, example_inputs: Sequence[Any] | None = None) -> Graph:
+    """Lower a scripted or traced module's ``forward``.  ``example_inputs`` give input shapes
+    (needed for scripted modules whose code asks for ``x.dim()``/``x.size()``)."""
+    if not isinstance(sm, (torch.jit.ScriptModule, torch.jit.RecursiveScriptModule)):
+        raise ConversionError(f"expected a torch.jit.ScriptModule, got {type(sm).__name__}")
+    ex = None
+    if example_inputs is not None:
+        ex = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    return _TSLowering(sm, ex).run()
+
+
+def lower_scripted(model: torch.nn.Module, example_inputs: Sequence[Any] | None = None) -> Graph:
+    """``torch.jit.script`` ``model`` and lower it (a script failure becomes a located
+    :class:`ConversionError` that suggests tracing instead)."""
+    try:
+        sm = model if isinstance(model, torch.jit.ScriptModule) else torch.jit.script(model)
+    except Exception as e:  # noqa: BLE001
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConversionError(f"torch.jit.script failed for {type(model).__name__}: {first}",
+                              hint="use method='trace' (torch.jit.trace) or method='export'") from e
+    g = lower_script_module(sm, example_inputs)
+    return g
+
+
+def lower_traced(model: torch.nn.Module, example_inputs: Sequence[Any] | Any) -> Graph:
+    """``torch.jit.trace`` ``model`` on ``example_inputs`` and lower the trace.  Buffers the
+    model mutates while being traced are restored afterwards, so the graph's state starts from
+    the module's values before the call."""
+    ex = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    if isinstance(model, torch.jit.ScriptModule):
+        return lower_script_module(model, ex)
+    saved = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
+    try:
+        # traced with autograd on, like the scripted path assumes: no fused inference fast paths
+        tm = torch.jit.trace(model, ex, check_trace=False, strict=False)
+    except TorchMDFError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise ConversionError(f"torch.jit.trace failed: {type(e).__name__}: {e}") from e
+    finally:
+        with torch.no_grad():
+            for k, t in model.state_dict(keep_vars=True).items():
+                if k in saved and t.shape == saved[k].shape:
+                    t.copy_(saved[k])
+    g = lower_script_module(tm, ex)
+    g.name = re.sub(r"\W", "_", type(model).__name__)
+    return g
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluator values
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Obj:
+    """A module (or scripted object) reached by ``prim::GetAttr`` from ``self``."""
+
+    path: str
+    obj: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class _Dyn:
+    """A data-dependent scalar (``aten::Bool``/``Int``/``item`` of a tensor), kept as the
+    0-d IR tensor it came from."""
+
+    value: Value
+
+
+@dataclasses.dataclass(frozen=True)
+class _Func:
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stale:
+    """A value that cannot be used: the result of an op already reported as unsupported
+    (``report=False``: using it is not a new problem), or a view read after its base was
+    written in place."""
+
+    why: str
+    report: bool = False
+
+
+class _Uninit:
+    def __repr__(self) -> str:
+        return "<uninitialized>"
+
+
+_UNINIT = _Uninit()
+
+
+class _Raised(Exception):
+    """A ``prim::RaiseException`` was reached on a static path."""
+
+
+class _Unsupported(Exception):
+    def __init__(self, what: str, report: bool = True):
+        super().__init__(what)
+        self.what = what
+        self.report = report
+
+
+def _is_dynamic(v: Any) -> bool:
+    if isinstance(v, (Value, _Dyn)):
+        return True
+    if isinstance(v, (list, tuple)):
+        return any(_is_dynamic(x) for x in v)
+    if isinstance(v, dict):
+        return any(_is_dynamic(x) for x in v.values())
+    return False
+
+
+def _coerce(type_str: str, v: Any) -> Any:
+    """TorchScript passes dtypes, layouts and memory formats as ints."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        if "ScalarType" in type_str and 0 <= v < len(SCALAR_TYPES):
+            return SCALAR_TYPES[v]
+        if "Layout" in type_str and 0 <= v < len(LAYOUTS):
+            return LAYOUTS[v]
+        if "MemoryFormat" in type_str and 0 <= v < len(MEMORY_FORMATS):
+            return MEMORY_FORMATS[v]
+    return v
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if type(a) is not type(b):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _module_path(n: Any) -> str:
+    try:
+        h = n.getModuleHierarchy()
+    except Exception:  # noqa: BLE001
+        return ""
+    names = [m for m, _ in re.findall(r"([^.()]+)\(([^()]*)\)", h or "")
+             if m not in ("SELF", "UNKNOWN_INSTANCE")]
+    return ".".join(names)
+
+
+def _source(n: Any) -> str | None:
+    try:
+        text = n.sourceRange()
+    except Exception:  # noqa: BLE001
+        return None
+    frames = re.findall(r'File "([^"]+)", line (\d+)', text)
+    frames += re.findall(r"^\s*(\S[^\n(]*?)\((\d+)\): ", text, flags=re.M)
+    if not frames:
+        return None
+    user = [f for f in frames if not f[0].startswith(_TORCH_DIR)]
+    path, line = (user or frames)[0]
+    return f"{path.rsplit('/', 1)[-1]}:{line}"
+
+
+def _overload(schema_str: str) -> Any:
+    try:
+        s = torch._C.parse_schema(schema_str)
+    except Exception:  # noqa: BLE001
+        return None
+    ns, _, base = s.name.partition("::")
+    try:
+        return getattr(getattr(getattr(torch.ops, ns), base), s.overload_name or "default")
+    except (AttributeError, RuntimeError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the lowering
+# ---------------------------------------------------------------------------------------------
+
+
+class _TSLowering:
+    def __init__(self, sm: Any, example_inputs: tuple | None):
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        self.sm = sm
+        self.examples = example_inputs
+        self.graph = Graph(re.sub(r"\W", "_", getattr(sm, "original_name", None) or "main"))
+        self.fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+        self.fake: dict[Value, Any] = {}
+        self.env: dict[int, Any] = {}
+        self.unsupported: list[tuple[str, str | None]] = []
+        self.params = dict(_named(sm.named_parameters))
+        self.buffers = dict(_named(sm.named_buffers))
+        self.by_id: dict[int, str] = {}
+        for k, v in list(self.params.items()) + list(self.buffers.items()):
+            self.by_id.setdefault(id(v), k)
+        self.attr_value: dict[str, Value] = {}  # path -> current IR value of a tensor attribute
+        self.value_attr: dict[Value, str] = {}  # IR value -> attribute path it is the value of
+        self.state: dict[str, Any] = {}  # path -> StateVar
+        self.mutated_paths: set[str] = set()
+        self.view_parent: dict[Value, tuple[Value, Any]] = {}
+        self.input_values: list[Value] = []
+        self.input_current: dict[Value, Value] = {}
+
+    # -- helpers -------------------------------------------------------------------------------
+    def report(self, what: str, prov: Provenance | None) -> None:
+        entry = (what, str(prov) if prov is not None and str(prov) else None)
+        if entry not in self.unsupported:
+            self.unsupported.append(entry)
+
+    def get(self, v: Any) -> Any:
+        val = self.env[v.unique()]
+        if isinstance(val, _Stale):
+            raise _Unsupported(val.why, report=val.report)
+        return val
+
+    def set(self, v: Any, val: Any) -> None:
+        self.env[v.unique()] = val
+
+    def typed(self, v: Value, fake: Any) -> Value:
+        if isinstance(fake, torch.Tensor):
+            self.fake[v] = fake
+            v.type = type_of(fake)
+        return v
+
+    def constant(self, x: Any) -> Value:
+        t = x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
+        v = self.graph.add_constant(t)
+        return self.typed(v, self.fake_mode.from_tensor(t))
+
+    def as_tensor_value(self, x: Any) -> Value | None:
+        if x is None or isinstance(x, Value):
+            return x
+        if isinstance(x, _Stale):
+            raise _Unsupported(x.why, report=x.report)
+        if isinstance(x, _Dyn):
+            return x.value
+        if isinstance(x, (torch.Tensor, bool, int, float)):
+            return self.constant(x)
+        raise _Unsupported(f"a {type(x).__name__} where a tensor is expected")
+
+    def to_fake(self, x: Any) -> Any:
+        if isinstance(x, Value):
+            f = self.fake.get(x)
+            if f is None:
+                raise _Unsupported("a tensor of unknown shape (pass example_inputs)")
+            return f
+        if isinstance(x, _Dyn):
+            raise _Unsupported("a data-dependent scalar used as an argument")
+        if isinstance(x, list):
+            return [self.to_fake(y) for y in x]
+        if isinstance(x, tuple):
+            return tuple(self.to_fake(y) for y in x)
+        return x
+
+    def create(self, op: str, inputs: list[Value | None], attrs: dict[str, Any], prov: Provenance,
+               fake: Any = None, num_outputs: int = 1) -> list[Value]:
+        n = self.graph.create_node(op, inputs, attrs, num_outputs=num_outputs, provenance=prov)
+        fakes = fake if isinstance(fake, (tuple, list)) else (fake,)
+        for o, f in zip(n.outputs, fakes):
+            self.typed(o, f)
+        return n.outputs
+
+    def call_fake(self, ov: Any, args: list, kwargs: dict) -> Any:
+        with self.fake_mode:
+            return ov(*[self.to_fake(a) for a in args], **{k: self.to_fake(v) for k, v in kwargs.items()})
+
+    # -- setup ---------------------------------------------------------------------------------
+    def run(self) -> Graph:
+        g = self.graph
+        ts = self.sm.forward.graph.copy()
+        torch._C._jit_pass_inline(ts)
+        ts_inputs = list(ts.inputs())
+        self.set(ts_inputs[0], _Obj("", self.sm))
+        self.prescan(ts.block(), {ts_inputs[0].unique(): ""})
+
+        input_names: list[str] = []
+        flat_examples: list[Any] = []
+        for i, inp in enumerate(ts_inputs[1:]):
+            name = re.sub(r"\.\d+$", "", inp.debugName()) or f"input_{i}"
+            ex = self.examples[i] if self.examples is not None and i < len(self.examples) else None
+            flat_examples.append(ex)
+            self.set(inp, self.bind_input(name, inp, ex, input_names))
+
+        outs = self.block(ts.block())
+        result = outs[0] if len(outs) == 1 else tuple(outs)
+
+        leaves, out_spec = pytree.tree_flatten(result)
+        prov = Provenance(origin=ORIGIN, module_path="")
+        g.outputs = []
+        const_outs: list[list[Any]] = []
+        scalar_outs: list[int] = []
+        for i, leaf in enumerate(leaves):
+            if leaf is None or isinstance(leaf, (bool, int, float, str)):
+                const_outs.append([i, leaf])  # not a tensor: kept out of the graph
+                continue
+            if isinstance(leaf, _Dyn):
+                scalar_outs.append(i)
+            try:
+                g.outputs.append(self.as_tensor_value(leaf))
+            except _Unsupported as u:
+                if u.report:
+                    self.report(f"output: {u.what}", prov)
+        if scalar_outs:  # leaves that are Python scalars computed from tensor data (0-d here)
+            g.metadata["pytorch_scalar_outputs"] = scalar_outs
+        if const_outs:  # [[output leaf index, value], ...], as in the export frontend
+            g.metadata["pytorch_constant_outputs"] = const_outs
+        mutations = []
+        for v in self.input_values:
+            cur = self.input_current.get(v)
+            if cur is not None and cur is not v:
+                mutations.append({"input": v.name, "output": len(g.outputs)})
+                g.outputs.append(cur)
+        if mutations:
+            g.metadata["pytorch_input_mutations"] = mutations
+        for path, sv in self.state.items():
+            sv.next = self.attr_value.get(path, sv.current)
+        # parameters and buffers forward never reads (num_batches_tracked in eval mode, the
+        # second name of a tied weight) are kept too, so the names cover the state_dict
+        for path, t in list(self.params.items()) + list(self.buffers.items()):
+            if path not in self.attr_value and path not in g.parameters:
+                g.add_parameter(path, t, role="parameter" if path in self.params else "buffer")
+        if self.state:
+            g.metadata["pytorch_mutated_buffers"] = sorted(self.state)
+
+        g.metadata["pytorch_input_names"] = input_names
+        ex_struct = tuple(flat_examples) if self.examples is not None else tuple(
+            object() for _ in ts_inputs[1:])
+        g.metadata["pytorch_in_spec"] = pytree.treespec_dumps(pytree.tree_flatten((ex_struct, {}))[1])
+        g.metadata["pytorch_out_spec"] = pytree.treespec_dumps(out_spec)
+
+        for n in g:
+            if registry.lookup(n.op) is None:
+                self.report(n.op, n.provenance)
+        if self.unsupported:
+            raise UnsupportedOpError(self.unsupported, hint=unsupported_hint() + "; TorchScript "
+                                     "control flow on tensor data can only be lowered when both "
+                                     "branches are pure tensor code")
+        return g
+
+    def bind_input(self, name: str, inp: Any, ex: Any, names: list[str]) -> Any:
+        """A graph input (or a static value) for one forward argument."""
+        if isinstance(ex, torch.Tensor):
+            v = self.graph.add_input(name, TensorType.of(ex))
+            self.typed(v, self.fake_mode.from_tensor(ex))
+            names.append(v.name)
+            self.input_values.append(v)
+            return v
+        if isinstance(ex, (tuple, list)):
+            items = [self.bind_input(f"{name}_{j}", None, e, names) for j, e in enumerate(ex)]
+            return tuple(items) if isinstance(ex, tuple) else items
+        if ex is not None or (inp is not None and self.examples is not None):
+            return ex
+        # no example: the TorchScript type (complete for traced graphs)
+        t = inp.type() if inp is not None else None
+        if isinstance(t, torch._C.TensorType):
+            sizes = t.sizes()
+            st = t.dtype()
+            v = self.graph.add_input(name, TensorType(st, tuple(sizes) if sizes is not None else None))
+            if sizes is not None and st is not None:
+                self.typed(v, self.fake_mode.from_tensor(torch.empty(sizes, dtype=st)))
+            names.append(v.name)
+            self.input_values.append(v)
+            return v
+        raise ConversionError(f"input {name!r} of type {t} needs an example input")
+
+    def prescan(self, block: Any, paths: dict[int, str]) -> None:
+        """Find tensor attributes written in place or by ``prim::SetAttr``: they become state."""
+        for n in block.nodes():
+            k = n.kind()
+            if k == "prim::GetAttr" and n.input().unique() in paths:
+                base = paths[n.input().unique()]
+                paths[n.output().unique()] = f"{base}.{n.s('name')}" if base else n.s("name")
+            elif k == "prim::SetAttr" and n.inputsSize() == 2 and n.inputsAt(0).unique() in paths:
+                base = paths[n.inputsAt(0).unique()]
+                self.mutated_paths.add(f"{base}.{n.s('name')}" if base else n.s("name"))
+            elif n.inputsSize() and _mutates_first(n):
+                root = n.inputsAt(0)
+                while root.node().kind() != "prim::GetAttr" and _is_view_node(root.node()):
+                    root = root.node().inputsAt(0)
+                if root.unique() in paths:
+                    self.mutated_paths.add(paths[root.unique()])
+            for b in n.blocks():
+                self.prescan(b, paths)
+
+    # -- blocks and nodes ------------------------------------------------------------------------
+    def block(self, block: Any) -> list[Any]:
+        for n in block.nodes():
+            prov = Provenance(origin=ORIGIN, module_path=_module_path(n), source=_source(n))
+            try:
+                outs = self.node(n, prov)
+            except _Raised:
+                raise
+            except _Unsupported as u:
+                if u.report:
+                    self.report(u.what, prov)
+                outs = [_Stale(f"result of unsupported {n.kind()}") for _ in n.outputs()]
+            except TorchMDFError:
+                raise
+            except Exception as e:  # noqa: BLE001 - report with the node's location
+                self.report(f"{n.kind()}: {type(e).__name__}: {str(e).splitlines()[0][:200]}", prov)
+                outs = [_Stale(f"result of failed {n.kind()}") for _ in n.outputs()]
+            for o, val in zip(n.outputs(), outs):
+                self.set(o, val)
+        return [self.env[v.unique()] for v in block.returnNode().inputs()]
+
+    def node(self, n: Any, prov: Provenance) -> list[Any]:
+        k = n.kind()
+        ins = list(n.inputs())
+        if k == "prim::Constant":
+            out = n.output()
+            if out.type().kind() == "FunctionType":
+                return [_Func(n.s("name") if n.hasAttribute("name") else "function")]
+            return [out.toIValue()]
+        if k == "prim::GetAttr":
+            return [self.get_attr(self.get(ins[0]), n.s("name"), prov)]
+        if k == "prim::SetAttr":
+            return self.set_attr(self.get(ins[0]), n.s("name"), self.get(ins[1]))
+        if k == "prim::ListConstruct":
+            return [[self.get(v) for v in ins]]
+        if k == "prim::TupleConstruct":
+            return [tuple(self.get(v) for v in ins)]
+        if k == "prim::DictConstruct":
+            vals = [self.get(v) for v in ins]
+            return [dict(zip(vals[0::2], vals[1::2]))]
+        if k in ("prim::ListUnpack", "prim::TupleUnpack"):
+            seq = self.get(ins[0])
+            if not isinstance(seq, (list, tuple)) or len(seq) != n.outputsSize():
+                raise _Unsupported(f"{k} of a {type(seq).__name__}")
+            return list(seq)
+        if k == "prim::TupleIndex":
+            return [self.get(ins[0])[self.static(ins[1], k)]]
+        if k == "prim::If":
+            return self.if_node(n, prov)
+        if k == "prim::Loop":
+            return self.loop(n, prov)
+        if k == "prim::RaiseException":
+            msg = self.get(ins[0]) if ins else ""
+            raise _Raised(str(msg))
+        if k == "prim::Uninitialized":
+            return [_UNINIT]
+        if k in ("prim::unchecked_cast", "prim::data", "aten::detach", "prim::profile"):
+            return [self.get(ins[0])]
+        if k == "prim::NumToTensor":
+            x = self.get(ins[0])
+            if isinstance(x, _Dyn):
+                return [x.value]
+            return [torch.ops.prim.NumToTensor.Scalar(x)]
+        if k == "prim::isinstance":
+            t = ins[0].type()
+            return [any(t.isSubtypeOf(c) for c in n.tys("types"))]
+        if k == "prim::type" and ins and isinstance(self.get(ins[0]), torch.device):
+            return [self.get(ins[0]).type]
+        if k in ("prim::dtype", "prim::device", "prim::layout", "prim::requires_grad", "prim::shape",
+                 "prim::type", "prim::grad") or (k.startswith("prim::is_") and len(ins) == 1):
+            return [self.tensor_property(k, self.get(ins[0]))]
+        if k in ("aten::is_grad_enabled",):
+            return [True]
+        if k.startswith("aten::is_autocast") or k == "aten::is_inference_mode_enabled":
+            return [False]
+        if k == "prim::CallFunction" or k == "prim::CallMethod":
+            raise _Unsupported(f"{k} left after inlining")
+        handled, res = self.list_op(n, k)
+        if handled:
+            return res
+        return self.op(n, prov)
+
+    def static(self, v: Any, what: str) -> Any:
+        x = self.get(v)
+        if _is_dynamic(x):
+            raise _Unsupported(f"{what}: data-dependent value where a constant is needed")
+        return x
+
+    # -- attributes ----------------------------------------------------------------------------
+    def get_attr(self, obj: Any, name: str, prov: Provenance) -> Any:
+        if not isinstance(obj, _Obj):
+            raise _Unsupported(f"prim::GetAttr {name!r} on a {type(obj).__name__}")
+        path = f"{obj.path}.{name}" if obj.path else name
+        if path in self.attr_value:
+            return self.attr_value[path]
+        val = getattr(obj.obj, name)
+        if isinstance(val, torch.Tensor):
+            return self.tensor_attr(path, val)
+        if isinstance(val, (list, tuple)) and val and all(isinstance(t, torch.Tensor) for t in val):
+            items = [self.tensor_attr(self.by_id.get(id(t), f"{path}.{i}"), t) for i, t in enumerate(val)]
+            return items if isinstance(val, list) else tuple(items)
+        if isinstance(val, torch.nn.Module) or isinstance(val, torch._C.ScriptObject):
+            return _Obj(path, val)
+        return val
+
+    def tensor_attr(self, path: str, t: torch.Tensor) -> Value:
+        if path in self.attr_value:
+            return self.attr_value[path]
+        g = self.graph
+        if path in self.mutated_paths:
+            sv = g.add_state(path, t.detach().clone(), TensorType.of(t))
+            self.state[path] = sv
+            v = sv.current
+        else:
+            role = "parameter" if path in self.params else "buffer" if path in self.buffers else "constant"
+            v = g.add_parameter(path, t, role=role)
+        self.typed(v, self.fake_mode.from_tensor(t.detach()))
+        self.attr_value[path] = v
+        self.value_attr[v] = path
+        return v
+
+    def set_attr(self, obj: Any, name: str, val: Any) -> list[Any]:
+        if not isinstance(obj, _Obj):
+            raise _Unsupported(f"prim::SetAttr {name!r} on a {type(obj).__name__}")
+        path = f"{obj.path}.{name}" if obj.path else name
+        if path not in self.state:
+            cur = getattr(obj.obj, name)
+            if not isinstance(cur, torch.Tensor):
+                raise _Unsupported(f"prim::SetAttr of the non-tensor attribute {path!r}")
+            self.tensor_attr(path, cur)
+        new = self.as_tensor_value(val)
+        self.attr_value[path] = new
+        self.value_attr[new] = path
+        return []
+
+    def tensor_property(self, k: str, x: Any) -> Any:
+        if isinstance(x, Value):
+            f = self.fake.get(x)
+        elif isinstance(x, torch.Tensor):
+            f = x
+        else:
+            raise _Unsupported(f"{k} of a {type(x).__name__}")
+        if k == "prim::requires_grad":
+            return bool(x.role == "parameter" and self.params.get(x.name, x).requires_grad) \
+                if isinstance(x, Value) else bool(x.requires_grad)
+        if k == "prim::grad":
+            return None
+        if k.startswith("prim::is_"):
+            return False
+        if f is None:
+            raise _Unsupported(f"{k} of a tensor of unknown type (pass example_inputs)")
+        if k == "prim::dtype":
+            return _DTYPE_CODE[f.dtype]
+        if k == "prim::device":
+            return torch.device("cpu") if f.device.type == "meta" else f.device
+        if k == "prim::layout":
+            return LAYOUTS.index(f.layout)
+        if k == "prim::shape":
+            return list(f.shape)
+        if k == "prim::type":
+            return "cpu"
+        raise _Unsupported(k)
+
+    # -- lists, tuples, strings ----------------------------------------------------------------
+    def list_op(self, n: Any, k: str) -> tuple[bool, list[Any]]:
+        """Generic (``t``-typed) list/str/dict builtins, evaluated on the Python values."""
+        base = k.split("::", 1)[1]
+        ins = [self.get(v) for v in n.inputs()]
+        if k.startswith("aten::") and base in ("__getitem__", "len", "append", "list", "format", "warn",
+                                                  "__is__", "__isnot__", "__contains__", "_set_item",
+                                                  "keys", "values", "extend", "slice", "__not__", "str",
+                                                  "add", "eq", "ne", "insert", "pop", "reverse"):
+            if base in ("__is__", "__isnot__"):
+                a, b = ins
+                same = (a is None and b is None) if (a is None or b is None) else (
+                    a is b or (not _is_dynamic([a, b]) and _same(a, b)))
+                return True, [same if base == "__is__" else not same]
+            if base == "warn":
+                return True, []
+            if base == "format":
+                fmt, *args = ins
+                return True, [str(fmt).format(*("<tensor>" if _is_dynamic(a) else a for a in args))]
+            seq = ins[0] if ins else None
+            if isinstance(seq, (list, tuple, dict, str)):
+                if base == "__getitem__":
+                    return True, [seq[ins[1]]]
+                if base == "len":
+                    return True, [len(seq)]
+                if base == "append":
+                    seq.append(ins[1])
+                    return True, [seq]
+                if base == "extend":
+                    seq.extend(ins[1])
+                    return True, []
+                if base == "insert":
+                    seq.insert(ins[1], ins[2])
+                    return True, []
+                if base == "pop":
+                    return True, [seq.pop(ins[1] if len(ins) > 1 else -1)]
+                if base == "reverse":
+                    seq.reverse()
+                    return True, []
+                if base == "list":
+                    return True, [list(seq)]
+                if base == "keys":
+                    return True, [list(seq.keys())]
+                if base == "values":
+                    return True, [list(seq.values())]
+                if base == "__contains__":
+                    return True, [ins[1] in seq]
+                if base == "_set_item":
+                    seq[ins[1]] = ins[2]
+                    return True, []
+                if base == "slice" and isinstance(seq, (list, str)):
+                    start, end, step = (ins + [None, None, 1])[1:4]
+                    return True, [seq[start:end:step]]
+                if base in ("add",) and isinstance(ins[1], type(seq)) and not isinstance(seq, dict):
+                    return True, [seq + ins[1]]
+                if base in ("eq", "ne") and isinstance(ins[1], (list, tuple, str)) and not _is_dynamic(ins):
+                    return True, [(list(seq) == list(ins[1])) == (base == "eq")]
+                if base == "str":
+                    return True, [str(seq)]
+            if base == "__not__" and isinstance(seq, bool):
+                return True, [not seq]
+            if base == "str" and not _is_dynamic(ins):
+                return True, [str(seq)]
+        if k.startswith("prim::") and base in ("min", "max") and not _is_dynamic(ins):
+            vals = ins[0] if len(ins) == 1 else ins
+            return True, [min(vals) if base == "min" else max(vals)]
+        return False, []
+
+    # -- control flow --------------------------------------------------------------------------
+    def if_node(self, n: Any, prov: Provenance) -> list[Any]:
+        cond = self.get(n.inputsAt(0))
+        then_b, else_b = list(n.blocks())
+        if isinstance(cond, _Dyn) or isinstance(cond, Value):
+            return self.dynamic_if(n, self.as_tensor_value(cond), then_b, else_b, prov)
+        if isinstance(cond, torch.Tensor):
+            cond = bool(cond)
+        if not isinstance(cond, bool):
+            raise _Unsupported(f"prim::If on a {type(cond).__name__}")
+        try:
+            return self.block(then_b if cond else else_b)
+        except _Raised as r:
+            raise ConversionError(f"the model raises for these inputs: {r}", location=str(prov)) from None
+
+    def dynamic_if(self, n: Any, pred: Value, then_b: Any, else_b: Any, prov: Provenance) -> list[Any]:
+        """Both branches, then ``where``; a branch that raises is an assert and is dropped."""
+        snap_env, snap_attr = dict(self.env), dict(self.attr_value)
+        results = []
+        for b in (then_b, else_b):
+            self.env, self.attr_value = dict(snap_env), dict(snap_attr)
+            try:
+                outs = self.block(b)
+                results.append((outs, self.env, self.attr_value))
+            except _Raised:
+                results.append(None)
+        self.env, self.attr_value = snap_env, snap_attr
+        ok = [r for r in results if r is not None]
+        if not ok:
+            raise ConversionError("both branches of a data-dependent if raise", location=str(prov))
+        if len(ok) == 1:  # an assert: keep the branch that does not raise
+            outs, self.env, self.attr_value = ok[0]
+            return outs
+        (t_out, t_env, t_attr), (f_out, f_env, f_attr) = ok
+
+        def select(a: Any, b: Any, what: str) -> Any:
+            if a is b:
+                return a
+            if isinstance(a, (Value, _Dyn)) or isinstance(b, (Value, _Dyn)):
+                av, bv = self.as_tensor_value(a), self.as_tensor_value(b)
+                fa, fb = self.fake.get(av), self.fake.get(bv)
+                fake = None
+                if fa is not None and fb is not None:
+                    with self.fake_mode:
+                        fake = torch.where(self.fake[pred], fa, fb)
+                out = self.create("aten::where.self", [pred, av, bv], {}, prov, fake)[0]
+                return _Dyn(out) if isinstance(a, _Dyn) and isinstance(b, _Dyn) else out
+            if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
+                return type(a)(select(x, y, what) for x, y in zip(a, b))
+            if not _is_dynamic([a, b]) and _same(a, b):
+                return a
+            raise _Unsupported(f"data-dependent if whose branches give different {what} "
+                               f"({a!r} vs {b!r})")
+
+        outs = [select(a, b, "results") for a, b in zip(t_out, f_out)]
+        for key in set(t_env) | set(f_env):
+            a, b = t_env.get(key, _UNINIT), f_env.get(key, _UNINIT)
+            if key in self.env and (a is not self.env[key] or b is not self.env[key]):
+                self.env[key] = select(a, b, "mutations")
+        for path in set(t_attr) | set(f_attr):
+            a, b = t_attr.get(path), f_attr.get(path)
+            if a is not None and b is not None and (a is not self.attr_value.get(path) or
+                                                    b is not self.attr_value.get(path)):
+                self.attr_value[path] = select(a, b, f"values of {path}")
+        return outs
+
+    def loop(self, n: Any, prov: Provenance) -> list[Any]:
+        ins = list(n.inputs())
+        trips = self.get(ins[0])
+        cond = self.get(ins[1])
+        carried = [self.get(v) for v in ins[2:]]
+        body = list(n.blocks())[0]
+        params = list(body.inputs())
+        if _is_dynamic([trips, cond]):
+            raise _Unsupported("prim::Loop with a data-dependent trip count or condition")
+        i = 0
+        while cond and i < trips:
+            if i >= _MAX_UNROLL:
+                raise _Unsupported(f"prim::Loop with more than {_MAX_UNROLL} iterations")
+            self.set(params[0], i)
+            for p, c in zip(params[1:], carried):
+                self.set(p, c)
+            outs = self.block(body)
+            cond, carried = outs[0], outs[1:]
+            if _is_dynamic(cond):
+                raise _Unsupported("prim::Loop whose condition depends on tensor data")
+            i += 1
+        return carried
+
+    # -- ops -----------------------------------------------------------------------------------
+    def op(self, n: Any, prov: Provenance) -> list[Any]:
+        k = n.kind()
+        schema_str = n.schema()
+        ov = _overload(schema_str) if schema_str and schema_str != "(no schema)" else None
+        if ov is None:
+            raise _Unsupported(f"{k} (no operator schema)")
+        schema = ov._schema
+        values = [self.get(v) for v in n.inputs()]
+        if len(values) != len(schema.arguments):
+            raise _Unsupported(f"{k}: {len(values)} inputs for schema {schema}")
+        values = [_coerce(str(a.type), v) for a, v in zip(schema.arguments, values)]
+        base = schema.name.split("::", 1)[1]
+
+        if not _is_dynamic(values) and not n.isNondeterministic():
+            args, kwargs = _split_args(schema, values)
+            out = ov(*args, **kwargs)
+            return list(out) if len(schema.returns) > 1 else [out] if schema.returns else []
+
+        if base in _DROPOUTS and values[-1] is False:
+            return [values[0]]
+        dyn_scalar = self.dyn_scalar_op(base, values, schema, prov)
+        if dyn_scalar is not None:
+            return dyn_scalar
+        if _mutates_first_schema(schema):
+            return self.inplace(ov, schema, values, prov)
+        if _mutates_other(schema) or (base in ("batch_norm", "instance_norm") and values[5] is True
+                                      and any(isinstance(v, Value) for v in values[3:5])):
+            # a write TorchScript hides in the op (running statistics): functionalized by export
+            return self.decompose(ov, schema, values, prov)
+        if not all(_is_tensor_type(r.type) for r in schema.returns):
+            # a non-tensor result from tensors: a shape query (static) or data-dependent
+            args, kwargs = _split_args(schema, values)
+            try:
+                out = self.call_fake(ov, args, kwargs)
+            except _Unsupported:
+                raise
+            except Exception as e:  # noqa: BLE001
+                raise _Unsupported(f"{k}: data-dependent result ({type(e).__name__})") from None
+            return list(out) if len(schema.returns) > 1 else [out]
+        if sum(1 for a in schema.arguments if isinstance(a.type, torch.ListType) and
+               "Tensor" in str(a.type.getElementType())) > 1:
+            return self.decompose(ov, schema, values, prov)
+        return self.emit(ov, schema, values, prov)
+
+    def dyn_scalar_op(self, base: str, values: list[Any], schema: Any, prov: Provenance) -> list[Any] | None:
+        """Scalar ops on data-dependent scalars become 0-d tensor ops."""
+        if base in _DYN_FROM_TENSOR and len(values) == 1 and isinstance(values[0], (Value, _Dyn)):
+            v = values[0].value if isinstance(values[0], _Dyn) else values[0]
+            if base in ("Bool", "is_nonzero"):
+                f = self.fake.get(v)
+                if f is None or f.dtype != torch.bool:
+                    v = self.create("aten::ne.Scalar", [v], {"other": 0}, prov,
+                                    self._fake_call(torch.ops.aten.ne.Scalar, v, 0))[0]
+            return [_Dyn(v)]
+        if not any(isinstance(x, _Dyn) for x in values):
+            return None
+        if base == "__not__" and len(values) == 1:
+            v = values[0].value
+            return [_Dyn(self.create("aten::logical_not", [v], {}, prov,
+                                     self._fake_call(torch.ops.aten.logical_not.default, v))[0])]
+        op = _DYN_BINARY.get(base)
+        if op is not None and len(values) == 2 and all(isinstance(x, (_Dyn, bool, int, float)) for x in values):
+            a, b = (self.as_tensor_value(x) for x in values)
+            ov = registry.resolve_aten(op)
+            return [_Dyn(self.create(op, [a, b], {}, prov, self._fake_call(ov, a, b))[0])]
+        if base == "floordiv" and len(values) == 2:
+            a, b = (self.as_tensor_value(x) for x in values)
+            ov = torch.ops.aten.div.Tensor_mode
+            return [_Dyn(self.create("aten::div.Tensor_mode", [a, b], {"rounding_mode": "floor"}, prov,
+                                     self._fake_call(ov, a, b, rounding_mode="floor"))[0])]
+        raise _Unsupported(f"aten::{base} on a data-dependent scalar")
+
+    def _fake_call(self, ov: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self.call_fake(ov, list(args), kwargs)
+        except Exception:  # noqa: BLE001 - types stay unknown
+            return None
+
+    def emit(self, ov: Any, schema: Any, values: list[Any], prov: Provenance) -> list[Any]:
+        """One IR node for an ATen op (or several for an op returning a tensor list)."""
+        sig = registry.aten_signature(ov)
+        name = _op_name(schema)
+        inputs: list[Value | None] = []
+        attrs: dict[str, Any] = {}
+        for a, kind, v in zip(schema.arguments, sig.kinds, values):
+            if kind in ("tensor", "tensor?"):
+                inputs.append(self.as_tensor_value(v))
+            elif kind == "tensors":
+                if not isinstance(v, (list, tuple)):
+                    raise _Unsupported(f"{name}: argument '{a.name}' is not a list")
+                inputs.extend(self.as_tensor_value(x) for x in v)
+            else:
+                if _is_dynamic(v):
+                    raise _Unsupported(f"{name}: data-dependent value in argument '{a.name}'")
+                if a.has_default_value() and _same(_coerce(str(a.type), a.default_value), v):
+                    continue
+                attrs[a.name] = normalize_attr(v)
+        args, kwargs = _split_args(schema, values)
+        try:
+            fake = self.call_fake(ov, args, kwargs)
+        except _Unsupported:
+            fake = None
+        except Exception:  # noqa: BLE001 - no fake kernel: the type stays unknown
+            fake = None
+        rets = schema.returns
+        if len(rets) == 1 and isinstance(rets[0].type, torch.ListType):
+            return [self.expand_list(name, values, schema, inputs[0], fake, prov)]
+        outs = self.create(name, inputs, attrs, prov, fake, num_outputs=len(rets))
+        if len(rets) == 1 and rets[0].alias_info is not None and not rets[0].alias_info.is_write \
+                and inputs and inputs[0] is not None:
+            self.view_parent[outs[0]] = (inputs[0], outs[0].producer)
+        return list(outs)
+
+    def expand_list(self, name: str, values: list[Any], schema: Any, x: Value | None, fake: Any,
+                    prov: Provenance) -> list[Value]:
+        base = schema.name.split("::", 1)[1]
+        args = {a.name: v for a, v in zip(schema.arguments, values)}
+        dim = args.get("dim", 0)
+        if x is None or not isinstance(fake, (list, tuple)) or not isinstance(dim, int):
+            raise _Unsupported(f"{name} (returns a tensor list)")
+        outs: list[Value] = []
+        if base in ("unbind",):
+            for i, f in enumerate(fake):
+                outs += self.create("aten::select.int", [x], {"dim": dim, "index": i}, prov, f)
+            return outs
+        if base in ("split", "split_with_sizes", "chunk", "tensor_split", "unsafe_split",
+                    "unsafe_chunk", "unsafe_split_with_sizes"):
+            start = 0
+            for f in fake:
+                end = start + int(f.shape[dim])
+                outs += self.create("aten::slice.Tensor", [x], {"dim": dim, "start": start, "end": end}, prov, f)
+                start = end
+            return outs
+        raise _Unsupported(f"{name} (returns a tensor list)")
+
+    def decompose(self, ov: Any, schema: Any, values: list[Any], prov: Provenance) -> list[Any]:
+        """An op the IR convention cannot spell (two tensor lists): export a one-op wrapper to
+        core ATen and inline its IR here."""
+        leaves: list[Value] = []
+
+        def collect(v: Any) -> Any:
+            if isinstance(v, (Value, _Dyn)):
+                leaves.append(self.as_tensor_value(v))
+                return ("__tensor__", len(leaves) - 1)
+            if isinstance(v, (list, tuple)):
+                return type(v)(collect(x) for x in v)
+            return v
+
+        structure = [collect(v) for v in values]
+        examples = []
+        for v in leaves:
+            f = self.fake.get(v)
+            if f is None:
+                raise _Unsupported(f"{_op_name(schema)} on a tensor of unknown shape")
+            examples.append(torch.zeros(f.shape, dtype=f.dtype))
+        wrapper = _OneOp(ov, schema, structure)
+        try:
+            ep = torch.export.export(wrapper, tuple(examples), strict=False)
+            sub = lower_exported_program(ep)
+        except UnsupportedOpError as e:
+            raise _Unsupported(f"{_op_name(schema)} (decomposition: {e.raw_message})") from None
+        except Exception as e:  # noqa: BLE001
+            raise _Unsupported(f"{_op_name(schema)} (could not decompose: {type(e).__name__})") from None
+        vmap: dict[Value, Value] = dict(zip(sub.inputs, leaves))
+        for p in sub.parameters.values():
+            vmap[p] = self.constant(p.tensor)
+        for node in sub:
+            ins = [None if i is None else vmap[i] for i in node.inputs]
+            new = self.graph.create_node(node.op, ins, dict(node.attrs), num_outputs=len(node.outputs),
+                                         provenance=prov)
+            for o_old, o_new in zip(node.outputs, new.outputs):
+                o_new.type = o_old.type
+                if o_old.type.is_static and o_old.type.dtype is not None:
+                    self.fake[o_new] = self._fake_of(o_old.type)
+                vmap[o_old] = o_new
+        mutations = sub.metadata.get("pytorch_input_mutations", [])
+        for m in mutations:
+            idx = next(i for i, v in enumerate(sub.inputs) if v.name == m["input"])
+            self.write(leaves[idx], vmap[sub.outputs[m["output"]]], prov)
+        outs = [vmap[o] for o in sub.outputs[:len(sub.outputs) - len(mutations)]]
+        if not schema.returns:
+            return []
+        return outs if len(schema.returns) > 1 else [outs[0]]
+
+    def _fake_of(self, t: TensorType) -> Any:
+        with self.fake_mode:
+            return torch.empty(t.shape, dtype=t.dtype)
+
+    # -- in-place ops --------------------------------------------------------------------------
+    def inplace(self, ov: Any, schema: Any, values: list[Any], prov: Provenance) -> list[Any]:
+        """``x.op_(...)`` -> ``op(x, ...)``; the new value replaces ``x`` (and its base, for a
+        view) everywhere later in the graph."""
+        target = values[0]
+        if not isinstance(target, Value):
+            raise _Unsupported(f"{schema.name}_ on a {type(target).__name__}")
+        base = schema.name.split("::", 1)[1]
+        fname = base[:-1] if base.endswith("_") else base
+        try:
+            fov = getattr(getattr(torch.ops.aten, fname), schema.overload_name or "default")
+        except (AttributeError, RuntimeError):
+            raise _Unsupported(f"{_op_name(schema)} (no functional form)") from None
+        if [str(a.type) for a in fov._schema.arguments] != [str(a.type).replace("(a!)", "")
+                                                            for a in schema.arguments] and \
+                len(fov._schema.arguments) != len(schema.arguments):
+            raise _Unsupported(f"{_op_name(schema)} (functional form has another signature)")
+        new = self.emit(fov, fov._schema, values, prov)[0]
+        ft, fn = self.fake.get(target), self.fake.get(new)
+        if ft is not None and fn is not None and fn.dtype != ft.dtype:
+            new = self.create("aten::_to_copy", [new], {"dtype": ft.dtype}, prov,
+                              self._fake_call(torch.ops.aten._to_copy.default, new, dtype=ft.dtype))[0]
+        self.write(target, new, prov)
+        return [new]
+
+    def write(self, target: Value, new: Value, prov: Provenance) -> None:
+        """Make ``new`` the value of ``target``; through views, scatter back into the base."""
+        replace: dict[Value, Value] = {target: new}
+        cur, cur_new = target, new
+        while cur in self.view_parent:
+            parent, node = self.view_parent[cur]
+            cur_new = self.unview(node, parent, cur_new, prov)
+            replace[parent] = cur_new
+            cur = parent
+        root, root_new = cur, cur_new
+        # other views of the root are now stale
+        stale = {v for v in self.view_parent if v not in replace and self._root(v) is root}
+        for key, val in list(self.env.items()):
+            if isinstance(val, Value):
+                if val in replace:
+                    self.env[key] = replace[val]
+                elif val in stale:
+                    self.env[key] = _Stale("a view read after an in-place write to its base", report=True)
+            elif isinstance(val, list):  # lists are mutable references in TorchScript
+                for i, x in enumerate(val):
+                    if isinstance(x, Value) and x in replace:
+                        val[i] = replace[x]
+        path = self.value_attr.get(root)
+        if path is not None:
+            if path not in self.state:
+                root = self.make_state(path, root)
+            self.attr_value[path] = root_new
+            self.value_attr[root_new] = path
+        if root in self.input_values or root in self.input_current.values():
+            orig = next((k for k, v in self.input_current.items() if v is root), root)
+            self.input_current[orig] = root_new
+        if new is not target and target in self.view_parent:
+            # the written view keeps being a view of the new base
+            self.view_parent[new] = (replace[self.view_parent[target][0]], self.view_parent[target][1])
+
+    def make_state(self, path: str, param: Value) -> Value:
+        """Turn a tensor attribute found to be written (by an op that hides the write from
+        its schema) into a state variable; returns its current value."""
+        g = self.graph
+        sv = g.add_state(f"{path}__state", param.tensor.clone(), param.type)
+        param.replace_all_uses_with(sv.current)
+        for key, val in list(self.env.items()):
+            if val is param:
+                self.env[key] = sv.current
+        g.remove_parameter(param)
+        g._names.discard(sv.current.name)
+        sv.current.name = sv.name = g.unique_name(path)
+        self.fake[sv.current] = self.fake.get(param)
+        self.state[path] = sv
+        self.value_attr[sv.current] = path
+        self.attr_value[path] = sv.current
+        return sv.current
+
+    def _root(self, v: Value) -> Value:
+        while v in self.view_parent:
+            v = self.view_parent[v][0]
+        return v
+
+    def unview(self, node: Any, parent: Value, new_view: Value, prov: Provenance) -> Value:
+        """The new value of ``parent`` after its view (made by ``node``) became ``new_view``."""
+        op, a = node.op, node.attrs
+        fp = self.fake.get(parent)
+
+        def mk(name: str, ins: list[Value], attrs: dict[str, Any]) -> Value:
+            ov = registry.resolve_aten(name)
+            fake = None
+            if ov is not None:
+                sig = registry.aten_signature(ov)
+                args, kwargs = sig.build_call([self.fake.get(i) for i in ins], attrs)
+                try:
+                    with self.fake_mode:
+                        fake = ov(*args, **kwargs)
+                except Exception:  # noqa: BLE001
+                    fake = None
+            return self.create(name, ins, attrs, prov, fake)[0]
+
+        if op == "aten::select.int":
+            return mk("aten::select_scatter", [parent, new_view], {"dim": a.get("dim"), "index": a.get("index")})
+        if op == "aten::slice.Tensor":
+            return mk("aten::slice_scatter", [parent, new_view], dict(a))
+        if op in ("aten::view", "aten::reshape", "aten::_unsafe_view", "aten::unsqueeze", "aten::squeeze",
+                  "aten::squeeze.dim", "aten::squeeze.dims", "aten::flatten.using_ints", "aten::unflatten.int",
+                  "aten::view_as", "aten::reshape_as") and fp is not None:
+            return mk("aten::reshape", [new_view], {"shape": list(fp.shape)})
+        if op == "aten::transpose.int":
+            return mk("aten::transpose.int", [new_view], {"dim0": a.get("dim0", 0), "dim1": a.get("dim1", 1)})
+        if op == "aten::t":
+            return mk("aten::t", [new_view], {})
+        if op == "aten::permute":
+            dims = list(a["dims"])
+            inv = [0] * len(dims)
+            for i, d in enumerate(dims):
+                inv[d % len(dims)] = i
+            return mk("aten::permute", [new_view], {"dims": inv})
+        if op in ("aten::alias", "aten::contiguous", "aten::detach", "aten::view_as_real"):
+            return new_view
+        if op == "aten::diagonal":
+            return mk("aten::diagonal_scatter", [parent, new_view], dict(a))
+        raise _Unsupported(f"in-place write through a view made by {op}")
+
+
+class _OneOp(torch.nn.Module):
+    """Calls one op with tensors put back into its argument structure (for decomposition)."""
+
+    def __init__(self, ov: Any, schema: Any, structure: list[Any]):
+        super().__init__()
+        self.ov = ov
+        self.schema = schema
+        self.structure = structure
+
+    def forward(self, *tensors: torch.Tensor) -> Any:
+        def fill(v: Any) -> Any:
+            if isinstance(v, tuple) and len(v) == 2 and v[0] == "__tensor__":
+                return tensors[v[1]]
+            if isinstance(v, (list, tuple)):
+                return type(v)(fill(x) for x in v)
+            return v
+
+        args, kwargs = _split_args(self.schema, [fill(v) for v in self.structure])
+        return self.ov(*args, **kwargs)
+
+
+def _named(fn: Any) -> list[tuple[str, torch.Tensor]]:
+    """Every name of every parameter/buffer, tied ones included."""
+    try:
+        return list(fn(remove_duplicate=False))
+    except TypeError:
+        return list(fn())
+
+
+def _is_tensor_type(t: Any) -> bool:
+    """Tensor, Tensor?, Tensor[] (what an op returns to the IR)."""
+    if isinstance(t, (torch.ListType, torch.OptionalType)):
+        t = t.getElementType()
+    return isinstance(t, torch.TensorType)
+
+
+def _op_name(schema: Any) -> str:
+    return f"{schema.name}.{schema.overload_name}" if schema.overload_name else schema.name
+
+
+def _split_args(schema: Any, values: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+    args, kwargs = [], {}
+    for a, v in zip(schema.arguments, values):
+        if a.kwarg_only:
+            kwargs[a.name] = v
+        else:
+            args.append(v)
+    return args, kwargs
+
+
+def _mutates_first_schema(schema: Any) -> bool:
+    args = schema.arguments
+    return bool(args) and args[0].alias_info is not None and args[0].alias_info.is_write
+
+
+def _mutates_other(schema: Any) -> bool:
+    return any(a.alias_info is not None and a.alias_info.is_write for a in schema.arguments[1:])
+
+
+def _mutates_first(n: Any) -> bool:
+    s = n.schema() if n.kind().startswith("aten::") else "(no schema)"
+    if s == "(no schema)":
+        return False
+    try:
+        return _mutates_first_schema(torch._C.parse_schema(s))
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def _is_view_node(n: Any) -> bool:
+    if not n.kind().startswith("aten::"):
+        return False
+    s = n.schema()
+    if s == "(no schema)":
+        return False
+    try:
+        sch = torch._C.parse_schema(s)
+    except Exception:  # noqa: BLE001
+        return False
+    rets = sch.returns
+    return len(rets) == 1 and rets[0].alias_info is not None and not rets[0].alias_info.is_write
+
+
+__all__ = ["lower_script_module", "lower_scripted", "lower_traced"]
