@@ -56,8 +56,6 @@ def test_zoo_scripted(entry):
 
 @pytest.mark.parametrize("entry", ZOO, ids=lambda e: e.name)
 def test_zoo_traced(entry):
-    if entry.name == "gpt2":
-        pytest.skip("gpt2 through torch.jit.trace: output mismatch under investigation (see closing note)")
     g = lower_traced(entry.make_model(), entry.make_inputs())
     _check(entry, g)
 

@@ -287,7 +287,7 @@ class _Lowering:
                 self.report(f"unsupported exported input kind {kind.name} ({node.name})", None)
                 env[node] = None
 
-        outs = self.walk(ep.graph_module, env, top=True)
+        outs = self.walk(ep.graph_module, env)
 
         user_outs: list[Value] = []
         mutations: list[dict[str, Any]] = []
@@ -343,8 +343,7 @@ class _Lowering:
             raise UnsupportedOpError(self.unsupported, hint=unsupported_hint())
         return g
 
-    def walk(self, gm: torch.fx.GraphModule, env: dict[torch.fx.Node, Any], *, top: bool = False,
-             ) -> list[Any]:
+    def walk(self, gm: torch.fx.GraphModule, env: dict[torch.fx.Node, Any]) -> list[Any]:
         """Lower the nodes of ``gm`` (placeholders already bound in ``env``); its outputs."""
         for node in gm.graph.nodes:
             if node.op == "placeholder":

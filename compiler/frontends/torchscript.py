@@ -100,6 +100,8 @@ def lower_traced(model: torch.nn.Module, example_inputs: Sequence[Any] | Any) ->
     """``torch.jit.trace`` ``model`` on ``example_inputs`` and lower the trace.  Buffers the
     model mutates while being traced are restored afterwards, so the graph's state starts from
     the module's values before the call."""
+    if example_inputs is None:
+        raise ConversionError(f"tracing {type(model).__name__} needs example_inputs")
     ex = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     if isinstance(model, torch.jit.ScriptModule):
         return lower_script_module(model, ex)
@@ -347,14 +349,25 @@ class _TSLowering:
         self.prescan(ts.block(), {ts_inputs[0].unique(): ""})
 
         input_names: list[str] = []
-        flat_examples: list[Any] = []
+        try:
+            sargs = list(self.sm.forward.schema.arguments)[1:]
+        except Exception:  # noqa: BLE001
+            sargs = []
         for i, inp in enumerate(ts_inputs[1:]):
             name = re.sub(r"\.\d+$", "", inp.debugName()) or f"input_{i}"
-            ex = self.examples[i] if self.examples is not None and i < len(self.examples) else None
-            flat_examples.append(ex)
+            if self.examples is not None and i >= len(self.examples):
+                # an argument the examples leave out takes its default
+                if i < len(sargs) and sargs[i].has_default_value():
+                    self.set(inp, sargs[i].default_value)
+                    continue
+                raise ConversionError(f"no example input for argument {name!r}")
+            ex = self.examples[i] if self.examples is not None else None
             self.set(inp, self.bind_input(name, inp, ex, input_names))
 
-        outs = self.block(ts.block())
+        try:
+            outs = self.block(ts.block())
+        except _Raised as r:
+            raise ConversionError(f"the model raises for these inputs: {r}") from None
         result = outs[0] if len(outs) == 1 else tuple(outs)
 
         leaves, out_spec = pytree.tree_flatten(result)
@@ -396,7 +409,7 @@ class _TSLowering:
             g.metadata["pytorch_mutated_buffers"] = sorted(self.state)
 
         g.metadata["pytorch_input_names"] = input_names
-        ex_struct = tuple(flat_examples) if self.examples is not None else tuple(
+        ex_struct = tuple(self.examples) if self.examples is not None else tuple(
             object() for _ in ts_inputs[1:])
         g.metadata["pytorch_in_spec"] = pytree.treespec_dumps(pytree.tree_flatten((ex_struct, {}))[1])
         g.metadata["pytorch_out_spec"] = pytree.treespec_dumps(out_spec)
@@ -421,8 +434,11 @@ class _TSLowering:
         if isinstance(ex, (tuple, list)):
             items = [self.bind_input(f"{name}_{j}", None, e, names) for j, e in enumerate(ex)]
             return tuple(items) if isinstance(ex, tuple) else items
-        if ex is not None or (inp is not None and self.examples is not None):
+        if ex is not None:  # a number, a string...: specialized, not a graph input
+            self.graph.metadata.setdefault("pytorch_constant_inputs", {})[name] = repr(ex)
             return ex
+        if self.examples is not None or inp is None:  # an explicit None
+            return None
         # no example: the TorchScript type (complete for traced graphs)
         t = inp.type() if inp is not None else None
         if isinstance(t, torch._C.TensorType):
@@ -597,9 +613,11 @@ class _TSLowering:
             f = x
         else:
             raise _Unsupported(f"{k} of a {type(x).__name__}")
-        if k == "prim::requires_grad":
-            return bool(x.role == "parameter" and self.params.get(x.name, x).requires_grad) \
-                if isinstance(x, Value) else bool(x.requires_grad)
+        if k == "prim::requires_grad":  # only parameters do: computed values are not tracked
+            if isinstance(x, Value):
+                p = self.params.get(self.value_attr.get(x, ""))
+                return bool(p is not None and p.requires_grad)
+            return bool(x.requires_grad)
         if k == "prim::grad":
             return None
         if k.startswith("prim::is_"):
@@ -977,9 +995,7 @@ class _TSLowering:
             fov = getattr(getattr(torch.ops.aten, fname), schema.overload_name or "default")
         except (AttributeError, RuntimeError):
             raise _Unsupported(f"{_op_name(schema)} (no functional form)") from None
-        if [str(a.type) for a in fov._schema.arguments] != [str(a.type).replace("(a!)", "")
-                                                            for a in schema.arguments] and \
-                len(fov._schema.arguments) != len(schema.arguments):
+        if len(fov._schema.arguments) != len(schema.arguments):
             raise _Unsupported(f"{_op_name(schema)} (functional form has another signature)")
         new = self.emit(fov, fov._schema, values, prov)[0]
         ft, fn = self.fake.get(target), self.fake.get(new)
