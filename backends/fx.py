@@ -333,7 +333,7 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
         t = v.tensor
         # float64 is excluded: a 0-dim float64 tensor and a Python float promote differently
         if v.role == "constant" and t.dim() == 0 and t.dtype in (torch.float32, torch.int64) \
-                and all(_scalar_ok(u, i) for u, i in v._uses):
+                and v not in graph.outputs and all(_scalar_ok(u, i) for u, i in v._uses):
             b.env[v] = t.item()
             continue
         target = _safe_attr_name(name)

@@ -79,8 +79,8 @@ class _Emitter:
         unsupported = [(n.op, n.location()) for n in g if registry.lookup(n.op) is None]
         if unsupported:
             raise UnsupportedOpError(unsupported)
-        if g.state:
-            raise ConversionError(f"graph '{g.name}' has state; writing stateful IR to MDF is not supported yet")
+        for sv in g.state:
+            self.emit_state(sv)
         for v in g.inputs:
             nid = self.uid(f"input_{v.name}")
             port = _ident(v.name)
@@ -92,6 +92,13 @@ class _Emitter:
             self.port_of[v] = (nid, "out")
         for n in g:
             self.emit_node(n)
+        for sv in g.state:  # the back edge: next value -> the state node's port
+            if sv.next is None:
+                continue
+            src, port = self.port_of[sv.next]
+            nid = self.port_of[sv.current][0]
+            self.edges.append(Edge(id=self.uid(f"{src}_{nid}_next"), sender=src, receiver=nid,
+                                   sender_port=port, receiver_port="next"))
         out_names = []
         for i, v in enumerate(g.outputs):
             if v in self.port_of:
@@ -110,6 +117,22 @@ class _Emitter:
                 md[k] = g.metadata[k]
         mg = MGraph(id=_ident(g.name), nodes=self.nodes, edges=self.edges)
         return Model(id=_ident(model_id or g.name), graphs=[mg], metadata={"torchmdf": md})
+
+    def emit_state(self, sv) -> None:
+        """A state variable (a mutated buffer) as an MDF node whose input port is fed by a back
+        edge from the next value and has the initial value as ``default_value``: modeci_mdf
+        then reads the initial value on the first evaluation and the previous evaluation's
+        next value after that, which is exactly ``(inputs, state) -> (outputs, state')``."""
+        if sv.init is None:
+            raise ConversionError(f"state '{sv.name}' has a computed initial value; only tensors can be "
+                                  "written to MDF")
+        nid = self.uid(f"state_{sv.name}")
+        t = sv.init
+        ip = InputPort(id="next", shape=tuple(t.shape), type=_dtype_name(t.dtype), default_value=t)
+        md = {"torchmdf": {"state": sv.name, "dtype": _dtype_name(t.dtype)}}
+        self.nodes.append(MNode(id=nid, input_ports=[ip], output_ports=[OutputPort(id="out", value="next")],
+                                metadata=md))
+        self.port_of[sv.current] = (nid, "out")
 
     def param(self, pid: str, v: Value) -> Parameter:
         t = v.tensor
