@@ -29,6 +29,8 @@ INLINE_MAX = 64
 
 
 def _ident(s: str) -> str:
+    if s.isidentifier() and s.isascii():  # the common case, without a regex
+        return s
     s = re.sub(r"[^0-9A-Za-z_]", "_", s).strip("_") or "v"
     return "_" + s if s[0].isdigit() else s
 
@@ -60,17 +62,22 @@ class _Emitter:
     def __init__(self, graph: Graph):
         self.g = graph
         self.used_ids: set[str] = set()
+        self.next_suffix: dict[str, int] = {}
         self.node_of: dict[Node, MNode] = {}
         self.port_of: dict[Value, tuple[str, str]] = {}  # value -> (mdf node id, output port id)
         self.nodes: list[MNode] = []
         self.edges: list[Edge] = []
 
     def uid(self, base: str) -> str:
+        """A fresh MDF id from ``base``; a counter per base keeps this O(1) (probing from 1
+        each time made emission quadratic in the number of same-named ops)."""
         base = _ident(base)
-        cand, k = base, 1
+        cand = base
+        k = self.next_suffix.get(base, 1)
         while cand in self.used_ids:
             cand = f"{base}_{k}"
             k += 1
+        self.next_suffix[base] = k
         self.used_ids.add(cand)
         return cand
 
@@ -146,7 +153,9 @@ class _Emitter:
         return Parameter(id=pid, value=value, metadata=md)
 
     def emit_node(self, n: Node) -> None:
-        d = registry.get(n.op, n.location())
+        d = registry.lookup(n.op)
+        if d is None:
+            d = registry.get(n.op, n.location())
         short = n.name.split(".")[0]
         base = f"{n.provenance.module_path}_{short}" if n.provenance.module_path else short
         nid = self.uid(base)

@@ -23,7 +23,8 @@ def _tensor_proto(name: str, t: torch.Tensor) -> onnx.TensorProto:
     arr = t.detach().cpu()
     if arr.dtype == torch.bfloat16:
         arr = arr.float()
-    return numpy_helper.from_array(np.ascontiguousarray(arr.numpy()), name)
+    # np.asarray keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-d)
+    return numpy_helper.from_array(np.asarray(arr.contiguous().numpy()), name)
 
 
 def _value_info(v: Value, name: str) -> onnx.ValueInfoProto:
@@ -42,7 +43,12 @@ def _attr(v: Any) -> Any:
     return v
 
 
-def emit_onnx(graph: Graph, *, opset: int = ONNX_OPSET, check: bool = True) -> onnx.ModelProto:
+_MIN_OPSET = {"Gelu": 20}
+"""Ops newer than the default opset: the model is written with the opset they need."""
+
+
+def emit_onnx(graph: Graph, *, opset: int | None = None, check: bool = True) -> onnx.ModelProto:
+    """``opset``: the ONNX opset to declare (default: 18, or higher when an op needs it)."""
     bad = [(n.op, n.location()) for n in graph if n.domain != "onnx"]
     if bad:
         raise UnsupportedOpError(bad, message=f"{len(bad)} op(s) have no ONNX form:",
@@ -55,6 +61,8 @@ def emit_onnx(graph: Graph, *, opset: int = ONNX_OPSET, check: bool = True) -> o
 
         graph = graph.clone()
         get_pass("infer_shapes")(graph)  # ONNX wants typed graph outputs
+    if opset is None:
+        opset = max([ONNX_OPSET] + [_MIN_OPSET.get(n.name, 0) for n in graph])
     names: dict[Value, str] = {}
 
     def name_of(v: Value | None) -> str:

@@ -7,14 +7,15 @@ at most as many elements as the inputs that die with the node, plus a small allo
 ``max_output_elements`` when that is set.  Shape queries on static shapes (``onnx::Shape``,
 ``onnx::Size``, ``aten::sym_size``, ``aten::_shape_as_tensor``...) fold even though their input
 is not constant.  The folded value is a new constant whose ``meta["provenance"]`` is the
-node's; a node that fails to evaluate is left alone.  Inputs that became dead are left for
-``eliminate_dead_code``.
+node's; a node that fails to evaluate is left alone.  A result may be a view of its input
+(a transposed weight): kept as is, so a later matmul sees the same strides and gives the same
+bits as before folding (IR tensors are never mutated in place); a view into a bigger storage
+is copied.  Inputs that became dead are left for ``eliminate_dead_code``.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 import torch
 
@@ -27,34 +28,34 @@ _SHAPE_QUERIES = {"onnx::Shape", "onnx::Size", "aten::sym_size.int", "aten::sym_
                   "aten::_shape_as_tensor", "aten::numel"}
 
 
-def _static_shape(v: Value | None) -> tuple[int, ...] | None:
+def _shape_of(v: Value | None) -> tuple | None:
     if v is None:
         return None
     if v.tensor is not None:
         return tuple(v.tensor.shape)
-    s = v.type.shape
-    if s is None or not all(isinstance(d, int) for d in s):
-        return None
-    return s
+    return v.type.shape
 
 
 def _fold_shape_query(node: Node) -> torch.Tensor | None:
-    x = node.inputs[0] if node.inputs else None
-    shape = _static_shape(x)
+    """The value of a shape query whose answer is static (only the dims it reads need be)."""
+    shape = _shape_of(node.inputs[0] if node.inputs else None)
     if shape is None:
         return None
     op = node.op
     if op in ("onnx::Shape", "aten::_shape_as_tensor"):
-        start = node.attrs.get("start", 0)
-        end = node.attrs.get("end")
-        return torch.tensor(list(shape)[start:end], dtype=torch.int64)
+        dims = list(shape)[node.attrs.get("start", 0):node.attrs.get("end")]
+        if not all(isinstance(d, int) for d in dims):
+            return None
+        return torch.tensor(dims, dtype=torch.int64)
     if op in ("onnx::Size", "aten::sym_numel", "aten::numel"):
+        if not all(isinstance(d, int) for d in shape):
+            return None
         n = 1
         for d in shape:
             n *= d
         return torch.tensor(n, dtype=torch.int64)
     dim = node.attrs.get("dim", 0)
-    if not isinstance(dim, int) or not -len(shape) <= dim < len(shape):
+    if not isinstance(dim, int) or not -len(shape) <= dim < len(shape) or not isinstance(shape[dim], int):
         return None
     return torch.tensor(shape[dim], dtype=torch.int64)
 
@@ -130,7 +131,9 @@ class FoldConstants(Pass):
                     isinstance(a, int) and a != b for a, b in zip(shape, r.shape))):
                 return None
             r = r.detach()
-            result.append(r.clone(memory_format=torch.contiguous_format) if _is_view_of_input(r, args) else r)
+            if r.untyped_storage().nbytes() > r.numel() * r.element_size():
+                r = r.clone()  # a slice of a bigger tensor: do not keep the whole storage alive
+            result.append(r)
         return tuple(result)
 
     def _small_enough(self, graph: Graph, node: Node, outs: tuple[torch.Tensor, ...]) -> bool:
@@ -161,23 +164,6 @@ class FoldConstants(Pass):
             if o.type.shape is not None and not o.type.is_static:
                 c.meta["declared_type"] = o.type
             o.replace_all_uses_with(c)
-
-
-def _is_view_of_input(r: torch.Tensor, args: list[Any]) -> bool:
-    """A result that shares memory with an input (reshape, transpose...) is copied, so the new
-    constant never aliases a parameter someone might mutate."""
-    try:
-        ptr = r.untyped_storage().data_ptr()
-    except Exception:  # noqa: BLE001
-        return False
-    for a in args:
-        if isinstance(a, torch.Tensor):
-            try:
-                if a.untyped_storage().data_ptr() == ptr:
-                    return True
-            except Exception:  # noqa: BLE001
-                continue
-    return False
 
 
 __all__ = ["FoldConstants"]

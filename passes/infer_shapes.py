@@ -27,7 +27,7 @@ import torch
 from torchmdf.errors import ShapeError
 from torchmdf.ir import UNKNOWN, Graph, Node, TensorType, Value
 from torchmdf.ops import registry
-from torchmdf.ops.aten_to_onnx import FLOAT_RESULT_OPS, INT64_MAX, result_dtype
+from torchmdf.ops.aten_to_onnx import FLOAT_RESULT_OPS, INT64_MAX, dtype_arg, result_dtype
 from torchmdf.ops.onnx_ops import onnx_to_torch_dtype
 
 from ._infra import Pass, PassResult, register_pass
@@ -723,9 +723,12 @@ def _aten_where(types: Types, attrs: dict, node: Node | None = None) -> list[Ten
 
 
 @_shape("aten::_to_copy")
-def _aten_to_copy(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
+def _aten_to_copy(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType] | None:
     x = _t(types[0])
-    return [TensorType(attrs.get("dtype") or x.dtype, x.shape)]
+    dt = dtype_arg(attrs.get("dtype"))
+    if dt is None and attrs.get("dtype") is not None:
+        return None
+    return [TensorType(dt or x.dtype, x.shape)]
 
 
 @_shape("aten::view", "aten::_unsafe_view", "aten::reshape")
@@ -770,6 +773,29 @@ def _aten_mm(types: Types, attrs: dict, node: Node | None = None) -> list[Tensor
 def _aten_addmm(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
     a, b = _t(types[1]), _t(types[2])
     return [TensorType(a.dtype or b.dtype, _matmul_shape(a.shape, b.shape))]
+
+
+@_shape("aten::_native_batch_norm_legit_no_training", "aten::native_batch_norm", "aten::_native_batch_norm_legit")
+def _aten_batch_norm(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
+    """In eval mode the CPU kernels return empty saved statistics (the meta kernels do not)."""
+    x = _t(types[0])
+    stat = TensorType(x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32, None)
+    if node is not None and node.op != "aten::_native_batch_norm_legit_no_training":
+        if attrs.get("training", False):
+            c = x.shape[1] if x.shape is not None and len(x.shape) > 1 else None
+            return [x, TensorType(stat.dtype, (c,)), TensorType(stat.dtype, (c,))]
+    return [x, TensorType(stat.dtype, (0,)), TensorType(stat.dtype, (0,))]
+
+
+@_shape("aten::native_layer_norm")
+def _aten_layer_norm(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
+    x = _t(types[0])
+    k = len(attrs.get("normalized_shape", ()))
+    stat_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    if x.shape is None:
+        return [x, TensorType(stat_dtype, None), TensorType(stat_dtype, None)]
+    s = x.shape[:len(x.shape) - k] + (1,) * k
+    return [x, TensorType(stat_dtype, s), TensorType(stat_dtype, s)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -968,8 +994,11 @@ def _fn_for(op: str) -> tuple[ShapeFn | None, bool]:
 
 
 def infer_node(node: Node, *, fallback: bool = True, strict: bool = True) -> bool:
-    """Infer ``node``'s output types from its inputs' and merge them in.  True if a type
-    changed.  ``strict``: contradictions with declared types raise; else inferred types win."""
+    """Infer ``node``'s output types from its inputs' and merge them in; True if a type
+    changed.  ``strict``: a shape function's result that contradicts a declared type raises a
+    located :class:`ShapeError`; otherwise the declared type is kept.  Results of the meta
+    fallback only fill in what is unknown: meta kernels sometimes disagree with the CPU ones
+    (eval-mode batch norm's saved statistics), so they are not trusted to contradict."""
     fn, ours = _fn_for(node.op)
     types = [None if v is None else v.type for v in node._inputs]
     out = None
@@ -982,23 +1011,24 @@ def infer_node(node: Node, *, fallback: bool = True, strict: bool = True) -> boo
             out = None
         except Exception:  # noqa: BLE001 - a shape function that cannot handle this instance
             out = None
+    from_fn = out is not None
     if out is None or (fallback and _needs_fallback(out)):
         fb = _fallback(node, types) if fallback else None
         if fb is not None:
-            out = fb if out is None else [merge_types(a, b) if _compatible(a, b) else b
+            out = fb if out is None else [merge_types(a, b) if _compatible(a, b) else a
                                           for a, b in zip(out, fb)]
     if out is None:
         return False
+    strict = strict and from_fn
     changed = False
-    outputs = node.outputs
-    for o, t in zip(outputs, out):
+    for o, t in zip(node.outputs, out):
         cur = o.type
         if cur == t:
             continue
         if strict:
             new = merge_types(cur, t, node, o)
-        else:
-            new = merge_types(t, cur) if _compatible(t, cur) else t
+        else:  # keep what was declared where the two disagree
+            new = merge_types(cur, t) if _compatible(cur, t) else cur
         if new != cur:
             o.type = new
             changed = True

@@ -253,10 +253,10 @@ def test_division_modes():
 
 
 @pytest.mark.parametrize("e,expect", [(2, "onnx::Mul"), (3, "onnx::Mul"), (0.5, "onnx::Sqrt"),
-                                      (-0.5, "onnx::Reciprocal"), (-1, "onnx::Reciprocal"),
+                                      (-0.5, "onnx::Pow"), (-1, "onnx::Reciprocal"),
                                       (-2, "onnx::Reciprocal"), (1.7, "onnx::Pow"), (1, "")])
 def test_pow_scalar_fast_paths(e, expect):
-    check("aten::pow.Tensor_Scalar", [pos(3, 4) * 2], {"exponent": e}, expect=expect or None)
+    check("aten::pow.Tensor_Scalar", [torch.rand(100003) * 4 + 0.01], {"exponent": e}, expect=expect or None)
 
 
 def test_pow_other():
@@ -365,6 +365,33 @@ def test_convolution(attrs, wshape, xshape):
     check("aten::convolution", [f(*xshape), P(f(*wshape)), None], attrs)
 
 
+def test_non_core_conv_forms():
+    x, w, b = f(2, 3, 9, 9), P(f(4, 3, 3, 3)), P(f(4))
+    check("aten::conv2d", [x, w, b], {"padding": [1, 1], "stride": [2, 2]}, expect="onnx::Conv")
+    check("aten::conv2d.padding", [x, P(f(4, 3, 4, 2)), b], {"padding": "same", "dilation": [1, 2]})
+    check("aten::conv2d.padding", [x, w, None], {"padding": "valid"})
+    check("aten::conv1d", [f(2, 3, 10), P(f(4, 3, 3)), None], {"stride": [2]})
+    check("aten::_convolution", [x, w, b], {"stride": [1, 1], "padding": [0, 0], "dilation": [1, 1],
+                                            "transposed": False, "output_padding": [0, 0], "groups": 1,
+                                            "benchmark": False, "deterministic": False, "cudnn_enabled": True,
+                                            "allow_tf32": True})
+    check("aten::conv_transpose2d.input", [f(2, 3, 5, 5), P(f(3, 2, 3, 3)), None],
+          {"stride": [2, 2], "output_padding": [1, 1]}, expect="onnx::ConvTranspose")
+    check("aten::conv2d", [f(3, 9, 9), w, b], onnx=False)  # unbatched input
+
+
+def test_torchscript_forms():
+    check("aten::to.dtype", [X], {"dtype": 7}, expect="onnx::Cast")  # a ScalarType number
+    check("aten::to.dtype", [X], {"dtype": 6})
+    check("aten::to.dtype_layout", [X], {"dtype": torch.int64, "device": torch.device("cpu")})
+    check("aten::type_as", [X, ii(2)])
+    check("aten::__and__.Tensor", [bb(3, 4), bb(4)], expect="onnx::And")
+    check("aten::__or__.Tensor", [ii(3, 4), ii(4)], expect="onnx::BitwiseOr")
+    check("aten::unflatten.int", [X], {"dim": -1, "sizes": [2, 2]})
+    check("aten::unflatten.int", [X], {"dim": 1, "sizes": [3, 1]})
+    check("aten::fill.Tensor", [X, C(2.5)])
+
+
 def test_pooling():
     x = f(2, 3, 9, 9)
     check("aten::max_pool2d_with_indices", [x], {"kernel_size": [2, 2]}, outputs=[0], expect="onnx::MaxPool")
@@ -417,6 +444,10 @@ def test_views():
     check("aten::view", [torch.zeros(0, 3)], {"size": [0, 3, 1]})
     check("aten::_reshape_from_tensor", [X, C([4, 6])])
     check("aten::_shape_as_tensor", [X])
+    g, feeds = build("aten::sym_size.int", [X], {"dim": -1})
+    canon(g)
+    assert [n.op for n in g] == ["onnx::Shape", "onnx::Gather"]
+    assert interpreter.run(g, *feeds).item() == 4 and g.outputs[0].type == TensorType(torch.int64, ())
     check("aten::permute", [X], {"dims": [2, 0, -2]}, expect="onnx::Transpose")
     check("aten::t", [f(3, 4)])
     check("aten::t", [f(3)])

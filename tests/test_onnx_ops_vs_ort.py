@@ -170,6 +170,8 @@ def test_pow():
     check("Pow", [pos(3, 4), f32(3, 4)])
     check("Pow", [f32(3, 4), torch.tensor(2.0)])
     check("Pow", [ints(3, 4), i64(2)])
+    check("Pow", [pos(3, 4), torch.tensor(1.7, dtype=torch.float64)])  # a double exponent, float base
+    check("Pow", [pos(3, 4), torch.tensor(-0.5)])
 
 
 def test_mod():
@@ -324,6 +326,8 @@ def test_gather():
     check("Gather", [X, torch.tensor(1)], {"axis": 1})
     check("Gather", [X, torch.tensor(-1)], {"axis": 0})
     check("Gather", [f32(10, 4), ints(2, 3, lo=0, hi=10)], {"axis": 0})
+    check("GatherND", [f32(3, 4, 5), ints(2, 6, 2, lo=0, hi=3)])
+    check("GatherND", [f32(3, 4, 5), ints(2, 3, lo=-3, hi=3)])
     check("GatherElements", [f32(3, 4), ints(3, 2, lo=-4, hi=4)], {"axis": 1})
     check("GatherElements", [f32(3, 4), ints(2, 4, lo=0, hi=3)], {"axis": 0})
 
@@ -418,3 +422,37 @@ def test_argmax(op):
 def test_where_dropout_einsum():
     check("Dropout", [X])
     check("Einsum", [f32(2, 3), f32(3, 4)], {"equation": "ij,jk->ik"})
+
+
+# ---------------------------------------------------------------------------------------------
+# end to end: canonicalized models run in onnxruntime and give torch's numbers
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "resnet18", "inception", "lstm", "transformer_layer", "gpt2",
+                                  "gru", "bert"])
+def test_canonicalized_zoo_runs_in_onnxruntime(name):
+    import sys
+    import warnings
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import zoo
+
+    emit_onnx = pytest.importorskip("torchmdf.backends.onnx").emit_onnx
+    from torchmdf.frontends.export import lower_module
+    from torchmdf.passes import DEFAULT_PIPELINE, PassManager
+
+    e = zoo.get(name)
+    model, args = e.make_model(), e.make_inputs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = lower_module(model, args)
+    PassManager(DEFAULT_PIPELINE).run(g)
+    proto = emit_onnx(g)  # the opset follows the ops (Gelu needs 20)
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    outs = sess.run(None, {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args)})
+    with torch.no_grad():
+        ref = model(*args)
+    ref = ref if isinstance(ref, (tuple, list)) else (ref,)
+    for o, r in zip(outs, ref):
+        np.testing.assert_allclose(o, r.numpy(), rtol=1e-4, atol=1e-5)

@@ -132,6 +132,20 @@ def _onnx_dtype_ok(dt: torch.dtype | None) -> bool:
     return dt in _ONNX_OK
 
 
+_SCALAR_TYPES = {0: torch.uint8, 1: torch.int8, 2: torch.int16, 3: torch.int32, 4: torch.int64,
+                 5: torch.float16, 6: torch.float32, 7: torch.float64, 9: torch.complex64,
+                 10: torch.complex128, 11: torch.bool, 15: torch.bfloat16}
+
+
+def dtype_arg(v: Any) -> torch.dtype | None:
+    """A ``ScalarType`` argument as a torch dtype (TorchScript graphs carry its enum number)."""
+    if v is None or isinstance(v, torch.dtype):
+        return v
+    if isinstance(v, int) and not isinstance(v, bool):
+        return _SCALAR_TYPES.get(v)
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # small helpers
 # ---------------------------------------------------------------------------------------------
@@ -151,17 +165,6 @@ def _norm(d: int, rank: int) -> int:
 
 def _all_ints(v: Any) -> bool:
     return isinstance(v, (list, tuple)) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
-
-
-def _source_tensor(rw, v) -> bool:
-    return v is not None and v.tensor is not None
-
-
-def _float_dtype(rw, v) -> torch.dtype | None:
-    dt = rw.dtype(v)
-    if dt is None:
-        return None
-    return dt if dt.is_floating_point else torch.get_default_dtype()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,11 +207,12 @@ for _a, _o in _UNARY.items():
 
 @rule("rsqrt")
 def _rsqrt(node, rw):
-    """rsqrt = 1 / sqrt(x), which is how torch's vectorized kernel computes it."""
+    """rsqrt(x) = Pow(x, -0.5): torch's pow kernel takes its rsqrt path for that exponent, so
+    the values are identical (1 / sqrt(x) is not: it rounds twice)."""
     dt = rw.out_dtype(0)
     if not _is_float(dt):
         return None
-    return [rw.op("onnx::Reciprocal", [rw.op("onnx::Sqrt", [rw.cast(rw.input(0), dt)])])]
+    return [rw.op("onnx::Pow", [rw.cast(rw.input(0), dt), rw.const(-0.5, dtype=dt)])]
 
 
 @rule("isnan", "isinf")
@@ -392,7 +396,7 @@ def _softmax(node, rw):
 
 @rule("softmax.int", "log_softmax.int")
 def _softmax_int(node, rw):
-    dt = rw.out_dtype(0) or rw.arg("dtype") or rw.dtype(rw.input(0))
+    dt = rw.out_dtype(0) or dtype_arg(rw.arg("dtype")) or rw.dtype(rw.input(0))
     if not _is_float(dt):
         return None
     name = "onnx::Softmax" if node.op.startswith("aten::softmax") else "onnx::LogSoftmax"
@@ -510,7 +514,7 @@ def _pow_special(rw, x, e: Any, dt):
     if e == 0.5:
         return rw.op("onnx::Sqrt", [x])
     if e == -0.5:
-        return rw.op("onnx::Reciprocal", [rw.op("onnx::Sqrt", [x])])
+        return rw.op("onnx::Pow", [x, rw.const(-0.5, dtype=dt)])  # torch's rsqrt path, as aten's
     if e == -1:
         return rw.op("onnx::Reciprocal", [x])
     if e == -2:
@@ -584,9 +588,10 @@ def _logical(node, rw):
 
 
 @rule("bitwise_and.Tensor", "bitwise_or.Tensor", "bitwise_xor.Tensor",
-      "bitwise_and.Scalar", "bitwise_or.Scalar", "bitwise_xor.Scalar")
+      "bitwise_and.Scalar", "bitwise_or.Scalar", "bitwise_xor.Scalar",
+      "__and__.Tensor", "__or__.Tensor", "__xor__.Tensor", "__and__.Scalar", "__or__.Scalar", "__xor__.Scalar")
 def _bitwise(node, rw):
-    base = node.op.split("::")[1].split(".")[0].split("_")[1]
+    base = node.op.split("::")[1].split(".")[0].replace("bitwise_", "").strip("_")
     a, b, scalar = _binary_operands(node, rw)
     dt = _common(rw, [a] if scalar else [a, b], [b] if scalar else [])
     if dt == torch.bool:
@@ -710,25 +715,56 @@ def _linear(node, rw):
 # ---------------------------------------------------------------------------------------------
 
 
-@rule("convolution")
-def _convolution(node, rw):
-    x, w, b = rw.input(0), rw.input(1), rw.input(2)
+def _conv(rw, x, w, b, stride, padding, dilation, transposed, output_padding, groups):
     wshape = rw.shape(w)
-    if wshape is None:
-        return None
+    if wshape is None or rw.rank(x) not in (None, len(wshape)):
+        return None  # unknown weight, or an unbatched input (ONNX wants the batch dim)
     nd = len(wshape) - 2
-    stride, padding, dilation = (_ints(rw.arg(n), nd) for n in ("stride", "padding", "dilation"))
-    attrs: dict[str, Any] = {"strides": stride, "pads": padding + padding, "dilations": dilation,
-                             "group": int(rw.arg("groups"))}
+    stride, dilation = _ints(stride, nd), _ints(dilation, nd)
+    if isinstance(padding, str):
+        if transposed:
+            return None
+        if padding == "valid":
+            pads = [0] * (2 * nd)
+        elif padding == "same" and all(isinstance(k, int) for k in wshape[2:]):
+            total = [d * (k - 1) for d, k in zip(dilation, wshape[2:])]
+            pads = [t // 2 for t in total] + [t - t // 2 for t in total]  # torch puts the odd one last
+        else:
+            return None
+    else:
+        p = _ints(padding, nd)
+        pads = p + p
+    attrs: dict[str, Any] = {"strides": stride, "pads": pads, "dilations": dilation, "group": int(groups)}
     if all(isinstance(k, int) for k in wshape[2:]):
         attrs["kernel_shape"] = list(wshape[2:])
     inputs = [x, w] + ([b] if b is not None else [])
-    if rw.arg("transposed"):
-        attrs["output_padding"] = _ints(rw.arg("output_padding"), nd)
-        return [rw.op("onnx::ConvTranspose", inputs, attrs)]
-    if any(_ints(rw.arg("output_padding"), nd)):
+    if transposed:
+        attrs["output_padding"] = _ints(output_padding, nd)
+        return rw.op("onnx::ConvTranspose", inputs, attrs)
+    if output_padding is not None and any(_ints(output_padding, nd)):
         return None
-    return [rw.op("onnx::Conv", inputs, attrs)]
+    return rw.op("onnx::Conv", inputs, attrs)
+
+
+@rule("convolution", "_convolution")
+def _convolution(node, rw):
+    out = _conv(rw, rw.input(0), rw.input(1), rw.input(2), rw.arg("stride"), rw.arg("padding"),
+                rw.arg("dilation"), rw.arg("transposed"), rw.arg("output_padding"), rw.arg("groups"))
+    return None if out is None else [out]
+
+
+@rule("conv1d", "conv2d", "conv3d", "conv1d.padding", "conv2d.padding", "conv3d.padding")
+def _conv_nd(node, rw):
+    out = _conv(rw, rw.input(0), rw.input(1), rw.input(2), rw.arg("stride"), rw.arg("padding"),
+                rw.arg("dilation"), False, None, rw.arg("groups"))
+    return None if out is None else [out]
+
+
+@rule("conv_transpose1d", "conv_transpose2d.input", "conv_transpose3d.input")
+def _conv_transpose_nd(node, rw):
+    out = _conv(rw, rw.input(0), rw.input(1), rw.input(2), rw.arg("stride"), rw.arg("padding"),
+                rw.arg("dilation"), True, rw.arg("output_padding"), rw.arg("groups"))
+    return None if out is None else [out]
 
 
 def _pool_nd(node) -> int:
@@ -887,6 +923,16 @@ def _view(node, rw):
 def _reshape_from_tensor(node, rw):
     shape = rw.cast(rw.input(1), torch.int64)
     return [rw.op("onnx::Reshape", [rw.input(0), shape], {"allowzero": 1})]
+
+
+@rule("sym_size.int", "size.int")
+def _size(node, rw):
+    """x.size(d) as a 0-d int64 tensor: Gather(Shape(x), d)."""
+    d = rw.arg("dim")
+    if not isinstance(d, int):
+        return None
+    return [rw.op("onnx::Gather", [rw.op("onnx::Shape", [rw.input(0)]), rw.const(d, dtype=torch.int64)],
+                  {"axis": 0})]
 
 
 @rule("_shape_as_tensor")
@@ -1078,16 +1124,46 @@ def _identity(node, rw):
     return [rw.input(0)]
 
 
-@rule("_to_copy", "to.dtype", "_to_dim_order_copy")
+@rule("_to_copy", "to.dtype", "to.dtype_layout", "to.device", "_to_dim_order_copy", "type_as")
 def _to_copy(node, rw):
+    """A dtype change is a Cast; device/layout/memory-format changes are no-ops here."""
     x = rw.input(0)
-    dt = rw.arg("dtype")
+    dt = rw.dtype(rw.input(1)) if node.op == "aten::type_as" else dtype_arg(rw.arg("dtype"))
+    if dt is None and rw.arg("dtype") is not None:
+        return None
     src = rw.dtype(x)
     if dt is None or dt == src:
         return [x]
     if not _onnx_dtype_ok(dt):
         return None
     return [rw.cast(x, dt)]
+
+
+@rule("unflatten.int")
+def _unflatten(node, rw):
+    x = rw.input(0)
+    r = rw.rank(x)
+    sizes = list(rw.arg("sizes"))
+    if r is None or not _all_ints(sizes):
+        return None
+    d = _norm(rw.arg("dim"), r)
+    if d == r - 1:  # leading dims copied with 0 (ONNX copies the dim at the same index)
+        return [rw.op("onnx::Reshape", [x, rw.const([0] * d + sizes, dtype=torch.int64)])]
+    out = rw.out_shape(0)
+    if out is not None and _all_ints(list(out)):
+        return [_reshape_to(rw, x, list(out))]
+    return None
+
+
+@rule("fill.Tensor")
+def _fill_tensor(node, rw):
+    x, val = rw.input(0), rw.input(1)
+    dt, shape = rw.dtype(x), rw.shape(x)
+    if dt is None:
+        return None
+    target = rw.const(list(shape), dtype=torch.int64) if shape is not None and _all_ints(list(shape)) \
+        else rw.op("onnx::Shape", [x])
+    return [rw.op("onnx::Expand", [rw.cast(val, dt), target])]
 
 
 @rule("native_dropout")
@@ -1304,7 +1380,7 @@ _SMALL = 1024
 
 
 def _fill_dtype(rw, fill: Any) -> torch.dtype | None:
-    dt = rw.out_dtype(0) or rw.arg("dtype")
+    dt = rw.out_dtype(0) or dtype_arg(rw.arg("dtype"))
     if dt is not None:
         return dt
     if isinstance(fill, bool):
@@ -1337,7 +1413,7 @@ def _full(node, rw):
     fill = {"zeros": 0, "ones": 1, "new_zeros": 0, "new_ones": 1, "empty": 0, "new_empty": 0}.get(base)
     if fill is None:
         fill = rw.arg("fill_value")
-    dt = rw.out_dtype(0) or rw.arg("dtype")
+    dt = rw.out_dtype(0) or dtype_arg(rw.arg("dtype"))
     if dt is None and base.startswith("new_"):
         dt = rw.dtype(rw.input(0))
     if dt is None:
@@ -1355,7 +1431,7 @@ def _full_like(node, rw):
     fill = {"zeros_like": 0, "ones_like": 1, "empty_like": 0}.get(base)
     if fill is None:
         fill = rw.arg("value") if base == "fill" else rw.arg("fill_value")
-    dt = rw.out_dtype(0) or rw.arg("dtype") or rw.dtype(x)
+    dt = rw.out_dtype(0) or dtype_arg(rw.arg("dtype")) or rw.dtype(x)
     if dt is None or isinstance(fill, complex):
         return None
     out = _filled(rw, rw.shape(x), fill, dt, like=x)
@@ -1364,7 +1440,7 @@ def _full_like(node, rw):
 
 @rule("scalar_tensor")
 def _scalar_tensor(node, rw):
-    dt = rw.out_dtype(0) or rw.arg("dtype") or torch.get_default_dtype()
+    dt = rw.out_dtype(0) or dtype_arg(rw.arg("dtype")) or torch.get_default_dtype()
     return [rw.const(torch.tensor(rw.arg("s"), dtype=dt))]
 
 
@@ -1376,7 +1452,7 @@ def _arange(node, rw):
     vals = (start, end, step)
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
         return None
-    dt = rw.out_dtype(0) or rw.arg("dtype")
+    dt = rw.out_dtype(0) or dtype_arg(rw.arg("dtype"))
     if dt is None:
         dt = torch.int64 if all(isinstance(v, int) for v in vals) else torch.get_default_dtype()
     try:
@@ -1451,4 +1527,4 @@ def _copy(node, rw):
 for _name, _rule in RULES.items():
     register_canonicalization(_name, _rule)
 
-__all__ = ["RULES", "rule", "result_dtype", "FLOAT_RESULT_OPS", "INT64_MAX"]
+__all__ = ["RULES", "rule", "result_dtype", "dtype_arg", "FLOAT_RESULT_OPS", "INT64_MAX"]
