@@ -153,15 +153,25 @@ def _same(types: Types, attrs: dict, node: Node | None = None) -> list[TensorTyp
         "onnx::Max", "onnx::Min", "onnx::Sum", "onnx::Mean", "onnx::BitwiseAnd", "onnx::BitwiseOr",
         "onnx::BitwiseXor")
 def _bcast_same(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
-    a = _t(types[0])
-    if len(types) == 2:
-        b = _t(types[1])
-        if a.shape == b.shape:
-            return [a if a.dtype is not None else TensorType(b.dtype, a.shape)]
-        return [TensorType(a.dtype or b.dtype, broadcast_shapes(a.shape, b.shape))]
     ts = [_t(t) for t in types]
-    return [TensorType(next((t.dtype for t in ts if t.dtype is not None), None),
-                       broadcast_shapes(*(t.shape for t in ts)))]
+    shape = ts[0].shape if all(t.shape == ts[0].shape for t in ts) else broadcast_shapes(*(t.shape for t in ts))
+    return [TensorType(_mixed_dtype(ts, node), shape)]
+
+
+def _mixed_dtype(ts: list[TensorType], node: Node | None) -> torch.dtype | None:
+    """Valid ONNX has one dtype for all inputs.  The IR's ONNX ops run with torch semantics,
+    so mixed inputs (as an MDF expression gives, ``1 + x``) promote as torch does; Pow keeps
+    the base's dtype, as its implementation does."""
+    known = [t.dtype for t in ts if t.dtype is not None]
+    if not known:
+        return None
+    if all(d == known[0] for d in known) or (node is not None and node.op == "onnx::Pow"):
+        return ts[0].dtype if ts[0].dtype is not None else known[0]
+    if len(known) != len(ts) or any(t.shape is None for t in ts):
+        return None
+    from torchmdf.ops.aten_to_onnx import result_dtype
+
+    return result_dtype([(t.dtype, len(t.shape)) for t in ts])
 
 
 @_shape("onnx::Equal", "onnx::Less", "onnx::Greater", "onnx::LessOrEqual", "onnx::GreaterOrEqual",

@@ -77,3 +77,21 @@ def test_files_we_write_run_in_modeci_mdf(tmp_path):
     out_node, out_port = m.metadata["torchmdf"]["output_ports"][0].split(".")
     got = eg.enodes[out_node].evaluable_outputs[out_port].curr_value
     torch.testing.assert_close(torch.as_tensor(got).float(), model(x).detach(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("passes", [None, []])
+def test_builtin_example_matches_modeci_mdf(passes):
+    pytest.importorskip("modeci_mdf")
+    from modeci_mdf.execution_engine import EvaluableGraph
+    from modeci_mdf.utils import load_mdf
+
+    from torchmdf.examples import example_path
+
+    path = str(example_path("abc.json"))
+    eg = EvaluableGraph(load_mdf(path).graphs[0], verbose=False)
+    eg.evaluate()
+    ref = eg.enodes["C"].evaluable_outputs["out_port"].curr_value
+    got = torchmdf.compile(path, target="fx", passes=passes)()["C.out_port"]
+    assert got.dtype == torch.float64  # numpy's default, as modeci_mdf computes
+    torch.testing.assert_close(got, torch.as_tensor(ref, dtype=torch.float64), rtol=1e-12, atol=1e-12)
