@@ -51,6 +51,7 @@ import operator
 import os
 import re
 import sys
+import warnings
 from typing import Any, Callable, Sequence
 
 import torch
@@ -156,7 +157,10 @@ def lower_exported_program(ep: torch.export.ExportedProgram, *, decompose: bool 
     """Lower an ``ExportedProgram`` (decomposed to core ATen first unless ``decompose=False``)."""
     if decompose:
         try:
-            ep = ep.run_decompositions()
+            with warnings.catch_warnings():
+                # torch's own pytree code warns about its own deprecated LeafSpec: not the user's concern
+                warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+                ep = ep.run_decompositions()
         except Exception as e:  # noqa: BLE001
             raise ConversionError(f"torch.export decomposition failed: {type(e).__name__}: {e}") from e
     return _Lowering(ep).run()
