@@ -1,17 +1,32 @@
 """FX backend: IR -> ``torch.fx.GraphModule`` that runs at native speed.
 
-One FX node per IR op: ATen ops call their ``OpOverload`` directly, ONNX ops are mapped to
-the fastest torch call (``Gemm`` -> ``F.linear``/``addmm``, ``Conv`` -> ``conv2d``, ``Reshape``
-with a constant shape -> ``reshape`` ...), anything else calls the registry's torch
-implementation.  Weights become ``nn.Parameter``s and buffers registered under their readable
-(dotted) names, so ``state_dict()`` keys match the original model's.  No Python source is
-written to disk and nothing is interpreted at run time.
+The module is straight-line code with one FX node per IR op where possible, each calling the
+fastest torch builtin directly: ATen ops call their ``OpOverload``; ONNX ops are mapped by the
+rules below (``Gemm`` -> ``linear``/``addmm``, ``Conv`` -> ``conv2d``, ``BatchNormalization``
+-> ``batch_norm``, ``Reshape`` -> ``reshape``...), with 0-d constants inlined as Python numbers
+where that is exact.  Only ops without a rule call their registry implementation.
+
+Nothing is interpreted per call: shape arithmetic that a dynamic-shape export leaves in the
+graph (``Shape`` -> ``Gather`` -> ``Concat`` -> ``Reshape``) is resolved while building into
+Python ints (dims the IR types fix) and ``x.size(i)`` calls (symbolic dims), so ``reshape``
+gets a plain size list (and the module stays traceable by ``torch.export``/``torch.compile``).
+Export's ``view -> addmm -> view`` around ``nn.Linear`` on N-d inputs and the reshapes around
+batched matmuls are folded back into one ``linear``/``matmul`` call, as the original wrote them.  Ops that create tensors follow the device of
+the inputs, so ``.to(device)`` works like on a native module.
+
+Weights are ``nn.Parameter``s and buffers registered under their dotted names in submodules,
+so ``state_dict()`` keys match the original model's.  A stateful graph (buffers mutated in
+``forward``: BatchNorm in training mode, counters) keeps its state in persistent buffers that
+each call updates in place (``buffer.copy_(next)``), like the original module.  No Python
+source is written to disk.
 """
 
 from __future__ import annotations
 
+import ast
+import math
 import operator
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.fx
@@ -22,14 +37,19 @@ from torchmdf.errors import ConversionError, UnsupportedOpError
 from torchmdf.ir import Graph, Node, Value
 from torchmdf.ops import registry
 
-# -- ONNX op lowerings to direct torch calls -------------------------------------------------
-# Each takes (builder, ir_node, args) where args are FX nodes (or None) for the IR inputs, and
-# returns an FX node, or None to fall back to the registry impl.
-_FX_RULES: dict[str, Callable[[FxBuilder, Node, list[Any]], Any]] = {}
+Rule = Callable[["FxBuilder", Node, "_Args"], Any]
+_FX_RULES: dict[str, Rule] = {}
 
 
-def fx_rule(*ops: str):
-    def deco(fn):
+def fx_rule(*ops: str) -> Callable[[Rule], Rule]:
+    """Register ``rule(builder, ir_node, args)`` as the FX lowering of ``ops``.
+
+    ``args[i]`` is the FX value of the node's i-th input (created on first access), or None.
+    A rule returns an FX node (a tuple/list of them for several outputs), or None to fall
+    back to the next option (the op's ``fx_target``, then its registry implementation).
+    """
+
+    def deco(fn: Rule) -> Rule:
         for o in ops:
             _FX_RULES[o] = fn
         return fn
@@ -37,91 +57,446 @@ def fx_rule(*ops: str):
     return deco
 
 
-def _const_tensor(v: Value | None) -> torch.Tensor | None:
-    """The tensor of a constant (or parameter) IR value known at build time."""
-    if v is not None and v.tensor is not None and v.role == "constant":
-        return v.tensor
-    return None
+# -- run-time helpers (module level: GraphModules that call them pickle and deepcopy) -------
 
 
-def _const_ints(v: Value | None) -> list[int] | None:
-    t = _const_tensor(v)
-    if t is None:
-        return None
-    return [int(x) for x in t.reshape(-1).tolist()]
+def _or_default(x, default):
+    """Graph input defaults (MDF free input ports): use the file's value when not given."""
+    return default if x is None else x
+
+
+torch.fx.wrap("_or_default")
+
+
+def _shape_tensor(x, start=0, end=None):
+    """ONNX ``Shape`` as a tensor on ``x``'s device (only emitted where a tensor is needed)."""
+    return torch.tensor(x.shape[start:end], dtype=torch.int64, device=x.device)
+
+
+# -- building ---------------------------------------------------------------------------------
+
+
+class _Lazy:
+    """A named tensor of the root module, fetched with ``get_attr`` on first use."""
+
+    __slots__ = ("target", "node")
+
+    def __init__(self, target: str):
+        self.target = target
+        self.node: torch.fx.Node | None = None
+
+
+class _Args(Sequence):
+    """An IR node's inputs as FX values, resolved (``get_attr`` emitted) on access, so
+    constants a rule reads at build time, or inlines as numbers, cost nothing at run time."""
+
+    def __init__(self, b: FxBuilder, n: Node):
+        self.b, self.n = b, n
+
+    def __len__(self) -> int:
+        return len(self.n.inputs)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        v = self.n.inputs[i]
+        return None if v is None else self.b.get(v)
 
 
 class FxBuilder:
     """Builds the FX graph and the root module holding parameters and buffers."""
 
-    def __init__(self, graph: Graph, root: nn.Module):
+    def __init__(self, graph: Graph):
         self.ir = graph
-        self.root = root
+        self.root = nn.Module()
         self.fx = torch.fx.Graph()
         self.env: dict[Value, Any] = {}
+        self.shapes: dict[Value, _ShapeVal] = {}
+        self.impure: set[torch.fx.Node] = set()
+        self.updated_in_place: set[str] = set()  # state variables an op updates itself
+        self.defaults: dict[str, str] = {}  # graph input name -> buffer holding its default
+        self._sizes: dict[tuple[Value, int], Any] = {}
+        self._device: Any = False  # False: not made yet; None: no tensor to follow
+        self._reserved = set(dir(torch.fx.GraphModule))
 
-    def call(self, target: Callable[..., Any], args: tuple = (), kwargs: dict | None = None,
-             name: str | None = None) -> torch.fx.Node:
-        n = self.fx.call_function(target, tuple(args), kwargs or {})
-        if name:
-            n.name = self.fx._graph_namespace.create_name(name, None)
-        return n
+    # -- FX node helpers -------------------------------------------------------------------
+    def call(self, target: Callable[..., Any], args: Sequence[Any] = (), kwargs: dict | None = None) -> torch.fx.Node:
+        return self.fx.call_function(target, tuple(args), kwargs or {})
+
+    def method(self, name: str, args: Sequence[Any], kwargs: dict | None = None) -> torch.fx.Node:
+        return self.fx.call_method(name, tuple(args), kwargs or {})
+
+    def get(self, v: Value) -> Any:
+        """The FX value of an IR value (a get_attr is emitted at its first use)."""
+        x = self.env.get(v)
+        if isinstance(x, _Lazy):
+            if x.node is None:
+                x.node = self.fx.get_attr(x.target)
+            return x.node
+        if x is None and v not in self.env:
+            if v.tensor is not None and v.role == "constant":
+                return self.get(self.register_constant(v))
+            raise ConversionError(f"value %{v.name} is used before it is defined")
+        return x
+
+    def register_constant(self, v: Value) -> Value:
+        name = "_constants." + _attr_part(v.name.replace(".", "_"))
+        mod, leaf = self.module_for(name)
+        k = 1
+        base = leaf
+        while hasattr(mod, leaf):
+            leaf = f"{base}_{k}"
+            k += 1
+        mod.register_buffer(leaf, v.tensor.clone(), persistent=False)
+        self.env[v] = _Lazy(f"_constants.{leaf}")
+        return v
+
+    def module_for(self, dotted: str) -> tuple[nn.Module, str]:
+        """The submodule that owns ``a.b.c`` (created on demand) and the leaf name."""
+        *path, leaf = dotted.split(".")
+        mod = self.root
+        for p in path:
+            sub = mod._modules.get(p)
+            if sub is None:
+                if hasattr(mod, p):
+                    raise ConversionError(f"tensor name {dotted!r} clashes with attribute {p!r}")
+                sub = nn.Module()
+                mod.add_module(p, sub)
+            mod = sub
+        return mod, leaf
+
+    def attr_name(self, name: str) -> str:
+        """A dotted attribute path for a tensor name: keeps ``layer1.0.conv1.weight`` as it is
+        (so ``state_dict`` keys match the original); only parts Python or GraphModule cannot
+        hold are changed."""
+        parts = [_attr_part(p) for p in name.split(".")]
+        if parts[0] in self._reserved:
+            parts[0] += "_"
+        return ".".join(parts)
+
+    def scalar(self, v: Value | None, other: Value | None) -> Any:
+        """``v`` as a Python number when it is a 0-d constant and inlining it next to
+        ``other`` gives the same result dtype and values as the tensor; else its FX value."""
+        if v is None:
+            return None
+        t = v.tensor if v.role == "constant" else None
+        if t is None or t.dim() != 0 or other is None or other.is_constant or t.dtype == torch.bool:
+            return self.get(v)
+        dt, rank = other.type.dtype, other.type.rank
+        if dt is None or dt == torch.bool or t.is_complex() or dt.is_complex:
+            return self.get(v)
+        if not (dt == t.dtype or (rank is not None and rank >= 1)):
+            return self.get(v)  # two 0-d tensors promote differently from tensor + number
+        if t.is_floating_point() and not dt.is_floating_point:
+            return self.get(v)
+        return t.item()
+
+    def size(self, v: Value, i: int) -> Any:
+        """Dim ``i`` of ``v``: an int where the type fixes it, else an ``x.size(i)`` node."""
+        shape = v.type.shape
+        if shape is not None and isinstance(shape[i], int):
+            return shape[i]
+        key = (v, i)
+        if key not in self._sizes:
+            self._sizes[key] = self.method("size", (self.get(v), i))
+        return self._sizes[key]
+
+    def device(self) -> Any:
+        """An FX node giving the device the module runs on (the first input's, else the first
+        parameter's), for ops that create tensors; None when there is nothing to follow."""
+        if self._device is False:
+            src = next((v for v in self.ir.inputs if v in self.env), None)
+            if src is None:
+                src = next((v for v in list(self.ir.parameters.values()) + [s.current for s in self.ir.state]
+                            if isinstance(self.env.get(v), _Lazy)), None)
+            self._device = None if src is None else self.call(getattr, (self.get(src), "device"))
+        return self._device
+
+    # -- constants known at build time --------------------------------------------------------
+    @staticmethod
+    def const(v: Value | None) -> torch.Tensor | None:
+        if v is not None and v.tensor is not None and v.role == "constant":
+            return v.tensor
+        return None
+
+    def const_ints(self, v: Value | None) -> list[int] | None:
+        t = self.const(v)
+        if t is None or t.is_floating_point() or t.is_complex() or t.numel() > 4096:
+            return None
+        return [int(x) for x in t.reshape(-1).tolist()]
+
+    def shape_arg(self, v: Value | None) -> list[Any] | None:
+        """A 1-D int tensor input as a Python list of ints and ``size`` nodes, if it is a
+        constant or computed from shapes; else None."""
+        sv = _shape_val(self, v)
+        if sv is None:
+            return None
+        return [sv.items] if sv.scalar else list(sv.items)
+
+    def scalar_arg(self, v: Value | None) -> Any:
+        """A 0-d int input as an int or ``size`` node, if known at build time; else None."""
+        sv = _shape_val(self, v)
+        if sv is None:
+            return None
+        if sv.scalar:
+            return sv.items
+        return sv.items[0] if len(sv.items) == 1 else None
 
 
-@fx_rule("onnx::Gemm")
-def _gemm(b: FxBuilder, n: Node, a: list[Any]):
-    alpha, beta = n.attrs.get("alpha", 1.0), n.attrs.get("beta", 1.0)
-    ta, tb = n.attrs.get("transA", 0), n.attrs.get("transB", 0)
-    A, B, C = (a + [None, None, None])[:3]
-    if ta:
-        A = b.call(torch.t, (A,))
-    c_val = n.inputs[2] if len(n.inputs) > 2 else None
-    c_rank = c_val.type.rank if c_val is not None else None
-    if alpha == 1.0 and (C is None or beta == 1.0) and tb and (C is None or c_rank == 1):
-        return b.call(F.linear, (A, B, C))
-    if tb:
-        B = b.call(torch.t, (B,))
-    if C is None:
-        out = b.call(torch.matmul, (A, B))
-        return out if alpha == 1.0 else b.call(operator.mul, (out, alpha))
-    if c_rank in (1, 2):
-        return b.call(torch.addmm, (C, A, B), {"beta": beta, "alpha": alpha}
-                      if (alpha != 1.0 or beta != 1.0) else {})
+def _attr_part(p: str) -> str:
+    p = "".join(c if (c.isalnum() or c == "_") else "_" for c in p) or "_"
+    return p
+
+
+# -- shape values: int tensors computed from shapes, resolved at build time ------------------
+
+
+class _ShapeVal:
+    """A small int tensor known at build time as Python values: ``items`` is a list of ints and
+    FX nodes (1-D), or one of them (0-d, ``scalar``)."""
+
+    __slots__ = ("items", "scalar")
+
+    def __init__(self, items: Any, scalar: bool):
+        self.items = items
+        self.scalar = scalar
+
+    def as_list(self) -> list[Any]:
+        return [self.items] if self.scalar else list(self.items)
+
+
+def _shape_val(b: FxBuilder, v: Value | None) -> _ShapeVal | None:
+    if v is None:
+        return None
+    sv = b.shapes.get(v)
+    if sv is not None:
+        return sv
+    t = b.const(v)
+    if t is not None and t.dim() <= 1 and t.numel() <= 64 and not t.is_floating_point() \
+            and t.dtype != torch.bool and not t.is_complex():
+        vals = [int(x) for x in t.reshape(-1).tolist()]
+        return _ShapeVal(vals[0], True) if t.dim() == 0 else _ShapeVal(vals, False)
     return None
 
 
-_CONV_FX = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+def _arith(b: FxBuilder, fn: Callable[[Any, Any], Any], x: Any, y: Any) -> Any:
+    if isinstance(x, int) and isinstance(y, int):
+        return fn(x, y)
+    return b.call(fn, (x, y))
+
+
+def _trunc_div(x: int, y: int) -> int:
+    q = abs(x) // abs(y)
+    return q if (x >= 0) == (y >= 0) else -q
+
+
+_SHAPE_ARITH = {"Add": operator.add, "Sub": operator.sub, "Mul": operator.mul, "Div": None,
+                "Max": max, "Min": min}
+
+
+def _eval_shape(b: FxBuilder, n: Node) -> _ShapeVal | None:
+    """The shape value of ``n``'s (single) output, when its inputs are shape values."""
+    op = n.op
+    dom, name = op.split("::", 1)
+    name = name.split(".", 1)[0] if dom == "aten" else name
+    if len(n.outputs) != 1:
+        return None
+    ins = n.inputs
+    if name in ("Shape", "_shape_as_tensor"):
+        x = ins[0]
+        rank = x.type.rank if x is not None else None
+        if rank is None:
+            return None
+        start, end = n.attrs.get("start", 0), n.attrs.get("end")
+        idx = range(rank)[slice(start, end)]
+        return _ShapeVal([b.size(x, i) for i in idx], False)
+    if dom == "aten" and name == "sym_size":
+        return None
+    args = [_shape_val(b, v) for v in ins]
+    if not args or args[0] is None:
+        return None
+    a0 = args[0]
+    try:
+        if name in ("Identity",) or (name == "Cast" and _cast_dtype(n) in _INT_DTYPES):
+            return a0
+        if name == "Gather" and n.attrs.get("axis", 0) == 0 and not a0.scalar:
+            idx = args[1] if len(args) > 1 else None
+            if idx is None or not all(isinstance(i, int) for i in idx.as_list()):
+                return None
+            if idx.scalar:
+                return _ShapeVal(a0.items[idx.items], True)
+            return _ShapeVal([a0.items[i] for i in idx.items], False)
+        if name == "select" and not a0.scalar and n.attrs.get("dim", 0) == 0:
+            return _ShapeVal(a0.items[int(n.attrs["index"])], True)
+        if name == "Slice" and not a0.scalar:
+            st = [_shape_val(b, v) for v in ins[1:]]
+            vals = [s.as_list() if s is not None else None for s in st]
+            if any(x is None or not all(isinstance(i, int) for i in x) for x in vals[:2]):
+                return None
+            axes = vals[2] if len(vals) > 2 and ins[3] is not None else [0]
+            steps = vals[3] if len(vals) > 3 and ins[4] is not None else [1]
+            if axes not in ([0], [-1]) or steps is None or not all(isinstance(s, int) for s in steps):
+                return None
+            return _ShapeVal(a0.items[slice(vals[0][0], vals[1][0], steps[0])], False)
+        if name == "Concat" and n.attrs.get("axis", 0) in (0, -1):
+            out: list[Any] = []
+            for a in args:
+                if a is None or a.scalar:
+                    return None
+                out += a.items
+            return _ShapeVal(out, False)
+        if name == "stack" and n.attrs.get("dim", 0) == 0:
+            if any(a is None or not a.scalar for a in args):
+                return None
+            return _ShapeVal([a.items for a in args], False)
+        if name == "Unsqueeze" and a0.scalar:
+            axes = args[1].as_list() if len(args) > 1 and args[1] is not None else n.attrs.get("axes")
+            return _ShapeVal([a0.items], False) if list(axes or []) in ([0], [-1]) else None
+        if name == "Squeeze" and not a0.scalar and len(a0.items) == 1:
+            return _ShapeVal(a0.items[0], True)
+        if name == "Reshape" and len(args) > 1 and args[1] is not None:
+            target = args[1].as_list()
+            items = a0.as_list()
+            if target in ([-1], [len(items)]):
+                return _ShapeVal(items, False)
+            if target == [] and len(items) == 1:
+                return _ShapeVal(items[0], True)
+            return None
+        if name in _SHAPE_ARITH and len(args) == 2 and args[1] is not None:
+            if n.outputs[0].type.dtype not in _INT_DTYPES:
+                return None
+            a1 = args[1]
+            fn = _SHAPE_ARITH[name]
+            if fn is None:
+                if not all(isinstance(i, int) for i in a0.as_list() + a1.as_list()):
+                    fn = operator.floordiv  # shape arithmetic: non-negative sizes
+                else:
+                    fn = _trunc_div
+            if a0.scalar and a1.scalar:
+                return _ShapeVal(_arith(b, fn, a0.items, a1.items), True)
+            la, lb = a0.as_list(), a1.as_list()
+            if len(la) == 1 and len(lb) > 1:
+                la = la * len(lb)
+            if len(lb) == 1 and len(la) > 1:
+                lb = lb * len(la)
+            if len(la) != len(lb):
+                return None
+            return _ShapeVal([_arith(b, fn, x, y) for x, y in zip(la, lb)], False)
+    except (IndexError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    return None
+
+
+def _cast_dtype(n: Node) -> torch.dtype | None:
+    to = n.attrs.get("to")
+    if to is None:
+        return None
+    from torchmdf.ops.onnx_ops import onnx_to_torch_dtype
+
+    try:
+        return onnx_to_torch_dtype(int(to))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+# -- ONNX lowerings ---------------------------------------------------------------------------
+
+
+def _rank(v: Value | None) -> int | None:
+    return None if v is None else v.type.rank
+
+
+@fx_rule("onnx::Gemm")
+def _gemm(b: FxBuilder, n: Node, a: _Args):
+    alpha, beta = n.attrs.get("alpha", 1.0), n.attrs.get("beta", 1.0)
+    ta, tb = n.attrs.get("transA", 0), n.attrs.get("transB", 0)
+    A, Bv = a[0], a[1]
+    c_val = n.inputs[2] if len(n.inputs) > 2 else None
+    if ta:
+        A = b.call(torch.t, (A,))
+    w_shape = n.inputs[1].type.shape
+    c_shape = c_val.type.shape if c_val is not None else None
+    bias_ok = c_val is None or (beta == 1.0 and c_shape is not None and len(c_shape) == 1 and w_shape is not None
+                                and c_shape[0] == w_shape[0] and isinstance(c_shape[0], int))
+    if alpha == 1.0 and tb and bias_ok:
+        return b.call(F.linear, (A, Bv, a[2] if c_val is not None else None))
+    if tb:
+        Bv = b.call(torch.t, (Bv,))
+    if c_val is None:
+        out = b.call(torch.matmul, (A, Bv))
+        return out if alpha == 1.0 else b.call(torch.mul, (out, alpha))
+    if c_shape is not None and len(c_shape) <= 2:
+        kw = {"beta": beta, "alpha": alpha} if (alpha != 1.0 or beta != 1.0) else {}
+        return b.call(torch.addmm, (a[2], A, Bv), kw)
+    return None
+
+
+_CONV_FX = {1: torch.conv1d, 2: torch.conv2d, 3: torch.conv3d}
+_CONVT_FX = {1: torch.conv_transpose1d, 2: torch.conv_transpose2d, 3: torch.conv_transpose3d}
+
+
+def _spatial(n: Node, w: Value | None) -> int | None:
+    if w is not None and w.type.rank:
+        return w.type.rank - 2
+    k = n.attrs.get("kernel_shape")
+    return len(k) if k else None
+
+
+def _sym_pads(n: Node, nd: int) -> list[int] | None:
+    """Symmetric ONNX pads as torch padding, or None (auto_pad SAME / asymmetric)."""
+    auto = n.attrs.get("auto_pad", "NOTSET")
+    if auto == "VALID":
+        return [0] * nd
+    if auto not in ("NOTSET", None):
+        return None
+    pads = list(n.attrs.get("pads") or [0] * (2 * nd))
+    return pads[:nd] if pads[:nd] == pads[nd:] else None
 
 
 @fx_rule("onnx::Conv")
-def _conv(b: FxBuilder, n: Node, a: list[Any]):
-    w = n.inputs[1]
-    nd = (w.type.rank - 2) if w.type.rank else (len(n.attrs["kernel_shape"]) if n.attrs.get("kernel_shape") else None)
-    if nd not in _CONV_FX or n.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+def _conv(b: FxBuilder, n: Node, a: _Args):
+    nd = _spatial(n, n.inputs[1])
+    if nd not in _CONV_FX:
         return None
-    pads = list(n.attrs.get("pads") or [0] * (2 * nd))
-    if n.attrs.get("auto_pad") == "VALID":
-        pads = [0] * (2 * nd)
-    if pads[:nd] != pads[nd:]:
+    pads = _sym_pads(n, nd)
+    if pads is None:
         return None
-    X, W = a[0], a[1]
-    B = a[2] if len(a) > 2 else None
-    return b.call(_CONV_FX[nd], (X, W, B, tuple(n.attrs.get("strides") or [1] * nd), tuple(pads[:nd]),
+    x, w = a[0], a[1]
+    bias = a[2] if len(n.inputs) > 2 else None
+    return b.call(_CONV_FX[nd], (x, w, bias, tuple(n.attrs.get("strides") or [1] * nd), tuple(pads),
                                  tuple(n.attrs.get("dilations") or [1] * nd), n.attrs.get("group", 1)))
 
 
-_MAXPOOL_FX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+@fx_rule("onnx::ConvTranspose")
+def _conv_transpose(b: FxBuilder, n: Node, a: _Args):
+    nd = _spatial(n, n.inputs[1])
+    if nd not in _CONVT_FX or n.attrs.get("output_shape"):
+        return None
+    pads = _sym_pads(n, nd)
+    if pads is None:
+        return None
+    x, w = a[0], a[1]
+    bias = a[2] if len(n.inputs) > 2 else None
+    return b.call(_CONVT_FX[nd], (x, w, bias, tuple(n.attrs.get("strides") or [1] * nd), tuple(pads),
+                                  tuple(n.attrs.get("output_padding") or [0] * nd), n.attrs.get("group", 1),
+                                  tuple(n.attrs.get("dilations") or [1] * nd)))
+
+
+_MAXPOOL_FX = {1: torch.max_pool1d, 2: torch.max_pool2d, 3: torch.max_pool3d}
 _AVGPOOL_FX = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 
 
 @fx_rule("onnx::MaxPool", "onnx::AveragePool")
-def _pool(b: FxBuilder, n: Node, a: list[Any]):
+def _pool(b: FxBuilder, n: Node, a: _Args):
     k = n.attrs.get("kernel_shape")
-    if not k or n.attrs.get("auto_pad", "NOTSET") != "NOTSET" or len(n.outputs) != 1:
+    if not k or len(n.outputs) != 1:
         return None
     nd = len(k)
-    pads = list(n.attrs.get("pads") or [0] * (2 * nd))
-    if pads[:nd] != pads[nd:]:
+    pads = _sym_pads(n, nd)
+    if pads is None or nd not in _MAXPOOL_FX:
         return None
     strides = tuple(n.attrs.get("strides") or [1] * nd)
     ceil = bool(n.attrs.get("ceil_mode", 0))
@@ -129,146 +504,605 @@ def _pool(b: FxBuilder, n: Node, a: list[Any]):
         if n.attrs.get("storage_order", 0):
             return None
         dil = tuple(n.attrs.get("dilations") or [1] * nd)
-        return b.call(_MAXPOOL_FX[nd], (a[0], tuple(k), strides, tuple(pads[:nd]), dil, ceil))
+        return b.call(_MAXPOOL_FX[nd], (a[0], tuple(k), strides, tuple(pads), dil, ceil))
     if any(d != 1 for d in (n.attrs.get("dilations") or [1])):
         return None
-    return b.call(_AVGPOOL_FX[nd], (a[0], tuple(k), strides, tuple(pads[:nd]), ceil,
+    return b.call(_AVGPOOL_FX[nd], (a[0], tuple(k), strides, tuple(pads), ceil,
                                     bool(n.attrs.get("count_include_pad", 0))))
 
 
+@fx_rule("onnx::GlobalAveragePool", "onnx::GlobalMaxPool")
+def _global_pool(b: FxBuilder, n: Node, a: _Args):
+    rank = _rank(n.inputs[0])
+    if rank is None or rank < 3:
+        return None
+    fn = torch.mean if n.op == "onnx::GlobalAveragePool" else torch.amax
+    return b.call(fn, (a[0], tuple(range(2, rank)), True))
+
+
 @fx_rule("onnx::BatchNormalization")
-def _bn(b: FxBuilder, n: Node, a: list[Any]):
+def _bn(b: FxBuilder, n: Node, a: _Args):
     if n.attrs.get("training_mode", 0) or len(n.outputs) != 1:
         return None
-    X, scale, B, mean, var = a[:5]
-    return b.call(F.batch_norm, (X, mean, var, scale, B, False, 1 - n.attrs.get("momentum", 0.9),
-                                 n.attrs.get("epsilon", 1e-5)))
+    # torch.batch_norm is the builtin F.batch_norm ends in (no Python checks per call)
+    return b.call(torch.batch_norm, (a[0], a[1], a[2], a[3], a[4], False, 1 - n.attrs.get("momentum", 0.9),
+                                     n.attrs.get("epsilon", 1e-5), torch.backends.cudnn.enabled))
 
 
-@fx_rule("onnx::Reshape")
-def _reshape(b: FxBuilder, n: Node, a: list[Any]):
-    s = _const_ints(n.inputs[1])
-    if s is None or (0 in s and not n.attrs.get("allowzero", 0)):
+@fx_rule("onnx::LayerNormalization")
+def _layer_norm(b: FxBuilder, n: Node, a: _Args):
+    x = n.inputs[0]
+    if any(o._uses or o in b.ir.outputs for o in n.outputs[1:]):
         return None
+    shape = x.type.shape
+    if shape is None:
+        return None
+    axis = n.attrs.get("axis", -1) % len(shape)
+    norm = shape[axis:]
+    if not all(isinstance(d, int) for d in norm):
+        return None
+    x, w = a[0], a[1]
+    bias = a[2] if len(n.inputs) > 2 else None
+    out = b.call(torch.layer_norm, (x, tuple(norm), w, bias, n.attrs.get("epsilon", 1e-5)))
+    return [out] + [None] * (len(n.outputs) - 1)
+
+
+def _is_zero(d: Any) -> bool:
+    return isinstance(d, int) and d == 0
+
+
+@fx_rule("onnx::Reshape", "aten::_reshape_from_tensor")
+def _reshape(b: FxBuilder, n: Node, a: _Args):
+    s = b.shape_arg(n.inputs[1])
+    if s is None:
+        return None
+    if n.op == "onnx::Reshape" and not n.attrs.get("allowzero", 0) and any(_is_zero(d) for d in s):
+        x = n.inputs[0]
+        if x.type.rank is None:
+            return None
+        s = [b.size(x, i) if _is_zero(d) else d for i, d in enumerate(s)]
     return b.call(torch.reshape, (a[0], tuple(s)))
 
 
 @fx_rule("onnx::Flatten")
-def _flatten(b: FxBuilder, n: Node, a: list[Any]):
+def _flatten(b: FxBuilder, n: Node, a: _Args):
     axis = n.attrs.get("axis", 1)
+    rank = _rank(n.inputs[0])
+    if axis < 0 and rank is not None:
+        axis += rank
     if axis == 1:
         return b.call(torch.flatten, (a[0], 1))
+    if axis == 0:
+        return b.call(torch.reshape, (a[0], (1, -1)))
     return None
 
 
 @fx_rule("onnx::Transpose")
-def _transpose(b: FxBuilder, n: Node, a: list[Any]):
+def _transpose(b: FxBuilder, n: Node, a: _Args):
     perm = n.attrs.get("perm")
     if perm is None:
-        return None
+        rank = _rank(n.inputs[0])
+        if rank is None:
+            return None
+        perm = list(reversed(range(rank)))
     return b.call(torch.permute, (a[0], tuple(perm)))
 
 
 @fx_rule("onnx::Softmax", "onnx::LogSoftmax")
-def _softmax(b: FxBuilder, n: Node, a: list[Any]):
+def _softmax(b: FxBuilder, n: Node, a: _Args):
     fn = torch.softmax if n.op == "onnx::Softmax" else torch.log_softmax
     return b.call(fn, (a[0], n.attrs.get("axis", -1)))
 
 
 @fx_rule("onnx::Concat")
-def _concat(b: FxBuilder, n: Node, a: list[Any]):
+def _concat(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.cat, (list(a), n.attrs["axis"]))
 
 
+@fx_rule("onnx::Split")
+def _split(b: FxBuilder, n: Node, a: _Args):
+    axis = n.attrs.get("axis", 0)
+    sizes = b.shape_arg(n.inputs[1]) if len(n.inputs) > 1 and n.inputs[1] is not None else None
+    if sizes is None:
+        k = n.attrs.get("num_outputs") or len(n.outputs)
+        shape = n.inputs[0].type.shape
+        if shape is None or not isinstance(shape[axis], int):
+            return None
+        sizes = math.ceil(shape[axis] / k)
+    return b.call(torch.split, (a[0], sizes, axis))
+
+
+def _axes(b: FxBuilder, n: Node, index: int) -> list[int] | None:
+    """Axes given as a constant input (opset >= 13) or as an attribute (older files)."""
+    if len(n.inputs) > index and n.inputs[index] is not None:
+        return b.const_ints(n.inputs[index])
+    ax = n.attrs.get("axes")
+    return None if ax is None else [int(x) for x in ax]
+
+
 @fx_rule("onnx::Unsqueeze")
-def _unsqueeze(b: FxBuilder, n: Node, a: list[Any]):
-    axes = _const_ints(n.inputs[1])
-    if axes is None or len(axes) != 1 or axes[0] < 0:
+def _unsqueeze(b: FxBuilder, n: Node, a: _Args):
+    axes = _axes(b, n, 1)
+    if not axes:
         return None
-    return b.call(torch.unsqueeze, (a[0], axes[0]))
+    if len(axes) == 1:
+        return b.call(torch.unsqueeze, (a[0], axes[0]))
+    rank = _rank(n.inputs[0])
+    if rank is None:
+        return None
+    out = a[0]
+    for ax in sorted(x % (rank + len(axes)) for x in axes):
+        out = b.call(torch.unsqueeze, (out, ax))
+    return out
 
 
 @fx_rule("onnx::Squeeze")
-def _squeeze(b: FxBuilder, n: Node, a: list[Any]):
-    if len(n.inputs) < 2 or n.inputs[1] is None:
+def _squeeze(b: FxBuilder, n: Node, a: _Args):
+    if (len(n.inputs) < 2 or n.inputs[1] is None) and n.attrs.get("axes") is None:
         return b.call(torch.squeeze, (a[0],))
-    axes = _const_ints(n.inputs[1])
+    axes = _axes(b, n, 1)
     if axes is None:
         return None
     return b.call(torch.squeeze, (a[0], tuple(axes)))
 
 
+@fx_rule("onnx::Expand")
+def _expand(b: FxBuilder, n: Node, a: _Args):
+    s = b.shape_arg(n.inputs[1])
+    xs = n.inputs[0].type.shape
+    if s is None or xs is None:
+        return None
+    r = max(len(s), len(xs))
+    new = r - len(xs)
+    xs_p = [1] * new + list(xs)
+    s_p = [1] * (r - len(s)) + s
+    out: list[Any] = []
+    for i, (xd, sd) in enumerate(zip(xs_p, s_p)):
+        if i < new:
+            out.append(sd)
+        elif isinstance(sd, int):
+            if sd == 1:
+                out.append(-1)  # ONNX broadcasts both ways: 1 keeps the input's size
+            elif isinstance(xd, int) and xd not in (1, sd):
+                return None
+            else:
+                out.append(sd)
+        elif xd == 1:
+            out.append(sd)
+        elif isinstance(xd, int):
+            out.append(-1)  # the runtime size is 1 or xd: both keep xd
+        else:
+            return None
+    if all(d == -1 for d in out):
+        return a[0]
+    return b.method("expand", (a[0], tuple(out)))
+
+
+@fx_rule("onnx::Shape")
+def _shape(b: FxBuilder, n: Node, a: _Args):
+    args: tuple[Any, ...] = (a[0],)
+    start, end = n.attrs.get("start", 0), n.attrs.get("end")
+    if start or end is not None:
+        args += (start, end)
+    return b.call(_shape_tensor, args)
+
+
+@fx_rule("onnx::ConstantOfShape")
+def _constant_of_shape(b: FxBuilder, n: Node, a: _Args):
+    s = b.shape_arg(n.inputs[0])
+    if s is None:
+        return None
+    value = n.attrs.get("value")
+    v = torch.zeros(1, dtype=torch.float32) if value is None else torch.as_tensor(value).reshape(-1)[:1]
+    return b.call(torch.full, (tuple(s), v.item()), {"dtype": v.dtype, "device": b.device()})
+
+
+@fx_rule("onnx::Range")
+def _range(b: FxBuilder, n: Node, a: _Args):
+    vals = []
+    for v in n.inputs:
+        x = b.scalar_arg(v)
+        if x is None:
+            t = b.const(v)
+            if t is None or t.numel() != 1:
+                return None
+            x = t.item()
+        vals.append(x)
+    dtype = n.inputs[0].type.dtype
+    if dtype is None:
+        return None
+    return b.call(torch.arange, tuple(vals), {"dtype": dtype, "device": b.device()})
+
+
+@fx_rule("onnx::Constant")
+def _constant(b: FxBuilder, n: Node, a: _Args):
+    from torchmdf.ops.onnx_ops import constant
+
+    v = Value(n.outputs[0].name or "constant", role="constant", tensor=constant(**n.attrs))
+    return b.get(b.register_constant(v))
+
+
+@fx_rule("onnx::Tile")
+def _tile(b: FxBuilder, n: Node, a: _Args):
+    reps = b.shape_arg(n.inputs[1])
+    if reps is None:
+        return None
+    return b.method("repeat", (a[0], tuple(reps)))
+
+
+@fx_rule("onnx::Pad")
+def _pad(b: FxBuilder, n: Node, a: _Args):
+    if n.attrs.get("mode", "constant") != "constant":
+        return None
+    pads = b.const_ints(n.inputs[1])
+    rank = _rank(n.inputs[0])
+    if pads is None or rank is None:
+        return None
+    value: Any = 0.0
+    if len(n.inputs) > 2 and n.inputs[2] is not None:
+        t = b.const(n.inputs[2])
+        if t is None or t.numel() != 1:
+            return None
+        value = t.item()
+    k = len(pads) // 2
+    axes = _axes(b, n, 3) if len(n.inputs) > 3 and n.inputs[3] is not None else list(range(k))
+    if axes is None or len(axes) != k:
+        return None
+    begin, end = [0] * rank, [0] * rank
+    for i, ax in enumerate(axes):
+        begin[ax % rank], end[ax % rank] = pads[i], pads[i + k]
+    fp: list[int] = []
+    for d in reversed(range(rank)):
+        fp += [begin[d], end[d]]
+    while len(fp) > 2 and fp[-1] == 0 and fp[-2] == 0:
+        fp = fp[:-2]
+    return b.call(F.pad, (a[0], tuple(fp)), {"value": value} if value != 0 else {})
+
+
 _REDUCE_FX = {"onnx::ReduceMean": torch.mean, "onnx::ReduceSum": torch.sum, "onnx::ReduceMax": torch.amax,
-              "onnx::ReduceMin": torch.amin}
+              "onnx::ReduceMin": torch.amin, "onnx::ReduceLogSumExp": torch.logsumexp}
 
 
 @fx_rule(*_REDUCE_FX)
-def _reduce(b: FxBuilder, n: Node, a: list[Any]):
-    axes = _const_ints(n.inputs[1]) if len(n.inputs) > 1 and n.inputs[1] is not None else None
+def _reduce(b: FxBuilder, n: Node, a: _Args):
+    axes = _axes(b, n, 1)
+    keep = bool(n.attrs.get("keepdims", 1))
     if not axes:
+        if n.attrs.get("noop_with_empty_axes", 0):
+            return a[0]
+        rank = _rank(n.inputs[0])
+        if rank is None:
+            return None
+        axes = list(range(rank))
+    return b.call(_REDUCE_FX[n.op], (a[0], tuple(axes), keep))
+
+
+@fx_rule("onnx::ArgMax", "onnx::ArgMin")
+def _arg(b: FxBuilder, n: Node, a: _Args):
+    if n.attrs.get("select_last_index", 0):
         return None
-    return b.call(_REDUCE_FX[n.op], (a[0], tuple(axes), bool(n.attrs.get("keepdims", 1))))
+    fn = torch.argmax if n.op == "onnx::ArgMax" else torch.argmin
+    return b.call(fn, (a[0], n.attrs.get("axis", 0), bool(n.attrs.get("keepdims", 1))))
 
 
 @fx_rule("onnx::Identity", "onnx::Dropout")
-def _identity(b: FxBuilder, n: Node, a: list[Any]):
-    if len(n.outputs) != 1:
+def _identity(b: FxBuilder, n: Node, a: _Args):
+    if any(o._uses or o in b.ir.outputs for o in n.outputs[1:]):
         return None
-    return a[0]
+    return [a[0]] + [None] * (len(n.outputs) - 1)
 
 
 @fx_rule("onnx::Gather")
-def _gather(b: FxBuilder, n: Node, a: list[Any]):
-    idx = _const_tensor(n.inputs[1])
+def _gather(b: FxBuilder, n: Node, a: _Args):
+    data, ind = n.inputs[0], n.inputs[1]
     axis = n.attrs.get("axis", 0)
-    if idx is not None and idx.dim() == 0 and int(idx) >= 0:
+    rank = data.type.rank
+    if axis < 0:
+        if rank is None:
+            return None
+        axis += rank
+    idx = b.const(ind)
+    if idx is not None and idx.dim() == 0 and not idx.is_floating_point():
         return b.call(torch.select, (a[0], axis, int(idx)))
-    if n.inputs[1].type.dtype == torch.int64 and axis == 0 and n.inputs[0].role in ("parameter", "buffer"):
-        return b.call(F.embedding, (a[1], a[0]))
-    return None
+    if ind.type.dtype not in (torch.int64, torch.int32):
+        return None
+    if axis == 0 and data.role == "parameter" and data.type.rank == 2 and ind.type.dtype == torch.int64:
+        # an embedding table (nn.Embedding exported as Gather): the builtin the module calls
+        return b.call(torch.embedding, (a[0], a[1]))
+    # advanced indexing: same result shape as ONNX Gather, negative indices count from the end
+    key = tuple([slice(None)] * axis + [a[1]])
+    return b.call(operator.getitem, (a[0], key if axis else a[1]))
 
 
 @fx_rule("onnx::Slice")
-def _slice(b: FxBuilder, n: Node, a: list[Any]):
-    starts, ends = _const_ints(n.inputs[1]), _const_ints(n.inputs[2])
-    axes = _const_ints(n.inputs[3]) if len(n.inputs) > 3 and n.inputs[3] is not None else None
-    steps = _const_ints(n.inputs[4]) if len(n.inputs) > 4 and n.inputs[4] is not None else None
-    rank = n.inputs[0].type.rank
-    if starts is None or ends is None or rank is None:
+def _slice(b: FxBuilder, n: Node, a: _Args):
+    ins = list(n.inputs) + [None] * (5 - len(n.inputs))
+    starts, ends = b.shape_arg(ins[1]), b.shape_arg(ins[2])
+    axes = b.const_ints(ins[3]) if ins[3] is not None else None
+    steps = b.const_ints(ins[4]) if ins[4] is not None else None
+    rank = _rank(n.inputs[0])
+    if starts is None or ends is None or (ins[3] is not None and axes is None) or (ins[4] is not None and steps is None):
         return None
     axes = axes if axes is not None else list(range(len(starts)))
     steps = steps if steps is not None else [1] * len(starts)
-    if any(s <= 0 for s in steps):
+    if any(s <= 0 for s in steps) or len({len(starts), len(ends), len(axes), len(steps)}) != 1:
         return None
-    idx: list[Any] = [slice(None)] * rank
+    if any(ax < 0 for ax in axes):
+        if rank is None:
+            return None
+        axes = [ax % rank for ax in axes]
+    idx: list[Any] = [slice(None)] * (max(axes) + 1 if axes else 0)
     for s, e, ax, st in zip(starts, ends, axes, steps):
-        e = None if e >= 2**62 else e
-        idx[ax % rank] = slice(s, e, st if st != 1 else None)
+        if isinstance(e, int) and e >= 2**62:
+            e = None
+        if isinstance(s, int) and s == 0:
+            s = None
+        idx[ax] = slice(s, e, st if st != 1 else None)
     while idx and idx[-1] == slice(None):
         idx.pop()
-    return b.call(operator.getitem, (a[0], tuple(idx)))
+    if not idx:
+        return a[0]
+    return b.call(operator.getitem, (a[0], tuple(idx) if len(idx) > 1 else idx[0]))
+
+
+@fx_rule("onnx::Where")
+def _where(b: FxBuilder, n: Node, a: _Args):
+    c, x, y = n.inputs
+    if c.type.dtype != torch.bool:
+        return None
+    return b.call(torch.where, (a[0], b.scalar(x, y), b.scalar(y, x)))
+
+
+@fx_rule("onnx::Cast")
+def _cast(b: FxBuilder, n: Node, a: _Args):
+    dt = _cast_dtype(n)
+    if dt is None:
+        return None
+    if n.inputs[0].type.dtype == dt:
+        return a[0]
+    return b.method("to", (a[0], dt))
+
+
+@fx_rule("onnx::CastLike")
+def _cast_like(b: FxBuilder, n: Node, a: _Args):
+    return b.method("to", (a[0], b.call(getattr, (a[1], "dtype"))))
+
+
+@fx_rule("onnx::Clip")
+def _clip(b: FxBuilder, n: Node, a: _Args):
+    x = n.inputs[0]
+    lo = n.inputs[1] if len(n.inputs) > 1 else None
+    hi = n.inputs[2] if len(n.inputs) > 2 else None
+    if lo is None and hi is None:
+        return a[0]
+    bounds = [b.scalar(v, x) if v is not None else None for v in (lo, hi)]
+    if all(not isinstance(v, torch.fx.Node) for v in bounds):
+        return b.call(torch.clamp, (a[0], *bounds))
+    return b.call(torch.clamp, (a[0], a[1] if lo is not None else None, a[2] if hi is not None else None))
+
+
+_ACT = {
+    "onnx::LeakyRelu": (torch._C._nn.leaky_relu, (("alpha", 0.01),)),
+    "onnx::Elu": (torch._C._nn.elu, (("alpha", 1.0),)),
+    "onnx::Celu": (torch.celu, (("alpha", 1.0),)),
+    "onnx::Selu": (torch._C._nn.elu, (("alpha", 1.67326319217681884765625),
+                                      ("gamma", 1.05070102214813232421875), ("_one", 1.0))),
+    "onnx::HardSwish": (torch._C._nn.hardswish, ()),
+    "onnx::Softplus": (torch._C._nn.softplus, ()),
+}
+
+
+@fx_rule(*_ACT)
+def _activation(b: FxBuilder, n: Node, a: _Args):
+    fn, attrs = _ACT[n.op]
+    return b.call(fn, (a[0], *(n.attrs.get(k, d) for k, d in attrs)))
+
+
+@fx_rule("onnx::Gelu")
+def _gelu(b: FxBuilder, n: Node, a: _Args):
+    approx = n.attrs.get("approximate", "none")
+    return b.call(F.gelu, (a[0],), {"approximate": approx} if approx != "none" else {})
+
+
+_BINARY_FX = {"onnx::Add": torch.add, "onnx::Sub": torch.sub, "onnx::Mul": torch.mul,
+              "onnx::Equal": torch.eq, "onnx::Less": torch.lt, "onnx::Greater": torch.gt,
+              "onnx::LessOrEqual": torch.le, "onnx::GreaterOrEqual": torch.ge}
+_COMMUTATIVE = {torch.add, torch.mul, torch.eq}
+_SWAPPED = {torch.lt: torch.gt, torch.gt: torch.lt, torch.le: torch.ge, torch.ge: torch.le}
+
+
+@fx_rule(*_BINARY_FX)
+def _binary(b: FxBuilder, n: Node, a: _Args):
+    fn = _BINARY_FX[n.op]
+    x, y = n.inputs
+    ya = b.scalar(y, x)
+    if not isinstance(ya, torch.fx.Node) and ya is not None:
+        return b.call(fn, (a[0], ya))
+    xa = b.scalar(x, y)
+    if not isinstance(xa, torch.fx.Node) and xa is not None:
+        if fn in _COMMUTATIVE:  # a + b == b + a exactly in IEEE arithmetic
+            return b.call(fn, (a[1], xa))
+        if fn in _SWAPPED:
+            return b.call(_SWAPPED[fn], (a[1], xa))
+        if fn is torch.sub:
+            return b.call(torch.rsub, (a[1], xa))
+    return b.call(fn, (a[0], a[1]))
+
+
+@fx_rule("onnx::Div")
+def _div(b: FxBuilder, n: Node, a: _Args):
+    x, y = n.inputs
+    if x.type.dtype is None or not x.type.dtype.is_floating_point:
+        return None
+    return b.call(torch.div, (a[0], b.scalar(y, x)))
+
+
+@fx_rule("onnx::Pow")
+def _pow(b: FxBuilder, n: Node, a: _Args):
+    x, y = n.inputs
+    if x.type.dtype is None or not x.type.dtype.is_floating_point:
+        return None
+    e = b.scalar(y, x)
+    if isinstance(e, torch.fx.Node) and (y.type.dtype is None or y.type.dtype.is_floating_point
+                                         and y.type.dtype != x.type.dtype):
+        return None  # the registry impl casts back to the base's dtype
+    return b.call(torch.pow, (a[0], e))
+
+
+@fx_rule("onnx::Mod")
+def _mod(b: FxBuilder, n: Node, a: _Args):
+    return b.call(torch.fmod if n.attrs.get("fmod", 0) else torch.remainder, (a[0], a[1]))
+
+
+_NARY_FX = {"onnx::Max": torch.maximum, "onnx::Min": torch.minimum, "onnx::Sum": torch.add}
+
+
+@fx_rule(*_NARY_FX)
+def _nary(b: FxBuilder, n: Node, a: _Args):
+    out = a[0]
+    for x in a[1:]:
+        out = b.call(_NARY_FX[n.op], (out, x))
+    return out
+
+
+@fx_rule("onnx::Einsum")
+def _einsum(b: FxBuilder, n: Node, a: _Args):
+    return b.call(torch.einsum, (n.attrs["equation"], *a))
+
+
+@fx_rule("onnx::Trilu")
+def _trilu(b: FxBuilder, n: Node, a: _Args):
+    k = 0
+    if len(n.inputs) > 1 and n.inputs[1] is not None:
+        ks = b.const_ints(n.inputs[1])
+        if ks is None:
+            return None
+        k = ks[0]
+    return b.call(torch.triu if n.attrs.get("upper", 1) else torch.tril, (a[0], k))
+
+
+@fx_rule("onnx::CumSum")
+def _cumsum(b: FxBuilder, n: Node, a: _Args):
+    ax = b.const_ints(n.inputs[1])
+    if ax is None or n.attrs.get("exclusive", 0) or n.attrs.get("reverse", 0):
+        return None
+    return b.call(torch.cumsum, (a[0], ax[0]))
+
+
+@fx_rule("aten::_native_batch_norm_legit_functional.default", "aten::_native_batch_norm_legit_functional")
+def _bn_train(b: FxBuilder, n: Node, a: _Args):
+    """Training-mode BatchNorm whose running statistics are module state: the builtin updates
+    the buffers in place as ``nn.BatchNorm`` does (a separate ``copy_`` would bump their
+    version and break a backward that saved them)."""
+    if not n.attrs.get("training") or not isinstance(n.attrs.get("momentum"), (int, float)) \
+            or any(o._uses or o in b.ir.outputs for o in n.outputs[1:3]):
+        return None
+    nexts = {sv.current: sv for sv in b.ir.state}
+    svs = [nexts.get(n.inputs[3]), nexts.get(n.inputs[4])]
+    if any(sv is None or sv.next is not o for sv, o in zip(svs, n.outputs[3:5])):
+        return None
+    x, w, bias, rm, rv = a[0], a[1], a[2], a[3], a[4]
+    out = b.call(torch.batch_norm, (x, w, bias, rm, rv, True, n.attrs["momentum"], n.attrs.get("eps", 1e-5),
+                                    torch.backends.cudnn.enabled))
+    b.impure.add(out)
+    for sv in svs:
+        b.updated_in_place.add(sv.name)
+    return [out, None, None, rm, rv]
+
+
+# -- peephole: reshape -> Gemm -> reshape is linear on the N-d input ---------------------------
+
+
+def _known(shape: Any) -> bool:
+    """Every dim is a number or a symbol (equal symbols are equal sizes; unknown dims are not)."""
+    return shape is not None and all(d is not None for d in shape)
+
+
+def _plan_nd_linear(graph: Graph) -> tuple[dict[Node, Value], set[Node]]:
+    """``torch.export`` writes ``nn.Linear`` on an N-d input as ``view(-1, K)`` -> ``addmm`` ->
+    ``view(*lead, N)``; ``F.linear`` takes the N-d input directly (and is what the original
+    called).  Returns the reshapes to skip (mapped to the value they stand for) and the Gemms
+    to emit on the N-d input."""
+    skip: dict[Node, Value] = {}
+    gemms: set[Node] = set()
+    outs = set(graph.outputs) | {sv.next for sv in graph.state}
+    for r1 in graph:
+        if r1.op != "onnx::Reshape" or len(r1.outputs) != 1 or r1.output in outs:
+            continue
+        x = r1.inputs[0]
+        xs, ys = x.type.shape, r1.output.type.shape
+        if not _known(xs) or not _known(ys) or len(xs) < 3 or len(ys) != 2 or xs[-1] != ys[1] \
+                or not isinstance(ys[1], int):
+            continue
+        uses = r1.output.uses()
+        if not uses:
+            continue
+        plan_g: list[Node] = []
+        plan_r: list[Node] = []
+        ok = True
+        for g, i in uses:
+            if g.op != "onnx::Gemm" or i != 0 or g.attrs.get("transA", 0) or not g.attrs.get("transB", 0) \
+                    or g.attrs.get("alpha", 1.0) != 1.0 or g.output in outs:
+                ok = False
+                break
+            c = g.inputs[2] if len(g.inputs) > 2 else None
+            w = g.inputs[1].type.shape
+            if c is not None and (g.attrs.get("beta", 1.0) != 1.0 or c.type.shape is None or len(c.type.shape) != 1
+                                  or w is None or c.type.shape[0] != w[0]):
+                ok = False
+                break
+            gs = g.output.type.shape
+            g_uses = g.output.uses()
+            if not _known(gs) or not g_uses:
+                ok = False
+                break
+            for r2, j in g_uses:
+                if r2.op != "onnx::Reshape" or j != 0 or r2.output.type.shape != tuple(xs[:-1]) + (gs[1],):
+                    ok = False
+                    break
+                plan_r.append(r2)
+            if not ok:
+                break
+            plan_g.append(g)
+        if not ok:
+            continue
+        skip[r1] = x
+        for g in plan_g:
+            gemms.add(g)
+        for r2 in plan_r:
+            skip[r2] = r2.inputs[0]
+    return skip, gemms
+
+
+def _plan_nd_matmul(graph: Graph, skip: dict[Node, Value]) -> None:
+    """``torch.matmul`` on ``[*B, M, K] @ [*B, K, N]`` is exported as two reshapes to
+    ``[prod(B), M, K]``/``[prod(B), K, N]``, a 3-d MatMul and a reshape back; ``matmul`` takes
+    the N-d operands directly (as the original did).  Adds the reshapes to ``skip``."""
+    outs = set(graph.outputs) | {sv.next for sv in graph.state}
+    for mm in graph:
+        if mm.op != "onnx::MatMul" or mm.output in outs:
+            continue
+        rs = [v.producer for v in mm.inputs]
+        if any(r is None or r.op != "onnx::Reshape" or r in skip or r.output.num_uses != 1 or r.output in outs
+               for r in rs):
+            continue
+        xa, xb = rs[0].inputs[0].type.shape, rs[1].inputs[0].type.shape
+        ya, yb = rs[0].output.type.shape, rs[1].output.type.shape
+        if not all(map(_known, (xa, xb, ya, yb))) or len(xa) < 4 or len(ya) != 3 or len(yb) != 3 \
+                or tuple(xa[:-2]) != tuple(xb[:-2]) or tuple(xa[-2:]) != tuple(ya[1:]) \
+                or tuple(xb[-2:]) != tuple(yb[1:]):
+            continue
+        uses = mm.output.uses()
+        want = tuple(xa[:-2]) + (xa[-2], xb[-1])
+        if not uses or any(r.op != "onnx::Reshape" or j != 0 or r.output.type.shape != want for r, j in uses):
+            continue
+        skip[rs[0]] = rs[0].inputs[0]
+        skip[rs[1]] = rs[1].inputs[0]
+        for r, _ in uses:
+            skip[r] = mm.output
 
 
 # -- the backend -----------------------------------------------------------------------------
-
-def _module_for(root: nn.Module, dotted: str) -> tuple[nn.Module, str]:
-    """The submodule that owns ``a.b.c`` (created on demand) and the leaf attribute name."""
-    *path, leaf = dotted.split(".")
-    mod = root
-    for p in path:
-        if not hasattr(mod, p):
-            mod.add_module(p, nn.Module())
-        sub = getattr(mod, p)
-        if not isinstance(sub, nn.Module):
-            raise ConversionError(f"parameter name {dotted!r} clashes with attribute {p!r}")
-        mod = sub
-    return mod, leaf
-
-
-def _safe_attr_name(name: str) -> str:
-    """Keep dotted names as they are (``layer1.0.conv1.weight``: state_dict keys then match
-    the original model); only empty parts are replaced (FX uses getattr for odd parts)."""
-    return ".".join(p if p else "_" for p in name.split("."))
 
 
 def _named_target(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -283,12 +1117,25 @@ def _named_target(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _or_default(x, default):
-    """Graph input defaults (MDF free input ports): use the file's value when not given."""
-    return default if x is None else x
+class TorchMDFGraphModule(torch.fx.GraphModule):
+    """A ``GraphModule`` that is called like any ``nn.Module``: without FX's per-call
+    ``_WrappedCall`` layer (two extra Python frames, ~1 us; tracebacks still show the line of
+    the generated code that failed)."""
+
+    def recompile(self):
+        code = super().recompile()
+        cls = type(self)  # the per-instance class GraphModule makes: only this module changes
+        if "__call__" in vars(cls):
+            del cls.__call__  # resolves to nn.Module.__call__ (at call time: patches still apply)
+        return code
 
 
-torch.fx.wrap("_or_default")
+def _stateful_ok(graph: Graph) -> bool:
+    """State the module can keep in buffers: each variable has an initial tensor (torch
+    buffers mutated in forward).  MDF dynamical models run with ``torchmdf.simulate``."""
+    if graph.metadata.get("mdf_source") and not graph.metadata.get("pytorch_mutated_buffers"):
+        return False
+    return all(sv.init is not None and sv.init_value is None for sv in graph.state)
 
 
 def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | None = None,
@@ -296,103 +1143,167 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
     """Build a GraphModule from ``graph``.
 
     ``input_defaults``: each input gets a default (its value in the MDF file, kept as a
-    buffer ``_defaults.<name>``).  Outputs: the original pytree structure when
-    ``graph.metadata`` has ``pytorch_out_spec``; a dict ``{name: tensor}`` when
-    ``graph.output_names`` is set (MDF graphs) or ``output_dict``; else a tensor or tuple.
+    non-persistent buffer ``_defaults.<name>``).  Outputs: the original pytree structure when
+    ``graph.metadata`` has ``pytorch_out_spec`` (constant and scalar outputs put back, mutated
+    inputs updated with ``copy_``); a dict ``{name: tensor}`` when ``graph.output_names`` is
+    set (MDF graphs) or ``output_dict``; else a tensor or tuple.
     """
     missing = [(n.op, n.location()) for n in graph if registry.lookup(n.op) is None]
     if missing:
         raise UnsupportedOpError(missing, hint="register the ops with torchmdf.ops.register()")
-    if graph.state:
-        raise ConversionError(f"graph '{graph.name}' has state; use torchmdf.simulate() or "
-                              "emit_stateful_fx() for dynamical models")
-    root = nn.Module()
-    b = FxBuilder(graph, root)
+    if graph.state and not _stateful_ok(graph):
+        raise ConversionError(f"graph '{graph.name}' is a dynamical model (its state has no fixed initial "
+                              "tensor); run it with torchmdf.simulate()")
+    b = FxBuilder(graph)
     fx = b.fx
+    md = graph.metadata
 
-    # inputs
-    in_names = []
-    for v in graph.inputs:
-        name = _safe_attr_name(v.name).replace(".", "_")
-        ph = fx.placeholder(name, default_value=None if input_defaults else torch.fx.node.inspect.Signature.empty)
-        in_names.append(ph.name)
-        if input_defaults and v.meta.get("default") is not None:
-            dname = f"_defaults.{name}"
-            mod, leaf = _module_for(root, dname)
-            mod.register_buffer(leaf, torch.as_tensor(v.meta["default"]), persistent=False)
-            d = fx.get_attr(dname)
-            ph_val = fx.call_function(_or_default, (ph, d))
-            b.env[v] = ph_val
-        else:
-            b.env[v] = ph
+    # inputs: one placeholder per leaf of the original call (constant leaves included)
+    in_names = _add_inputs(b, input_defaults)
 
-    # parameters, buffers, constants
+    # parameters and buffers: all registered (state_dict keys as in the original), fetched lazily
+    persistent_off = set(md.get("pytorch_non_persistent_buffers") or ())
     for name, v in graph.parameters.items():
-        if not v._uses and v not in graph.outputs:
-            continue
-        t = v.tensor
-        # float64 is excluded: a 0-dim float64 tensor and a Python float promote differently
-        if v.role == "constant" and t.dim() == 0 and t.dtype in (torch.float32, torch.int64) \
-                and v not in graph.outputs and all(_scalar_ok(u, i) for u, i in v._uses):
-            b.env[v] = t.item()
-            continue
-        target = _safe_attr_name(name)
         if v.role == "constant":
-            target = f"_constants.{target.replace('.', '_')}"
-        mod, leaf = _module_for(root, target)
-        if hasattr(mod, leaf):
-            target = f"{target}_{len(b.env)}"
-            mod, leaf = _module_for(root, target)
+            continue  # registered on first use as a tensor (0-d ones are often inlined)
+        target = b.attr_name(name)
+        mod, leaf = b.module_for(target)
+        t = v.tensor
         if v.role == "parameter":
-            mod.register_parameter(leaf, nn.Parameter(t.clone() if not t.is_floating_point() else t.clone(),
-                                                      requires_grad=t.is_floating_point() or t.is_complex()))
+            mod.register_parameter(leaf, nn.Parameter(t.clone(), requires_grad=t.is_floating_point() or t.is_complex()))
         else:
-            mod.register_buffer(leaf, t.clone(), persistent=v.role == "buffer")
-        b.env[v] = fx.get_attr(target)
+            persistent = name not in persistent_off and v.meta.get("persistent", True) is not False
+            mod.register_buffer(leaf, t.clone(), persistent=persistent)
+        b.env[v] = _Lazy(target)
+    for sv in graph.state:
+        target = b.attr_name(sv.name)
+        mod, leaf = b.module_for(target)
+        mod.register_buffer(leaf, sv.init.clone())
+        b.env[sv.current] = _Lazy(target)
 
     # nodes
+    skip, nd_gemms = _plan_nd_linear(graph)
+    _plan_nd_matmul(graph, skip)
     for n in graph:
-        args = [None if v is None else b.env[v] for v in n.inputs]
-        out = _lower_node(b, n, args)
-        if len(n.outputs) == 1:
-            b.env[n.outputs[0]] = out
-        else:
-            for i, o in enumerate(n.outputs):
-                if o._uses or o in graph.outputs:
-                    b.env[o] = fx.call_function(operator.getitem, (out, i))
+        if n in skip:
+            b.env[n.outputs[0]] = b.get(skip[n])
+            continue
+        _lower_node(b, n, nd_gemms)
 
-    # outputs
-    outs = [b.env[v] for v in graph.outputs]
-    out_spec = graph.metadata.get("pytorch_out_spec")
-    in_spec = graph.metadata.get("pytorch_in_spec")
+    outs = [b.get(v) for v in graph.outputs]
+    for v in graph.outputs:  # a state's current value returned: keep it from the update below
+        if v.role == "state":
+            i = graph.outputs.index(v)
+            outs[i] = b.method("clone", (outs[i],))
+
+    # state: the buffers are updated in place, like the original module's
+    for sv in graph.state:
+        if sv.next is None or sv.next is sv.current or sv.name in b.updated_in_place:
+            continue
+        nxt = b.get(sv.next)
+        if sv.next.type.dtype is None or sv.next.type.dtype.is_floating_point:
+            nxt = b.method("detach", (nxt,))
+        b.impure.add(b.method("copy_", (b.get(sv.current), nxt)))
+
+    # mutated user inputs: copy the new values in, drop them from the outputs
+    mutations = md.get("pytorch_input_mutations") or []
+    if mutations:
+        by_name = {v.name: v for v in graph.inputs}
+        drop = set()
+        for m in mutations:
+            v = by_name.get(m["input"])
+            if v is None:
+                raise ConversionError(f"mutated input {m['input']!r} is not a graph input")
+            b.impure.add(b.method("copy_", (b.get(v), outs[m["output"]])))
+            drop.add(m["output"])
+        outs = [o for i, o in enumerate(outs) if i not in drop]
+
+    out_spec = md.get("pytorch_out_spec")
+    in_spec = md.get("pytorch_in_spec")
+    if out_spec:
+        for i in md.get("pytorch_scalar_outputs") or []:
+            if i < len(outs):
+                outs[i] = b.method("item", (outs[i],))
+        for i, val in md.get("pytorch_constant_outputs") or []:
+            outs.insert(i, val)
     if graph.output_names is not None and (output_dict or output_dict is None) and not out_spec:
         fx.output({k: o for k, o in zip(graph.output_names, outs)})
-    elif out_spec or in_spec:
-        fx.output(tuple(outs) if len(outs) != 1 or out_spec else outs[0])
+    elif output_dict:
+        fx.output({f"output_{i}": o for i, o in enumerate(outs)})
+    elif out_spec:
+        fx.output(tuple(outs))
     elif len(outs) == 1:
         fx.output(outs[0])
     else:
         fx.output(tuple(outs))
 
-    if out_spec or in_spec:
+    _eliminate_dead_code(b)
+    if (out_spec or in_spec) and not output_dict:
         _install_pytree_codegen(fx, in_names, in_spec, out_spec)
-    gm = torch.fx.GraphModule(root, fx, class_name=class_name)
-    for prefix in ("_defaults", "_constants"):  # GraphModule re-registers buffers as persistent
-        sub = getattr(gm, prefix, None)
-        if isinstance(sub, nn.Module):
-            sub._non_persistent_buffers_set.update(dict(sub.named_buffers(recurse=False)))
+    gm = TorchMDFGraphModule(b.root, fx, class_name=class_name)
+    # Take the root's hierarchy as it is: every parameter and buffer (used or not) in the
+    # original order, with non-persistent buffers kept non-persistent.
+    gm._modules = b.root._modules
+    gm._parameters = b.root._parameters
+    gm._buffers = b.root._buffers
+    gm._non_persistent_buffers_set = b.root._non_persistent_buffers_set
     gm.meta["torchmdf_graph_name"] = graph.name
+    gm.meta["torchmdf_input_defaults"] = dict(b.defaults)
     return gm
 
 
-def _scalar_ok(user: Node, index: int) -> bool:
-    """Can a 0-dim constant be inlined as a Python number at this use?"""
-    if user.op in _SCALAR_OK_ONNX:
-        return True
-    return False
+def _add_inputs(b: FxBuilder, input_defaults: bool) -> list[str]:
+    """Placeholders for the graph inputs, plus one (with its value as the default) for each
+    constant input ``torch.export`` specialized, in the original order where it is known."""
+    graph, fx = b.ir, b.fx
+    const_inputs: dict[str, str] = graph.metadata.get("pytorch_constant_inputs") or {}
+    order = graph.metadata.get("pytorch_user_input_order")
+    by_name = {v.name: v for v in graph.inputs}
+    if not order or set(order) != set(by_name) | set(const_inputs):
+        order = [v.name for v in graph.inputs] + [k for k in const_inputs if k not in by_name]
+    names: list[str] = []
+    used: set[str] = set()
+    for key in order:
+        v = by_name.get(key)
+        name = _attr_part(key)
+        if name in used or name in ("self",):
+            name = f"{name}_{len(used)}"
+        used.add(name)
+        if v is None:  # a constant leaf: accepted, its value was fixed at export
+            ph = fx.placeholder(name, default_value=_literal(const_inputs[key]))
+            names.append(ph.name)
+            continue
+        default = v.meta.get("default") if input_defaults else None
+        ph = fx.placeholder(name, default_value=None if default is not None else torch.fx.node.inspect.Signature.empty)
+        names.append(ph.name)
+        if default is not None:
+            target = f"_defaults.{name}"
+            mod, leaf = b.module_for(target)
+            mod.register_buffer(leaf, torch.as_tensor(default), persistent=False)
+            b.defaults[v.name] = target
+            b.env[v] = fx.call_function(_or_default, (ph, fx.get_attr(target)))
+        else:
+            b.env[v] = ph
+    return names
 
 
-_SCALAR_OK_ONNX = {"onnx::Add", "onnx::Sub", "onnx::Mul", "onnx::Pow"}
+def _literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return None
+
+
+def _eliminate_dead_code(b: FxBuilder) -> None:
+    """Drop FX nodes nobody reads (shape tensors whose values were resolved at build time,
+    unused get_attrs); updates and impure ops stay."""
+    for node in reversed(list(b.fx.nodes)):
+        if node.op in ("placeholder", "output") or node.users or node in b.impure:
+            continue
+        if node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload) \
+                and node.target._schema.is_mutable:
+            continue
+        b.fx.erase_node(node)
 
 
 def _is_flat_inputs(spec, n: int) -> bool:
@@ -420,32 +1331,95 @@ def _install_pytree_codegen(fx: torch.fx.Graph, in_names: list[str], in_spec: st
     out_node = next(n for n in reversed(fx.nodes) if n.op == "output")
     outs = out_node.args[0]
     if ospec is not None:
-        leaf = pytree.tree_flatten(0)[1]
-        flat_tuple = pytree.tree_flatten(tuple(range(ospec.num_leaves)))[1]
-        if ospec == leaf and len(outs) == 1:
+        if ospec.num_leaves != len(outs):
+            ospec = None
+        elif ospec == pytree.tree_flatten(0)[1]:
             out_node.args = (outs[0],)
             ospec = None
-        elif ospec == flat_tuple:
+        elif ospec == pytree.tree_flatten(tuple(range(ospec.num_leaves)))[1]:
             ospec = None
     if flat_in and ospec is None:
         return
     if ispec is None:
         ispec = pytree.tree_flatten((tuple(range(len(in_names))), {}))[1]
-    fx._codegen = _PyTreeCodeGen(_PyTreeInfo(in_names, ispec, ospec))
+    fx._codegen = _PyTreeCodeGen(_PyTreeInfo(_orig_arg_names(ispec, in_names), ispec, ospec))
 
 
-def _lower_node(b: FxBuilder, n: Node, args: list[Any]) -> Any:
+def _orig_arg_names(ispec: Any, leaf_names: list[str]) -> list[str]:
+    """The forward's own argument names for ``(args, kwargs)`` spec ``ispec``: a plain tensor
+    argument keeps its leaf's name, a structured one the common stem of its leaves' names
+    (``pair_0``, ``pair_1`` -> ``pair``), keyword arguments their keys."""
+    import os
+
+    if not (ispec.num_children == 2 and ispec.child(0).type is tuple and ispec.child(1).type is dict):
+        return list(leaf_names)
+    names: list[str] = []
+    k = 0
+    children = [ispec.child(0).child(i) for i in range(ispec.child(0).num_children)]
+    for i, ch in enumerate(children):
+        leaves = leaf_names[k:k + ch.num_leaves]
+        k += ch.num_leaves
+        if ch.is_leaf():
+            names.append(leaves[0])
+            continue
+        stem = os.path.commonprefix(leaves).rstrip("_0123456789") if leaves else ""
+        name = stem if stem.isidentifier() and stem not in leaf_names and stem not in names else f"arg{i}"
+        names.append(name)
+    names += [str(key) for key in ispec.child(1).context]
+    return names
+
+
+def _lower_node(b: FxBuilder, n: Node, nd_gemms: set[Node]) -> None:
+    sv = _eval_shape(b, n)
+    if sv is not None:
+        b.shapes[n.outputs[0]] = sv
+    a = _Args(b, n)
+    out = None
+    if n in nd_gemms:
+        c = n.inputs[2] if len(n.inputs) > 2 else None
+        out = b.call(F.linear, (a[0], a[1], a[2] if c is not None else None))
     rule = _FX_RULES.get(n.op)
-    if rule is not None:
-        out = rule(b, n, args)
-        if out is not None:
-            return out
+    if out is None and rule is not None:
+        out = rule(b, n, a)
     d = registry.get(n.op, n.location())
+    if out is None:
+        out = _generic(b, n, a, d)
+    if not d.pure and isinstance(out, torch.fx.Node):
+        b.impure.add(out)
+    if isinstance(out, (list, tuple)):
+        for o, x in zip(n.outputs, out):
+            if x is not None:
+                b.env[o] = x
+    elif len(n.outputs) == 1:
+        b.env[n.outputs[0]] = out
+    else:
+        for i, o in enumerate(n.outputs):
+            if o._uses or o in b.ir.outputs or any(sv.next is o for sv in b.ir.state):
+                b.env[o] = b.call(operator.getitem, (out, i))
+
+
+def _generic(b: FxBuilder, n: Node, a: _Args, d: Any) -> torch.fx.Node:
+    """ATen ops call their overload (factory ops on the module's device); others call the
+    op's ``fx_target`` or, last, its registry implementation."""
+    args = list(a)
     if n.op.startswith("aten::"):
         sig = registry.aten_signature(d.fx_target)
         cargs, ckw = sig.build_call(args, n.attrs)
+        if "device" in sig.arg_names:
+            k = sig.arg_names.index("device")
+            dev = b.device()
+            if k < len(cargs):
+                cargs[k] = dev if dev is not None else cargs[k]
+            elif dev is not None:
+                ckw["device"] = dev
         return b.call(d.fx_target, tuple(cargs), ckw)
+    if d.fx_target is not None:
+        if d.fx_args is not None:
+            fa, fk = d.fx_args(args, dict(n.attrs))
+            return b.call(d.fx_target, tuple(fa), dict(fk))
+        if not n.attrs:
+            return b.call(d.fx_target, tuple(args))
     return b.call(_named_target(d.impl), tuple(args), dict(n.attrs))
 
 
-__all__ = ["emit_fx", "fx_rule", "FxBuilder"]
+__all__ = ["emit_fx", "fx_rule", "FxBuilder", "TorchMDFGraphModule"]
