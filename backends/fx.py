@@ -1249,7 +1249,20 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
     gm._non_persistent_buffers_set = b.root._non_persistent_buffers_set
     gm.meta["torchmdf_graph_name"] = graph.name
     gm.meta["torchmdf_input_defaults"] = dict(b.defaults)
+    gm.meta["torchmdf_non_persistent"] = sorted(
+        f"{prefix}{'.' if prefix else ''}{leaf}" for prefix, mod in gm.named_modules()
+        for leaf in mod._non_persistent_buffers_set)
+    gm._deepcopy_hooks = [_restore_non_persistent]
     return gm
+
+
+def _restore_non_persistent(gm: torch.fx.GraphModule) -> None:
+    """GraphModule's deepcopy re-registers every buffer as persistent: put the flags back."""
+    for name in gm.meta.get("torchmdf_non_persistent", ()):
+        owner, _, leaf = name.rpartition(".")
+        mod = gm.get_submodule(owner) if owner else gm
+        if leaf in mod._buffers:
+            mod._non_persistent_buffers_set.add(leaf)
 
 
 def _add_inputs(b: FxBuilder, input_defaults: bool) -> list[str]:

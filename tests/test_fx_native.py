@@ -109,13 +109,7 @@ def test_generated_code_is_readable():
 # -- state_dict ------------------------------------------------------------------------------
 
 
-_NON_PERSISTENT = pytest.mark.xfail(
-    strict=True, reason="the export frontend does not record which buffers are non-persistent "
-    "(ExportGraphSignature InputSpec.persistent); the backend honours Value.meta['persistent']")
-
-
-@pytest.mark.parametrize("name", ["mlp", "cnn", "resnet18", pytest.param("bert", marks=_NON_PERSISTENT),
-                                  pytest.param("buffer_inplace", marks=_NON_PERSISTENT)])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "resnet18", "bert", "buffer_inplace"])
 def test_state_dict_names_match_the_original(name):
     model, _, gm = fresh(name)
     ref, got = model.state_dict(), gm.state_dict()

@@ -186,3 +186,22 @@ def test_random_dag_mutations_keep_invariants(g, data):
             assert torch.allclose(x, y)
     else:
         assert torch.allclose(before, after)
+
+
+def test_clone_keeps_input_meta_and_remaps_meta_values():
+    g = _chain(2)
+    g.inputs[0].meta["default"] = torch.ones(4)
+    g.meta["all_outputs"] = {"out": g.outputs[0]}
+    c = g.clone()
+    assert torch.equal(c.inputs[0].meta["default"], torch.ones(4))
+    assert c.meta["all_outputs"]["out"] is c.outputs[0]
+
+
+def test_compiling_an_mdf_lowered_graph_keeps_input_defaults():
+    import torchmdf
+    from torchmdf.examples import example_path
+
+    g = torchmdf.lower(str(example_path("abc.json")))
+    gm = torchmdf.compile(g, target="fx")  # compile clones the graph it is given
+    ref = torchmdf.compile(str(example_path("abc.json")), target="fx")
+    torch.testing.assert_close(gm()["C.out_port"], ref()["C.out_port"])

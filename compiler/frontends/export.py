@@ -282,11 +282,15 @@ class _Lowering:
                     continue
                 if target in mutated_buffers:
                     sv = g.add_state(target, tensor.detach().clone(), TensorType.of(tensor))
+                    if kind == InputKind.BUFFER and getattr(spec, "persistent", True) is False:
+                        sv.current.meta["persistent"] = False
                     state_of[target] = sv
                     env[node] = sv.current
                 else:
                     role = {InputKind.PARAMETER: "parameter", InputKind.BUFFER: "buffer"}.get(kind, "constant")
                     env[node] = g.add_parameter(target, tensor, role=role)
+                    if kind == InputKind.BUFFER and getattr(spec, "persistent", True) is False:
+                        env[node].meta["persistent"] = False  # not in the original's state_dict
             else:  # tokens, custom objects
                 self.report(f"unsupported exported input kind {kind.name} ({node.name})", None)
                 env[node] = None

@@ -10,8 +10,10 @@ def clone_graph(g: Graph) -> Graph:
     vmap: dict[Value, Value] = {}
     for v in g.inputs:
         vmap[v] = new.add_input(v.name, v.type)
+        vmap[v].meta = dict(v.meta)
     for sv in g.state:
         nsv = new.add_state(sv.name, sv.init, sv.current.type)
+        nsv.current.meta = dict(sv.current.meta)
         vmap[sv.current] = nsv.current
     for name, v in g.parameters.items():
         nv = new.add_parameter(name, v.tensor, role=v.role)
@@ -34,8 +36,19 @@ def clone_graph(g: Graph) -> Graph:
         nsv.init_value = vmap.get(sv.init_value) if sv.init_value is not None else None
     new.conditions = g.conditions
     new.metadata = dict(g.metadata)
-    new.meta = dict(g.meta)
+    new.meta = {k: _remap(x, vmap) for k, x in g.meta.items()}
     return new
+
+
+def _remap(x, vmap: dict):
+    """Analysis results may point at values (``meta["all_outputs"]``): point them at the copies."""
+    if isinstance(x, Value):
+        return vmap.get(x, x)
+    if isinstance(x, dict):
+        return {k: _remap(v, vmap) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_remap(v, vmap) for v in x]
+    return x
 
 
 __all__ = ["clone_graph", "StateVar"]
