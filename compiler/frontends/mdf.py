@@ -1,26 +1,91 @@
 """MDF frontend: a ``torchmdf.mdf.Model`` (or a file) -> IR, with modeci_mdf's semantics.
 
-One evaluation of an MDF graph is one pass over its nodes in dependency order.  For each
-node, as modeci_mdf's ``EvaluableNode`` does: input ports take the (weighted) value of their
-edges, or the graph input they stand for when no edge feeds them (default: the port's
-``default_value``, else zeros of its shape); functions run in order; parameters run in
-dependency order (constant, expression, ``function`` + ``args``, ``time_derivative``);
-output ports evaluate their expressions.  Expressions are parsed by the whitelisted parser of
-:mod:`torchmdf.mdf.expressions` and lowered into IR nodes; nothing is evaluated with ``eval``.
+What one evaluation means (modeci_mdf 0.4's ``EvaluableGraph.evaluate``, which this module
+reproduces and which ``tests/test_mdf_frontend.py`` checks against modeci_mdf itself):
 
-Stateful models lower to a graph with state: a parameter that refers to itself, has a
-``default_initial_value`` or a ``time_derivative`` is a state variable, and an edge that
-closes a cycle carries the sender's value from the previous evaluation.  ``first=True`` gives
-modeci_mdf's first ``evaluate()`` (initial values), ``first=False`` a later
-``evaluate(time_increment=dt)`` (forward Euler).
+**Scheduling.**  graph_scheduler orders the nodes: the *consideration queue* is the
+topological levels of the edges, leaving out every edge into an input port that has a
+``default_value`` (that is what lets a cycle run; a cycle without such a port is an error).
+Each evaluation is one ``Scheduler.run()``: passes over the queue until the
+``environment_state_update`` termination condition holds (default ``AllHaveRun()``); in each
+consideration set a node runs when its condition holds (default: ``Always`` without
+dependencies, ``EveryNCalls(dep, 1)`` with one, ``All`` of those with several), re-checking
+the set until nothing more is added; a pass where nothing runs counts as one empty
+consideration set.  Counters follow graph_scheduler: call counts per time scale (those at
+``environment_state_update`` and finer reset at each run, ``pass`` and finer at each pass),
+"useable" counts for ``EveryNCalls`` (reset at each run), the clock (passes and consideration
+sets in this run, in total, runs so far), and the last consideration set (``JustRan``, which
+crosses runs).  Supported: Always, Never, All/And, Any/Or, Not, NWhen, EveryNCalls,
+BeforeNCalls, AtNCalls, AfterCall, AfterNCalls, AfterNCallsCombined, JustRan, AllHaveRun,
+Before/At/After(N)Pass(es), EveryNPasses, the ConsiderationSetExecution,
+EnvironmentStateUpdate and EnvironmentSequence families (including the ``...Start`` forms) and
+Threshold; absolute-time conditions (TimeInterval, TimeTermination), WhenFinished* and
+While/WhileNot are refused with a located :class:`ConversionError`.  Differences, all where
+modeci_mdf is not deterministic or fails: nodes of one consideration set are considered and
+run in file order (graph_scheduler iterates a ``set``); edges into one port are applied in file
+order (modeci_mdf iterates a ``set`` of edges); ``JustRan`` before anything ran is false
+(graph_scheduler raises ``IndexError``).
+
+The schedule is data compiled into the lowering: the scheduler here is plain Python over node
+ids and counters.  Without ``Threshold`` it never looks at values, so the executions of an
+evaluation are known before lowering and become one IR graph, a node that runs several times
+being emitted once per execution (each execution sees the previous one's values).  A
+``Threshold`` makes the schedule depend on computed values: :func:`lower_mdf` refuses it,
+:mod:`torchmdf.backends.simulate` runs the scheduler between compiled per-node executions.
+
+**Edges.**  Just before a node runs, each edge into it whose sender has run at some point
+(this evaluation or an earlier one) delivers the sender's latest output times the edge's
+``weight`` (skipped when the weight is the number 1); the port's ``reduce`` combines several
+(``overwrite``: the last wins, ``add``, ``multiply``; modeci_mdf adds and multiplies in place,
+so with weight 1 it also changes the first sender's output array -- torchmdf does not).  A port
+nothing delivered to reads its ``default_value``, else zeros of its ``shape`` (float64; int64
+when the type says int; modeci_mdf uses an int 0 on a node's very first run, numerically the
+same).  A port that no edge feeds is a graph input defaulting to that value.  A self-edge
+delivers from the node's second run on.
+
+**A node's run.**  (1) input ports; (2) the *current* value of every parameter, in declaration
+order: the value from its previous run, else -- stateful (``default_initial_value``,
+``time_derivative`` or a value naming itself) -- the ``default_initial_value`` (seeing the
+inputs and the current values of earlier parameters) or 0.0, else its value expression with
+its own name bound to 0.0; (3) functions, ordered by the function ids they use, seeing inputs,
+current parameter values and earlier functions; (4) parameters in declaration order, each
+seeing the new values of earlier parameters and the current values of itself and later ones:
+``value`` > ``function`` + ``args`` > ``time_derivative`` (first evaluation: the initial
+value; later: forward Euler ``old + td * dt``) > the previous value; then ``conditions`` in
+order, ``where(test, value, v)``; (5) output ports.  Current values are lowered lazily, so
+those nobody reads cost nothing (modeci_mdf computes them all and fails where one cannot be
+computed; torchmdf only fails where one is read).
+
+ONNX functions take their inputs and attributes from ``args`` or, as modeci_mdf passes every
+node value to the op, from any input port, parameter or function of the same name;
+attributes must be constants and are cast to their schema type.  A Python number given to an
+ONNX op becomes a 1-element array (modeci_mdf's ``np.atleast_1d``; not in files torchmdf wrote,
+whose ONNX ops stand for IR ops on 0-d tensors).  modeci_mdf runs ONNX ops
+in float32; torchmdf keeps the inputs' dtype.  Expressions are parsed by the whitelisted
+parser of :mod:`torchmdf.mdf.expressions` and lowered into IR nodes; nothing from a file is
+ever evaluated with ``eval``.
+
+**State across evaluations.**  A graph lowered for a later evaluation (``first=False``) reads
+what earlier evaluations left -- parameter values, output ports, for the edges and ports of
+nodes that ran -- as IR state variables; ``g.meta["state_after"]`` maps the same keys to the
+values this evaluation leaves.  ``first=True`` is modeci_mdf's first ``evaluate()`` (time
+derivatives take their initial values, at every run of the node in that evaluation),
+``first=False`` its second, ``evaluate(time_increment=dt)``.
+
+**Several graphs.**  A model may hold several graphs: ``graph=`` picks one by id; without it
+the first graph is lowered (as modeci_mdf's ``execution_engine.main`` does) and
+``g.metadata["mdf_graph"]`` names it.  A graph nested inside a graph (modeci_mdf's PyTorch
+importer writes the body of an ``onnx::Loop`` that way) is refused with a located error.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
-from typing import Any
+from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 
 from torchmdf.errors import ConversionError, TorchMDFError, ValidationError
@@ -39,6 +104,13 @@ _CMP = {"==": "onnx::Equal", "!=": "aten::ne.Tensor", "<": "onnx::Less", "<=": "
         ">": "onnx::Greater", ">=": "onnx::GreaterOrEqual"}
 _STANDARD = {"linear", "logistic", "exponential", "sin", "cos", "tan", "sinh", "cosh", "tanh", "arcsin",
              "arccos", "arctan", "MatMul", "Relu"}
+_PYSCALAR_BIN = {"+", "-", "*", "/", "//", "%", "**"}  # Python arithmetic keeps Python numbers
+
+_QUOTED_LIST = re.compile(r"\[\s*'[^']*'(\s*,\s*'[^']*')*\s*\]")
+_QUOTED_ITEM = re.compile(r"'([^']*)'")
+
+#: Passes one evaluation may take before it is declared non-terminating.
+MAX_PASSES = 10_000
 
 
 def as_tensor(v: Any) -> torch.Tensor:
@@ -53,103 +125,228 @@ def as_tensor(v: Any) -> torch.Tensor:
     if isinstance(v, float):
         return torch.tensor(v, dtype=torch.float64)
     try:
-        t = torch.as_tensor(v)
+        t = torch.as_tensor(np.asarray(v) if isinstance(v, (list, tuple)) else v)
     except (TypeError, ValueError, RuntimeError) as e:
         raise ConversionError(f"value {v!r} is not a number or array") from e
     return t.double() if t.is_floating_point() else t
 
 
-class _NodeLowering:
-    """Lowers one MDF node; ``env`` maps the names visible in its expressions to IR values."""
+def _is_pyscalar(v: Any) -> bool:
+    return type(v) in (int, float)
 
-    def __init__(self, fl: _FrontendLowering, node: Any, where: str):
-        self.fl = fl
-        self.g = fl.g
+
+_PORT_TYPES = {"float32": torch.float32, "float": torch.float32, "float64": torch.float64,
+               "double": torch.float64, "int64": torch.int64, "int32": torch.int32, "bool": torch.bool,
+               "float16": torch.float16}
+
+
+def _port_default(p: Any) -> torch.Tensor:
+    """What a port nothing delivered to reads: ``default_value``, else zeros of its shape."""
+    if p.default_value is not None:
+        t = as_tensor(p.default_value)
+        dt = _PORT_TYPES.get(str(p.type)) if p.type else None
+        return t.to(dt) if dt is not None and t.dtype != dt else t
+    shape = tuple(p.shape) if p.shape else ()
+    dtype = torch.float32 if (p.type and "float32" in str(p.type)) else torch.float64
+    if p.type and "int" in str(p.type):
+        dtype = torch.int64
+    return torch.zeros(shape, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Names visible to an expression
+# ---------------------------------------------------------------------------------------------
+
+_NO_VALUE = None  # a name that has no value yet (a parameter modeci_mdf holds as None)
+
+
+class _Env:
+    """Names visible to an expression, resolved lazily: a name bound to a thunk is lowered
+    the first time an expression reads it, so values nobody reads emit no IR."""
+
+    __slots__ = ("vals", "thunks", "parent")
+
+    def __init__(self, parent: _Env | None = None):
+        self.vals: dict[str, Any] = {}
+        self.thunks: dict[str, Callable[[], Any]] = {}
+        self.parent = parent
+
+    def set(self, k: str, v: Any) -> None:
+        self.vals[k] = v
+        self.thunks.pop(k, None)
+
+    def lazy(self, k: str, fn: Callable[[], Any]) -> None:
+        self.thunks[k] = fn
+        self.vals.pop(k, None)
+
+    def child(self) -> _Env:
+        return _Env(self)
+
+    def __contains__(self, k: object) -> bool:
+        e: _Env | None = self
+        while e is not None:
+            if k in e.vals or k in e.thunks:
+                return True
+            e = e.parent
+        return False
+
+    def __getitem__(self, k: str) -> Any:
+        e: _Env | None = self
+        while e is not None:
+            if k in e.vals:
+                return e.vals[k]
+            fn = e.thunks.pop(k, None)
+            if fn is not None:
+                v = fn()
+                e.vals[k] = v
+                return v
+            e = e.parent
+        raise KeyError(k)
+
+    def names(self) -> list[str]:
+        out: set[str] = set()
+        e: _Env | None = self
+        while e is not None:
+            out |= set(e.vals) | set(e.thunks)
+            e = e.parent
+        return sorted(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Expressions and functions of one node run
+# ---------------------------------------------------------------------------------------------
+
+class _Lower:
+    """Lowers the expressions and functions of one node run into the segment's graph."""
+
+    def __init__(self, seg: _Segment, node: Any, where: str):
+        self.seg = seg
+        self.prog = seg.prog
+        self.g = seg.g
         self.node = node
         self.where = where
-        self.env: dict[str, Value] = {}
-        self.prov = Provenance(origin="mdf", mdf_path=where, file=fl.file)
+        self.prov = Provenance(origin="mdf", mdf_path=where, file=self.prog.file)
+
+    def loc(self, where: str) -> str:
+        return self.prog.loc(where)
 
     # -- values and expressions ---------------------------------------------------------------
     def const(self, v: Any, name: str = "const") -> Value:
+        """A literal; Python numbers are shared within a graph and remember they were Python
+        numbers (modeci_mdf hands those to ONNX ops as 1-element arrays)."""
+        if _is_pyscalar(v) or isinstance(v, bool):
+            key = (type(v), repr(v))  # repr: -0.0 is not 0.0
+            out = self.seg.consts.get(key)
+            if out is None:
+                out = self.g.add_constant(as_tensor(v), "const")
+                if _is_pyscalar(v):
+                    out.meta["pyscalar"] = True
+                self.seg.consts[key] = out
+            return out
         return self.g.add_constant(as_tensor(v), name)
 
     def op(self, op: str, inputs: list[Value | None], attrs: dict | None = None, n_out: int = 1,
            name: str = "", where: str | None = None) -> Value:
-        prov = self.prov if where is None else Provenance(origin="mdf", mdf_path=where, file=self.fl.file)
+        prov = self.prov if where is None else Provenance(origin="mdf", mdf_path=where, file=self.prog.file)
         node = self.g.create_node(op, inputs, attrs or {}, num_outputs=n_out, provenance=prov, name=name)
         return node.outputs[0]
 
-    def value(self, v: Any, where: str, env: dict[str, Value] | None = None, name: str = "") -> Value:
-        """Lower a parameter value / argument: number, array or expression string."""
+    def value(self, v: Any, where: str, env: _Env, name: str = "") -> Value:
+        """A parameter value / argument: number, array or expression string."""
         if isinstance(v, str):
-            from torchmdf.mdf.expressions import parse_expression
+            from torchmdf.mdf.expressions import parse_in_scope
 
-            scope = env if env is not None else self.env
-            if v in scope:  # a bare name, even one that is no identifier ("/A/Add"), as modeci_mdf
-                return scope[v]
-            expr = parse_expression(v, location=self.fl.loc(where))
-            return self.expr(expr, env if env is not None else self.env, where)
-        if isinstance(v, (int, float, bool, torch.Tensor, list)):
+            return self.expr(parse_in_scope(v, env, location=self.loc(where)), env, where)
+        if isinstance(v, (int, float, bool, torch.Tensor, np.ndarray, np.number, list)):
             return self.const(v, name or "const")
         raise ValidationError(f"a value must be a number, an array or an expression, not {type(v).__name__}",
-                              location=self.fl.loc(where))
+                              location=self.loc(where))
 
-    def expr(self, e: Any, env: dict[str, Value], where: str) -> Value:
+    def lookup(self, name: str, env: _Env, where: str) -> Any:
+        from torchmdf.mdf import expressions as E
+
+        if name in env:
+            v = env[name]
+            if v is _NO_VALUE:
+                raise ValidationError(f"{name!r} has no value here", location=self.loc(where),
+                                      hint="a parameter with only a function, conditions or a time "
+                                      "derivative has no value before its first evaluation")
+            return v
+        if name in E._CONSTANTS:
+            return self.const(float(E._CONSTANTS[name]))
+        raise ValidationError(f"unknown name {name!r} in expression", location=self.loc(where),
+                              hint=f"names in scope: {', '.join(env.names()) or '(none)'}")
+
+    def expr(self, e: Any, env: _Env, where: str) -> Any:
         from torchmdf.mdf import expressions as E
 
         op = self.op
         if isinstance(e, E.Num):
             return self.const(e.value)
         if isinstance(e, E.Name):
-            if e.id in env:
-                return env[e.id]
-            if e.id in E._CONSTANTS:
-                return self.const(float(E._CONSTANTS[e.id]))
-            raise ValidationError(f"unknown name {e.id!r} in expression",
-                                  location=self.fl.loc(where),
-                                  hint=f"names in scope: {', '.join(sorted(env)) or '(none)'}")
+            return self.lookup(e.id, env, where)
         if isinstance(e, E.BinOp):
-            return op(_BIN[e.op], [self.expr(e.left, env, where), self.expr(e.right, env, where)])
+            a, b = self._one(self.expr(e.left, env, where), where), self._one(self.expr(e.right, env, where), where)
+            x = a
+            if e.op == "/" and not self.prog.written_by_torchmdf and not any(
+                    v.tensor is not None and v.tensor.is_floating_point() for v in (a, b)):
+                # numpy divides ints into float64, torch into float32: make the dividend float64
+                # (a float32 array stays float32: a 0-d float64 does not promote it)
+                x = op("onnx::Mul", [a, self.g.add_constant(torch.tensor(1.0, dtype=torch.float64), "one")])
+            out = op(_BIN[e.op], [x, b])
+            if e.op in _PYSCALAR_BIN and a.meta.get("pyscalar") and b.meta.get("pyscalar"):
+                out.meta["pyscalar"] = True
+            return out
         if isinstance(e, E.UnaryOp):
-            x = self.expr(e.operand, env, where)
-            if e.op == "-":
-                return op("onnx::Neg", [x])
+            x = self._one(self.expr(e.operand, env, where), where)
             if e.op == "+":
                 return x
-            return op("aten::logical_not", [x])
+            out = op("onnx::Neg", [x]) if e.op == "-" else op("aten::logical_not", [x])
+            if e.op == "-" and x.meta.get("pyscalar"):
+                out.meta["pyscalar"] = True
+            return out
         if isinstance(e, E.Compare):
-            return op(_CMP[e.op], [self.expr(e.left, env, where), self.expr(e.right, env, where)])
+            return op(_CMP[e.op], [self._one(self.expr(e.left, env, where), where),
+                                   self._one(self.expr(e.right, env, where), where)])
         if isinstance(e, E.BoolOp):
-            vals = [self.expr(x, env, where) for x in e.values]
+            vals = [self._one(self.expr(x, env, where), where) for x in e.values]
             out = vals[0]
             for x in vals[1:]:
                 out = op("aten::logical_and" if e.op == "and" else "aten::logical_or", [out, x])
             return out
         if isinstance(e, E.IfExp):
-            return op("onnx::Where", [self.expr(e.test, env, where), self.expr(e.body, env, where),
-                                      self.expr(e.orelse, env, where)])
+            return op("onnx::Where", [self._one(self.expr(x, env, where), where)
+                                      for x in (e.test, e.body, e.orelse)])
         if isinstance(e, E.Call):
-            return self.call(e.func, [self.expr(a, env, where) for a in e.args], where)
+            return self.call(e.func, [self._one(self.expr(a, env, where), where) for a in e.args], where)
         if isinstance(e, E.Subscript):
             base = self.expr(e.value, env, where)
             if isinstance(base, list):  # one result of a multi-output op: "Split[1]"
                 if not (isinstance(e.index, E.Num) and isinstance(e.index.value, int)
                         and 0 <= e.index.value < len(base)):
                     raise ValidationError("a multi-output function is indexed by a constant position",
-                                          location=self.fl.loc(where))
+                                          location=self.loc(where))
                 return base[e.index.value]
             return self.subscript(base, e.index, env, where)
         if isinstance(e, E.List):
             if all(isinstance(x, E.Num) for x in e.elts):
                 return self.const([x.value for x in e.elts])
-            return op("aten::stack", [self.expr(x, env, where) for x in e.elts], {"dim": 0})
-        raise ValidationError(f"unsupported expression {e!r}", location=self.fl.loc(where))
+            return op("aten::stack", [self._one(self.expr(x, env, where), where) for x in e.elts], {"dim": 0})
+        raise ValidationError(f"unsupported expression {e!r}", location=self.loc(where))
+
+    def _one(self, v: Any, where: str) -> Value:
+        if isinstance(v, list):
+            raise ValidationError("a function with several results is used as one value; index it "
+                                  "(name[0])", location=self.loc(where))
+        return v
 
     def call(self, f: str, args: list[Value], where: str) -> Value:
         op = self.op
         if f in _STANDARD and f not in _UNARY_ONNX:
-            return op(f"mdf::{f}", args)
+            out = op(f"mdf::{f}", args)
+            if f == "linear" and all(a.meta.get("pyscalar") for a in args):
+                out.meta["pyscalar"] = True
+            return out
         if f in _UNARY_ONNX:
             return op(f"onnx::{_UNARY_ONNX[f]}", args)
         if f in _UNARY_ATEN:
@@ -181,9 +378,9 @@ class _NodeLowering:
             return op("onnx::Where", args)
         if f == "clip":
             return op("aten::clamp.Tensor", args)
-        raise ValidationError(f"function {f!r} is not supported in expressions", location=self.fl.loc(where))
+        raise ValidationError(f"function {f!r} is not supported in expressions", location=self.loc(where))
 
-    def subscript(self, x: Value, index: Any, env: dict[str, Value], where: str) -> Value:
+    def subscript(self, x: Value, index: Any, env: _Env, where: str) -> Value:
         from torchmdf.mdf import expressions as E
 
         items = index if isinstance(index, tuple) else (index,)
@@ -200,7 +397,7 @@ class _NodeLowering:
                                               self.const([axis]), self.const([1 if st is None else st])])
                 axis += 1
             else:
-                idx = self.expr(it, env, where)
+                idx = self._one(self.expr(it, env, where), where)
                 if idx.tensor is None or idx.tensor.dtype != torch.int64:
                     idx = self.op("onnx::Cast", [idx], {"to": 7})
                 out = self.op("onnx::Gather", [out, idx], {"axis": axis})
@@ -215,109 +412,167 @@ class _NodeLowering:
             return int(e.value)
         if isinstance(e, E.UnaryOp) and e.op == "-" and isinstance(e.operand, E.Num):
             return -int(e.operand.value)
-        raise ValidationError("slice bounds must be integer literals", location=self.fl.loc(where))
+        raise ValidationError("slice bounds must be integer literals", location=self.loc(where))
 
     # -- functions -----------------------------------------------------------------------------
-    def function(self, fname: str, args: dict[str, Any] | None, where: str, attr_params: dict[str, Any]) -> Value:
+    def function(self, fname: str, args: dict[str, Any] | None, where: str, env: _Env) -> Any:
         """``function`` + ``args`` of a parameter or function: a standard function, an ONNX or
-        ATen op (attributes from args or from the node's parameters, as modeci_mdf does), or
-        an expression over its args."""
+        ATen op, or (as modeci_mdf does for a name it does not know) an expression over the
+        args.  Each argument sees the node's values and the arguments before it."""
         args = dict(args or {})
-        scope = dict(self.env)
-        lowered: dict[str, Value] = {}
-
-        def arg(name: str) -> Value:
-            if name not in lowered:
-                lowered[name] = self.value(args[name], f"{where} > argument '{name}'", scope)
-                scope[name] = lowered[name]
-            return lowered[name]
-
+        scope = env.child()
+        for a, av in args.items():
+            prev = scope
+            scope = prev.child()
+            scope.lazy(a, lambda a=a, av=av, prev=prev: self.value(av, f"{where} > argument '{a}'", prev))
         d = registry.lookup(fname) if "::" in fname else registry.lookup(f"mdf::{fname}")
         if d is None and "::" in fname:
-            raise ValidationError(f"unknown function {fname!r}", location=self.fl.loc(where),
+            raise ValidationError(f"unknown function {fname!r}", location=self.loc(where),
                                   hint="functions are the MDF standard functions, onnx::<Op> or aten::<op>")
         if d is None:
-            # modeci_mdf treats an unknown function as an expression over its arguments
-            for a in args:
-                arg(a)
             return self.value(fname, where, scope)
         if d.domain == "mdf":
-            missing = [n for n in d.input_names if n not in args]
+            missing = [n for n in d.input_names if n not in scope]
             extra = [n for n in args if n not in d.input_names]
             if missing or extra:
                 raise ValidationError(f"function {fname!r} takes arguments {', '.join(d.input_names)}"
                                       + (f"; missing {', '.join(missing)}" if missing else "")
                                       + (f"; unknown {', '.join(extra)}" if extra else ""),
-                                      location=self.fl.loc(where))
-            return self.op(d.name, [arg(n) for n in d.input_names], name=self.node.id)
+                                      location=self.loc(where))
+            ins = [self._one(self.lookup(n, scope, where), where) for n in d.input_names]
+            out = self.op(d.name, ins, name=self.node.id)
+            if d.name == "mdf::linear" and all(x.meta.get("pyscalar") for x in ins):
+                out.meta["pyscalar"] = True
+            return out
         if d.domain == "onnx":
-            return self._onnx(d, args, arg, where, attr_params)
-        return self._aten(d, args, arg, where, attr_params)
+            return self._onnx(d, args, scope, env, where)
+        return self._aten(d, args, scope, env, where)
 
-    def _literal(self, v: Any) -> Any:
-        if isinstance(v, torch.Tensor):
-            return v.tolist()
-        return v
+    def _constant_attr(self, name: str, v: Any, where: str) -> Any:
+        if isinstance(v, Value):
+            if v.tensor is None:
+                raise ConversionError(f"attribute {name!r} must be a constant, but its value is computed",
+                                      location=self.loc(where))
+            return v.tensor.tolist()
+        return v.tolist() if isinstance(v, (torch.Tensor, np.ndarray)) else v
 
-    def _onnx(self, d, args, arg, where, attr_params) -> Value:
+    def _attr_from_node(self, a: str, env: _Env, where: str) -> tuple[bool, Any]:
+        """An attribute modeci_mdf takes from a node value of the same name: a parameter's
+        literal (a number, an array, a string attribute), else a constant value."""
+        p = self.prog.params_by_id(self.node).get(a)
+        if p is not None and p.value is not None and (not isinstance(p.value, str)
+                                                      or self.prog.is_literal_attr(self.node, p)):
+            return True, self._constant_attr(a, p.value, where)
+        if a in env:
+            v = env[a]
+            if v is not _NO_VALUE:
+                return True, self._constant_attr(a, v, where)
+        return False, None
+
+    def _onnx(self, d: Any, args: dict[str, Any], scope: _Env, env: _Env, where: str) -> Any:
         schema = d.onnx_schema()
-        attr_names = set(schema.attributes) if schema is not None else set()
-        inputs: list[Value | None] = []
+        attr_types = {k: a.type for k, a in schema.attributes.items()} if schema is not None else {}
+        string_types = _string_attr_types()
         names = list(d.input_names or ())
+        inputs: list[Value | None] = []
         if d.variadic and names and names[0] in args:
             v = args[names[0]]
             items = v if isinstance(v, list) and all(isinstance(x, str) for x in v) else None
             if isinstance(v, str) and _QUOTED_LIST.fullmatch(v):  # "['_122', '_123']" (modeci writes it)
                 items = _QUOTED_ITEM.findall(v)
             if items is not None:
-                inputs = [self.value(x, f"{where} > argument '{names[0]}'", self.env) for x in items]
+                inputs = [self._one(self.value(x, f"{where} > argument '{names[0]}'", env), where) for x in items]
             else:
-                inputs = [arg(names[0])]
+                inputs = [self._one(scope[names[0]], where)]
         else:
-            for n in names:
-                inputs.append(arg(n) if n in args else None)
+            for n in names:  # from args, or from a node value of that name (modeci_mdf passes them)
+                inputs.append(self._one(self.lookup(n, scope, where), where) if n in scope
+                              and scope[n] is not _NO_VALUE else None)
             while inputs and inputs[-1] is None:
                 inputs.pop()
+        inputs = [self._as_onnx_input(x) for x in inputs]
         attrs: dict[str, Any] = {}
-        for a in attr_names:
+        for a, typ in attr_types.items():
             if a in args:
-                attrs[a] = self._literal(args[a])
-            elif a in attr_params:
-                attrs[a] = self._literal(attr_params[a])
-        unknown = [a for a in args if a not in names and a not in attr_names]
+                raw = args[a]
+                if isinstance(raw, str) and not (typ in string_types and raw not in scope):
+                    raw = self.value(raw, f"{where} > argument '{a}'", env)
+                attrs[a] = self._constant_attr(a, raw, where)
+            else:
+                found, v = self._attr_from_node(a, env, where)
+                if found:
+                    attrs[a] = v
+            if a in attrs:
+                attrs[a] = _cast_attr(attrs[a], typ)
+        unknown = [a for a in args if a not in names and a not in attr_types]
         if unknown:
             raise ValidationError(f"{d.name} has no input or attribute {', '.join(map(repr, unknown))}",
-                                  location=self.fl.loc(where))
+                                  location=self.loc(where))
         n_out = d.outputs_for(attrs, len(inputs))
         outs = self.g.create_node(d.name, inputs, attrs, num_outputs=n_out, provenance=self.prov,
                                   name=self.node.id).outputs
         return outs[0] if n_out == 1 else list(outs)
 
-    def _aten(self, d, args, arg, where, attr_params) -> Value:
+    def _as_onnx_input(self, x: Value | None) -> Value | None:
+        """modeci_mdf's ``convert_type``: a Python number becomes ``np.atleast_1d``.  Not in
+        files torchmdf wrote: their ONNX ops stand for IR ops whose 0-d operands stay 0-d."""
+        if x is None or not x.meta.get("pyscalar") or self.prog.written_by_torchmdf:
+            return x
+        if x.tensor is not None:
+            return self.g.add_constant(x.tensor.reshape(1), "const")
+        return self.op("onnx::Unsqueeze", [x, self.const([0])])
+
+    def _aten(self, d: Any, args: dict[str, Any], scope: _Env, env: _Env, where: str) -> Any:
         sig = registry.aten_signature(d.fx_target)
         inputs: list[Value | None] = []
         attrs: dict[str, Any] = {}
         for name, kind in zip(sig.arg_names, sig.kinds):
-            src = args if name in args else attr_params if name in attr_params else None
-            if src is None:
-                if kind == "tensor?":
-                    inputs.append(None)
-                continue
             if kind in ("tensor", "tensor?"):
-                inputs.append(arg(name) if src is args else self.value(src[name], where, self.env))
+                if name in scope and scope[name] is not _NO_VALUE:
+                    inputs.append(self._one(self.lookup(name, scope, where), where))
+                elif kind == "tensor?":
+                    inputs.append(None)
             elif kind == "tensors":
-                v = src[name]
-                v = v.tolist() if isinstance(v, torch.Tensor) else v
-                inputs.extend(self.value(x, where, self.env) for x in (v if isinstance(v, list) else [v]))
+                if name in args:
+                    v = args[name]
+                    v = v.tolist() if isinstance(v, torch.Tensor) else v
+                    inputs.extend(self._one(self.value(x, where, env), where)
+                                  for x in (v if isinstance(v, list) else [v]))
+            elif name in args:
+                attrs[name] = _decode_attr(self._constant_attr(name, args[name], where))
             else:
-                attrs[name] = _decode_attr(self._literal(src[name]))
+                found, v = self._attr_from_node(name, env, where)
+                if found:
+                    attrs[name] = _decode_attr(v)
         outs = self.g.create_node(d.name, inputs, attrs, num_outputs=max(sig.num_returns, 1),
                                   provenance=self.prov, name=self.node.id).outputs
         return outs[0] if len(outs) == 1 else list(outs)
 
 
-_QUOTED_LIST = re.compile(r"\[\s*'[^']*'(\s*,\s*'[^']*')*\s*\]")
-_QUOTED_ITEM = re.compile(r"'([^']*)'")
+def _string_attr_types() -> set[Any]:
+    import onnx.defs
+
+    T = onnx.defs.OpSchema.AttrType
+    return {T.STRING, T.STRINGS}
+
+
+def _cast_attr(v: Any, typ: Any) -> Any:
+    """Attributes cast to their schema type, as modeci_mdf does (a failed cast keeps the value)."""
+    import onnx.defs
+
+    T = onnx.defs.OpSchema.AttrType
+    try:
+        if typ == T.INT:
+            return int(np.asarray(v).item()) if not isinstance(v, int) else v
+        if typ == T.FLOAT:
+            return float(np.asarray(v).item())
+        if typ == T.INTS:
+            return [int(x) for x in np.asarray(v).reshape(-1)]
+        if typ == T.FLOATS:
+            return [float(x) for x in np.asarray(v).reshape(-1)]
+    except (TypeError, ValueError):
+        return v
+    return v
 
 
 def _decode_attr(v: Any) -> Any:
@@ -333,270 +588,6 @@ def _decode_attr(v: Any) -> Any:
     return v
 
 
-class _FrontendLowering:
-    def __init__(self, model: Any, mgraph: Any, first: bool, dt: float | None):
-        self.model = model
-        self.mg = mgraph
-        self.file = os.path.basename(model.source) if getattr(model, "source", None) else None
-        self.first = first
-        self.dt = dt
-        self.g = Graph(mgraph.id)
-
-    def loc(self, where: str) -> str:
-        return f"file '{self.file}' > {where}" if self.file else where
-
-    def base(self) -> str:
-        return f"model '{self.model.id}' > graph '{self.mg.id}'"
-
-    def run(self) -> Graph:
-        from torchmdf.mdf.model import Graph as MGraph
-
-        mg, g = self.mg, self.g
-        nodes = [n for n in mg.nodes if not isinstance(n, MGraph)]
-        nested = [n for n in mg.nodes if isinstance(n, MGraph)]
-        if nested:
-            raise ConversionError(f"nested graph '{nested[0].id}' is not supported yet",
-                                  location=self.loc(f"{self.base()} > graph '{nested[0].id}'"))
-        by_id = {n.id: n for n in nodes}
-        for e in mg.edges:
-            for end, port, kind in ((e.sender, e.sender_port, "output"), (e.receiver, e.receiver_port, "input")):
-                n = by_id.get(end)
-                ports = None if n is None else (n.output_ports if kind == "output" else n.input_ports)
-                if n is None or not any(p.id == port for p in ports):
-                    raise ValidationError(f"edge refers to unknown {kind} port '{end}.{port}'",
-                                          location=self.loc(f"{self.base()} > edge '{e.id}'"))
-        order, back_edges = _order_nodes(nodes, mg.edges)
-        if self.mg.conditions is not None and _has_real_conditions(self.mg.conditions):
-            g.conditions = self.mg.conditions
-        # graph inputs: free input ports, in file order
-        fed = {(e.receiver, e.receiver_port) for e in mg.edges}
-        free: dict[tuple[str, str], Value] = {}
-        port_ids = [p.id for n in nodes for p in n.input_ports if (n.id, p.id) not in fed]
-        for n in nodes:
-            for p in n.input_ports:
-                if (n.id, p.id) in fed:
-                    continue
-                name = p.id if port_ids.count(p.id) == 1 else f"{n.id}_{p.id}"
-                default = _port_default(p)
-                v = g.add_input(name, TensorType(default.dtype, tuple(default.shape)))
-                v.meta["default"] = default
-                v.meta["mdf_port"] = f"{n.id}.{p.id}"
-                free[(n.id, p.id)] = v
-        outputs: dict[tuple[str, str], Value] = {}
-        incoming: dict[str, list[Any]] = {n.id: [] for n in nodes}
-        for e in mg.edges:
-            incoming[e.receiver].append(e)
-        back_states: dict[str, Any] = {}
-        back_ids = {e.id for e in back_edges}
-        for e in back_edges if not self.first else []:  # value from the previous evaluation
-            rn = by_id[e.receiver]
-            port = next(p for p in rn.input_ports if p.id == e.receiver_port)
-            sv = g.add_state(f"{e.sender}.{e.sender_port}", _port_default(port))
-            back_states[e.id] = sv
-        for n in order:
-            where = f"{self.base()} > node '{n.id}'"
-            nl = _NodeLowering(self, n, where)
-            for p in n.input_ports:
-                if (n.id, p.id) in free:
-                    nl.env[p.id] = free[(n.id, p.id)]
-                    continue
-                val = None
-                for e in incoming[n.id]:
-                    if e.receiver_port != p.id:
-                        continue
-                    if e.id in back_ids:  # sender runs later: its previous value (first: the default)
-                        src = back_states[e.id].current if not self.first else g.add_constant(_port_default(p), "default")
-                    else:
-                        src = outputs[(e.sender, e.sender_port)]
-                    w = (e.parameters or {}).get("weight", 1) if e.parameters else 1
-                    ew = f"{self.base()} > edge '{e.id}'"
-                    if not (isinstance(w, (int, float)) and not isinstance(w, bool) and w == 1):
-                        wv = nl.value(w, ew + " > parameter 'weight'")
-                        src = nl.op("onnx::Mul", [wv, src], where=ew)
-                    if val is None or (p.reduce or "overwrite") == "overwrite":
-                        val = src
-                    elif p.reduce == "add":
-                        val = nl.op("onnx::Add", [val, src])
-                    elif p.reduce == "multiply":
-                        val = nl.op("onnx::Mul", [val, src])
-                nl.env[p.id] = val
-            self.lower_node_body(nl, n, where)
-            for op_ in n.output_ports:
-                ow = f"{where} > output port '{op_.id}'"
-                if op_.value is None:
-                    raise ValidationError("output port has no value", location=self.loc(ow))
-                v = nl.value(op_.value, ow)
-                outputs[(n.id, op_.id)] = v
-        for e, sv in [(e, back_states[e.id]) for e in back_edges if e.id in back_states]:
-            sv.next = outputs[(e.sender, e.sender_port)]
-        # values the next evaluation starts from (simulate reads them after the first one)
-        g.meta.setdefault("state_after", {}).update(
-            {f"{e.sender}.{e.sender_port}": outputs[(e.sender, e.sender_port)] for e in back_edges})
-        sent = {(e.sender, e.sender_port) for e in mg.edges}
-        names, outs = [], []
-        for n in nodes:
-            for op_ in n.output_ports:
-                if (n.id, op_.id) not in sent:
-                    names.append(f"{n.id}.{op_.id}")
-                    outs.append(outputs[(n.id, op_.id)])
-        g.outputs = outs
-        g.output_names = names
-        g.meta["all_outputs"] = {f"{a}.{b}": v for (a, b), v in outputs.items()}
-        g.metadata["mdf_source"] = True
-        g.metadata["mdf_model"] = self.model.id
-        for md in (self.model.metadata, self.mg.metadata):
-            if md and isinstance(md.get("torchmdf"), dict):
-                for k, v in md["torchmdf"].items():
-                    g.metadata[k] = v
-        keep = g.metadata.get("output_ports")  # written by torchmdf: the outputs, in order
-        if isinstance(keep, list) and all(k in g.meta["all_outputs"] for k in keep):
-            g.outputs = [g.meta["all_outputs"][k] for k in keep]
-            names = g.metadata.get("output_names")
-            g.output_names = list(names) if isinstance(names, list) and len(names) == len(keep) else list(keep)
-        g.verify()
-        return g
-
-    def named_parameter(self, name: str, value: Any, role: str) -> Value:
-        """A weight written by torchmdf keeps its PyTorch name; shared weights are one value."""
-        named = self.g.meta.setdefault("_named", {})
-        if name not in named:
-            role = role if role in ("parameter", "buffer") else "constant"
-            named[name] = self.g.add_parameter(name, as_tensor(value) if not isinstance(value, torch.Tensor)
-                                               else value, role=role)
-        return named[name]
-
-    def lower_node_body(self, nl: _NodeLowering, n: Any, where: str) -> None:
-        g = self.g
-        params = list(n.parameters)
-        attr_param_ids = _attribute_parameter_ids(n)
-        attr_params = {p.id: p.value for p in params if p.value is not None and not isinstance(p.value, str)}
-        attr_params.update({p.id: p.value for p in params if p.id in attr_param_ids and p.value is not None})
-        states: dict[str, Any] = {}
-        # phase 1: current values of stateful parameters (previous evaluation / initial value)
-        for p in params:
-            if p.is_stateful():
-                pw = f"{where} > parameter '{p.id}'"
-                init = p.default_initial_value
-                init_v = nl.value(init, pw + " > default_initial_value") if init is not None \
-                    else nl.const(0.0)
-                if self.first:
-                    nl.env[p.id] = init_v
-                else:
-                    t = init_v.tensor if init_v.tensor is not None else None
-                    sv = g.add_state(f"{n.id}.{p.id}", t, init_v.type)
-                    if t is None:
-                        sv.init_value = init_v
-                    states[p.id] = sv
-                    nl.env[p.id] = sv.current
-        for f in n.functions:
-            fw = f"{where} > function '{f.id}'"
-            if f.function is not None:
-                nl.env[f.id] = nl.function(f.function, f.args, fw, attr_params)
-            else:  # a value expression over its own args
-                scope = dict(nl.env)
-                for a, av in (f.args or {}).items():
-                    scope[a] = nl.value(av, f"{fw} > argument '{a}'", scope)
-                nl.env[f.id] = nl.value(f.value, fw, scope)
-        # phase 2: parameters in dependency order
-        for p in _param_order(params, set(nl.env), self.loc(where)):
-            pw = f"{where} > parameter '{p.id}'"
-            if p.id in attr_param_ids and isinstance(p.value, str):
-                continue  # a string ONNX attribute (auto_pad="SAME_UPPER"): not an expression
-            tm = (p.metadata or {}).get("torchmdf") if isinstance(p.metadata, dict) else None
-            tm = tm if isinstance(tm, dict) else {}
-            if p.value is not None and not isinstance(p.value, str) and (tm.get("name") or tm.get("dtype")):
-                t = _with_dtype(as_tensor(p.value), tm.get("dtype"), self.loc(pw))
-                v = self.named_parameter(tm["name"], t, tm.get("role", "parameter")) if tm.get("name") \
-                    else nl.const(t, p.id)
-            elif p.value is not None:
-                v = nl.value(p.value, pw, name=p.id)
-            elif p.function is not None:
-                v = nl.function(p.function, p.args, pw, attr_params)
-            elif p.time_derivative is not None:
-                if self.first:
-                    v = nl.env[p.id]
-                else:
-                    td = nl.value(p.time_derivative, pw + " > time_derivative")
-                    step = nl.op("onnx::Mul", [td, nl.const(float(self.dt))])
-                    v = nl.op("onnx::Add", [nl.env[p.id], step])
-            elif p.default_initial_value is not None:
-                v = nl.env[p.id]
-            else:
-                raise ValidationError("parameter has no value, function or time derivative",
-                                      location=self.loc(pw))
-            for c in p.conditions or []:
-                cw = f"{pw} > condition '{c.id}'"
-                test = nl.value(c.test, cw + " > test")
-                val = nl.value(c.value, cw + " > value")
-                v = nl.op("onnx::Where", [test, val, v])
-            nl.env[p.id] = v
-            if p.id in states:
-                states[p.id].next = v
-            if p.is_stateful():
-                g.meta.setdefault("state_after", {})[f"{n.id}.{p.id}"] = v
-
-
-def _attribute_parameter_ids(n: Any) -> set[str]:
-    """Parameters a node's ONNX functions read as attributes (modeci_mdf passes all of a
-    node's parameters to an ONNX op, which picks its attributes by name)."""
-    out: set[str] = set()
-    fns = [p.function for p in n.parameters if p.function] + [f.function for f in n.functions if f.function]
-    for fn in fns:
-        if isinstance(fn, str) and fn.startswith("onnx::"):
-            d = registry.lookup(fn)
-            s = d.onnx_schema() if d is not None else None
-            if s is not None:
-                out |= set(s.attributes)
-        elif isinstance(fn, str) and fn.startswith("aten::"):
-            d = registry.lookup(fn)
-            if d is not None:
-                sig = registry.aten_signature(d.fx_target)
-                out |= {a for a, k in zip(sig.arg_names, sig.kinds) if k == "attr"}
-    return out
-
-
-def _param_order(params: list[Any], known: set[str], where: str) -> list[Any]:
-    """modeci_mdf's order: a parameter is placed once every name it needs is known (itself
-    included for stateful ones); otherwise it goes to the back of the queue."""
-    from torchmdf.mdf.expressions import free_names, parse_expression
-
-    def needs(p) -> set[str]:
-        req: set[str] = set()
-        exprs = []
-        if isinstance(p.value, str):
-            exprs.append(p.value)
-        for a in (p.args or {}).values():
-            if isinstance(a, str):
-                exprs.append(a)
-        for x in exprs:
-            try:
-                req |= set(free_names(parse_expression(x)))
-            except TorchMDFError:
-                pass
-        return req - set(p.args or {})
-
-    known = set(known)
-    all_ids = {p.id for p in params}
-    queue = list(params)
-    out = []
-    stall = 0
-    while queue:
-        p = queue.pop(0)
-        req = {r for r in needs(p) if r in all_ids or r not in known}
-        if all(r in known or r == p.id or (r not in all_ids) for r in req):
-            out.append(p)
-            known.add(p.id)
-            stall = 0
-        else:
-            queue.append(p)
-            stall += 1
-            if stall > len(queue):
-                missing = sorted(r for q in queue for r in needs(q) if r not in known and r in all_ids)
-                raise ValidationError(f"parameters depend on each other in a cycle ({', '.join(missing)})",
-                                      location=where)
-    return out
-
-
 def _with_dtype(t: torch.Tensor, name: str | None, where: str) -> torch.Tensor:
     if not name:
         return t
@@ -606,70 +597,959 @@ def _with_dtype(t: torch.Tensor, name: str | None, where: str) -> torch.Tensor:
     return t.to(dt)
 
 
-_PORT_TYPES = {"float32": torch.float32, "float": torch.float32, "float64": torch.float64,
-               "double": torch.float64, "int64": torch.int64, "int32": torch.int32, "bool": torch.bool,
-               "float16": torch.float16}
+# ---------------------------------------------------------------------------------------------
+# Scheduling (graph_scheduler semantics, over node ids and counters)
+# ---------------------------------------------------------------------------------------------
+
+CSE, PASS, ESU, ES, LIFE = range(5)
+_TIME_SCALES = {"CONSIDERATION_SET_EXECUTION": CSE, "PASS": PASS, "ENVIRONMENT_STATE_UPDATE": ESU,
+                "ENVIRONMENT_SEQUENCE": ES, "LIFE": LIFE}
+_COMPARATORS = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}
 
 
-def _port_default(p: Any) -> torch.Tensor:
-    if p.default_value is not None:
-        t = as_tensor(p.default_value)
-        dt = _PORT_TYPES.get(str(p.type)) if p.type else None
-        return t.to(dt) if dt is not None and t.dtype != dt else t
-    shape = tuple(p.shape) if p.shape else ()
-    dtype = torch.float32 if (p.type and "float32" in str(p.type)) else torch.float64
-    if p.type and "int" in str(p.type):
-        dtype = torch.int64
-    return torch.zeros(shape, dtype=dtype)
+def _time_scale(v: Any) -> int | None:
+    """``"TimeScale.PASS"``, ``"PASS"``, ``"pass"`` -> the scale, or None."""
+    if not isinstance(v, str):
+        return None
+    m = re.fullmatch(r"(?:TimeScale)?\.?(\w+)", v.strip())
+    return _TIME_SCALES.get(m.group(1).upper()) if m else None
 
 
-def _has_real_conditions(cs: Any) -> bool:
-    ns = getattr(cs, "node_specific", None) or {}
-    term = getattr(cs, "termination", None) or {}
-    return any(getattr(c, "type", "Always") != "Always" for c in ns.values()) or bool(term)
+class _Cond:
+    """A compiled condition: ``ok(scheduler)``; ``history``: it reads counters that survive a
+    run; ``dynamic``: it reads computed values (Threshold)."""
+
+    __slots__ = ("ok", "history", "justran", "dynamic", "where")
+
+    def __init__(self, ok: Callable[[Scheduler], bool], where: str, *, history: bool = False,
+                 justran: bool = False, dynamic: bool = False, parts: tuple[_Cond, ...] = ()):
+        self.ok = ok
+        self.where = where
+        self.history = history or any(p.history for p in parts)
+        self.justran = justran or any(p.justran for p in parts)
+        self.dynamic = dynamic or any(p.dynamic for p in parts)
 
 
-def _order_nodes(nodes: list[Any], edges: list[Any]) -> tuple[list[Any], list[Any]]:
-    """Dependency order (file order among ready nodes) and the edges that close cycles."""
-    ids = [n.id for n in nodes]
-    pos = {i: k for k, i in enumerate(ids)}
-    deps: dict[str, set[str]] = {i: set() for i in ids}
-    for e in edges:
-        if e.sender != e.receiver:
-            deps[e.receiver].add(e.sender)
-    done: set[str] = set()
-    order: list[str] = []
-    remaining = list(ids)
-    while remaining:
-        ready = [i for i in remaining if deps[i] <= done]
-        if not ready:  # a cycle: run the earliest node first, its inputs come from the past
-            ready = [remaining[0]]
-        nxt = min(ready, key=pos.__getitem__)
-        order.append(nxt)
-        done.add(nxt)
-        remaining.remove(nxt)
-    rank = {i: k for k, i in enumerate(order)}
-    back = [e for e in edges if rank[e.sender] >= rank[e.receiver]]
-    by_id = {n.id: n for n in nodes}
-    return [by_id[i] for i in order], back
+class Scheduler:
+    """graph_scheduler's ``Scheduler.run`` over node ids: each :meth:`run` is one evaluation
+    and yields its consideration set executions (lists of node ids, in run order).
+
+    ``value_of(node, name)`` answers Threshold conditions (None: refuse them)."""
+
+    def __init__(self, nodes: list[str], queue: list[list[str]], conds: dict[str, _Cond],
+                 term_esu: _Cond, term_es: _Cond, where: str):
+        self.nodes = nodes
+        self.queue = queue
+        self.conds = conds
+        self.term_esu = term_esu
+        self.term_es = term_es
+        self.where = where
+        self.counts = [{n: 0 for n in nodes} for _ in range(5)]
+        self.useable = {n: {m: 0 for m in nodes} for n in nodes}
+        self.last: list[str] | None = None  # the last consideration set execution, for JustRan
+        self.pass_run = self.pass_total = 0
+        self.cse_pass = self.cse_run = self.cse_total = 0
+        self.runs = 0
+        self.value_of: Callable[[str, str], Any] | None = None
+        allc = [*conds.values(), term_esu, term_es]
+        self.history = any(c.history for c in allc)
+        self.justran = any(c.justran for c in allc)
+        self.dynamic = any(c.dynamic for c in allc)
+
+    def relative(self, query: int, base: int, where: str) -> int:
+        """``Clock.get_total_times_relative(query, base)`` for the current time."""
+        if query == PASS and base == ESU:
+            return self.pass_run
+        if query == PASS and base in (ES, LIFE):
+            return self.pass_total
+        if query == CSE and base == PASS:
+            return self.cse_pass
+        if query == CSE and base == ESU:
+            return self.cse_run
+        if query == CSE and base in (ES, LIFE):
+            return self.cse_total
+        if query == ESU and base in (ES, LIFE):
+            return self.runs
+        if query == ES and base == LIFE:
+            return 0
+        raise ConversionError("this condition counts a time scale relative to one that is not coarser",
+                              location=where)
+
+    def _terminated(self) -> bool:
+        return self.term_esu.ok(self) or self.term_es.ok(self)
+
+    def run(self, value_of: Callable[[str, str], Any] | None = None) -> Iterator[list[str]]:
+        """One evaluation; a generator, so that a Threshold sees the values of the executions
+        yielded before it is checked."""
+        self.value_of = value_of
+        for row in self.useable.values():
+            for m in row:
+                row[m] = 0
+        for ts in (CSE, PASS, ESU):
+            self.counts[ts] = dict.fromkeys(self.nodes, 0)
+        self.pass_run = self.cse_run = 0
+        while not self._terminated():
+            for ts in (CSE, PASS):
+                self.counts[ts] = dict.fromkeys(self.nodes, 0)
+            self.cse_pass = 0
+            changed = False
+            for cs in self.queue:
+                if self._terminated():
+                    break
+                ex: list[str] = []
+                added = True
+                while added:
+                    added = False
+                    for node in cs:
+                        if node not in ex and self.conds[node].ok(self):
+                            ex.append(node)
+                            added = changed = True
+                            for ts in range(5):
+                                self.counts[ts][node] += 1
+                            for row in self.useable.values():
+                                row[node] = 0
+                            for m in self.useable[node]:
+                                self.useable[node][m] += 1
+                if ex:
+                    self.last = ex
+                    yield ex
+                    self._tick_cse()
+            if not changed:
+                self.last = []
+                self._tick_cse()
+            self.pass_run += 1
+            self.pass_total += 1
+            if self.pass_run > MAX_PASSES:
+                raise ConversionError(f"an evaluation did not terminate after {MAX_PASSES} passes",
+                                      location=self.where,
+                                      hint="check the environment_state_update termination condition "
+                                      "(default AllHaveRun: every node must be able to run)")
+        self.runs += 1
+
+    def _tick_cse(self) -> None:
+        self.cse_pass += 1
+        self.cse_run += 1
+        self.cse_total += 1
 
 
-def lower_mdf(model: Any, *, graph: str | None = None, first: bool = True, dt: float | None = None) -> Graph:
-    """Lower an MDF model (object or file path) into the IR.  ``graph`` picks a graph by id
-    (default: the first)."""
+# ---------------------------------------------------------------------------------------------
+# One graph of a model
+# ---------------------------------------------------------------------------------------------
+
+Key = tuple  # ("param" | "port" | "func", node id, id): a value that lives between node runs
+
+
+class _Segment:
+    """The IR graph being built for a sequence of node runs: what they write, and the state
+    variables for what they read from runs before it."""
+
+    def __init__(self, prog: MDFProgram, first: bool, dt: float | None, ran_before: frozenset[str]):
+        self.prog = prog
+        self.g = Graph(prog.mg.id)
+        self.first = first
+        self.dt = dt  # None: modeci_mdf's evaluate() without time_increment
+        self.ran_before = ran_before
+        self.ran = set(ran_before)
+        self.values: dict[Key, Value] = {}
+        self.states: dict[Key, Any] = {}
+        self.consts: dict[tuple, Value] = {}
+        self.named: dict[str, Value] = {}
+        self.free: dict[tuple[str, str], Value] = {}
+        self.executions: list[str] = []
+
+    def read(self, key: Key) -> Value | None:
+        """The latest value of ``key``: written here, else left by an earlier run (a state
+        variable), else None."""
+        v = self.values.get(key)
+        if v is not None:
+            return v
+        sv = self.states.get(key)
+        if sv is None:
+            if key[1] not in self.ran_before or not self.prog.persists(key):
+                return None
+            sv = self.g.add_state(f"{key[1]}.{key[2]}", None)
+            self.states[key] = sv
+        return sv.current
+
+    def write(self, key: Key, v: Value) -> None:
+        self.values[key] = v
+
+
+class MDFProgram:
+    """One graph of an MDF model, checked and ready to lower: node order and scheduler
+    conditions are parsed once; :meth:`segment` lowers a sequence of node runs."""
+
+    def __init__(self, model: Any, mg: Any):
+        from torchmdf.mdf.model import Graph as MGraph
+
+        self.model = model
+        self.mg = mg
+        src = getattr(model, "source", None)
+        self.file = os.path.basename(src) if src else None
+        nested = [n for n in mg.nodes if isinstance(n, MGraph)]
+        if nested:
+            ng = nested[0]
+            users = sorted({e.receiver for e in mg.edges if mg.get_endpoint(e.receiver) is ng}
+                           | {e.sender for e in mg.edges if mg.get_endpoint(e.sender) is ng})
+            what = f" (the body of {', '.join(map(repr, users))})" if users else ""
+            raise ConversionError(f"nested graph '{ng.id}'{what} cannot be lowered: torchmdf lowers "
+                                  "graphs of nodes only",
+                                  location=self.loc(f"{self.base()} > graph '{ng.id}'"),
+                                  hint="modeci_mdf's PyTorch importer writes the body of an onnx::Loop "
+                                  "as a nested graph; neither modeci_mdf nor torchmdf can evaluate it")
+        md = getattr(model, "metadata", None)
+        self.written_by_torchmdf = isinstance(md, dict) and isinstance(md.get("torchmdf"), dict)
+        self.nodes = list(mg.nodes)
+        self.by_id = {n.id: n for n in self.nodes}
+        self.ids = [n.id for n in self.nodes]
+        self.incoming: dict[str, dict[str, list[Any]]] = {n.id: {p.id: [] for p in n.input_ports}
+                                                          for n in self.nodes}
+        for e in mg.edges:
+            ew = f"{self.base()} > edge '{e.id}'"
+            for end, port, kind in ((e.sender, e.sender_port, "output"), (e.receiver, e.receiver_port, "input")):
+                n = self.by_id.get(end)
+                ports = None if n is None else (n.output_ports if kind == "output" else n.input_ports)
+                if n is None or not any(p.id == port for p in ports):
+                    raise ValidationError(f"edge refers to unknown {kind} port '{end}.{port}'",
+                                          location=self.loc(ew))
+            self.incoming[e.receiver][e.receiver_port].append(e)
+        fed = {(e.receiver, e.receiver_port) for e in mg.edges}
+        self.free_ports = [(n, p) for n in self.nodes for p in n.input_ports if (n.id, p.id) not in fed]
+        self.senders = {n.id: {e.sender for es in self.incoming[n.id].values() for e in es} for n in self.nodes}
+        # graph_scheduler's dependencies: every edge but those into ports with a default_value
+        self.deps: dict[str, list[str]] = {i: [] for i in self.ids}
+        for e in mg.edges:
+            port = next(p for p in self.by_id[e.receiver].input_ports if p.id == e.receiver_port)
+            if port.default_value is None and e.sender not in self.deps[e.receiver]:
+                self.deps[e.receiver].append(e.sender)
+        self.queue = self._consideration_queue()
+        self._persist: dict[Key, bool] = {}
+        self._params: dict[str, dict[str, Any]] = {}
+        self._strattrs: dict[str, frozenset[str]] = {}
+        self._forder: dict[str, list[Any]] = {}
+        self._conds = self._parse_conditions()
+
+    # -- locations ------------------------------------------------------------------------------
+    def loc(self, where: str) -> str:
+        return f"file '{self.file}' > {where}" if self.file else where
+
+    def base(self) -> str:
+        return f"model '{self.model.id}' > graph '{self.mg.id}'"
+
+    def node_where(self, n: Any) -> str:
+        return f"{self.base()} > node '{n.id}'"
+
+    # -- per-node facts ---------------------------------------------------------------------------
+    def params_by_id(self, n: Any) -> dict[str, Any]:
+        d = self._params.get(n.id)
+        if d is None:
+            d = self._params[n.id] = {p.id: p for p in n.parameters}
+        return d
+
+    def string_attrs(self, n: Any) -> frozenset[str]:
+        """Parameter ids that hold a literal string ONNX attribute (``auto_pad``), not an
+        expression."""
+        s = self._strattrs.get(n.id)
+        if s is None:
+            from torchmdf.mdf.validate import string_attribute_names
+
+            s = self._strattrs[n.id] = string_attribute_names(n)
+        return s
+
+    def is_literal_attr(self, n: Any, p: Any) -> bool:
+        return isinstance(p.value, str) and p.id in self.string_attrs(n) and \
+            p.value not in {q.id for q in n.parameters} | {q.id for q in n.input_ports} | \
+            {f.id for f in n.functions}
+
+    def persists(self, key: Key) -> bool:
+        """Does a run leave a value for ``key`` that the next run reads?  Output ports and
+        functions always; a parameter when modeci_mdf stores its evaluation (it has a value,
+        a function, a time derivative or conditions)."""
+        got = self._persist.get(key)
+        if got is None:
+            kind, nid, pid = key
+            if kind != "param":
+                got = True
+            else:
+                n = self.by_id[nid]
+                p = self.params_by_id(n)[pid]
+                got = (p.value is not None or p.function is not None or p.time_derivative is not None
+                       or bool(p.conditions)) and not self.is_literal_attr(n, p)
+            self._persist[key] = got
+        return got
+
+    def function_order(self, n: Any) -> list[Any]:
+        """modeci_mdf's order of a node's functions: one runs once the functions it names have."""
+        got = self._forder.get(n.id)
+        if got is not None:
+            return got
+        from torchmdf.mdf.expressions import free_names, parse_expression
+
+        fids = {f.id for f in n.functions}
+        needs: dict[str, set[str]] = {}
+        for f in n.functions:
+            req: set[str] = set()
+            own = set(f.args or {})
+            for x in [f.value, *(f.args or {}).values()]:
+                if isinstance(x, str):
+                    try:
+                        req |= set(free_names(parse_expression(x))) - own
+                    except TorchMDFError:
+                        pass
+            needs[f.id] = req & fids
+        placed: list[Any] = []
+        done: set[str] = set()
+        todo = list(n.functions)
+        while todo:
+            ready = [f for f in todo if needs[f.id] <= done]
+            if not ready:
+                raise ValidationError("the functions " + ", ".join(repr(f.id) for f in todo) +
+                                      " need each other in a cycle", location=self.loc(self.node_where(n)))
+            for f in ready:
+                placed.append(f)
+                done.add(f.id)
+            todo = [f for f in todo if f.id not in done]
+        self._forder[n.id] = placed
+        return placed
+
+    # -- scheduling -------------------------------------------------------------------------------
+    def _consideration_queue(self) -> list[list[str]]:
+        """Topological levels of the dependencies, nodes of a level in file order.  A cycle
+        nothing breaks (a self-edge included: graph_scheduler's default condition for it,
+        EveryNCalls of itself, never holds) is an error, as in the validator."""
+        remaining = {i: set(self.deps[i]) for i in self.ids}
+        placed: set[str] = set()
+        queue: list[list[str]] = []
+        while remaining:
+            level = [i for i in self.ids if i in remaining and remaining[i] <= placed]
+            loops = [i for i in self.ids if i in remaining.get(i, ())]
+            if not level or loops:
+                comp = loops[:1] or [i for i in self.ids if i in remaining]
+                raise ValidationError("the edges between the nodes " + ", ".join(map(repr, comp)) +
+                                      " form a cycle that nothing breaks", location=self.loc(self.base()),
+                                      hint="give an input port on the cycle a default_value (its edge then "
+                                      "carries the previous evaluation's value, as in modeci_mdf)")
+            queue.append(level)
+            placed |= set(level)
+            for i in level:
+                del remaining[i]
+        return queue
+
+    def _parse_conditions(self) -> tuple[dict[str, _Cond], _Cond, _Cond]:
+        cs = self.mg.conditions
+        base = f"{self.base()} > conditions"
+        node_specific = (getattr(cs, "node_specific", None) or {}) if cs is not None else {}
+        termination = (getattr(cs, "termination", None) or {}) if cs is not None else {}
+        conds: dict[str, _Cond] = {}
+        for nid, c in node_specific.items():
+            where = self.loc(f"{base} > node_specific {nid!r}")
+            if nid not in self.by_id:
+                raise ValidationError(f"a condition for the node {nid!r}, which does not exist", location=where)
+            conds[nid] = self._cond(c, nid, where)
+        for nid in self.ids:
+            if nid in conds:
+                continue
+            deps = self.deps[nid]
+            where = self.loc(f"{self.base()} > node '{nid}' (default condition)")
+            if not deps:
+                conds[nid] = _Cond(lambda s: True, where)
+            else:
+                parts = [self._every_n_calls(d, 1, nid, where) for d in deps]
+                conds[nid] = _Cond(lambda s, parts=parts: all(p.ok(s) for p in parts), where)
+        term: dict[int, _Cond] = {}
+        for scale, c in termination.items():
+            where = self.loc(f"{base} > termination {scale!r}")
+            ts = _time_scale(scale)
+            if ts not in (ESU, ES):
+                raise ConversionError(f"termination conditions are supported for environment_state_update "
+                                      f"and environment_sequence, not {scale!r}", location=where)
+            term[ts] = self._cond(c, None, where)
+        all_have_run = _Cond(lambda s: all(s.counts[ESU][n] >= 1 for n in s.nodes), self.loc(base))
+        never = _Cond(lambda s: False, self.loc(base))
+        return conds, term.get(ESU, all_have_run), term.get(ES, never)
+
+    def scheduler(self) -> Scheduler:
+        conds, esu, es = self._conds
+        return Scheduler(self.ids, self.queue, conds, esu, es, self.loc(self.base()))
+
+    @property
+    def dynamic_condition(self) -> _Cond | None:
+        conds, esu, es = self._conds
+        return next((c for c in [*conds.values(), esu, es] if c.dynamic), None)
+
+    @property
+    def has_conditions(self) -> bool:
+        cs = self.mg.conditions
+        if cs is None:
+            return False
+        ns = getattr(cs, "node_specific", None) or {}
+        return any(getattr(c, "type", "Always") != "Always" for c in ns.values()) or \
+            bool(getattr(cs, "termination", None))
+
+    def _every_n_calls(self, dep: str, n: int, owner: str | None, where: str) -> _Cond:
+        if owner is None:
+            raise ConversionError("EveryNCalls needs an owner node; it cannot be a termination condition",
+                                  location=where)
+        return _Cond(lambda s: s.useable[dep][owner] >= n, where)
+
+    def _cond(self, c: Any, owner: str | None, where: str) -> _Cond:
+        """A model Condition -> a _Cond, with modeci_mdf's argument conventions (a
+        ``dependencies`` key for one ``dependency``; a list for ``*args``)."""
+        from torchmdf.mdf.model import Condition
+
+        if not isinstance(c, Condition):
+            raise ValidationError(f"expected a condition, got {type(c).__name__}", location=where)
+        t = c.type
+        kw = dict(c.kwargs or {})
+        where = f"{where} > {t}"
+
+        def node(name: str, required: bool = True) -> str | None:
+            v = kw.get(name, kw.get("dependencies") if name == "dependency" else None)
+            if isinstance(v, list) and len(v) == 1:
+                v = v[0]
+            if v is None and not required:
+                return None
+            if not isinstance(v, str) or v not in self.by_id:
+                raise ValidationError(f"{t} needs '{name}': the id of a node of this graph, got {v!r}",
+                                      location=where)
+            return v
+
+        def nodes(name: str = "dependencies") -> list[str]:
+            v = kw.get(name, [])
+            v = v if isinstance(v, list) else [v]
+            for x in v:
+                if not isinstance(x, str) or x not in self.by_id:
+                    raise ValidationError(f"{t}: {x!r} is not the id of a node of this graph", location=where)
+            return list(v)
+
+        def integer(name: str, default: Any = ...) -> int:
+            v = kw.get(name, default)
+            if v is ... or isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
+                raise ValidationError(f"{t} needs an integer '{name}', got {v!r}", location=where)
+            return int(v)
+
+        def scale(default: int) -> int:
+            v = kw.get("time_scale")
+            if v is None:
+                return default
+            ts = _time_scale(v)
+            if ts is None:
+                raise ValidationError(f"{t}: unknown time_scale {v!r}", location=where,
+                                      hint="one of " + ", ".join(_TIME_SCALES))
+            return ts
+
+        def subconds() -> list[_Cond]:
+            out: list[_Cond] = []
+            for v in kw.values():
+                for x in (v if isinstance(v, list) else [v]):
+                    if isinstance(x, Condition):
+                        out.append(self._cond(x, owner, where))
+                    else:
+                        raise ValidationError(f"{t} combines conditions, got {x!r}", location=where)
+            return out
+
+        if t == "Always":
+            return _Cond(lambda s: True, where)
+        if t == "Never":
+            return _Cond(lambda s: False, where)
+        if t in ("All", "And", "Any", "Or"):
+            parts = subconds()
+            if t in ("All", "And"):
+                return _Cond(lambda s: all(p.ok(s) for p in parts), where, parts=tuple(parts))
+            return _Cond(lambda s: any(p.ok(s) for p in parts), where, parts=tuple(parts))
+        if t == "Not":
+            inner = self._cond(kw.get("condition"), owner, where)
+            return _Cond(lambda s: not inner.ok(s), where, parts=(inner,))
+        if t == "NWhen":
+            inner = self._cond(kw.get("condition"), owner, where)
+            limit = integer("n", 1)
+            box = [0]
+
+            def nwhen(s: Scheduler) -> bool:
+                if box[0] < limit and inner.ok(s):
+                    box[0] += 1
+                    return True
+                return False
+            return _Cond(nwhen, where, history=True, parts=(inner,))
+        if t == "EveryNCalls":
+            return self._every_n_calls(node("dependency"), integer("n"), owner, where)
+        if t in ("BeforeNCalls", "AtNCalls", "AfterCall", "AfterNCalls"):
+            dep, n, ts = node("dependency"), integer("n"), scale(ESU)
+            cmp = {"BeforeNCalls": int.__lt__, "AtNCalls": int.__eq__, "AfterCall": int.__gt__,
+                   "AfterNCalls": int.__ge__}[t]
+            return _Cond(lambda s: cmp(s.counts[ts][dep], n), where, history=ts > ESU)
+        if t == "AfterNCallsCombined":
+            deps, n, ts = nodes(), integer("n"), scale(ESU)
+            return _Cond(lambda s: sum(s.counts[ts][d] for d in deps) >= n, where, history=ts > ESU)
+        if t == "JustRan":
+            dep = node("dependency")
+            return _Cond(lambda s: s.last is not None and dep in s.last, where, justran=True)
+        if t == "AllHaveRun":
+            deps, ts = nodes(), scale(ESU)
+            return _Cond(lambda s: all(s.counts[ts][d] >= 1 for d in (deps or s.nodes)), where, history=ts > ESU)
+        clock = {"BeforePass": (PASS, ESU, "<"), "AtPass": (PASS, ESU, "=="), "AfterPass": (PASS, ESU, ">"),
+                 "AfterNPasses": (PASS, ESU, ">="), "EveryNPasses": (PASS, ESU, "%"),
+                 "BeforeConsiderationSetExecution": (CSE, ESU, "<"),
+                 "AtConsiderationSetExecution": (CSE, ESU, "=="),
+                 "AfterConsiderationSetExecution": (CSE, ESU, ">"),
+                 "AfterNConsiderationSetExecutions": (CSE, ESU, ">="),
+                 "BeforeEnvironmentStateUpdate": (ESU, ES, "<"), "AtEnvironmentStateUpdate": (ESU, ES, "=="),
+                 "AfterEnvironmentStateUpdate": (ESU, ES, ">"),
+                 "AfterNEnvironmentStateUpdates": (ESU, ES, ">=")}
+        if t in clock:
+            query, default, how = clock[t]
+            n, ts = integer("n"), scale(default)
+            if how == "%" and n == 0:
+                raise ValidationError(f"{t} needs n > 0", location=where)
+            return self._clock(query, ts, how, n, where)
+        if t == "AtEnvironmentStateUpdateStart":
+            return self._clock(PASS, ESU, "==", 0, where)
+        if t == "AtEnvironmentStateUpdateNStart":
+            parts = (self._clock(PASS, ESU, "==", 0, where), self._clock(ESU, scale(ES), "==", integer("n"), where))
+            return _Cond(lambda s: all(p.ok(s) for p in parts), where, parts=parts)
+        if t in ("AtEnvironmentSequence", "AfterEnvironmentSequence", "AfterNEnvironmentSequences",
+                 "AtEnvironmentSequenceStart", "AtEnvironmentSequenceNStart"):
+            # modeci_mdf never ends an environment sequence: its index stays 0
+            if t == "AtEnvironmentSequenceStart":
+                return self._clock(ESU, ES, "==", 0, where)
+            n = integer("n")
+            if t == "AtEnvironmentSequenceNStart":
+                at0 = self._clock(ESU, ES, "==", 0, where)
+                return _Cond(lambda s: at0.ok(s) and n == 0, where, parts=(at0,))
+            ok = {"AtEnvironmentSequence": 0 == n, "AfterEnvironmentSequence": 0 > n,
+                  "AfterNEnvironmentSequences": 0 >= n}[t]
+            return _Cond(lambda s: ok, where)
+        if t == "Threshold":
+            return self._threshold(kw, node("dependency"), where)
+        if t in ("TimeInterval", "TimeTermination"):
+            raise ConversionError(f"{t} is an absolute-time condition; torchmdf schedules in passes and "
+                                  "consideration sets only", location=where)
+        raise ConversionError(f"scheduling condition {t!r} is not supported", location=where,
+                              hint="supported: Always, Never, All, Any, Not, NWhen, EveryNCalls, "
+                              "AfterNCalls and the other call counts, JustRan, AllHaveRun, the Pass, "
+                              "ConsiderationSetExecution and EnvironmentStateUpdate families, Threshold")
+
+    def _clock(self, query: int, base: int, how: str, n: int, where: str) -> _Cond:
+        if base <= query:
+            raise ConversionError("the time_scale must be coarser than what the condition counts",
+                                  location=where)
+
+        def ok(s: Scheduler) -> bool:
+            x = s.relative(query, base, where)
+            return {"<": x < n, "==": x == n, ">": x > n, ">=": x >= n}[how] if how != "%" else x % n == 0
+        return _Cond(ok, where, history=base > ESU or query == ESU)
+
+    def _threshold(self, kw: dict[str, Any], dep: str, where: str) -> _Cond:
+        name = kw.get("parameter")
+        n = self.by_id[dep]
+        if not isinstance(name, str) or name not in {*(p.id for p in n.input_ports), *(p.id for p in n.parameters),
+                                                     *(f.id for f in n.functions), *(p.id for p in n.output_ports)}:
+            raise ValidationError(f"Threshold: node {dep!r} has no parameter, port or function {name!r}",
+                                  location=where)
+        comparator = kw.get("comparator")
+        if comparator not in ("<", "<=", ">", ">=", "==", "!="):
+            raise ValidationError(f"Threshold: comparator must be one of <, <=, >, >=, ==, !=, got {comparator!r}",
+                                  location=where)
+        threshold = kw.get("threshold")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise ValidationError(f"Threshold needs a number 'threshold', got {threshold!r}", location=where)
+        indices = kw.get("indices")
+        ts = _time_scale(indices) if isinstance(indices, str) else None
+        indices = [ts] if ts is not None else indices
+        if indices is not None and not isinstance(indices, list):
+            indices = [indices]
+        atol, rtol = float(kw.get("atol", 0) or 0), float(kw.get("rtol", 0) or 0)
+
+        def ok(s: Scheduler) -> bool:
+            if s.value_of is None:
+                raise ConversionError("a Threshold condition depends on values computed while the graph "
+                                      "runs, so the schedule is not known before it runs", location=where,
+                                      hint="torchmdf.simulate() runs such graphs")
+            v = s.value_of(dep, name)
+            for i in indices or ():
+                v = v[i]
+            v = float(v)
+            if comparator == "==":
+                return bool(np.isclose(v, threshold, atol=atol, rtol=rtol))
+            if comparator == "!=":
+                return not bool(np.isclose(v, threshold, atol=atol, rtol=rtol))
+            return bool(_COMPARATORS[comparator](v, threshold))
+        return _Cond(ok, where, dynamic=True)
+
+    def threshold_default(self, nid: str, name: str) -> Any:
+        """What modeci_mdf's Threshold getter reads before the node ever ran."""
+        n = self.by_id[nid]
+        for p in n.input_ports:
+            if p.id == name:
+                return _port_default(p)
+        for p in n.parameters:
+            if p.id == name:
+                dv = p.default_initial_value
+                if dv is None or isinstance(dv, str):
+                    raise ConversionError(f"Threshold reads parameter {name!r} before node {nid!r} ran, and it "
+                                          "has no numeric default_initial_value",
+                                          location=self.loc(f"{self.node_where(n)} > parameter '{name}'"))
+                return as_tensor(dv)
+        for f in n.functions:
+            if f.id == name:
+                return torch.tensor(0)
+        p = next(p for p in n.output_ports if p.id == name)
+        return torch.zeros(tuple(p.shape) if p.shape else ())
+
+    def threshold_keys(self) -> list[Key]:
+        """The values Threshold conditions read (simulate keeps them up to date)."""
+        out: list[Key] = []
+
+        def walk(c: Any) -> None:
+            from torchmdf.mdf.model import Condition
+
+            if not isinstance(c, Condition):
+                return
+            if c.type == "Threshold":
+                dep = c.kwargs.get("dependency", c.kwargs.get("dependencies"))
+                dep = dep[0] if isinstance(dep, list) and dep else dep
+                name = c.kwargs.get("parameter")
+                n = self.by_id.get(dep) if isinstance(dep, str) else None
+                if n is not None:
+                    if any(p.id == name for p in n.parameters):
+                        out.append(("param", dep, name))
+                    elif any(f.id == name for f in n.functions):
+                        out.append(("func", dep, name))
+                    elif any(p.id == name for p in n.output_ports):
+                        out.append(("port", dep, name))
+            for v in c.kwargs.values():
+                for x in (v if isinstance(v, list) else [v]):
+                    walk(x)
+        cs = self.mg.conditions
+        if cs is not None:
+            for d in (cs.node_specific or {}, cs.termination or {}):
+                for c in d.values():
+                    walk(c)
+        return out
+
+    def threshold_getter(self, state: dict[Key, Any]) -> Callable[[str, str], Any]:
+        """``value_of(node, name)`` over simulate's state, with modeci_mdf's defaults."""
+        kinds = {}
+        for nid, n in self.by_id.items():
+            for p in n.input_ports:
+                kinds.setdefault((nid, p.id), None)
+            for p in n.parameters:
+                kinds.setdefault((nid, p.id), "param")
+            for f in n.functions:
+                kinds.setdefault((nid, f.id), "func")
+            for p in n.output_ports:
+                kinds.setdefault((nid, p.id), "port")
+
+        def value_of(nid: str, name: str) -> Any:
+            kind = kinds.get((nid, name))
+            v = state.get((kind, nid, name)) if kind is not None else None
+            return self.threshold_default(nid, name) if v is None else v
+        return value_of
+
+    # -- lowering ---------------------------------------------------------------------------------
+    def segment(self, executions: list[str], *, first: bool, dt: float | None,
+                ran_before: frozenset[str] = frozenset()) -> _Segment:
+        """Lower the node runs ``executions`` (node ids, in order) into one graph.  ``dt`` is
+        the time increment (None: modeci_mdf's evaluate() without one); ``ran_before`` are the
+        nodes that ran in earlier segments."""
+        seg = _Segment(self, first, dt, frozenset(ran_before))
+        names = [p.id for _, p in self.free_ports]
+        for n, p in self.free_ports:
+            name = p.id if names.count(p.id) == 1 else f"{n.id}_{p.id}"
+            default = _port_default(p)
+            v = seg.g.add_input(name, TensorType(default.dtype, tuple(default.shape)))
+            v.meta["default"] = default
+            v.meta["mdf_port"] = f"{n.id}.{p.id}"
+            if _is_pyscalar(p.default_value):
+                v.meta["pyscalar"] = True
+            seg.free[(n.id, p.id)] = v
+        for nid in executions:
+            self._run_node(seg, self.by_id[nid])
+            seg.ran.add(nid)
+            seg.executions.append(nid)
+        return seg
+
+    def _input(self, seg: _Segment, L: _Lower, n: Any, p: Any, ran_before: bool) -> Value:
+        free = seg.free.get((n.id, p.id))
+        if free is not None:
+            return free
+        pending: Value | None = None
+        reduce = p.reduce or "overwrite"
+        for e in self.incoming[n.id][p.id]:
+            if e.sender not in seg.ran or (e.sender == n.id and not ran_before):
+                continue
+            src = seg.read(("port", e.sender, e.sender_port))
+            if src is None:
+                continue
+            ew = f"{self.base()} > edge '{e.id}'"
+            w = e.parameters.get("weight") if isinstance(e.parameters, dict) else None
+            if w is not None and not (type(w) in (int, float) and w == 1):
+                wv = L.value(w, ew + " > parameter 'weight'", _Env())
+                out = L.op("onnx::Mul", [wv, L._one(src, ew)], where=ew)
+                if wv.meta.get("pyscalar") and src.meta.get("pyscalar"):
+                    out.meta["pyscalar"] = True
+                src = out
+            if pending is None or reduce == "overwrite":
+                pending = src
+            elif reduce == "add":
+                pending = L.op("onnx::Add", [pending, src])
+            elif reduce == "multiply":
+                pending = L.op("onnx::Mul", [pending, src])
+            else:
+                raise ValidationError(f"reduce must be overwrite, add or multiply, not {reduce!r}",
+                                      location=self.loc(f"{self.node_where(n)} > input port '{p.id}'"))
+        if pending is None:
+            pending = seg.g.add_constant(_port_default(p), p.id)
+            if _is_pyscalar(p.default_value):
+                pending.meta["pyscalar"] = True
+        return pending
+
+    def _param_value(self, seg: _Segment, L: _Lower, p: Any, env: _Env, where: str) -> Value:
+        """A parameter's ``value``; a weight torchmdf wrote keeps its PyTorch name and dtype."""
+        tm = (p.metadata or {}).get("torchmdf") if isinstance(p.metadata, dict) else None
+        tm = tm if isinstance(tm, dict) else {}
+        if p.value is not None and not isinstance(p.value, str) and (tm.get("name") or tm.get("dtype")):
+            t = _with_dtype(as_tensor(p.value), tm.get("dtype"), self.loc(where))
+            name = tm.get("name")
+            if not name:
+                return seg.g.add_constant(t, p.id)
+            v = seg.named.get(name)
+            if v is None:
+                role = tm.get("role", "parameter")
+                role = role if role in ("parameter", "buffer") else "constant"
+                v = seg.named[name] = seg.g.add_parameter(name, t, role=role)
+            return v
+        return L.value(p.value, where, env, name=p.id)
+
+    def _run_node(self, seg: _Segment, n: Any) -> None:
+        """One run of node ``n`` (see the module docstring for the phases)."""
+        where = self.node_where(n)
+        L = _Lower(seg, n, where)
+        ran_before = n.id in seg.ran
+        inputs = _Env()
+        for p in n.input_ports:
+            inputs.set(p.id, self._input(seg, L, n, p, ran_before))
+        params = list(n.parameters)
+        current: dict[int, Any] = {}
+
+        def pwhere(p: Any) -> str:
+            return f"{where} > parameter '{p.id}'"
+
+        def phase1_env(i: int) -> _Env:
+            e = inputs.child()
+            for j in range(i):
+                e.lazy(params[j].id, lambda j=j: cur(j))
+            return e
+
+        def cur(i: int) -> Any:
+            """The parameter's current value (phase 2 of modeci_mdf's node evaluation)."""
+            if i in current:
+                return current[i]
+            p = params[i]
+            key = ("param", n.id, p.id)
+            current[i] = _NO_VALUE  # a value that needs itself reads nothing
+            v = seg.read(key) if ran_before and self.persists(key) else None
+            if v is not None:
+                pass
+            elif p.value is None and p.default_initial_value is None:
+                v = _NO_VALUE
+            elif p.is_stateful():
+                v = L.value(p.default_initial_value, pwhere(p) + " > default_initial_value", phase1_env(i)) \
+                    if p.default_initial_value is not None else L.const(0.0)
+            else:
+                e = phase1_env(i)
+                e.set(p.id, L.const(0.0))
+                v = self._param_value(seg, L, p, e, pwhere(p))
+            current[i] = v
+            return v
+
+        def literal_attr(p: Any) -> Callable[[], Any]:
+            def fail() -> Any:
+                raise ValidationError(f"{p.id!r} holds the string attribute {p.value!r}, not a value",
+                                      location=self.loc(pwhere(p)))
+            return fail
+
+        # functions: the node's inputs, current parameter values, earlier functions
+        fenv = inputs.child()
+        for i, p in enumerate(params):
+            fenv.lazy(p.id, literal_attr(p) if self.is_literal_attr(n, p) else (lambda i=i: cur(i)))
+        funcs: dict[str, Any] = {}
+        for f in self.function_order(n):
+            fw = f"{where} > function '{f.id}'"
+            if f.function is not None:
+                v = L.function(f.function, f.args, fw, fenv)
+            else:  # a value expression over its own args
+                scope = fenv.child()
+                for a, av in (f.args or {}).items():
+                    prev = scope
+                    scope = prev.child()
+                    scope.set(a, L.value(av, f"{fw} > argument '{a}'", prev))
+                if f.value is None:
+                    raise ValidationError("the function has neither a function name nor a value",
+                                          location=self.loc(fw))
+                v = L.value(f.value, fw, scope)
+            funcs[f.id] = v
+            fenv.set(f.id, v)
+            if isinstance(v, Value):
+                seg.write(("func", n.id, f.id), v)
+        # parameters in declaration order: new values of earlier ones, current of the rest
+        env = inputs.child()
+        for i, p in enumerate(params):
+            env.lazy(p.id, literal_attr(p) if self.is_literal_attr(n, p) else (lambda i=i: cur(i)))
+        for fid, v in funcs.items():
+            env.set(fid, v)
+        for i, p in enumerate(params):
+            pw = pwhere(p)
+            if self.is_literal_attr(n, p):
+                continue
+            key = ("param", n.id, p.id)
+
+            def stored(key: Key = key) -> Value | None:  # read only where used: no needless state
+                return seg.read(key) if ran_before and self.persists(key) else None
+            if p.value is not None:
+                new = self._param_value(seg, L, p, env, pw)
+            elif p.function is not None:
+                new = L.function(p.function, p.args, pw, env)
+            elif p.time_derivative is not None:
+                if seg.dt is None:
+                    dv = p.default_initial_value
+                    new = L.value(dv, pw + " > default_initial_value", env) if dv is not None else L.const(0.0)
+                else:
+                    old = stored()
+                    old = old if old is not None else cur(i)
+                    if old is _NO_VALUE:
+                        old = L.const(0.0)
+                    td = L._one(L.value(p.time_derivative, pw + " > time_derivative", env), pw)
+                    step = L.op("onnx::Mul", [td, L.const(float(seg.dt))], where=pw + " > time_derivative")
+                    new = L.op("onnx::Add", [L._one(old, pw), step], where=pw + " > time_derivative")
+            else:  # conditions only (or only an initial value): the previous value
+                new = stored()
+                if new is None and not p.conditions:
+                    new = cur(i)
+            for c in p.conditions or []:
+                cw = f"{pw} > condition '{c.id}'"
+                test = L._one(L.value(c.test, cw + " > test", env), cw)
+                val = L._one(L.value(c.value, cw + " > value", env), cw)
+                base = new if isinstance(new, Value) else L.const(0.0)
+                new = L.op("onnx::Where", [test, val, base], where=cw)
+            env.set(p.id, new)
+            if isinstance(new, Value) and self.persists(key):
+                seg.write(key, new)
+        for op_ in n.output_ports:
+            ow = f"{where} > output port '{op_.id}'"
+            if op_.value is None:
+                raise ValidationError("output port has no value", location=self.loc(ow))
+            v = L.value(op_.value, ow, env)
+            if isinstance(v, list):
+                raise ValidationError("an output port is one value; index the function's results (name[0])",
+                                      location=self.loc(ow))
+            seg.write(("port", n.id, op_.id), v)
+
+    def finish(self, seg: _Segment) -> Graph:
+        """The segment as a user-facing graph: outputs, all ports, state."""
+        g = seg.g
+        all_outputs: dict[str, Value] = {}
+        for n in self.nodes:
+            if n.id in seg.ran:
+                for op_ in n.output_ports:
+                    v = seg.read(("port", n.id, op_.id))
+                    if v is not None:
+                        all_outputs[f"{n.id}.{op_.id}"] = v
+        for key, sv in seg.states.items():
+            sv.next = seg.values.get(key, sv.current)
+        g.meta["all_outputs"] = all_outputs
+        g.meta["state_after"] = dict(seg.values)
+        g.meta["state_keys"] = {sv.name: key for key, sv in seg.states.items()}
+        g.meta["executions"] = list(seg.executions)
+        sent = {(e.sender, e.sender_port) for e in self.mg.edges}
+        names = []
+        for n in self.nodes:
+            for op_ in n.output_ports:
+                k = f"{n.id}.{op_.id}"
+                if (n.id, op_.id) not in sent and k in all_outputs:
+                    names.append(k)
+        g.outputs = [all_outputs[k] for k in names]
+        g.output_names = names
+        if self.has_conditions:
+            g.conditions = self.mg.conditions
+        g.metadata["mdf_source"] = True
+        g.metadata["mdf_model"] = self.model.id
+        g.metadata["mdf_graph"] = self.mg.id
+        for md in (self.model.metadata, self.mg.metadata):
+            if md and isinstance(md.get("torchmdf"), dict):
+                for k, v in md["torchmdf"].items():
+                    g.metadata[k] = v
+        keep = g.metadata.get("output_ports")  # written by torchmdf: the outputs, in order
+        if isinstance(keep, list) and all(k in all_outputs for k in keep):
+            g.outputs = [all_outputs[k] for k in keep]
+            onames = g.metadata.get("output_names")
+            g.output_names = list(onames) if isinstance(onames, list) and len(onames) == len(keep) else list(keep)
+        g.verify()
+        return g
+
+    # -- schedules ----------------------------------------------------------------------------------
+    def schedules(self, count: int) -> Iterator[list[list[str]]]:
+        """The consideration set executions of ``count`` evaluations (no Threshold).  When no
+        condition reads counters that survive a run, a run's schedule depends at most on the
+        last consideration set before it (JustRan), so schedules are computed once per case."""
+        sch = self.scheduler()
+        memo: dict[Any, tuple[list[list[str]], list[str] | None]] = {}
+        for _ in range(count):
+            sig = (tuple(sch.last) if sch.last is not None else None) if sch.justran else 0
+            if not sch.history and sig in memo:
+                sched, last = memo[sig]
+                sch.last = last
+                yield sched
+                continue
+            sched = list(sch.run())
+            memo[sig] = (sched, sch.last)
+            yield sched
+
+
+def _flatten(schedule: list[list[str]]) -> list[str]:
+    return list(itertools.chain.from_iterable(schedule))
+
+
+def program(model: Any, graph: str | None = None) -> MDFProgram:
+    """Load (if a path) and pick the graph: ``graph`` by id, else the first."""
     from torchmdf.mdf import Model, load
 
     if isinstance(model, (str, os.PathLike)):
         model = load(model)
     if not isinstance(model, Model):
         raise ConversionError(f"expected a torchmdf.mdf.Model or a path, got {type(model).__name__}")
+    where = model.location + f" > model '{model.id}'" if model.location else f"model '{model.id}'"
     if not model.graphs:
-        raise ValidationError("model has no graphs", location=f"model '{model.id}'")
+        raise ValidationError("model has no graphs", location=where)
     mg = model.graphs[0] if graph is None else model.get_graph(graph)
     if mg is None:
         raise ValidationError(f"no graph {graph!r} (graphs: {', '.join(g.id for g in model.graphs)})",
-                              location=f"model '{model.id}'")
-    return _FrontendLowering(model, mg, first, dt).run()
+                              location=where)
+    return MDFProgram(model, mg)
 
 
-__all__ = ["lower_mdf", "as_tensor"]
+def lower_mdf(model: Any, *, graph: str | None = None, first: bool = True, dt: float | None = None) -> Graph:
+    """Lower one evaluation of an MDF graph (object or file path) into the IR.
+
+    ``graph`` picks a graph by id; without it the first graph is lowered (a model may hold
+    several; ``g.metadata["mdf_graph"]`` says which).  ``first=True``: modeci_mdf's first
+    ``evaluate()``; ``first=False``: its second, ``evaluate(time_increment=dt)`` (``dt=None``
+    re-initializes time derivatives, as evaluate() without a time increment does), reading
+    what the first left as state variables.  A graph whose schedule depends on computed values
+    (a Threshold condition) has no single graph per evaluation: ConversionError."""
+    prog = program(model, graph)
+    dyn = prog.dynamic_condition
+    if dyn is not None:
+        raise ConversionError("the schedule depends on values computed while the graph runs (Threshold), "
+                              "so one evaluation is not one fixed graph", location=dyn.where,
+                              hint="torchmdf.simulate() runs it, scheduling between node runs")
+    scheds = prog.schedules(1 if first else 2)
+    s0 = _flatten(next(scheds))
+    if first:
+        seg = prog.segment(s0, first=True, dt=None)
+    else:
+        seg = prog.segment(_flatten(next(scheds)), first=False, dt=dt, ran_before=frozenset(s0))
+    return prog.finish(seg)
+
+
+__all__ = ["lower_mdf", "as_tensor", "program", "MDFProgram", "Scheduler", "MAX_PASSES"]
