@@ -150,7 +150,9 @@ def _port_default(p: Any) -> torch.Tensor:
     dtype = torch.float32 if (p.type and "float32" in str(p.type)) else torch.float64
     if p.type and "int" in str(p.type):
         dtype = torch.int64
-    return torch.zeros(shape, dtype=dtype)
+    # a stride-0 view of one zero: no memory and no fill for large ports (inception.json's
+    # 97 free ports hold 56M elements); nothing writes into graph inputs or constants
+    return torch.zeros((), dtype=dtype).expand(shape)
 
 
 # ---------------------------------------------------------------------------------------------
