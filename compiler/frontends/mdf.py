@@ -114,21 +114,14 @@ MAX_PASSES = 10_000
 
 
 def as_tensor(v: Any) -> torch.Tensor:
-    """A literal MDF value as a tensor: floats as float64 (numpy's default, as modeci_mdf
-    computes), ints as int64, bools as bool."""
-    if isinstance(v, torch.Tensor):
-        return v
-    if isinstance(v, bool):
-        return torch.tensor(v)
-    if isinstance(v, int):
-        return torch.tensor(v, dtype=torch.int64)
-    if isinstance(v, float):
-        return torch.tensor(v, dtype=torch.float64)
+    """A literal MDF value as a tensor (float64 for floats, as modeci_mdf's numpy computes);
+    anything that is not a number or an array is a located ConversionError upstream."""
+    from torchmdf.mdf.expressions import literal_tensor
+
     try:
-        t = torch.as_tensor(np.asarray(v) if isinstance(v, (list, tuple)) else v)
+        return literal_tensor(v)
     except (TypeError, ValueError, RuntimeError) as e:
         raise ConversionError(f"value {v!r} is not a number or array") from e
-    return t.double() if t.is_floating_point() else t
 
 
 def _is_pyscalar(v: Any) -> bool:

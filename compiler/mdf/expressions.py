@@ -33,6 +33,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Union
 
+import numpy as np
+
 from torchmdf.errors import ExpressionError
 
 __all__ = [
@@ -658,7 +660,9 @@ def _torch():
     return torch
 
 
-def _t(v: Any):
+def literal_tensor(v: Any):
+    """An MDF literal as a tensor, as modeci_mdf's numpy computes with it: floats (and arrays
+    holding floats) float64, ints int64, bools bool."""
     torch = _torch()
     if isinstance(v, torch.Tensor):
         return v
@@ -668,7 +672,11 @@ def _t(v: Any):
         return torch.tensor(v, dtype=torch.int64)
     if isinstance(v, float):
         return torch.tensor(v, dtype=torch.float64)
-    return torch.as_tensor(v)
+    t = torch.as_tensor(np.asarray(v) if isinstance(v, (list, tuple)) else v)
+    return t.double() if t.is_floating_point() else t
+
+
+_t = literal_tensor
 
 
 def _float(x):
