@@ -24,9 +24,6 @@ from torchmdf.mdf import Graph as MGraph
 from torchmdf.mdf import Node as MNode
 from torchmdf.ops import registry
 
-INLINE_MAX = 64
-"""Constants up to this many elements are written inline; parameters always get a name."""
-
 
 def _ident(s: str) -> str:
     if s.isidentifier() and s.isascii():  # the common case, without a regex
@@ -243,4 +240,4 @@ def emit_mdf(graph: Graph, *, model_id: str | None = None) -> Model:
     return _Emitter(graph).run(model_id)
 
 
-__all__ = ["emit_mdf", "INLINE_MAX"]
+__all__ = ["emit_mdf"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
@@ -101,7 +100,3 @@ def simulate(model: Any, steps: int = 1, dt: float = 0.01, *, graph: str | None 
     from torchmdf.backends.simulate import simulate as _simulate
 
     return _simulate(model, steps=steps, dt=dt, graph=graph, inputs=inputs)
-
-
-def _as_path(p: Any) -> Path | None:
-    return Path(p) if isinstance(p, (str, os.PathLike)) else None

@@ -303,8 +303,6 @@ class _Lowerer:
         raise ConversionError(f"unknown FX node kind {n.op!r}", location=where)
 
     def call(self, name: str, args, kwargs, prov, where):
-        if name in ("flatten",) and kwargs.get("start_dim") is None and len(args) == 1:
-            pass
         if name in _RENAME:
             if _RENAME[name] is None:
                 return args[0] if args else kwargs.get("input")
