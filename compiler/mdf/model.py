@@ -25,6 +25,7 @@ Two forms from modeci_mdf's own writers are read as they were meant:
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -171,6 +172,8 @@ _ARRAY_KINDS = frozenset("bif")
 
 def to_value(v: Any) -> Any:
     """A value read from a file: nested lists of numbers become tensors, the rest stays."""
+    if type(v) is np.ndarray and v.dtype.kind in _ARRAY_KINDS:  # parsed by mdf.arrays.parse_fast
+        return torch.from_numpy(v)
     if type(v) is list:
         try:
             a = np.asarray(v)
@@ -199,6 +202,11 @@ class _SaveError(Exception):
         self.message = message
 
 
+#: Set by ``Model.to_dict(keep_arrays=True)``: tensors and arrays stay as they are (for the
+#: streaming writer in :mod:`torchmdf.mdf.arrays`) instead of becoming nested lists.
+_KEEP_ARRAYS: ContextVar[bool] = ContextVar("torchmdf_keep_arrays", default=False)
+
+
 def to_plain(v: Any, path: tuple = ()) -> Any:
     """A value as JSON/YAML data (tensors and arrays become nested lists)."""
     t = type(v)
@@ -207,10 +215,14 @@ def to_plain(v: Any, path: tuple = ()) -> Any:
     if isinstance(v, torch.Tensor):
         if not (v.dtype.is_floating_point or v.dtype in _INT_DTYPES):  # complex, uint32...: no
             raise _SaveError(path, f"cannot write a tensor of dtype {v.dtype}")
+        if _KEEP_ARRAYS.get():
+            return v if v.dim() else v.item()
         return v.detach().cpu().tolist()
     if isinstance(v, np.ndarray):
         if v.dtype.kind not in "biuf":
             raise _SaveError(path, f"cannot write a numpy array of dtype {v.dtype}")
+        if _KEEP_ARRAYS.get():
+            return v if v.ndim else v.item()
         return v.tolist()
     if isinstance(v, np.generic) and v.dtype.kind in "biuf":
         return v.item()
@@ -824,10 +836,12 @@ class Model:
         """The prefix of every error location for this model (its file), or None."""
         return f"file '{self.source}'" if self.source else None
 
-    def to_dict(self) -> dict:
+    def to_dict(self, *, keep_arrays: bool = False) -> dict:
         """The file form ``{model id: {...}}``; raises ValidationError for a value that cannot
-        be written (an arbitrary object, a complex tensor)."""
+        be written (an arbitrary object, a complex tensor).  ``keep_arrays``: tensors and numpy
+        arrays stay as they are (the streaming writer formats them) instead of nested lists."""
         path = (seg("model", self.id),)
+        token = _KEEP_ARRAYS.set(keep_arrays)
         try:
             body: dict = {}
             _put(body, "format", self.format, path)
@@ -843,6 +857,8 @@ class Model:
         except RecursionError:
             raise ValidationError("a value is nested too deeply to write",
                                   location=format_location(self.location, path)) from None
+        finally:
+            _KEEP_ARRAYS.reset(token)
         return {self.id: body}
 
     @classmethod
