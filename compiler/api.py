@@ -89,6 +89,10 @@ def compile(model: Any, target: str = "mdf", example_inputs: Sequence[Any] | Non
     if isinstance(model, Graph):
         g = g.clone()
     g, _ = run_passes(g, passes, verify_each=verify_each, instrument=instrument)
+    if target == "fx" and isinstance(model, (str, os.PathLike)):
+        # the file's tensors were made for this call: the module takes them without a copy
+        # (memory-mapped external weights stay mapped, see torchmdf.mdf.weights)
+        emit_options.setdefault("copy_weights", False)
     return emit(g, target, **emit_options)
 
 

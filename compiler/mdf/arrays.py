@@ -235,7 +235,7 @@ _BRACKETS = bytes.maketrans(b"[]", b"  ")
 _NOT_STRUCTURE = b"0123456789.eE+-" + _WS
 # digits -> D (Z for 0), E -> e, whitespace -> ' ': the checks below look at character classes
 _CLASSES = bytes.maketrans(b"0123456789E\t\r\n", b"ZDDDDDDDDDe   ")
-_PARSE_CHUNK = 1 << 22  # bytes of numbers parsed per orjson call
+_PARSE_CHUNK = 1 << 18  # bytes of numbers per orjson call (its transient memory is ~10x that)
 
 
 def _shape_of(skel: bytes) -> tuple[int, ...] | None:

@@ -228,9 +228,15 @@ def plan_external(model: Model, sidecar_name: str, weights: str,
 
 def write_safetensors(f: Any, tensors: list[tuple[str, torch.Tensor]]) -> int:
     """Write ``tensors`` to the binary stream ``f`` in the safetensors format, each straight
-    from its memory (no copy of the whole set); returns the bytes written.  Tensors are laid out
-    by element size, largest first, so each starts aligned to its element size."""
-    order = sorted(tensors, key=lambda nt: -nt[1].element_size())
+    from its memory (no copy of the whole set); returns the bytes written.
+
+    The data starts 64-byte aligned in the file, and the tensors whose size is a multiple of 64
+    bytes come first, so (memory-mapped at a page boundary) they sit 64-byte aligned, as torch's
+    allocator would place them: kernels then take the same code paths, and a model computes
+    bit for bit what it computes on copies.  The rest follow by element size, largest first,
+    so each starts aligned to its element size (the format allows no gaps)."""
+    order = sorted(tensors, key=lambda nt: ((nt[1].numel() * nt[1].element_size()) % 64 != 0,
+                                            -nt[1].element_size()))
     header: dict[str, Any] = {"__metadata__": {"format": "pt", "producer": "torchmdf"}}
     offset = 0
     for name, t in order:
@@ -239,7 +245,7 @@ def write_safetensors(f: Any, tensors: list[tuple[str, torch.Tensor]]) -> int:
                         "data_offsets": [offset, offset + n]}
         offset += n
     hb = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    hb += b" " * (-len(hb) % 8)
+    hb += b" " * (-(8 + len(hb)) % 64)  # JSON whitespace, as safetensors pads its own headers
     f.write(len(hb).to_bytes(8, "little"))
     f.write(hb)
     for _, t in order:
