@@ -232,9 +232,10 @@ _YAML_SCAN = re.compile(rb"^([ ]*(?:- +)?[A-Za-z_][A-Za-z0-9_]*:[ \t]+)(\[[0-9eE
 
 _WS = b" \t\r\n"
 _BRACKETS = bytes.maketrans(b"[]", b"  ")
-_NOT_STRUCTURE = b"0123456789.eE+-" + _WS
+_TOKEN_CHARS = bytes.maketrans(b"0123456789.eE+-", b"D" * 15)
 # digits -> D (Z for 0), E -> e, whitespace -> ' ': the checks below look at character classes
 _CLASSES = bytes.maketrans(b"0123456789E\t\r\n", b"ZDDDDDDDDDe   ")
+_EMPTY = re.compile(rb"\[[ \t\r\n]*\]")
 _PARSE_CHUNK = 1 << 18  # bytes of numbers per orjson call (its transient memory is ~10x that)
 
 
@@ -242,7 +243,7 @@ def _shape_of(skel: bytes) -> tuple[int, ...] | None:
     """The shape of a regular nested array from its skeleton (brackets and commas only), read
     off its first groups; the caller compares the whole skeleton with the expected one."""
     d = len(skel) - len(skel.lstrip(b"["))
-    if d == 0 or b"[]" in skel:
+    if d == 0:
         return None
     p = skel.find(b"]")
     if p < 0:
@@ -284,6 +285,13 @@ def _strict_tokens(c: bytes, yaml: bool, use_orjson: bool) -> bool:
             return False
     if use_orjson:
         return True
+    # numpy's reader skips what JSON/YAML do not: a sign apart from its digits, an empty slot
+    if b"- " in c or b"+ " in c:
+        return False
+    packed = c.replace(b" ", b"")
+    if b",," in packed or packed.startswith(b",") or packed.endswith((b",", b"-", b"+")) \
+            or b"-," in packed or b"+," in packed:
+        return False
     # a leading zero (JSON: invalid; YAML: an octal int), or after a sign not in an exponent
     for z in (b"ZZ", b"ZD"):
         if c.count(b"," + z) or c.count(b" " + z) or c.startswith(z):
@@ -302,7 +310,13 @@ def parse_array(raw: bytes, yaml: bool = False) -> np.ndarray | None:
     """A numeric array written in JSON (or YAML flow) text as numpy (int64 or float64, as the
     ordinary parser + numpy would make it), or None where that parser might read it
     differently (see the module docstring)."""
-    skel = raw.translate(None, _NOT_STRUCTURE)
+    if _EMPTY.search(raw) or (yaml and (b"\t" in raw or b"\n" in raw or b"\r" in raw)):
+        return None  # an empty group (a ragged or empty array); YAML flow text on one line, no tabs
+    marked = raw.translate(_TOKEN_CHARS, _WS)  # numbers as runs of D, no whitespace
+    if b"D[" in marked or b"]D" in marked:
+        return None  # a number outside the innermost brackets
+    skel = marked.replace(b"D", b"")
+    del marked
     shape = _shape_of(skel)
     if shape is None or len(shape) > 32 or skel != _skeleton(shape):
         return None
@@ -337,8 +351,6 @@ def parse_array(raw: bytes, yaml: bool = False) -> np.ndarray | None:
         if k != n:
             return None
         return out.reshape(shape)
-    if yaml and b"+" in flat:
-        flat = flat.replace(b"e+", b"e").replace(b"E+", b"E").replace(b"+", b"")
     try:
         arr = np.fromstring(flat, dtype=out.dtype, sep=",")
     except ValueError:

@@ -398,6 +398,7 @@ def resolve_references(model: Model, folder: str | None) -> int:
     model file's folder (None: the model was not read from a file, so references cannot be
     resolved and are an error)."""
     files: dict[str, SafetensorsFile] = {}
+    broken: dict[str, list] = {}  # a sidecar that cannot be used: reported once, [index, count]
     loaded: dict[tuple[str, str], torch.Tensor] = {}
     problems: list[ValidationError] = []
     count = 0
@@ -417,12 +418,16 @@ def resolve_references(model: Model, folder: str | None) -> int:
                 f"refers to the external weights file '{ref}', but the model was not read from a file",
                 location=where, hint="load it with torchmdf.mdf.load(path) so the sidecar can be found"))
             continue
+        if ref in broken:
+            broken[ref][1] += 1
+            continue
         try:
             real = _inside(folder, ref)
             f = files.get(real)
             if f is None:
                 f = files[real] = SafetensorsFile(real)
         except _SidecarError as e:
+            broken[ref] = [len(problems), 0]
             problems.append(ValidationError(f"the {side} {e}", location=where))
             continue
         entry = f.entries.get(name)
@@ -447,6 +452,11 @@ def resolve_references(model: Model, folder: str | None) -> int:
             t = loaded[key] = f.tensor(name)
         slot.set(t)
         count += 1
+    for ref, (i, more) in broken.items():
+        if more:
+            p = problems[i]
+            problems[i] = ValidationError(p.raw_message, location=p.location,
+                                          hint=f"{more} more reference(s) to '{ref}' not checked")
     if problems:
         if len(problems) == 1:
             raise problems[0]
