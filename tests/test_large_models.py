@@ -591,3 +591,13 @@ def test_fast_reader_agrees_on_random_text(body, fmt):
     for off in MODES:
         with _without_orjson(off):
             _agree(("[" + body + "]").encode(), fmt)
+
+
+def test_validation_reports_unresolved_references(external_file):
+    path, data = external_file
+    m = torchmdf.mdf.Model.from_dict(data)  # built from a dict: nothing resolves the references
+    problems = torchmdf.mdf.validate(m)
+    msgs = [str(p) for p in problems if "not resolved" in str(p)]
+    assert len(msgs) == 4  # two weights, two biases
+    nid, pid, _ = _find_ref(data, "0.weight")
+    assert any(f"node '{nid}' > parameter '{pid}'" in s and "'0.weight'" in s for s in msgs)

@@ -2,8 +2,13 @@
 
 Every failure is a :class:`~torchmdf.errors.TorchMDFError` that names the file and, for syntax
 errors, the line and column (the parser's exception is kept as ``__cause__``).  ``save`` is
-atomic: the text is produced first, written to a temporary file in the target directory and
-moved over the target with ``os.replace``, so a failure creates or changes nothing.
+atomic: the file (and its weights sidecar, if any) is streamed to a temporary file in the target
+directory and moved over the target with ``os.replace``, so a failure creates or changes nothing.
+
+Arrays are written one per line in the shortest text that round-trips their dtype, and read
+back by numpy in large files (:mod:`torchmdf.mdf.arrays`); ``save(..., weights=...)`` can put
+tensors in a safetensors sidecar that ``load`` resolves, checks and memory-maps
+(:mod:`torchmdf.mdf.weights`).
 """
 
 from __future__ import annotations

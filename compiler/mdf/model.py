@@ -7,7 +7,8 @@ Field lists follow the ModECI MDF v0.4 specification and modeci-mdf 0.4.15's ``m
 
 Values: a number stays a Python number, a string is an expression (see
 :mod:`torchmdf.mdf.expressions`), and a nested list of numbers becomes a ``torch.Tensor``
-(int64, float64 or bool, so nothing is lost) and a nested list again when saved.
+(int64, float64 or bool, so nothing is lost) and a nested list again when saved (a weight in
+an external sidecar is a tensor of its own dtype once loaded, see :mod:`torchmdf.mdf.weights`).
 
 ``from_dict`` collects every structural problem (unknown key, entry of the wrong kind, duplicate
 key) before raising one :class:`~torchmdf.errors.ValidationError` with ``.problems``; the deeper

@@ -640,6 +640,10 @@ def validate(model: Model) -> list[ValidationError]:
     MDF path (``file 'm.json' > model 'm' > graph 'g' > node 'A' > parameter 'slope'``)."""
     v = _Validator(model)
     v.model(model)
+    if isinstance(model, Model):  # [issue 17] a weight still in its sidecar cannot be checked or run
+        from .weights import unresolved_references
+
+        v.problems.extend(unresolved_references(model))
     return v.problems
 
 

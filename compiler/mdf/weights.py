@@ -561,3 +561,13 @@ def write_model(model: Model, target: str, fmt: str, *, weights: str = "auto",
             except OSError:
                 pass
     return plan
+
+
+def unresolved_references(model: Model) -> list[ValidationError]:
+    """A located problem for each external weight reference still in ``model`` (a model built
+    from a dict, or read without its folder): the compiler needs the tensor itself."""
+    return [ValidationError(f"external weight reference to tensor {s.get().get('tensor')!r} in "
+                            f"'{s.get().get('safetensors')}' is not resolved",
+                            location=format_location(model.location, s.path),
+                            hint="load the file with torchmdf.mdf.load(path), which reads the sidecar")
+            for s in _slots(model) if is_reference(s.get())]
