@@ -601,3 +601,29 @@ def test_validation_reports_unresolved_references(external_file):
     assert len(msgs) == 4  # two weights, two biases
     nid, pid, _ = _find_ref(data, "0.weight")
     assert any(f"node '{nid}' > parameter '{pid}'" in s and "'0.weight'" in s for s in msgs)
+
+
+@pytest.mark.parametrize("off", MODES)
+@pytest.mark.parametrize("fmt", ["json", "yaml"])
+def test_save_streams_arrays_without_python_lists(fmt, off, tmp_path, monkeypatch):
+    """No weight becomes a nested Python list on the way to the file (it is formatted from the
+    tensor in pieces of CHUNK elements), and the pieces join into the same values."""
+    model = nn.Sequential(nn.Linear(50, 80), nn.ReLU(), nn.Linear(80, 3)).eval()
+    x = torch.randn(2, 50)
+    m = torchmdf.compile(model, target="mdf", example_inputs=(x,))
+    real = torch.Tensor.tolist
+
+    def tolist(self, *a, **k):
+        assert self.numel() <= 8, "a weight became a Python list"
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(torch.Tensor, "tolist", tolist)
+    monkeypatch.setattr(arrays, "CHUNK", 64)  # many pieces per weight
+    path = tmp_path / f"s.{fmt}"
+    with _without_orjson(off):
+        torchmdf.mdf.save(m, path, weights="inline")
+    monkeypatch.undo()
+    gm = torchmdf.compile(str(path), target="fx")
+    _same_state(gm, model)
+    with torch.no_grad():
+        assert torch.equal(gm(x), model(x))

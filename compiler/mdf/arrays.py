@@ -313,9 +313,11 @@ def parse_array(raw: bytes, yaml: bool = False) -> np.ndarray | None:
     if _EMPTY.search(raw) or (yaml and (b"\t" in raw or b"\n" in raw or b"\r" in raw)):
         return None  # an empty group (a ragged or empty array); YAML flow text on one line, no tabs
     marked = raw.translate(_TOKEN_CHARS, _WS)  # numbers as runs of D, no whitespace
-    if b"D[" in marked or b"]D" in marked:
-        return None  # a number outside the innermost brackets
-    skel = marked.replace(b"D", b"")
+    if b"[," in marked or b",]" in marked:
+        # a slot without its number, or (with the checks below: the skeleton, no empty group,
+        # exactly one comma between numbers) a number outside its innermost brackets
+        return None
+    skel = marked.translate(None, b"D")
     del marked
     shape = _shape_of(skel)
     if shape is None or len(shape) > 32 or skel != _skeleton(shape):
