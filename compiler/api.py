@@ -89,6 +89,10 @@ def compile(model: Any, target: str = "mdf", example_inputs: Sequence[Any] | Non
     if isinstance(model, Graph):
         g = g.clone()
     g, _ = run_passes(g, passes, verify_each=verify_each, instrument=instrument)
+    if g.metadata.get("mdf_source"):  # read from a file: nothing over the size limit runs
+        from .limits import check_graph_sizes
+
+        check_graph_sizes(g)
     return emit(g, target, **emit_options)
 
 

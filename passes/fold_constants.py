@@ -7,7 +7,9 @@ at most as many elements as the inputs that die with the node, plus a small allo
 ``max_output_elements`` when that is set.  Shape queries on static shapes (``onnx::Shape``,
 ``onnx::Size``, ``aten::sym_size``, ``aten::_shape_as_tensor``...) fold even though their input
 is not constant.  The folded value is a new constant whose ``meta["provenance"]`` is the
-node's; a node that fails to evaluate is left alone.  A result may be a view of its input
+node's; a node that fails to evaluate is left alone.  In a graph read from a file every
+ATen call is sized on meta tensors first (:class:`torchmdf.limits.SizeGuard`): a result over
+``LIMITS.max_elements`` is a located error, raised before anything is allocated.  A result may be a view of its input
 (a transposed weight): kept as is, so a later matmul sees the same strides and gives the same
 bits as before folding (IR tensors are never mutated in place); a view into a bigger storage
 is copied.  Inputs that became dead are left for ``eliminate_dead_code``.
@@ -16,10 +18,13 @@ is copied.  Inputs that became dead are left for ``eliminate_dead_code``.
 from __future__ import annotations
 
 import warnings
+from contextlib import nullcontext
 
 import torch
 
+from torchmdf.errors import TorchMDFError
 from torchmdf.ir import Graph, Node, Value
+from torchmdf.limits import SizeGuard
 from torchmdf.ops import registry
 
 from ._infra import Pass, PassResult, register_pass
@@ -76,6 +81,7 @@ class FoldConstants(Pass):
         modified = False
         purity: dict[str, bool] = {}
         roles = self._roles
+        guard = bool(graph.metadata.get("mdf_source"))  # data from a file: sizes checked first
         for node in graph:
             if not node.outputs:
                 continue
@@ -99,20 +105,22 @@ class FoldConstants(Pass):
                 pure = purity[op] = d is not None and d.pure
             if not pure:
                 continue
-            outs = self._evaluate(node)
+            outs = self._evaluate(node, guard)
             if outs is None or not self._small_enough(graph, node, outs):
                 continue
             self._replace(graph, node, outs)
             modified = True
         return PassResult(graph, modified)
 
-    def _evaluate(self, node: Node) -> tuple[torch.Tensor, ...] | None:
+    def _evaluate(self, node: Node, guard: bool = False) -> tuple[torch.Tensor, ...] | None:
         d = registry.lookup(node.op)
         args = [None if v is None else v.tensor for v in node.inputs]
         try:
-            with torch.no_grad(), warnings.catch_warnings():
+            with torch.no_grad(), warnings.catch_warnings(), (SizeGuard() if guard else nullcontext()):
                 warnings.simplefilter("ignore")
                 outs = d.run(args, node.attrs)
+        except TorchMDFError as e:  # a limit: the file asks for too much
+            raise type(e)(e.raw_message, location=node.location(), hint=e.hint) from None
         except Exception:  # noqa: BLE001 - folding is an optimization: leave the node alone
             return None
         if len(outs) != len(node.outputs):

@@ -202,9 +202,15 @@ def _cast_like(types: Types, attrs: dict, node: Node | None = None) -> list[Tens
     return [TensorType(_t(types[1]).dtype, _t(types[0]).shape)]
 
 
+def _contract(k1: Any, k2: Any, what: str) -> None:
+    if isinstance(k1, int) and isinstance(k2, int) and k1 != k2:
+        raise ShapeError(f"{what}: the inner dims differ ({k1} and {k2})")
+
+
 def _matmul_shape(a: tuple | None, b: tuple | None) -> tuple | None:
     if a is None or b is None or not a or not b:
         return None
+    _contract(a[-1], b[0] if len(b) == 1 else b[-2], f"cannot multiply shapes {list(a)} and {list(b)}")
     if len(a) == 1 and len(b) == 1:
         return ()
     if len(a) == 1:
@@ -228,6 +234,8 @@ def _gemm(types: Types, attrs: dict, node: Node | None = None) -> list[TensorTyp
         return [TensorType(a.dtype, None)]
     m = a.shape[1] if attrs.get("transA") else a.shape[0]
     n = b.shape[0] if attrs.get("transB") else b.shape[1]
+    _contract(a.shape[0] if attrs.get("transA") else a.shape[1], b.shape[1] if attrs.get("transB") else b.shape[0],
+              f"Gemm cannot multiply shapes {list(a.shape)} and {list(b.shape)}")
     return [TensorType(a.dtype, (m, n))]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -18,10 +19,11 @@ from typing import IO, Any
 import yaml
 
 from torchmdf.errors import TorchMDFError, ValidationError
+from torchmdf.limits import LIMITS
 
 from .model import DupDict, Model
 
-__all__ = ["load", "save", "loads", "dumps", "atomic_write_bytes", "FORMATS"]
+__all__ = ["load", "save", "loads", "dumps", "atomic_write_bytes", "read_limited", "FORMATS"]
 
 #: suffix -> format
 FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
@@ -64,8 +66,21 @@ def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> list:
     return loader.construct_sequence(node, deep=True)
 
 
+def _construct_timestamp(loader: _Loader, node: yaml.ScalarNode) -> str:
+    return loader.construct_scalar(node)  # a date stays the text it is (as in JSON)
+
+
+def _refuse(loader: _Loader, node: yaml.Node) -> None:
+    raise yaml.constructor.ConstructorError(
+        None, None, f"the YAML type {node.tag!r} is not allowed in MDF files (only mappings, lists, "
+        "strings, numbers, booleans and null)", node.start_mark)
+
+
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+for _tag in ("binary", "set", "omap", "pairs"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse)
 
 
 def _where(source: str | None) -> str | None:
@@ -84,6 +99,8 @@ def _parse(text: str, fmt: str, source: str | None) -> Any:
                                   location=loc) from e
         except RecursionError as e:
             raise ValidationError("invalid JSON: nested too deeply", location=loc) from e
+        except ValueError as e:  # an integer of more digits than Python converts
+            raise ValidationError(f"invalid JSON: {e}", location=loc) from e
     if fmt == "yaml":
         try:
             return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
@@ -96,6 +113,8 @@ def _parse(text: str, fmt: str, source: str | None) -> Any:
             raise ValidationError(f"invalid YAML: {e}", location=loc) from e
         except RecursionError as e:
             raise ValidationError("invalid YAML: nested too deeply", location=loc) from e
+        except (ValueError, TypeError, OverflowError) as e:  # e.g. an integer of > 4300 digits
+            raise ValidationError(f"invalid YAML: {e}", location=loc) from e
     raise ValidationError(f"unknown format {fmt!r}", location=loc, hint="use 'json' or 'yaml'")
 
 
@@ -147,21 +166,58 @@ def load(source: str | os.PathLike | IO, *, format: str | None = None,
         fmt = format if format is not None else (_format_for(name, None) if name else "json")
         if fmt not in ("json", "yaml"):
             raise ValidationError(f"unknown format {fmt!r}", location=_where(name))
+        cap = LIMITS.max_file_bytes
         try:
-            text = source.read()
+            text = source.read(cap + 1)
         except (OSError, UnicodeDecodeError) as e:
             raise TorchMDFError(f"cannot read: {e}", location=_where(name)) from e
+        if len(text) > cap:
+            raise _too_big(name, None)
         return loads(text, fmt, validate=validate, source=name)
     name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
     if name is None:
         raise TorchMDFError(f"load() takes a path or an open file, not {type(source).__name__}")
     fmt = _format_for(name, format)
+    return loads(read_limited(name), fmt, validate=validate, source=name)
+
+
+def _too_big(name: str | None, size: int | None) -> TorchMDFError:
+    cap = LIMITS.max_file_bytes
+    return TorchMDFError(f"the file is {'larger than' if size is None else f'{size:,} bytes,'} more than the "
+                         f"limit of {cap:,} bytes", location=_where(name),
+                         hint="raise torchmdf.limits.LIMITS.max_file_bytes (or TORCHMDF_MAX_FILE_BYTES)")
+
+
+def read_limited(name: str) -> bytes:
+    """The bytes of a regular file of at most ``LIMITS.max_file_bytes``.  Opened without
+    blocking and checked with ``fstat`` before reading, so a FIFO, a device (``/dev/zero``)
+    or a symlink to one is refused instead of read without end."""
+    cap = LIMITS.max_file_bytes
     try:
-        with open(name, "rb") as f:
-            data = f.read()
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise TorchMDFError(f"cannot read the file: {e.strerror or e}", location=_where(name)) from e
-    return loads(data, fmt, validate=validate, source=name)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise TorchMDFError("not a regular file (a device, a pipe or a directory)", location=_where(name))
+        if st.st_size > cap:
+            raise _too_big(name, st.st_size)
+        chunks = []
+        total = 0
+        while True:
+            b = os.read(fd, min(1 << 24, cap + 1 - total))
+            if not b:
+                break
+            chunks.append(b)
+            total += len(b)
+            if total > cap:
+                raise _too_big(name, None)
+        return b"".join(chunks)
+    except OSError as e:
+        raise TorchMDFError(f"cannot read the file: {e.strerror or e}", location=_where(name)) from e
+    finally:
+        os.close(fd)
 
 
 def dumps(model: Model, format: str = "json") -> str:

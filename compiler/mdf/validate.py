@@ -41,6 +41,7 @@ import torch
 
 from torchmdf.errors import ExpressionError, ValidationError
 
+from . import torchmdf_metadata
 from .expressions import free_names, parse_in_scope
 from .model import (
     Condition,
@@ -81,14 +82,14 @@ Not Or Threshold TimeInterval TimeTermination WhenFinished WhenFinishedAll WhenF
 WhileNot""".split())
 
 _REDUCE = ("overwrite", "add", "multiply")
-_VERSION_RE = re.compile(r"v?(\d+)\.(\d+)")
+_VERSION_RE = re.compile(r"v?(\d{1,9})\.(\d{1,9})")  # bounded: linear on any string
 
 
 def format_version(fmt: Any) -> tuple[int, int] | None:
     """``"ModECI MDF v0.4"`` -> ``(0, 4)``; None when there is no version to read."""
     if not isinstance(fmt, str):
         return None
-    m = _VERSION_RE.search(fmt)
+    m = _VERSION_RE.search(fmt[:1000])
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
@@ -147,9 +148,12 @@ class _Validator:
     def type_err(self, path: tuple, what: str, want: str, got: Any) -> None:
         self.err(path, f"{what} must be {want}, not {type(got).__name__} {_short(got)}")
 
-    def common(self, path: tuple, obj: Any) -> None:
+    def common(self, path: tuple, obj: Any, torchmdf_keys: dict | None = None) -> None:
         if obj.metadata is not None and not isinstance(obj.metadata, dict):
             self.type_err(path, "metadata", "a mapping", obj.metadata)
+        if torchmdf_keys is not None:
+            for key, want in torchmdf_metadata.problems(obj.metadata, torchmdf_keys):
+                self.err(path + ("metadata", "torchmdf", key), want)
         if obj.notes is not None and not isinstance(obj.notes, str):
             self.type_err(path, "notes", "a string", obj.notes)
 
@@ -224,7 +228,7 @@ class _Validator:
             return
         path = (seg("model", m.id),)
         self.ident(path, m, "model")
-        self.common(path, m)
+        self.common(path, m, torchmdf_metadata.MODEL_KEYS)
         for key in ("format", "generating_application"):
             v = getattr(m, key)
             if v is not None and not isinstance(v, str):
@@ -243,7 +247,7 @@ class _Validator:
 
     def graph(self, path: tuple, g: Graph) -> None:
         self.ident(path, g, "graph")
-        self.common(path, g)
+        self.common(path, g, torchmdf_metadata.MODEL_KEYS)
         if g.parameters is not None and not isinstance(g.parameters, dict):
             self.type_err(path, "parameters", "a mapping", g.parameters)
         members = self.listof(path, g.nodes, (Node, Graph), "nodes")
@@ -274,7 +278,7 @@ class _Validator:
 
     def node(self, path: tuple, n: Node) -> None:
         self.ident(path, n, "node")
-        self.common(path, n)
+        self.common(path, n, torchmdf_metadata.NODE_KEYS)
         ips = self.listof(path, n.input_ports, InputPort, "input_ports")
         params = self.listof(path, n.parameters, Parameter, "parameters")
         funcs = self.listof(path, n.functions, Function, "functions")
@@ -329,7 +333,7 @@ class _Validator:
     def parameter(self, path: tuple, p: Parameter, scope: frozenset, literal: bool = False) -> None:
         """``literal``: the value is a string for an ONNX string attribute of the same name."""
         self.ident(path, p, "parameter")
-        self.common(path, p)
+        self.common(path, p, torchmdf_metadata.PARAMETER_KEYS)
         args = p.args if isinstance(p.args, dict) else {}
         arg_names = frozenset(k for k in args if isinstance(k, str))
         if p.value is None and p.function is None and p.default_initial_value is None \
@@ -394,7 +398,16 @@ class _Validator:
             known = False
         else:
             known = is_known_function(name)
-            if not known and not self.legacy:
+            refusal = None
+            if not known and "::" in name and not name.startswith("onnx::"):
+                from torchmdf.ops.registry import file_op_refusal
+
+                refusal = file_op_refusal(name)
+            if refusal is not None and name.startswith("aten::") and refusal != "no such ATen op":
+                self.err(path + ("function",), f"a model file may not call {name}: {refusal}",
+                         hint="model files may name the MDF standard functions, ONNX ops, registered ops "
+                         "and pure, memory-safe core ATen ops")
+            elif not known and not self.legacy:
                 hint = _close(name, STANDARD_FUNCTIONS)
                 if "::" not in name and name not in STANDARD_FUNCTIONS:
                     hint = (hint + " " if hint and hint.startswith("did") else "") + \
@@ -635,16 +648,56 @@ def _short(v: Any, limit: int = 60) -> str:
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
-def validate(model: Model) -> list[ValidationError]:
+def validate(model: Model, *, lowering: bool = True) -> list[ValidationError]:
     """Every problem of the model (an empty list when it is valid), each located by file and
-    MDF path (``file 'm.json' > model 'm' > graph 'g' > node 'A' > parameter 'slope'``)."""
+    MDF path (``file 'm.json' > model 'm' > graph 'g' > node 'A' > parameter 'slope'``).
+
+    With ``lowering`` (the default), a structurally valid model is also lowered the way
+    ``compile`` and ``simulate`` lower it (every graph; the first evaluation and a later one;
+    the default passes: constant folding, shape inference; the size limits), so "valid"
+    means "compiles": bad condition arguments, unknown cast types and shape mismatches that
+    can be seen without running are reported too.  ``load`` checks only the structure."""
     v = _Validator(model)
     v.model(model)
-    return v.problems
+    if v.problems or not lowering or not isinstance(model, Model):
+        return v.problems
+    return _lowering_problems(model)
+
+
+def _lowering_problems(model: Model) -> list[ValidationError]:
+    from torchmdf.errors import TorchMDFError
+    from torchmdf.frontends.mdf import _flatten, program
+    from torchmdf.limits import check_graph_sizes
+    from torchmdf.passes import run_passes
+
+    out: list[ValidationError] = []
+    for mg in model.graphs:
+        try:
+            prog = program(model, mg.id)
+            if prog.dynamic_condition is not None:
+                continue  # simulate schedules it between node runs: conditions parsed above
+            scheds = prog.schedules(2)
+            s0 = _flatten(next(scheds))
+            segs = [prog.segment(s0, first=True, dt=None)]
+            s1 = next(scheds, None)
+            if s1 is not None:
+                segs.append(prog.segment(_flatten(s1), first=False, dt=0.01, ran_before=frozenset(s0)))
+            for seg in segs:
+                g = prog.finish(seg)
+                g, _ = run_passes(g, None, verify_each=False)
+                check_graph_sizes(g)
+        except TorchMDFError as e:
+            out.append(e if isinstance(e, ValidationError) else
+                       ValidationError(e.raw_message, location=e.location or model.location, hint=e.hint))
+        except Exception as e:  # noqa: BLE001 - still a located problem, never a traceback
+            out.append(ValidationError(f"cannot be compiled: {type(e).__name__}: {str(e)[:300]}",
+                                       location=f"{model.location} > graph '{mg.id}'"
+                                       if model.location else f"graph '{mg.id}'"))
+    return out
 
 
 def check(model: Model) -> None:
     """Raise one ValidationError (``.problems`` lists each) if the model has any problem."""
-    problems = validate(model)
+    problems = validate(model, lowering=False)
     if problems:
         raise _combine(problems, model.location if isinstance(model, Model) else None)
