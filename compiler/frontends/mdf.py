@@ -122,7 +122,9 @@ def as_tensor(v: Any) -> torch.Tensor:
     try:
         return literal_tensor(v)
     except (TypeError, ValueError, RuntimeError) as e:
-        raise ConversionError(f"value {v!r} is not a number or array") from e
+        text = repr(v)
+        text = text if len(text) <= 80 else text[:77] + "..."
+        raise ConversionError(f"value {text} is not a number or array ({e})"[:300]) from e
 
 
 def _is_pyscalar(v: Any) -> bool:
@@ -1348,7 +1350,19 @@ class MDFProgram:
                 v.meta["pyscalar"] = True
             seg.free[(n.id, p.id)] = v
         for nid in executions:
-            self._run_node(seg, self.by_id[nid])
+            node = self.by_id[nid]
+            try:
+                self._run_node(seg, node)
+            except TorchMDFError as e:
+                if e.location:
+                    raise
+                raise type(e)(e.raw_message, location=self.loc(self.node_where(node)), hint=e.hint) from e
+            except RecursionError as e:
+                raise ConversionError("the node is nested too deeply to lower",
+                                      location=self.loc(self.node_where(node))) from e
+            except Exception as e:  # noqa: BLE001 - never a raw error from a file: say where
+                raise ConversionError(f"cannot lower the node: {type(e).__name__}: {str(e)[:300]}",
+                                      location=self.loc(self.node_where(node))) from e
             seg.ran.add(nid)
             seg.executions.append(nid)
         return seg

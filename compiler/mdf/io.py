@@ -193,7 +193,9 @@ def read_limited(name: str) -> bytes:
     blocking and checked with ``fstat`` before reading, so a FIFO, a device (``/dev/zero``)
     or a symlink to one is refused instead of read without end."""
     cap = LIMITS.max_file_bytes
-    try:
+    try:  # refuse a device or pipe before opening it (and check again on what was opened)
+        if not stat.S_ISREG(os.stat(name).st_mode):
+            raise TorchMDFError("not a regular file (a device, a pipe or a directory)", location=_where(name))
         fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise TorchMDFError(f"cannot read the file: {e.strerror or e}", location=_where(name)) from e
