@@ -9,10 +9,10 @@ import os
 import subprocess
 import sys
 
+import hostile_corpus
 import pytest
 import torch
 
-import hostile_corpus
 import torchmdf
 from torchmdf.ops import registry
 
