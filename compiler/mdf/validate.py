@@ -203,8 +203,9 @@ class _Validator:
             return
         for name in sorted(free_names(tree)):
             if name not in scope and name not in extra:
+                near = _close(name, list(scope) + list(extra)) if len(scope) + len(extra) <= 1000 else None
                 self.err(path + (field,), f"unknown name {name!r} in the expression {_short(text)}",
-                         hint=_close(name, list(scope) + list(extra)), cls=ExpressionError)
+                         hint=near, cls=ExpressionError)
 
     def value(self, path: tuple, field: str, v: Any, scope: Any, extra: Any = (),
               allow_str: bool = True) -> None:
@@ -379,8 +380,9 @@ class _Validator:
             self.type_err(path, "args", "a mapping", f.args)
         self.value(path, "value", f.value, scope, frozenset(k for k in args if isinstance(k, str)))
         if f.function is None and f.args is not None:
+            argset = frozenset(args)
             for k, v in args.items():
-                self.value(path + (f"arg {k!r}",), "value", v, scope, frozenset(args) - {k})
+                self.value(path + (f"arg {k!r}",), "value", v, scope, _Except(argset, k))
 
     def call(self, path: tuple, name: Any, args: Any, scope: frozenset) -> None:
         """A ``function`` with its ``args``: a known name, argument names it takes, arguments
@@ -443,7 +445,7 @@ class _Validator:
                     and v not in scope:
                 continue  # a literal string attribute, e.g. onnx::Pad mode "constant"
             if isinstance(v, str):
-                self.expr(ap, "value", v, scope, arg_names - {k})
+                self.expr(ap, "value", v, scope, _Except(arg_names, k))
             elif not _is_value(v):
                 self.type_err(ap, "the argument", "a number, an array or an expression string", v)
 
@@ -577,6 +579,24 @@ class _Validator:
                     self.err(path + ("kwargs 'parameter'",),
                              f"the node {dep!r} has no parameter, port or function {par!r}",
                              hint=_close(par, names))
+
+
+class _Except:
+    """``names`` without ``k`` (a call's other arguments), in O(1) instead of a new set."""
+
+    __slots__ = ("names", "k")
+
+    def __init__(self, names: frozenset, k: Any):
+        self.names, self.k = names, k
+
+    def __contains__(self, x: Any) -> bool:
+        return x != self.k and x in self.names
+
+    def __iter__(self):
+        return (n for n in self.names if n != self.k)
+
+    def __len__(self) -> int:
+        return len(self.names) - (self.k in self.names)
 
 
 class _Scope:
