@@ -238,7 +238,26 @@ def _ordered(parent: _Env, items: list[tuple[str, Callable[[_Env], Any]]]) -> _E
             cache[k] = items[k][1](_Env(parent, (index, k, get)))
         return cache[k]
 
+    _warm(len(items), get)
     return _Env(parent, (index, len(items), get))
+
+
+#: Above this many parameters or arguments, a node's values are lowered in order first.
+_WARM_ABOVE = 64
+
+
+def _warm(n: int, get: Callable[[int], Any]) -> None:
+    """Values that may each read the one before (``p_k = p_{k-1} + 1``) are lowered lazily,
+    one level of recursion per link: for long lists, lower them in order first, so each read
+    finds the one before it done and the depth stays constant.  A value that fails is left
+    to fail again where it is read (modeci_mdf reads only what it uses)."""
+    if n <= _WARM_ABOVE:
+        return
+    for k in range(n):
+        try:
+            get(k)
+        except TorchMDFError:
+            pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1473,20 +1492,26 @@ class MDFProgram:
             p = params[i]
             key = ("param", n.id, p.id)
             current[i] = _NO_VALUE  # a value that needs itself reads nothing
-            v = seg.read(key) if ran_before and self.persists(key) else None
-            if v is not None:
-                pass
-            elif p.value is None and p.default_initial_value is None:
-                v = _NO_VALUE
-            elif p.is_stateful():
-                v = L.value(p.default_initial_value, pwhere(p) + " > default_initial_value", phase1_env(i)) \
-                    if p.default_initial_value is not None else L.const(0.0)
-            else:
-                e = phase1_env(i)
-                e.set(p.id, L.const(0.0))
-                v = self._param_value(seg, L, p, e, pwhere(p))
+            try:
+                v = seg.read(key) if ran_before and self.persists(key) else None
+                if v is not None:
+                    pass
+                elif p.value is None and p.default_initial_value is None:
+                    v = _NO_VALUE
+                elif p.is_stateful():
+                    v = L.value(p.default_initial_value, pwhere(p) + " > default_initial_value",
+                                phase1_env(i)) if p.default_initial_value is not None else L.const(0.0)
+                else:
+                    e = phase1_env(i)
+                    e.set(p.id, L.const(0.0))
+                    v = self._param_value(seg, L, p, e, pwhere(p))
+            except BaseException:
+                del current[i]  # read again, it fails again (not a silent None)
+                raise
             current[i] = v
             return v
+
+        _warm(len(params), cur)
 
         def literal_attr(p: Any) -> Callable[[], Any]:
             def fail() -> Any:

@@ -133,12 +133,15 @@ def loads(text: str | bytes, format: str = "json", *, validate: bool = True,
     if format not in ("json", "yaml"):
         raise ValidationError(f"unknown format {format!r}", location=_where(source),
                               hint="use 'json' or 'yaml'")
-    data = _parse(text, format, source)
-    model = Model.from_dict(data, source=source)
-    if validate:
-        from .validate import check
+    from torchmdf.api import gc_paused
 
-        check(model)
+    with gc_paused():
+        data = _parse(text, format, source)
+        model = Model.from_dict(data, source=source)
+        if validate:
+            from .validate import check
+
+            check(model)
     return model
 
 

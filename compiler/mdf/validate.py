@@ -677,11 +677,14 @@ def validate(model: Model, *, lowering: bool = True) -> list[ValidationError]:
     the default passes: constant folding, shape inference; the size limits), so "valid"
     means "compiles": bad condition arguments, unknown cast types and shape mismatches that
     can be seen without running are reported too.  ``load`` checks only the structure."""
-    v = _Validator(model)
-    v.model(model)
-    if v.problems or not lowering or not isinstance(model, Model):
-        return v.problems
-    return _lowering_problems(model)
+    from torchmdf.api import gc_paused
+
+    with gc_paused():
+        v = _Validator(model)
+        v.model(model)
+        if v.problems or not lowering or not isinstance(model, Model):
+            return v.problems
+        return _lowering_problems(model)
 
 
 def _lowering_problems(model: Model) -> list[ValidationError]:
