@@ -79,14 +79,14 @@ class _Timer:
         sync(self.device)
         return (time.perf_counter() - t0) / n
 
-    def calibrate(self, fn: Callable[[], Any], sample_s: float) -> int:
+    def calibrate(self, fn: Callable[[], Any], sample_s: float) -> tuple[int, float]:
         """How many back-to-back calls take about ``sample_s`` (1 for a slow ``fn``), so the
-        timer's resolution and the per-sample overhead vanish."""
+        timer's resolution and the per-sample overhead vanish; and the seconds per call."""
         n = 1
         while True:
-            dt = self.calls(fn, n) * n
-            if dt >= sample_s or n >= 1 << 16:
-                return max(1, int(n * sample_s / max(dt, 1e-9)))
+            per_call = self.calls(fn, n)
+            if per_call * n >= sample_s or n >= 1 << 16:
+                return max(1, int(sample_s / max(per_call, 1e-9))), per_call
             n *= 2
 
 
@@ -120,6 +120,7 @@ class Context:
         self.slow_rounds = self.pick(1, 3, 5)  # ... for functions that take a second or more
         self.warmup_s = self.pick(0.05, 0.3, 1.0)
         self.sample_s = self.pick(0.002, 0.01, 0.02)
+        self.figure_s = self.pick(0.5, 3.0, 30.0)  # timing time one A/B figure may take (not below 3 rounds)
 
     # -- settings -------------------------------------------------------------------------------
 
@@ -174,6 +175,7 @@ class Context:
             msg = f"{type(e).__name__}: {e}".strip()
             msg = msg if len(msg) < 400 else msg[:400] + "..."
             tb = traceback.format_exc(limit=-3)
+            tb = tb if len(tb) < 3000 else tb[:1500] + "\n...\n" + tb[-1500:]
             for k in keys:
                 if k not in self.figures:
                     self.figures[k] = {"error": msg, "traceback": tb}
@@ -207,7 +209,7 @@ class Context:
         repeats = repeats or (self.slow_rounds if slow else self.rounds)
         if warmup:
             fn()
-        n = 1 if slow else self._timer.calibrate(fn, self.sample_s)
+        n = 1 if slow else self._timer.calibrate(fn, self.sample_s)[0]
         with _gc_off():
             return [self._timer.calls(fn, n) for _ in range(repeats)]
 
@@ -227,7 +229,14 @@ class Context:
         while time.perf_counter() < t_end:
             a()
             b()
-        n = 1 if slow else min(self._timer.calibrate(a, self.sample_s), self._timer.calibrate(b, self.sample_s))
+        if not slow:
+            (na, ca), (nb, cb) = self._timer.calibrate(a, self.sample_s), self._timer.calibrate(b, self.sample_s)
+            n = min(na, nb)
+            # calls of a second or so: fewer rounds, at least 3, within the figure's time cap
+            fit = int(self.figure_s / max(n * (ca + cb), 1e-9))
+            rounds = max(3, min(rounds, fit - (fit % 2 == 0)))
+        else:
+            n = 1
         ta, tb = [], []
         with _gc_off():
             for r in range(rounds):

@@ -80,6 +80,7 @@ class Progress:
 def run(mode: str, device: str, only: list[str] | None = None, progress: bool = True) -> dict:
     """Run the families (all, or ``only``) and return the result dict written as JSON."""
     import torch
+
     from families import FAMILIES
 
     names = list(FAMILIES) if not only else only
