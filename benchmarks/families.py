@@ -134,12 +134,9 @@ def native(ctx: Context) -> None:
                     raise Skip(f"not run in --{ctx.mode}")
                 ctx.progress(f"{name} batch {batch}")
                 entry = zoo.get(name)
-                model = entry.make_model().eval()
-                inputs = _batched(entry.make_inputs(), batch)
-                gm = torchmdf.compile(model, target="fx", example_inputs=inputs).eval()
-                model.to(ctx.device)
-                gm.to(ctx.device)
-                inputs = _to(inputs, ctx.device)
+                model = entry.make_model().eval().to(ctx.device)
+                inputs = _to(_batched(entry.make_inputs(), batch), ctx.device)
+                gm = torchmdf.compile(model, target="fx", example_inputs=inputs).eval()  # on the device
                 with torch.no_grad():
                     _check_same(gm(*inputs), model(*inputs), name)
                     ctx.ab(keys[0], lambda: gm(*inputs), lambda: model(*inputs),
@@ -346,14 +343,17 @@ def file_scaling(ctx: Context) -> None:
     for shape in ("wide", "chain"):
         history: dict[str, list[tuple[int, float]]] = {s: [] for s in stages}
         dead: dict[str, str] = {}
+        warm = tmpdir() / f"scaling_{shape}_warmup.json"  # warm-up on a small file: imports, caches
+        warm.write_text(json.dumps(mdf_dict(shape, 10)))
+        validate(load(warm, validate=False))
+        torchmdf.compile(warm, target="fx")
         for n in sizes:
             keys = {s: f"{shape}/{_size(n)}/{s}" for s in stages}
             if n not in run_sizes:
                 for k in keys.values():
                     ctx.skip(k, f"not run in --{ctx.mode}")
                 continue
-            first = n == sizes[0]  # larger sizes: no warm-up call, fewer repeats (time)
-            reps = ctx.pick(1, 3, 3) if first else ctx.pick(1, 1, 3)
+            reps = ctx.pick(1, 3, 3) if n == sizes[0] else ctx.pick(1, 1, 3)  # larger: fewer (time)
             ctx.progress(f"{shape} {_size(n)}: writing the file")
             path = tmpdir() / f"scaling_{shape}_{n}.json"
             path.write_text(json.dumps(mdf_dict(shape, n)))
@@ -371,20 +371,20 @@ def file_scaling(ctx: Context) -> None:
                             if stage == "load_vs_json":
                                 fig = ctx.ab(key, lambda: load(path), lambda: _json_load(path),
                                              names=("torchmdf.mdf.load", "json.load"), unit="ms", slow=True,
-                                             rounds=reps, params={"nodes": n}, warmup=first)
+                                             rounds=reps, params={"nodes": n}, warmup=False)
                                 per_call = fig["parts"]["torchmdf.mdf.load"]["median"] / 1e3
                             elif stage == "validate":
                                 model = model or load(path, validate=False)
-                                t = ctx.time(lambda: validate(model), repeats=reps, slow=True, warmup=first)
+                                t = ctx.time(lambda: validate(model), repeats=reps, slow=True, warmup=False)
                                 ctx.record(key, [x / n * 1e6 for x in t], "us/node", params={"nodes": n})
                                 per_call = min(t)
                             else:
                                 t = ctx.time(lambda: torchmdf.compile(path, target="fx"), repeats=reps,
-                                             slow=True, warmup=first)
+                                             slow=True, warmup=False)
                                 ctx.record(key, [x / n * 1e6 for x in t], "us/node", params={"nodes": n})
                                 per_call = min(t)
                     except Skip as e:
-                        dead[stage] = f"{e} at {_size(n)} nodes"
+                        dead[stage] = f"a smaller size was skipped: {e}"
                         raise
                     except Exception:
                         dead[stage] = f"failed at {_size(n)} nodes"
@@ -407,7 +407,7 @@ def _json_load(path: Path) -> Any:
 
 def _check_prediction(history: list[tuple[int, float]], n: int, reps: int, budget: float) -> None:
     pred = _predict(history, n)
-    if pred is not None and pred * (reps + 1) > budget:
+    if pred is not None and pred * reps > budget:
         raise Skip(f"predicted {pred:.1f} s per call from the smaller sizes: over the budget of {budget:g} s")
 
 
@@ -555,9 +555,10 @@ def fn_torch_loop(p: dict[str, float], steps: int, dt: float, batch: int, device
     return out
 
 
-def _simulate_batch(path: str, steps: int, dt: float, batch: int, device: str):
-    """``torchmdf.simulate`` of ``batch`` copies of the model, when it can batch (a
-    ``params=`` argument) and place (``device=``) a run; batch 1 on the CPU otherwise."""
+def _simulate_batch(path: str, steps: int, dt: float, batch: int, device: str, param: tuple[str, float]):
+    """``torchmdf.simulate`` of ``batch`` copies of the model (``param``: "node.parameter" and
+    its value in the file, given to every copy), when it can batch (a ``params=`` argument)
+    and place (``device=``) a run; batch 1 on the CPU otherwise."""
     import inspect
 
     import torch
@@ -569,7 +570,7 @@ def _simulate_batch(path: str, steps: int, dt: float, batch: int, device: str):
     if batch != 1:
         if "params" not in sig:
             raise Skip("torchmdf.simulate does not batch yet (no params=)")
-        kw["params"] = {"FNpop_0.Iext": torch.zeros(batch, dtype=torch.float64)}
+        kw["params"] = {param[0]: torch.full((batch,), param[1], dtype=torch.float64)}
     if device != "cpu":
         if "device" not in sig:
             raise Skip("torchmdf.simulate has no device= yet")
@@ -585,8 +586,10 @@ def simulation(ctx: Context) -> None:
     run_batches = ctx.pick([1, 64], [1, 64], batches)
     ctx.note("torchmdf.simulate does not batch yet (a later issue adds params=): batches over 1 are "
              "skipped until it does; the batch axis is one parameter (_simulate_batch)")
-    models = {"fn": FN_FILE, "newton_cooling": "MDF/NewtonCoolingModel.json", "rlc": "MDF/SwitchedRLC_Circuit.json"}
-    for label, f in models.items():
+    models = {"fn": (FN_FILE, ("FNpop_0.Iext", 0.0)),
+              "newton_cooling": ("MDF/NewtonCoolingModel.json", ("cool_node.T_a", 20.0)),
+              "rlc": ("MDF/SwitchedRLC_Circuit.json", ("V.R", 100.0))}
+    for label, (f, param) in models.items():
         path = EXAMPLES / f
         for batch in batches:
             k_tp, k_ratio = f"{label}/b{batch}/steps_per_s", f"{label}/b{batch}/vs_torch_loop"
@@ -596,7 +599,7 @@ def simulation(ctx: Context) -> None:
                     raise Skip(f"{path} is not present")
                 if batch not in run_batches:
                     raise Skip(f"not run in --{ctx.mode}")
-                sim = _simulate_batch(str(path), steps, FN_DT, batch, ctx.device)
+                sim = _simulate_batch(str(path), steps, FN_DT, batch, ctx.device, param)
                 ctx.progress(f"simulate {label}, batch {batch}, {steps} steps")
                 t = ctx.time(sim, repeats=ctx.slow_rounds, slow=True)
                 ctx.record(k_tp, [steps * batch / x for x in t], "steps/s", higher_is_better=True,

@@ -166,3 +166,35 @@ def test_cuda_without_cuda_fails_cleanly():
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 2
     assert "CUDA is not available" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_a_case_over_its_budget_is_skipped_not_hung():
+    sys.path.insert(0, str(BENCH))
+    try:
+        from _harness import Context
+    finally:
+        sys.path.remove(str(BENCH))
+    import time
+
+    from torchmdf.errors import PassError
+
+    ctx = Context("t", "smoke", "cpu")
+    t0 = time.perf_counter()
+    with ctx.case("spin", "other"):
+        with ctx.budget(0.2, "spinning"):
+            while time.perf_counter() - t0 < 20:
+                pass
+    assert time.perf_counter() - t0 < 10
+    assert "over the time budget" in ctx.figures["spin"]["skipped"]
+    assert "over the time budget" in ctx.figures["other"]["skipped"]
+    with ctx.case("wrapped"):  # the pass manager re-raises what a pass raised as a PassError
+        try:
+            with ctx.budget(0.2, "pass"):
+                while time.perf_counter() - t0 < 20:
+                    pass
+        except Exception as e:
+            raise PassError("pass x failed") from e
+    assert "over the time budget" in ctx.figures["wrapped"]["skipped"]
+    with ctx.case("broken"):
+        raise ValueError("boom")
+    assert "boom" in ctx.figures["broken"]["error"]
