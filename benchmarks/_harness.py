@@ -116,10 +116,11 @@ class Context:
         self.notes: list[str] = []
         self._progress = progress or (lambda msg: None)
         self._timer = _Timer(device)
-        self.rounds = self.pick(3, 9, 31)      # A/B rounds (or repeats) for fast functions
+        # many short samples, and the median: robust to a neighbour taking the core now and then
+        self.rounds = self.pick(3, 21, 41)     # A/B rounds (or repeats) for fast functions
         self.slow_rounds = self.pick(1, 3, 5)  # ... for functions that take a second or more
         self.warmup_s = self.pick(0.05, 0.3, 1.0)
-        self.sample_s = self.pick(0.002, 0.01, 0.02)
+        self.sample_s = self.pick(0.002, 0.005, 0.01)
         self.figure_s = self.pick(0.5, 3.0, 30.0)  # timing time one A/B figure may take (not below 3 rounds)
 
     # -- settings -------------------------------------------------------------------------------

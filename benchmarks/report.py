@@ -58,6 +58,11 @@ def section(results: list[dict]) -> str:
         parts.append("")
         parts.append(HOWTO.format(mode=result["mode"], threads=threads, device=result["device"]))
         parts.append(f"Machine: {_harness.machine_line(env)}.  The run took {result['total_seconds']} s.")
+        load = max(x for x in (env.get("load_average_start"), env.get("load_average_end"), 0) if x is not None)
+        if load > 0.75 * env["cores"]:
+            parts.append(f"The machine was shared (load average up to {load} on {env['cores']} cores): "
+                         "other processes took the cores at times, so figures are noisy; the spread "
+                         "column shows how much.")
         parts.append("")
         parts.append("Each figure is the median over repeats after warm-up (min and spread = (max - min) / "
                      "median beside it); a ratio is time(A) / time(B), timed interleaved A/B in the same "
