@@ -430,7 +430,8 @@ def markdown(result: dict, *, heading: str = "###") -> str:
 
 def compare(old: dict, new: dict) -> str:
     """A markdown table of every figure in either run: old and new median and the change;
-    flagged when the change is larger than both runs' spread and 5%."""
+    flagged when the change is larger than both runs' spread and 5% (25% for a figure of
+    fewer than 3 repeats)."""
     rows = ["| family | figure | old | new | change | |", "|---|---|---|---|---|---|"]
     fams = list(dict.fromkeys([*old.get("families", {}), *new.get("families", {})]))
     for fam in fams:
@@ -444,7 +445,8 @@ def compare(old: dict, new: dict) -> str:
             if a and b and "median" in a and "median" in b and a["median"]:
                 rel = b["median"] / a["median"] - 1
                 change = f"{rel * 100:+.1f}%"
-                noise = max(a["spread"], b["spread"], 0.05)
+                # the spread of under 3 repeats says little about the noise: ask for more then
+                noise = max(a["spread"], b["spread"], 0.05 if min(a["n"], b["n"]) >= 3 else 0.25)
                 if abs(rel) > noise:
                     better = (rel > 0) == bool(b.get("higher_is_better"))
                     flag = "better" if better else "**worse**"
