@@ -687,6 +687,20 @@ def validate(model: Model, *, lowering: bool = True) -> list[ValidationError]:
         return _lowering_problems(model)
 
 
+def _evaluations_differ(prog: Any, s0: list, s1: list) -> bool:
+    """Whether a later evaluation lowers to something other than the first: another schedule,
+    state (a stateful parameter, a parameter with conditions) or a cycle (an edge into a port
+    with a default value, carrying the previous evaluation's value)."""
+    if s0 != s1 or prog.has_conditions:
+        return True
+    for n in prog.nodes:
+        for p in getattr(n, "parameters", None) or ():
+            if p.conditions or p.is_stateful():
+                return True
+    return any(prog.incoming[n.id][port.id] for n in prog.nodes for port in n.input_ports
+               if port.default_value is not None)
+
+
 def _lowering_problems(model: Model) -> list[ValidationError]:
     from torchmdf.errors import TorchMDFError
     from torchmdf.frontends.mdf import _flatten, program
@@ -703,7 +717,7 @@ def _lowering_problems(model: Model) -> list[ValidationError]:
             s0 = _flatten(next(scheds))
             segs = [prog.segment(s0, first=True, dt=None)]
             s1 = next(scheds, None)
-            if s1 is not None:
+            if s1 is not None and _evaluations_differ(prog, s0, _flatten(s1)):
                 segs.append(prog.segment(_flatten(s1), first=False, dt=0.01, ran_before=frozenset(s0)))
             for seg in segs:
                 g = prog.finish(seg)
