@@ -33,7 +33,7 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from torchmdf.errors import ConversionError, UnsupportedOpError
+from torchmdf.errors import ConversionError, TorchMDFError, UnsupportedOpError
 from torchmdf.ir import Graph, Node, Value
 from torchmdf.ops import registry
 
@@ -1126,8 +1126,60 @@ class TorchMDFGraphModule(torch.fx.GraphModule):
         code = super().recompile()
         cls = type(self)  # the per-instance class GraphModule makes: only this module changes
         if "__call__" in vars(cls):
-            del cls.__call__  # resolves to nn.Module.__call__ (at call time: patches still apply)
+            del cls.__call__  # resolves to the __call__ below (at call time: patches still apply)
         return code
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return torch.nn.Module.__call__(self, *args, **kwargs)
+        except TorchMDFError:
+            raise
+        except Exception as e:  # name the IR node (MDF node, parameter, source line) that failed
+            located = locate_runtime_error(self, e)
+            if located is None:
+                raise
+            raise located from e
+
+
+def locate_runtime_error(gm: torch.fx.GraphModule, e: BaseException) -> TorchMDFError | None:
+    """An :class:`ExecutionError` for ``e`` raised inside ``gm``'s generated forward: the
+    IR node the failing line came from (its provenance: MDF node and parameter, or module
+    path and source line) and the shapes and dtypes of that line's operands, never their
+    values.  None when the failure is not inside the generated code."""
+    from torchmdf.errors import ExecutionError
+
+    frame = lineno = None
+    tb = e.__traceback__
+    code = getattr(gm, "forward", None)
+    code = getattr(code, "__code__", None)
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            frame, lineno = tb.tb_frame, tb.tb_lineno
+        tb = tb.tb_next
+    lmap = getattr(gm, "_lineno_map", None)
+    if frame is None or not lmap:
+        return None
+    idx = lmap.get(lineno - code.co_firstlineno)
+    node = None
+    if idx is not None:
+        for i, fn in enumerate(gm.graph.nodes):
+            if i == idx:
+                node = fn
+                break
+    if node is None:
+        return None
+    operands = []
+    for a in node.all_input_nodes:
+        x = frame.f_locals.get(a.name)
+        if isinstance(x, torch.Tensor):
+            operands.append(f"{a.name}: {list(x.shape)} {str(x.dtype).replace('torch.', '')}")
+        elif x is not None:
+            operands.append(f"{a.name}: {type(x).__name__}")
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    msg = msg if len(msg) <= 300 else msg[:297] + "..."
+    where = node.meta.get("torchmdf_location") or f"FX node {node.name}"
+    return ExecutionError(f"{type(e).__name__} at run time: {msg}"
+                          + (f" (operands {'; '.join(operands)})" if operands else ""), location=where)
 
 
 def _stateful_ok(graph: Graph) -> bool:
@@ -1192,7 +1244,22 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
         if n in skip:
             b.env[n.outputs[0]] = b.get(skip[n])
             continue
-        _lower_node(b, n, nd_gemms)
+        mark = len(fx.nodes)
+        try:
+            _lower_node(b, n, nd_gemms)
+        except TorchMDFError as e:
+            if e.location:
+                raise
+            raise type(e)(e.raw_message, location=n.location(), hint=e.hint) from e
+        except Exception as e:  # noqa: BLE001 - name the node whose lowering failed
+            raise ConversionError(f"cannot build the torch code of {n.op}: {type(e).__name__}: {e}",
+                                  location=n.location()) from e
+        new = len(fx.nodes) - mark
+        if new > 0:  # where each FX node came from, for run-time errors
+            it = reversed(fx.nodes)
+            loc = n.location()
+            for _ in range(new):
+                next(it).meta.setdefault("torchmdf_location", loc)
 
     outs = [b.get(v) for v in graph.outputs]
     for v in graph.outputs:  # a state's current value returned: keep it from the update below
@@ -1340,8 +1407,10 @@ def _install_pytree_codegen(fx: torch.fx.Graph, in_names: list[str], in_spec: st
         from torch.fx.graph import _PyTreeCodeGen, _PyTreeInfo
     except ImportError:  # pragma: no cover - older torch: flat calling convention
         return
-    ispec = pytree.treespec_loads(in_spec) if in_spec else None
-    ospec = pytree.treespec_loads(out_spec) if out_spec else None
+    from torchmdf.mdf.torchmdf_metadata import load_treespec
+
+    ispec = load_treespec(in_spec) if in_spec else None  # never pytree's loader on file text
+    ospec = load_treespec(out_spec) if out_spec else None
     if ispec is not None and ispec.num_leaves != len(in_names):
         ispec = None
     flat_in = ispec is None or _is_flat_inputs(ispec, len(in_names))
@@ -1439,4 +1508,4 @@ def _generic(b: FxBuilder, n: Node, a: _Args, d: Any) -> torch.fx.Node:
     return b.call(_named_target(d.impl), tuple(args), dict(n.attrs))
 
 
-__all__ = ["emit_fx", "fx_rule", "FxBuilder", "TorchMDFGraphModule"]
+__all__ = ["emit_fx", "fx_rule", "FxBuilder", "TorchMDFGraphModule", "locate_runtime_error"]

@@ -2,7 +2,8 @@
 ``evaluate(time_increment=dt)`` for each further step, with the state carried between steps.
 
 The scheduler of :mod:`torchmdf.frontends.mdf` says which nodes run in each evaluation.
-Without value-dependent conditions the whole schedule is known up front: each distinct
+Without value-dependent conditions the schedule does not depend on values: it is streamed
+step by step, and each distinct
 evaluation (first or later, the node runs, which nodes ran before) is lowered once to an IR
 graph, made stateless (state currents become inputs, the values the evaluation leaves extra
 outputs, :func:`stateless`) and compiled to a ``torch.fx.GraphModule``; the step loop then only
@@ -20,8 +21,9 @@ from typing import Any
 
 import torch
 
-from torchmdf.errors import ConversionError
+from torchmdf.errors import ConversionError, TorchMDFError
 from torchmdf.ir import Graph, Value
+from torchmdf.limits import LIMITS
 
 
 def stateless(g: Graph, outputs: list[Value]) -> tuple[Graph, list[Any]]:
@@ -89,34 +91,54 @@ def simulate(model: Any, steps: int = 1, dt: float = 0.01, *, graph: str | None 
 
 def _run_static(prog: Any, steps: int, dt: float, inputs: dict[str, Any] | None, state: dict,
                 traj: dict) -> None:
-    """Schedules first, then lower every distinct evaluation, then run compiled code."""
+    """Stream the schedule: each evaluation's key (first or later, the node runs, which nodes
+    ran before) is computed as the loop reaches it, and lowered and compiled the first time it
+    is seen, so memory does not grow with ``steps`` beyond the trajectories themselves."""
     from torchmdf.frontends.mdf import _flatten
 
-    plan: list[tuple] = []
+    compiled: dict[tuple, _Compiled] = {}
+    feed: list[Any] | None = None
+    port_items = list(traj.items())
     ran: frozenset[str] = frozenset()
     for k, sched in enumerate(prog.schedules(steps)):
         execs = tuple(_flatten(sched))
-        plan.append((k == 0, execs, ran))
-        ran = ran | frozenset(execs)
-    segs = {}
-    for key in dict.fromkeys(plan):
-        first, execs, before = key
-        segs[key] = prog.segment(list(execs), first=first, dt=None if first else dt, ran_before=before)
-    needed = set(traj) | {k for s in segs.values() for k in s.states}
-    compiled = {key: _Compiled(s, needed) for key, s in segs.items()}
-    feed = _feed(next(iter(segs.values())).g, inputs)
-    _loop(plan, compiled, feed, state, traj)
+        key = (k == 0, execs, ran)
+        ran = ran | frozenset(execs) if not ran.issuperset(execs) else ran
+        c = compiled.get(key)
+        if c is None:
+            seg = prog.segment(list(execs), first=k == 0, dt=None if k == 0 else dt, ran_before=key[2])
+            c = compiled[key] = _Compiled(seg, None)
+            if feed is None:
+                feed = _feed(seg.g, inputs)
+        outs = _call(c, feed, state)
+        for kk, v in zip(c.out_keys, outs):
+            state[kk] = v
+        for kk, lst in port_items:
+            lst.append(state.get(kk))
+        if k == 0:
+            _check_trajectory_size(port_items, steps, prog)
 
 
-def _loop(plan: list[tuple], compiled: dict, feed: list[Any], state: dict, traj: dict) -> None:
-    """The step loop: call the compiled evaluation, keep what it leaves, record the ports."""
-    port_items = list(traj.items())
-    for c in [compiled[key] for key in plan]:
-        outs = c.fn(*feed, *[state[k] for k in c.in_keys])
-        for k, v in zip(c.out_keys, outs):
-            state[k] = v
-        for k, lst in port_items:
-            lst.append(state.get(k))
+def _call(c: _Compiled, feed: list[Any], state: dict) -> Any:
+    try:
+        return c.fn(*feed, *[state[k] for k in c.in_keys])
+    except TorchMDFError:
+        raise
+    except Exception as e:  # noqa: BLE001 - name the MDF node and parameter that failed
+        from torchmdf.backends.fx import locate_runtime_error
+
+        located = locate_runtime_error(c.gm, e)
+        if located is None:
+            raise ConversionError(f"the simulation failed: {type(e).__name__}: {str(e)[:300]}") from e
+        raise located from e
+
+
+def _check_trajectory_size(port_items: list, steps: int, prog: Any) -> None:
+    """The trajectories will hold ``steps`` copies of every output port: refuse a run whose
+    trajectories would exceed ``LIMITS.max_elements`` before it grows."""
+    per_step = sum(torch.as_tensor(lst[0]).numel() for _, lst in port_items if lst and lst[0] is not None)
+    LIMITS.check_elements(per_step * steps, f"the trajectories of {steps:,} steps",
+                          prog.loc(prog.base()))
 
 
 def _run_dynamic(prog: Any, steps: int, dt: float, inputs: dict[str, Any] | None, state: dict,
@@ -140,12 +162,14 @@ def _run_dynamic(prog: Any, steps: int, dt: float, inputs: dict[str, Any] | None
                     c = cache[key] = _Compiled(seg, None)
                     if feed is None:
                         feed = _feed(seg.g, inputs)
-                outs = c.fn(*feed, *[state[k] for k in c.in_keys])
+                outs = _call(c, feed, state)
                 for k, v in zip(c.out_keys, outs):
                     state[k] = v
                 ran.add(nid)
         for k, lst in port_items:
             lst.append(state.get(k))
+        if step == 0:
+            _check_trajectory_size(port_items, steps, prog)
 
 
 def _stack(values: list[Any]) -> torch.Tensor:

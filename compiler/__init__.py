@@ -5,9 +5,10 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import errors, ir, ops  # noqa: E402
+from . import errors, ir, limits, ops  # noqa: E402
 from .errors import (  # noqa: E402
     ConversionError,
+    ExecutionError,
     ExpressionError,
     PassError,
     ShapeError,
@@ -33,5 +34,5 @@ def __getattr__(name):  # lazy: keep `import torchmdf` light and free of import 
 __all__ = [
     "compile", "lower", "emit", "simulate", "ir", "ops", "errors", "passes", "backends", "mdf",
     "TorchMDFError", "ValidationError", "ExpressionError", "VerificationError", "UnsupportedOpError",
-    "ShapeError", "ConversionError", "PassError", "__version__",
+    "ShapeError", "ConversionError", "PassError", "ExecutionError", "limits", "__version__",
 ]

@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="torchmdf", description="Compile between PyTorch and MDF (ModECI "
                                 "Model Description Format) through one SSA IR.")
     p.add_argument("--version", action="version", version=f"torchmdf {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = p.add_subparsers(dest="command")
     d = sub.add_parser("demo", help="convert the built-in MLP to MDF and back, show IR and pass timings")
     d.add_argument("-o", "--output", help="where to write the MDF file (default demo_mlp.json)")
@@ -196,18 +197,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line
+    args = parser.parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
     if not getattr(args, "fn", None):
         parser.print_help()
         return 0
     try:
         return args.fn(args)
     except TorchMDFError as e:
+        if args.debug:
+            raise
         print(f"torchmdf: error: {e}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:
+        if args.debug:
+            raise
         print(f"torchmdf: error: {e.filename}: no such file", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # noqa: BLE001 - a bug of torchmdf: one line, the traceback with --debug
+        if args.debug:
+            raise
+        msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        print(f"torchmdf: internal error: {type(e).__name__}: {msg}\n  (run again with --debug for the "
+              "traceback, and please report it)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -66,11 +66,16 @@ class ConversionError(TorchMDFError):
     """A frontend or backend could not convert a construct."""
 
 
+class ExecutionError(TorchMDFError):
+    """A compiled module failed at run time; located at the IR node (and so the MDF node and
+    parameter, or the nn.Module path and source line) whose code failed."""
+
+
 class PassError(TorchMDFError):
     """A pass failed or left the graph in a state its contract forbids."""
 
 
 __all__ = [
     "TorchMDFError", "ValidationError", "ExpressionError", "VerificationError",
-    "UnsupportedOpError", "ShapeError", "ConversionError", "PassError",
+    "UnsupportedOpError", "ShapeError", "ConversionError", "PassError", "ExecutionError",
 ]

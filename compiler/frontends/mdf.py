@@ -90,6 +90,7 @@ import torch
 
 from torchmdf.errors import ConversionError, TorchMDFError, ValidationError
 from torchmdf.ir import Graph, Provenance, TensorType, Value
+from torchmdf.limits import LIMITS
 from torchmdf.ops import registry
 
 _UNARY_ONNX = {"exp": "Exp", "sqrt": "Sqrt", "abs": "Abs", "sin": "Sin", "cos": "Cos", "tan": "Tan",
@@ -121,7 +122,9 @@ def as_tensor(v: Any) -> torch.Tensor:
     try:
         return literal_tensor(v)
     except (TypeError, ValueError, RuntimeError) as e:
-        raise ConversionError(f"value {v!r} is not a number or array") from e
+        text = repr(v)
+        text = text if len(text) <= 80 else text[:77] + "..."
+        raise ConversionError(f"value {text} is not a number or array ({e})"[:300]) from e
 
 
 def _is_pyscalar(v: Any) -> bool:
@@ -157,14 +160,21 @@ _NO_VALUE = None  # a name that has no value yet (a parameter modeci_mdf holds a
 
 class _Env:
     """Names visible to an expression, resolved lazily: a name bound to a thunk is lowered
-    the first time an expression reads it, so values nobody reads emit no IR."""
+    the first time an expression reads it, so values nobody reads emit no IR.
 
-    __slots__ = ("vals", "thunks", "parent")
+    ``view`` is ``(index, limit, get)``: the names of ``index`` whose position is below
+    ``limit`` resolve to ``get(position)``.  That is how "each argument sees the arguments
+    before it" is one environment per argument instead of a chain as long as the arguments
+    (which made a node with many parameters or arguments quadratic)."""
 
-    def __init__(self, parent: _Env | None = None):
+    __slots__ = ("vals", "thunks", "parent", "view")
+
+    def __init__(self, parent: _Env | None = None,
+                 view: tuple[dict[str, int], int, Callable[[int], Any]] | None = None):
         self.vals: dict[str, Any] = {}
         self.thunks: dict[str, Callable[[], Any]] = {}
         self.parent = parent
+        self.view = view
 
     def set(self, k: str, v: Any) -> None:
         self.vals[k] = v
@@ -182,6 +192,10 @@ class _Env:
         while e is not None:
             if k in e.vals or k in e.thunks:
                 return True
+            if e.view is not None:
+                i = e.view[0].get(k)  # type: ignore[call-overload]
+                if i is not None and i < e.view[1]:
+                    return True
             e = e.parent
         return False
 
@@ -195,6 +209,10 @@ class _Env:
                 v = fn()
                 e.vals[k] = v
                 return v
+            if e.view is not None:
+                i = e.view[0].get(k)
+                if i is not None and i < e.view[1]:
+                    return e.view[2](i)
             e = e.parent
         raise KeyError(k)
 
@@ -203,8 +221,43 @@ class _Env:
         e: _Env | None = self
         while e is not None:
             out |= set(e.vals) | set(e.thunks)
+            if e.view is not None:
+                out |= {n for n, i in e.view[0].items() if i < e.view[1]}
             e = e.parent
         return sorted(out)
+
+
+def _ordered(parent: _Env, items: list[tuple[str, Callable[[_Env], Any]]]) -> _Env:
+    """An environment over ``parent`` holding ``items`` in order: item ``k`` is lowered
+    lazily, by ``make(env)`` with an ``env`` that sees the items before it (and ``parent``)."""
+    index = {name: k for k, (name, _) in enumerate(items)}
+    cache: dict[int, Any] = {}
+
+    def get(k: int) -> Any:
+        if k not in cache:
+            cache[k] = items[k][1](_Env(parent, (index, k, get)))
+        return cache[k]
+
+    _warm(len(items), get)
+    return _Env(parent, (index, len(items), get))
+
+
+#: Above this many parameters or arguments, a node's values are lowered in order first.
+_WARM_ABOVE = 64
+
+
+def _warm(n: int, get: Callable[[int], Any]) -> None:
+    """Values that may each read the one before (``p_k = p_{k-1} + 1``) are lowered lazily,
+    one level of recursion per link: for long lists, lower them in order first, so each read
+    finds the one before it done and the depth stays constant.  A value that fails is left
+    to fail again where it is read (modeci_mdf reads only what it uses)."""
+    if n <= _WARM_ABOVE:
+        return
+    for k in range(n):
+        try:
+            get(k)
+        except TorchMDFError:
+            pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,6 +274,7 @@ class _Lower:
         self.node = node
         self.where = where
         self.prov = Provenance(origin="mdf", mdf_path=where, file=self.prog.file)
+        self._provs: dict[str, Provenance] = {}
 
     def loc(self, where: str) -> str:
         return self.prog.loc(where)
@@ -240,9 +294,18 @@ class _Lower:
             return out
         return self.g.add_constant(as_tensor(v), name)
 
+    def provenance(self, where: str | None) -> Provenance:
+        """The provenance of nodes lowered for ``where`` (a parameter, a function, a port)."""
+        if where is None or where == self.where:
+            return self.prov
+        p = self._provs.get(where)
+        if p is None:
+            p = self._provs[where] = Provenance(origin="mdf", mdf_path=where, file=self.prog.file)
+        return p
+
     def op(self, op: str, inputs: list[Value | None], attrs: dict | None = None, n_out: int = 1,
            name: str = "", where: str | None = None) -> Value:
-        prov = self.prov if where is None else Provenance(origin="mdf", mdf_path=where, file=self.prog.file)
+        prov = self.provenance(where)
         node = self.g.create_node(op, inputs, attrs or {}, num_outputs=n_out, provenance=prov, name=name)
         return node.outputs[0]
 
@@ -415,15 +478,15 @@ class _Lower:
         ATen op, or (as modeci_mdf does for a name it does not know) an expression over the
         args.  Each argument sees the node's values and the arguments before it."""
         args = dict(args or {})
-        scope = env.child()
-        for a, av in args.items():
-            prev = scope
-            scope = prev.child()
-            scope.lazy(a, lambda a=a, av=av, prev=prev: self.value(av, f"{where} > argument '{a}'", prev))
-        d = registry.lookup(fname) if "::" in fname else registry.lookup(f"mdf::{fname}")
-        if d is None and "::" in fname:
-            raise ValidationError(f"unknown function {fname!r}", location=self.loc(where),
-                                  hint="functions are the MDF standard functions, onnx::<Op> or aten::<op>")
+        scope = _ordered(env, [(a, lambda prev, a=a, av=av: self.value(av, f"{where} > argument '{a}'", prev))
+                               for a, av in args.items()])
+        if "::" in fname:
+            if registry.lookup(fname) is None and not fname.startswith("aten::"):
+                raise ValidationError(f"unknown function {fname!r}", location=self.loc(where),
+                                      hint="functions are the MDF standard functions, onnx::<Op> or aten::<op>")
+            d = registry.lookup_for_file(fname, self.loc(where))
+        else:
+            d = registry.lookup(f"mdf::{fname}")
         if d is None:
             return self.value(fname, where, scope)
         if d.domain == "mdf":
@@ -435,7 +498,7 @@ class _Lower:
                                       + (f"; unknown {', '.join(extra)}" if extra else ""),
                                       location=self.loc(where))
             ins = [self._one(self.lookup(n, scope, where), where) for n in d.input_names]
-            out = self.op(d.name, ins, name=self.node.id)
+            out = self.op(d.name, ins, name=self.node.id, where=where)
             if d.name == "mdf::linear" and all(x.meta.get("pyscalar") for x in ins):
                 out.meta["pyscalar"] = True
             return out
@@ -504,7 +567,7 @@ class _Lower:
             raise ValidationError(f"{d.name} has no input or attribute {', '.join(map(repr, unknown))}",
                                   location=self.loc(where))
         n_out = d.outputs_for(attrs, len(inputs))
-        outs = self.g.create_node(d.name, inputs, attrs, num_outputs=n_out, provenance=self.prov,
+        outs = self.g.create_node(d.name, inputs, attrs, num_outputs=n_out, provenance=self.provenance(where),
                                   name=self.node.id).outputs
         return outs[0] if n_out == 1 else list(outs)
 
@@ -533,14 +596,16 @@ class _Lower:
                     v = v.tolist() if isinstance(v, torch.Tensor) else v
                     inputs.extend(self._one(self.value(x, where, env), where)
                                   for x in (v if isinstance(v, list) else [v]))
+            elif name in registry.FILE_FORBIDDEN_ATTRS:
+                continue  # never from a file: the module's device and defaults decide
             elif name in args:
-                attrs[name] = _decode_attr(self._constant_attr(name, args[name], where))
+                attrs[name] = _decode_attr(self._constant_attr(name, args[name], where), self.loc(where))
             else:
                 found, v = self._attr_from_node(name, env, where)
                 if found:
-                    attrs[name] = _decode_attr(v)
+                    attrs[name] = _decode_attr(v, self.loc(where))
         outs = self.g.create_node(d.name, inputs, attrs, num_outputs=max(sig.num_returns, 1),
-                                  provenance=self.prov, name=self.node.id).outputs
+                                  provenance=self.provenance(where), name=self.node.id).outputs
         return outs[0] if len(outs) == 1 else list(outs)
 
 
@@ -570,16 +635,29 @@ def _cast_attr(v: Any, typ: Any) -> Any:
     return v
 
 
-def _decode_attr(v: Any) -> Any:
-    """ATen attributes that JSON cannot hold are written as ``{"dtype": "float32"}`` etc."""
+_MEMORY_FORMATS = {"contiguous_format": torch.contiguous_format, "preserve_format": torch.preserve_format,
+                   "channels_last": torch.channels_last, "channels_last_3d": torch.channels_last_3d}
+
+
+def _decode_attr(v: Any, where: str | None = None) -> Any:
+    """ATen attributes that JSON cannot hold are written as ``{"dtype": "float32"}`` etc.
+    Only real dtypes and memory formats are read; a device is never taken from a file (the
+    module's device decides), so ``{"device": ...}`` reads as None."""
     if isinstance(v, dict) and len(v) == 1:
         (k, x), = v.items()
-        if k == "dtype" and isinstance(x, str) and isinstance(getattr(torch, x, None), torch.dtype):
-            return getattr(torch, x)
+        if k == "dtype":
+            dt = getattr(torch, x, None) if isinstance(x, str) and x.isidentifier() else None
+            if not isinstance(dt, torch.dtype):
+                raise ValidationError(f"unknown dtype {x!r}", location=where)
+            return dt
         if k == "device":
-            return torch.device(x)
+            return None
         if k == "memory_format":
-            return getattr(torch, x)
+            mf = _MEMORY_FORMATS.get(x) if isinstance(x, str) else None
+            if mf is None:
+                raise ValidationError(f"unknown memory format {x!r}", location=where,
+                                      hint=f"one of {', '.join(_MEMORY_FORMATS)}")
+            return mf
     return v
 
 
@@ -606,50 +684,68 @@ def _time_scale(v: Any) -> int | None:
     """``"TimeScale.PASS"``, ``"PASS"``, ``"pass"`` -> the scale, or None."""
     if not isinstance(v, str):
         return None
-    m = re.fullmatch(r"(?:TimeScale)?\.?(\w+)", v.strip())
-    return _TIME_SCALES.get(m.group(1).upper()) if m else None
+    name = v.strip()
+    name = name[len("TimeScale"):] if name.startswith("TimeScale") else name
+    return _TIME_SCALES.get(name.lstrip(".").upper()) if len(name) < 64 else None
 
 
 class _Cond:
     """A compiled condition: ``ok(scheduler)``; ``history``: it reads counters that survive a
-    run; ``dynamic``: it reads computed values (Threshold)."""
+    run; ``dynamic``: it reads computed values (Threshold); ``cost``: the work of one check
+    (counted against ``LIMITS.max_schedule_work``)."""
 
-    __slots__ = ("ok", "history", "justran", "dynamic", "where")
+    __slots__ = ("ok", "history", "justran", "dynamic", "where", "cost")
 
     def __init__(self, ok: Callable[[Scheduler], bool], where: str, *, history: bool = False,
-                 justran: bool = False, dynamic: bool = False, parts: tuple[_Cond, ...] = ()):
+                 justran: bool = False, dynamic: bool = False, parts: tuple[_Cond, ...] = (), cost: int = 1):
         self.ok = ok
         self.where = where
         self.history = history or any(p.history for p in parts)
         self.justran = justran or any(p.justran for p in parts)
         self.dynamic = dynamic or any(p.dynamic for p in parts)
+        self.cost = cost + sum(p.cost for p in parts)
 
 
 class Scheduler:
     """graph_scheduler's ``Scheduler.run`` over node ids: each :meth:`run` is one evaluation
     and yields its consideration set executions (lists of node ids, in run order).
 
-    ``value_of(node, name)`` answers Threshold conditions (None: refuse them)."""
+    ``value_of(node, name)`` answers Threshold conditions (None: refuse them).
+
+    Linear in the graph: graph_scheduler keeps an n x n table of "useable" counts for
+    EveryNCalls; here each node counts its runs since the evaluation began, and a node that
+    owns ``EveryNCalls(dep)`` notes ``dep``'s count when it runs (``watch`` lists those pairs),
+    so the useable count is a difference.  The condition checks of one evaluation are counted
+    against ``LIMITS.max_schedule_work``."""
 
     def __init__(self, nodes: list[str], queue: list[list[str]], conds: dict[str, _Cond],
-                 term_esu: _Cond, term_es: _Cond, where: str):
+                 term_esu: _Cond, term_es: _Cond, where: str, watch: dict[str, list[str]] | None = None):
         self.nodes = nodes
         self.queue = queue
         self.conds = conds
         self.term_esu = term_esu
         self.term_es = term_es
         self.where = where
-        self.counts = [{n: 0 for n in nodes} for _ in range(5)]
-        self.useable = {n: {m: 0 for m in nodes} for n in nodes}
+        self.counts = [dict.fromkeys(nodes, 0) for _ in range(5)]
+        self.watch = watch or {}
+        self.calls: dict[str, int] = dict.fromkeys(nodes, 0)  # runs since this evaluation began
+        self.snap: dict[str, dict[str, int]] = {}  # owner -> dep -> calls[dep] when owner last ran
+        self.ran_this_run = 0  # nodes with counts[ESU] >= 1 (AllHaveRun without dependencies)
         self.last: list[str] | None = None  # the last consideration set execution, for JustRan
+        self.last_set: frozenset[str] = frozenset()
         self.pass_run = self.pass_total = 0
         self.cse_pass = self.cse_run = self.cse_total = 0
         self.runs = 0
+        self.work = 0
         self.value_of: Callable[[str, str], Any] | None = None
         allc = [*conds.values(), term_esu, term_es]
         self.history = any(c.history for c in allc)
         self.justran = any(c.justran for c in allc)
         self.dynamic = any(c.dynamic for c in allc)
+
+    def useable(self, dep: str, owner: str) -> int:
+        """Runs of ``dep`` since ``owner`` last ran (in this evaluation)."""
+        return self.calls[dep] - self.snap.get(owner, {}).get(dep, 0)
 
     def relative(self, query: int, base: int, where: str) -> int:
         """``Clock.get_total_times_relative(query, base)`` for the current time."""
@@ -670,16 +766,38 @@ class Scheduler:
         raise ConversionError("this condition counts a time scale relative to one that is not coarser",
                               location=where)
 
+    def _check(self, c: _Cond) -> bool:
+        self.work += c.cost
+        if self.work > LIMITS.max_schedule_work:
+            raise ConversionError(f"scheduling one evaluation took more than {LIMITS.max_schedule_work:,} "
+                                  "condition checks", location=self.where,
+                                  hint="the conditions make the scheduler loop (or the graph is huge); raise "
+                                  "torchmdf.limits.LIMITS.max_schedule_work if the file is trusted")
+        return c.ok(self)
+
     def _terminated(self) -> bool:
-        return self.term_esu.ok(self) or self.term_es.ok(self)
+        return self._check(self.term_esu) or self._check(self.term_es)
+
+    def _ran(self, node: str) -> None:
+        if self.counts[ESU][node] == 0:
+            self.ran_this_run += 1
+        for ts in range(5):
+            self.counts[ts][node] += 1
+        deps = self.watch.get(node)
+        if deps:
+            snap = self.snap.setdefault(node, {})
+            for d in deps:
+                snap[d] = self.calls[d]
+        self.calls[node] += 1
 
     def run(self, value_of: Callable[[str, str], Any] | None = None) -> Iterator[list[str]]:
         """One evaluation; a generator, so that a Threshold sees the values of the executions
         yielded before it is checked."""
         self.value_of = value_of
-        for row in self.useable.values():
-            for m in row:
-                row[m] = 0
+        self.work = 0
+        self.calls = dict.fromkeys(self.nodes, 0)
+        self.snap = {}
+        self.ran_this_run = 0
         for ts in (CSE, PASS, ESU):
             self.counts[ts] = dict.fromkeys(self.nodes, 0)
         self.pass_run = self.cse_run = 0
@@ -692,25 +810,24 @@ class Scheduler:
                 if self._terminated():
                     break
                 ex: list[str] = []
+                done: set[str] = set()
                 added = True
                 while added:
                     added = False
                     for node in cs:
-                        if node not in ex and self.conds[node].ok(self):
+                        if node not in done and self._check(self.conds[node]):
                             ex.append(node)
+                            done.add(node)
                             added = changed = True
-                            for ts in range(5):
-                                self.counts[ts][node] += 1
-                            for row in self.useable.values():
-                                row[node] = 0
-                            for m in self.useable[node]:
-                                self.useable[node][m] += 1
+                            self._ran(node)
                 if ex:
                     self.last = ex
+                    self.last_set = frozenset(ex)
                     yield ex
                     self._tick_cse()
             if not changed:
                 self.last = []
+                self.last_set = frozenset()
                 self._tick_cse()
             self.pass_run += 1
             self.pass_total += 1
@@ -799,12 +916,13 @@ class MDFProgram:
         self.ids = [n.id for n in self.nodes]
         self.incoming: dict[str, dict[str, list[Any]]] = {n.id: {p.id: [] for p in n.input_ports}
                                                           for n in self.nodes}
+        in_ports = {n.id: {p.id: p for p in n.input_ports} for n in self.nodes}
+        out_ports = {n.id: {p.id for p in n.output_ports} for n in self.nodes}
         for e in mg.edges:
             ew = f"{self.base()} > edge '{e.id}'"
             for end, port, kind in ((e.sender, e.sender_port, "output"), (e.receiver, e.receiver_port, "input")):
-                n = self.by_id.get(end)
-                ports = None if n is None else (n.output_ports if kind == "output" else n.input_ports)
-                if n is None or not any(p.id == port for p in ports):
+                ports = (out_ports if kind == "output" else in_ports).get(end) if isinstance(end, str) else None
+                if ports is None or not isinstance(port, str) or port not in ports:
                     raise ValidationError(f"edge refers to unknown {kind} port '{end}.{port}'",
                                           location=self.loc(ew))
             self.incoming[e.receiver][e.receiver_port].append(e)
@@ -812,16 +930,17 @@ class MDFProgram:
         self.free_ports = [(n, p) for n in self.nodes for p in n.input_ports if (n.id, p.id) not in fed]
         self.senders = {n.id: {e.sender for es in self.incoming[n.id].values() for e in es} for n in self.nodes}
         # graph_scheduler's dependencies: every edge but those into ports with a default_value
-        self.deps: dict[str, list[str]] = {i: [] for i in self.ids}
+        self.dep_sets: dict[str, dict[str, None]] = {i: {} for i in self.ids}  # ordered sets
         for e in mg.edges:
-            port = next(p for p in self.by_id[e.receiver].input_ports if p.id == e.receiver_port)
-            if port.default_value is None and e.sender not in self.deps[e.receiver]:
-                self.deps[e.receiver].append(e.sender)
+            if in_ports[e.receiver][e.receiver_port].default_value is None:
+                self.dep_sets[e.receiver][e.sender] = None
+        self.deps: dict[str, list[str]] = {i: list(d) for i, d in self.dep_sets.items()}
         self.queue = self._consideration_queue()
         self._persist: dict[Key, bool] = {}
         self._params: dict[str, dict[str, Any]] = {}
         self._strattrs: dict[str, frozenset[str]] = {}
         self._forder: dict[str, list[Any]] = {}
+        self._watch: dict[str, dict[str, None]] = {}  # EveryNCalls: owner -> its dependencies
         self._conds = self._parse_conditions()
 
     # -- locations ------------------------------------------------------------------------------
@@ -909,25 +1028,38 @@ class MDFProgram:
 
     # -- scheduling -------------------------------------------------------------------------------
     def _consideration_queue(self) -> list[list[str]]:
-        """Topological levels of the dependencies, nodes of a level in file order.  A cycle
-        nothing breaks (a self-edge included: graph_scheduler's default condition for it,
-        EveryNCalls of itself, never holds) is an error, as in the validator."""
-        remaining = {i: set(self.deps[i]) for i in self.ids}
-        placed: set[str] = set()
+        """Topological levels of the dependencies, nodes of a level in file order (Kahn's
+        algorithm: linear in nodes and edges).  A cycle nothing breaks (a self-edge included:
+        graph_scheduler's default condition for it, EveryNCalls of itself, never holds) is an
+        error, as in the validator."""
+        order = {i: k for k, i in enumerate(self.ids)}
+        indeg = {i: len(self.deps[i]) for i in self.ids}
+        users: dict[str, list[str]] = {i: [] for i in self.ids}
+        for i in self.ids:
+            for d in self.deps[i]:
+                users[d].append(i)
+        loops = [i for i in self.ids if i in self.dep_sets[i]]
         queue: list[list[str]] = []
-        while remaining:
-            level = [i for i in self.ids if i in remaining and remaining[i] <= placed]
-            loops = [i for i in self.ids if i in remaining.get(i, ())]
-            if not level or loops:
-                comp = loops[:1] or [i for i in self.ids if i in remaining]
-                raise ValidationError("the edges between the nodes " + ", ".join(map(repr, comp)) +
-                                      " form a cycle that nothing breaks", location=self.loc(self.base()),
-                                      hint="give an input port on the cycle a default_value (its edge then "
-                                      "carries the previous evaluation's value, as in modeci_mdf)")
+        level = [i for i in self.ids if indeg[i] == 0]
+        placed = 0
+        while level and not loops:
             queue.append(level)
-            placed |= set(level)
+            placed += len(level)
+            nxt = []
             for i in level:
-                del remaining[i]
+                for u in users[i]:
+                    indeg[u] -= 1
+                    if indeg[u] == 0:
+                        nxt.append(u)
+            nxt.sort(key=order.__getitem__)
+            level = nxt
+        if loops or placed < len(self.ids):
+            comp = loops[:1] or [i for i in self.ids if indeg[i] > 0]
+            raise ValidationError("the edges between the nodes " + ", ".join(map(repr, comp[:20])) +
+                                  (f" (and {len(comp) - 20} more)" if len(comp) > 20 else "") +
+                                  " form a cycle that nothing breaks", location=self.loc(self.base()),
+                                  hint="give an input port on the cycle a default_value (its edge then "
+                                  "carries the previous evaluation's value, as in modeci_mdf)")
         return queue
 
     def _parse_conditions(self) -> tuple[dict[str, _Cond], _Cond, _Cond]:
@@ -959,13 +1091,14 @@ class MDFProgram:
                 raise ConversionError(f"termination conditions are supported for environment_state_update "
                                       f"and environment_sequence, not {scale!r}", location=where)
             term[ts] = self._cond(c, None, where)
-        all_have_run = _Cond(lambda s: all(s.counts[ESU][n] >= 1 for n in s.nodes), self.loc(base))
+        all_have_run = _Cond(lambda s: s.ran_this_run == len(s.nodes), self.loc(base))
         never = _Cond(lambda s: False, self.loc(base))
         return conds, term.get(ESU, all_have_run), term.get(ES, never)
 
     def scheduler(self) -> Scheduler:
         conds, esu, es = self._conds
-        return Scheduler(self.ids, self.queue, conds, esu, es, self.loc(self.base()))
+        return Scheduler(self.ids, self.queue, conds, esu, es, self.loc(self.base()),
+                         {owner: list(deps) for owner, deps in self._watch.items()})
 
     @property
     def dynamic_condition(self) -> _Cond | None:
@@ -985,7 +1118,8 @@ class MDFProgram:
         if owner is None:
             raise ConversionError("EveryNCalls needs an owner node; it cannot be a termination condition",
                                   location=where)
-        return _Cond(lambda s: s.useable[dep][owner] >= n, where)
+        self._watch.setdefault(owner, {})[dep] = None
+        return _Cond(lambda s: s.useable(dep, owner) >= n, where)
 
     def _cond(self, c: Any, owner: str | None, where: str) -> _Cond:
         """A model Condition -> a _Cond, with modeci_mdf's argument conventions (a
@@ -1075,13 +1209,17 @@ class MDFProgram:
             return _Cond(lambda s: cmp(s.counts[ts][dep], n), where, history=ts > ESU)
         if t == "AfterNCallsCombined":
             deps, n, ts = nodes(), integer("n"), scale(ESU)
-            return _Cond(lambda s: sum(s.counts[ts][d] for d in deps) >= n, where, history=ts > ESU)
+            return _Cond(lambda s: sum(s.counts[ts][d] for d in deps) >= n, where, history=ts > ESU,
+                         cost=len(deps))
         if t == "JustRan":
             dep = node("dependency")
-            return _Cond(lambda s: s.last is not None and dep in s.last, where, justran=True)
+            return _Cond(lambda s: dep in s.last_set, where, justran=True)
         if t == "AllHaveRun":
             deps, ts = nodes(), scale(ESU)
-            return _Cond(lambda s: all(s.counts[ts][d] >= 1 for d in (deps or s.nodes)), where, history=ts > ESU)
+            if not deps and ts == ESU:
+                return _Cond(lambda s: s.ran_this_run == len(s.nodes), where)
+            return _Cond(lambda s: all(s.counts[ts][d] >= 1 for d in (deps or s.nodes)), where, history=ts > ESU,
+                         cost=len(deps) or len(self.ids))
         clock = {"BeforePass": (PASS, ESU, "<"), "AtPass": (PASS, ESU, "=="), "AfterPass": (PASS, ESU, ">"),
                  "AfterNPasses": (PASS, ESU, ">="), "EveryNPasses": (PASS, ESU, "%"),
                  "BeforeConsiderationSetExecution": (CSE, ESU, "<"),
@@ -1259,7 +1397,19 @@ class MDFProgram:
                 v.meta["pyscalar"] = True
             seg.free[(n.id, p.id)] = v
         for nid in executions:
-            self._run_node(seg, self.by_id[nid])
+            node = self.by_id[nid]
+            try:
+                self._run_node(seg, node)
+            except TorchMDFError as e:
+                if e.location:
+                    raise
+                raise type(e)(e.raw_message, location=self.loc(self.node_where(node)), hint=e.hint) from e
+            except RecursionError as e:
+                raise ConversionError("the node is nested too deeply to lower",
+                                      location=self.loc(self.node_where(node))) from e
+            except Exception as e:  # noqa: BLE001 - never a raw error from a file: say where
+                raise ConversionError(f"cannot lower the node: {type(e).__name__}: {str(e)[:300]}",
+                                      location=self.loc(self.node_where(node))) from e
             seg.ran.add(nid)
             seg.executions.append(nid)
         return seg
@@ -1330,11 +1480,10 @@ class MDFProgram:
         def pwhere(p: Any) -> str:
             return f"{where} > parameter '{p.id}'"
 
+        pindex = {p.id: j for j, p in enumerate(params)}
+
         def phase1_env(i: int) -> _Env:
-            e = inputs.child()
-            for j in range(i):
-                e.lazy(params[j].id, lambda j=j: cur(j))
-            return e
+            return _Env(inputs, (pindex, i, cur))  # the parameters before i, at their current values
 
         def cur(i: int) -> Any:
             """The parameter's current value (phase 2 of modeci_mdf's node evaluation)."""
@@ -1343,20 +1492,26 @@ class MDFProgram:
             p = params[i]
             key = ("param", n.id, p.id)
             current[i] = _NO_VALUE  # a value that needs itself reads nothing
-            v = seg.read(key) if ran_before and self.persists(key) else None
-            if v is not None:
-                pass
-            elif p.value is None and p.default_initial_value is None:
-                v = _NO_VALUE
-            elif p.is_stateful():
-                v = L.value(p.default_initial_value, pwhere(p) + " > default_initial_value", phase1_env(i)) \
-                    if p.default_initial_value is not None else L.const(0.0)
-            else:
-                e = phase1_env(i)
-                e.set(p.id, L.const(0.0))
-                v = self._param_value(seg, L, p, e, pwhere(p))
+            try:
+                v = seg.read(key) if ran_before and self.persists(key) else None
+                if v is not None:
+                    pass
+                elif p.value is None and p.default_initial_value is None:
+                    v = _NO_VALUE
+                elif p.is_stateful():
+                    v = L.value(p.default_initial_value, pwhere(p) + " > default_initial_value",
+                                phase1_env(i)) if p.default_initial_value is not None else L.const(0.0)
+                else:
+                    e = phase1_env(i)
+                    e.set(p.id, L.const(0.0))
+                    v = self._param_value(seg, L, p, e, pwhere(p))
+            except BaseException:
+                del current[i]  # read again, it fails again (not a silent None)
+                raise
             current[i] = v
             return v
+
+        _warm(len(params), cur)
 
         def literal_attr(p: Any) -> Callable[[], Any]:
             def fail() -> Any:
@@ -1374,11 +1529,10 @@ class MDFProgram:
             if f.function is not None:
                 v = L.function(f.function, f.args, fw, fenv)
             else:  # a value expression over its own args
-                scope = fenv.child()
-                for a, av in (f.args or {}).items():
-                    prev = scope
-                    scope = prev.child()
-                    scope.set(a, L.value(av, f"{fw} > argument '{a}'", prev))
+                scope = _ordered(fenv, [(a, lambda prev, a=a, av=av: L.value(av, f"{fw} > argument '{a}'", prev))
+                                        for a, av in (f.args or {}).items()])
+                for a in f.args or {}:
+                    scope[a]  # noqa: B018 - lowered eagerly, in order, as modeci_mdf evaluates them
                 if f.value is None:
                     raise ValidationError("the function has neither a function name nor a value",
                                           location=self.loc(fw))
@@ -1470,10 +1624,10 @@ class MDFProgram:
         g.metadata["mdf_source"] = True
         g.metadata["mdf_model"] = self.model.id
         g.metadata["mdf_graph"] = self.mg.id
+        from torchmdf.mdf.torchmdf_metadata import graph_metadata
+
         for md in (self.model.metadata, self.mg.metadata):
-            if md and isinstance(md.get("torchmdf"), dict):
-                for k, v in md["torchmdf"].items():
-                    g.metadata[k] = v
+            g.metadata.update(graph_metadata(md))  # only the keys with a schema, checked
         keep = g.metadata.get("output_ports")  # written by torchmdf: the outputs, in order
         if isinstance(keep, list) and all(k in all_outputs for k in keep):
             g.outputs = [all_outputs[k] for k in keep]
@@ -1494,6 +1648,7 @@ class MDFProgram:
             if not sch.history and sig in memo:
                 sched, last = memo[sig]
                 sch.last = last
+                sch.last_set = frozenset(last or ())
                 yield sched
                 continue
             sched = list(sch.run())

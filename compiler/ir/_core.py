@@ -139,7 +139,9 @@ class Value:
             node.replace_input_with(i, other)
         g = self.graph
         if g is not None:
-            g.outputs = [other if o is self else o for o in g.outputs]
+            outs = g.outputs
+            for i in outs.positions(self):
+                outs[i] = other
             for sv in g.state:
                 if sv.next is self:
                     sv.next = other
@@ -249,6 +251,78 @@ class StateVar:
     init_value: Value | None = None  # when the initial value is computed in the graph
 
 
+class OutputList(list):
+    """A graph's outputs: a list that also knows where each value is, so "is this value an
+    output" and "replace it" cost O(1) per occurrence instead of a scan (a graph with 100k
+    outputs would make every replacement quadratic)."""
+
+    _pos: dict[int, list[int]] | None = None  # id(value) -> indices; None: rebuild on demand
+
+    def __init__(self, items: Any = ()):
+        super().__init__(items)
+        self._pos = None
+
+    def __reduce_ex__(self, protocol: Any) -> Any:  # copies and pickles rebuild the index
+        return (OutputList, (list(self),))
+
+    def _index(self) -> dict[int, list[int]]:
+        pos = self._pos
+        if pos is None:
+            pos = {}
+            for i, v in enumerate(self):
+                pos.setdefault(id(v), []).append(i)
+            self._pos = pos
+        return pos
+
+    def positions(self, v: Any) -> list[int]:
+        return list(self._index().get(id(v), ()))
+
+    def __contains__(self, v: object) -> bool:
+        return id(v) in self._index()
+
+    def __setitem__(self, i: Any, v: Any) -> None:
+        if isinstance(i, int) and self._pos is not None:
+            i = i % len(self) if len(self) else i
+            old = list.__getitem__(self, i)
+            lst = self._pos.get(id(old))
+            if lst is not None:
+                lst.remove(i)
+                if not lst:
+                    del self._pos[id(old)]
+            list.__setitem__(self, i, v)
+            self._pos.setdefault(id(v), []).append(i)
+            return
+        self._pos = None
+        list.__setitem__(self, i, v)
+
+    def append(self, v: Any) -> None:
+        if self._pos is not None:
+            self._pos.setdefault(id(v), []).append(len(self))
+        list.append(self, v)
+
+    def _invalidate(name: str):  # noqa: N805 - builds the mutators that reorder the list
+        base = getattr(list, name)
+
+        def method(self, *args, **kwargs):
+            self._pos = None
+            return base(self, *args, **kwargs)
+
+        method.__name__ = name
+        return method
+
+    extend = _invalidate("extend")
+    insert = _invalidate("insert")
+    pop = _invalidate("pop")
+    remove = _invalidate("remove")
+    clear = _invalidate("clear")
+    sort = _invalidate("sort")
+    reverse = _invalidate("reverse")
+    __delitem__ = _invalidate("__delitem__")
+    __iadd__ = _invalidate("__iadd__")
+    __imul__ = _invalidate("__imul__")
+    del _invalidate
+
+
 class Graph:
     """An SSA graph.  Nodes are kept in topological order in an intrusive linked list.
 
@@ -261,7 +335,7 @@ class Graph:
     def __init__(self, name: str = "main"):
         self.name = name
         self.inputs: list[Value] = []
-        self.outputs: list[Value] = []
+        self._outputs = OutputList()
         self.output_names: list[str] | None = None
         self.parameters: dict[str, Value] = {}
         self.state: list[StateVar] = []
@@ -273,6 +347,14 @@ class Graph:
         self._count = 0
         self._names: set[str] = set()
         self._counter = itertools.count()
+
+    @property
+    def outputs(self) -> OutputList:
+        return self._outputs
+
+    @outputs.setter
+    def outputs(self, values: Any) -> None:
+        self._outputs = values if type(values) is OutputList else OutputList(values)
 
     # -- naming -----------------------------------------------------------------------------
     def unique_name(self, hint: str = "") -> str:
@@ -415,7 +497,7 @@ class Graph:
             raise VerificationError("node is not in this graph", location=node.location())
         if safe:
             for o in node.outputs:
-                if o._uses or any(x is o for x in self.outputs):
+                if o._uses or o in self.outputs:
                     raise VerificationError(f"cannot remove: output %{o.name} is still used",
                                             location=node.location())
         node._drop_uses()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -23,12 +24,13 @@ from typing import IO, Any
 import yaml
 
 from torchmdf.errors import TorchMDFError, ValidationError
+from torchmdf.limits import LIMITS
 
 from . import arrays as _arrays
 from . import weights as _weights
 from .model import DupDict, Model
 
-__all__ = ["load", "save", "loads", "dumps", "atomic_write_bytes", "FORMATS"]
+__all__ = ["load", "save", "loads", "dumps", "atomic_write_bytes", "read_limited", "FORMATS"]
 
 #: suffix -> format
 FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
@@ -71,8 +73,21 @@ def _construct_seq(loader: _Loader, node: yaml.SequenceNode) -> list:
     return loader.construct_sequence(node, deep=True)
 
 
+def _construct_timestamp(loader: _Loader, node: yaml.ScalarNode) -> str:
+    return loader.construct_scalar(node)  # a date stays the text it is (as in JSON)
+
+
+def _refuse(loader: _Loader, node: yaml.Node) -> None:
+    raise yaml.constructor.ConstructorError(
+        None, None, f"the YAML type {node.tag!r} is not allowed in MDF files (only mappings, lists, "
+        "strings, numbers, booleans and null)", node.start_mark)
+
+
 _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+for _tag in ("binary", "set", "omap", "pairs"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse)
 
 
 def _where(source: str | None) -> str | None:
@@ -91,6 +106,8 @@ def _parse(text: str, fmt: str, source: str | None) -> Any:
                                   location=loc) from e
         except RecursionError as e:
             raise ValidationError("invalid JSON: nested too deeply", location=loc) from e
+        except ValueError as e:  # an integer of more digits than Python converts
+            raise ValidationError(f"invalid JSON: {e}", location=loc) from e
     if fmt == "yaml":
         try:
             return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
@@ -103,6 +120,8 @@ def _parse(text: str, fmt: str, source: str | None) -> Any:
             raise ValidationError(f"invalid YAML: {e}", location=loc) from e
         except RecursionError as e:
             raise ValidationError("invalid YAML: nested too deeply", location=loc) from e
+        except (ValueError, TypeError, OverflowError) as e:  # e.g. an integer of > 4300 digits
+            raise ValidationError(f"invalid YAML: {e}", location=loc) from e
     raise ValidationError(f"unknown format {fmt!r}", location=loc, hint="use 'json' or 'yaml'")
 
 
@@ -121,23 +140,26 @@ def loads(text: str | bytes, format: str = "json", *, validate: bool = True,
     data = None
     if isinstance(text, bytes):  # [issue 17] large arrays parsed by numpy (None: not applicable)
         data = _arrays.parse_fast(text, format, lambda t: _parse(t, format, source))
-    if data is None:
-        if isinstance(text, bytes):
-            try:
-                text = text.decode("utf-8-sig")
-            except UnicodeDecodeError as e:
-                raise ValidationError(f"the file is not UTF-8 text ({e.reason} at byte {e.start})",
-                                      location=_where(source)) from e
-        data = _parse(text, format, source)
-    del text
-    model = Model.from_dict(data, source=source)
-    del data
-    if _weights.has_references(model):  # [issue 17] external weights: memory-mapped from the sidecar
-        _weights.resolve_references(model, weights_dir)
-    if validate:
-        from .validate import check
+    if data is None and isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise ValidationError(f"the file is not UTF-8 text ({e.reason} at byte {e.start})",
+                                  location=_where(source)) from e
+    from torchmdf.api import gc_paused
 
-        check(model)
+    with gc_paused():
+        if data is None:
+            data = _parse(text, format, source)
+        del text
+        model = Model.from_dict(data, source=source)
+        del data
+        if _weights.has_references(model):  # [issue 17] external weights: memory-mapped from the sidecar
+            _weights.resolve_references(model, weights_dir)
+        if validate:
+            from .validate import check
+
+            check(model)
     return model
 
 
@@ -165,23 +187,62 @@ def load(source: str | os.PathLike | IO, *, format: str | None = None,
         fmt = format if format is not None else (_format_for(name, None) if name else "json")
         if fmt not in ("json", "yaml"):
             raise ValidationError(f"unknown format {fmt!r}", location=_where(name))
+        cap = LIMITS.max_file_bytes
         try:
-            text = source.read()
+            text = source.read(cap + 1)
         except (OSError, UnicodeDecodeError) as e:
             raise TorchMDFError(f"cannot read: {e}", location=_where(name)) from e
+        if len(text) > cap:
+            raise _too_big(name, None)
         return loads(text, fmt, validate=validate, source=name,
                      weights_dir=os.path.dirname(os.path.abspath(name)) if name else None)
     name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
     if name is None:
         raise TorchMDFError(f"load() takes a path or an open file, not {type(source).__name__}")
     fmt = _format_for(name, format)
-    try:
-        with open(name, "rb") as f:
-            data = f.read()
+    return loads(read_limited(name), fmt, validate=validate, source=name,
+                 weights_dir=os.path.dirname(os.path.abspath(name)))
+
+
+def _too_big(name: str | None, size: int | None) -> TorchMDFError:
+    cap = LIMITS.max_file_bytes
+    return TorchMDFError(f"the file is {'larger than' if size is None else f'{size:,} bytes,'} more than the "
+                         f"limit of {cap:,} bytes", location=_where(name),
+                         hint="raise torchmdf.limits.LIMITS.max_file_bytes (or TORCHMDF_MAX_FILE_BYTES)")
+
+
+def read_limited(name: str) -> bytes:
+    """The bytes of a regular file of at most ``LIMITS.max_file_bytes``.  Opened without
+    blocking and checked with ``fstat`` before reading, so a FIFO, a device (``/dev/zero``)
+    or a symlink to one is refused instead of read without end."""
+    cap = LIMITS.max_file_bytes
+    try:  # refuse a device or pipe before opening it (and check again on what was opened)
+        if not stat.S_ISREG(os.stat(name).st_mode):
+            raise TorchMDFError("not a regular file (a device, a pipe or a directory)", location=_where(name))
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise TorchMDFError(f"cannot read the file: {e.strerror or e}", location=_where(name)) from e
-    return loads(data, fmt, validate=validate, source=name,
-                 weights_dir=os.path.dirname(os.path.abspath(name)))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise TorchMDFError("not a regular file (a device, a pipe or a directory)", location=_where(name))
+        if st.st_size > cap:
+            raise _too_big(name, st.st_size)
+        chunks = []
+        total = 0
+        while True:
+            b = os.read(fd, min(1 << 24, cap + 1 - total))
+            if not b:
+                break
+            chunks.append(b)
+            total += len(b)
+            if total > cap:
+                raise _too_big(name, None)
+        return b"".join(chunks)
+    except OSError as e:
+        raise TorchMDFError(f"cannot read the file: {e.strerror or e}", location=_where(name)) from e
+    finally:
+        os.close(fd)
 
 
 def dumps(model: Model, format: str = "json") -> str:

@@ -25,7 +25,6 @@ Two forms from modeci_mdf's own writers are read as they were meant:
 
 from __future__ import annotations
 
-import re
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -259,17 +258,20 @@ def _put_common(d: dict, obj: Any, path: tuple) -> None:
         d["notes"] = to_plain(obj.notes, path + ("notes",))
 
 
-_SHAPE_RE = re.compile(r"\s*[(\[]\s*((?:\d+\s*,\s*)*(?:\d+\s*)?,?)\s*[)\]]\s*")
-
-
 def _shape(v: Any) -> Any:
-    """Shapes as tuples; ``"(1, 2)"`` (PsyNeuLink/modeci_mdf string form) is read too."""
+    """Shapes as tuples; ``"(1, 2)"`` (PsyNeuLink/modeci_mdf string form) is read too (by
+    splitting, not a regular expression: linear in the length).  Anything else is returned as
+    is, for validation to report."""
     if type(v) is list:
         return tuple(v)
-    if isinstance(v, str):
-        m = _SHAPE_RE.fullmatch(v)
-        if m:
-            return tuple(int(x) for x in re.findall(r"\d+", m.group(1)))
+    if isinstance(v, str) and len(v) <= 10_000:
+        t = v.strip()
+        if len(t) >= 2 and t[0] in "([" and t[-1] in ")]":
+            parts = [x.strip() for x in t[1:-1].split(",")]
+            if parts and parts[-1] == "":
+                parts.pop()  # "(3,)"
+            if all(x.isascii() and x.isdigit() and len(x) <= 18 for x in parts):
+                return tuple(int(x) for x in parts)
     return v
 
 
@@ -806,9 +808,18 @@ class Graph:
         return _from_dict(cls, d, id, location, "graph")
 
 
+#: Deepest nesting of graphs in graphs a file may have (modeci_mdf writes one level).
+MAX_GRAPH_NESTING = 32
+
+
 def _build_node_or_graph(body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Node | Graph:
     if "nodes" in body or "edges" in body:
-        return Graph._build(body, ident, ctx, path[:-1] + (seg("graph", ident),))
+        gpath = path[:-1] + (seg("graph", ident),)
+        depth = sum(1 for p in gpath if isinstance(p, str) and p.startswith("graph "))
+        if depth > MAX_GRAPH_NESTING:
+            ctx.error(gpath, f"graphs are nested more than {MAX_GRAPH_NESTING} levels deep")
+            return Graph(ident)
+        return Graph._build(body, ident, ctx, gpath)
     return Node._build(body, ident, ctx, path)
 
 

@@ -143,16 +143,19 @@ def onnx_signature(op: str) -> OnnxSignature | None:
 
 def is_known_function(name: str) -> bool:
     """Whether ``name`` may appear as a Parameter's or Function's ``function``: an MDF standard
-    function (incl. modeci_mdf's ACT-R/DDM helpers), ``onnx::<Op>`` for an op onnx knows, or
-    ``aten::<name>``.  The one place this is decided (to be delegated to the op registry)."""
+    function (incl. modeci_mdf's ACT-R/DDM helpers), ``onnx::<Op>`` for an op onnx knows, an
+    op registered in the registry, or an ``aten::`` op a file may call
+    (:func:`torchmdf.ops.registry.file_op_refusal`).  The one place this is decided (to be delegated to the op registry)."""
     if not isinstance(name, str) or not name:
         return False
     if name in STANDARD_FUNCTIONS:
         return True
     if name.startswith("onnx::"):
         return onnx_schema(name[6:]) is not None
-    if name.startswith("aten::"):
-        return len(name) > 6
+    if "::" in name:  # aten:: (the file allow-list) and any op registered in the registry
+        from torchmdf.ops import registry
+
+        return registry.file_op_refusal(name) is None
     return False
 
 

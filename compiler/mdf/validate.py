@@ -41,6 +41,7 @@ import torch
 
 from torchmdf.errors import ExpressionError, ValidationError
 
+from . import torchmdf_metadata
 from .expressions import free_names, parse_in_scope
 from .model import (
     Condition,
@@ -81,14 +82,14 @@ Not Or Threshold TimeInterval TimeTermination WhenFinished WhenFinishedAll WhenF
 WhileNot""".split())
 
 _REDUCE = ("overwrite", "add", "multiply")
-_VERSION_RE = re.compile(r"v?(\d+)\.(\d+)")
+_VERSION_RE = re.compile(r"v?(\d{1,9})\.(\d{1,9})")  # bounded: linear on any string
 
 
 def format_version(fmt: Any) -> tuple[int, int] | None:
     """``"ModECI MDF v0.4"`` -> ``(0, 4)``; None when there is no version to read."""
     if not isinstance(fmt, str):
         return None
-    m = _VERSION_RE.search(fmt)
+    m = _VERSION_RE.search(fmt[:1000])
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
@@ -147,9 +148,12 @@ class _Validator:
     def type_err(self, path: tuple, what: str, want: str, got: Any) -> None:
         self.err(path, f"{what} must be {want}, not {type(got).__name__} {_short(got)}")
 
-    def common(self, path: tuple, obj: Any) -> None:
+    def common(self, path: tuple, obj: Any, torchmdf_keys: dict | None = None) -> None:
         if obj.metadata is not None and not isinstance(obj.metadata, dict):
             self.type_err(path, "metadata", "a mapping", obj.metadata)
+        if torchmdf_keys is not None:
+            for key, want in torchmdf_metadata.problems(obj.metadata, torchmdf_keys):
+                self.err(path + ("metadata", "torchmdf", key), want)
         if obj.notes is not None and not isinstance(obj.notes, str):
             self.type_err(path, "notes", "a string", obj.notes)
 
@@ -199,8 +203,9 @@ class _Validator:
             return
         for name in sorted(free_names(tree)):
             if name not in scope and name not in extra:
+                near = _close(name, list(scope) + list(extra)) if len(scope) + len(extra) <= 1000 else None
                 self.err(path + (field,), f"unknown name {name!r} in the expression {_short(text)}",
-                         hint=_close(name, list(scope) + list(extra)), cls=ExpressionError)
+                         hint=near, cls=ExpressionError)
 
     def value(self, path: tuple, field: str, v: Any, scope: Any, extra: Any = (),
               allow_str: bool = True) -> None:
@@ -224,7 +229,7 @@ class _Validator:
             return
         path = (seg("model", m.id),)
         self.ident(path, m, "model")
-        self.common(path, m)
+        self.common(path, m, torchmdf_metadata.MODEL_KEYS)
         for key in ("format", "generating_application"):
             v = getattr(m, key)
             if v is not None and not isinstance(v, str):
@@ -243,7 +248,7 @@ class _Validator:
 
     def graph(self, path: tuple, g: Graph) -> None:
         self.ident(path, g, "graph")
-        self.common(path, g)
+        self.common(path, g, torchmdf_metadata.MODEL_KEYS)
         if g.parameters is not None and not isinstance(g.parameters, dict):
             self.type_err(path, "parameters", "a mapping", g.parameters)
         members = self.listof(path, g.nodes, (Node, Graph), "nodes")
@@ -274,7 +279,7 @@ class _Validator:
 
     def node(self, path: tuple, n: Node) -> None:
         self.ident(path, n, "node")
-        self.common(path, n)
+        self.common(path, n, torchmdf_metadata.NODE_KEYS)
         ips = self.listof(path, n.input_ports, InputPort, "input_ports")
         params = self.listof(path, n.parameters, Parameter, "parameters")
         funcs = self.listof(path, n.functions, Function, "functions")
@@ -329,7 +334,7 @@ class _Validator:
     def parameter(self, path: tuple, p: Parameter, scope: frozenset, literal: bool = False) -> None:
         """``literal``: the value is a string for an ONNX string attribute of the same name."""
         self.ident(path, p, "parameter")
-        self.common(path, p)
+        self.common(path, p, torchmdf_metadata.PARAMETER_KEYS)
         args = p.args if isinstance(p.args, dict) else {}
         arg_names = frozenset(k for k in args if isinstance(k, str))
         if p.value is None and p.function is None and p.default_initial_value is None \
@@ -375,8 +380,9 @@ class _Validator:
             self.type_err(path, "args", "a mapping", f.args)
         self.value(path, "value", f.value, scope, frozenset(k for k in args if isinstance(k, str)))
         if f.function is None and f.args is not None:
+            argset = frozenset(args)
             for k, v in args.items():
-                self.value(path + (f"arg {k!r}",), "value", v, scope, frozenset(args) - {k})
+                self.value(path + (f"arg {k!r}",), "value", v, scope, _Except(argset, k))
 
     def call(self, path: tuple, name: Any, args: Any, scope: frozenset) -> None:
         """A ``function`` with its ``args``: a known name, argument names it takes, arguments
@@ -394,7 +400,16 @@ class _Validator:
             known = False
         else:
             known = is_known_function(name)
-            if not known and not self.legacy:
+            refusal = None
+            if not known and "::" in name and not name.startswith("onnx::"):
+                from torchmdf.ops.registry import file_op_refusal
+
+                refusal = file_op_refusal(name)
+            if refusal is not None and name.startswith("aten::") and refusal != "no such ATen op":
+                self.err(path + ("function",), f"a model file may not call {name}: {refusal}",
+                         hint="model files may name the MDF standard functions, ONNX ops, registered ops "
+                         "and pure, memory-safe core ATen ops")
+            elif not known and not self.legacy:
                 hint = _close(name, STANDARD_FUNCTIONS)
                 if "::" not in name and name not in STANDARD_FUNCTIONS:
                     hint = (hint + " " if hint and hint.startswith("did") else "") + \
@@ -430,7 +445,7 @@ class _Validator:
                     and v not in scope:
                 continue  # a literal string attribute, e.g. onnx::Pad mode "constant"
             if isinstance(v, str):
-                self.expr(ap, "value", v, scope, arg_names - {k})
+                self.expr(ap, "value", v, scope, _Except(arg_names, k))
             elif not _is_value(v):
                 self.type_err(ap, "the argument", "a number, an array or an expression string", v)
 
@@ -566,6 +581,24 @@ class _Validator:
                              hint=_close(par, names))
 
 
+class _Except:
+    """``names`` without ``k`` (a call's other arguments), in O(1) instead of a new set."""
+
+    __slots__ = ("names", "k")
+
+    def __init__(self, names: frozenset, k: Any):
+        self.names, self.k = names, k
+
+    def __contains__(self, x: Any) -> bool:
+        return x != self.k and x in self.names
+
+    def __iter__(self):
+        return (n for n in self.names if n != self.k)
+
+    def __len__(self) -> int:
+        return len(self.names) - (self.k in self.names)
+
+
 class _Scope:
     """Names in scope for an argument: the node's plus the call's other arguments."""
 
@@ -635,20 +668,77 @@ def _short(v: Any, limit: int = 60) -> str:
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
-def validate(model: Model) -> list[ValidationError]:
+def validate(model: Model, *, lowering: bool = True) -> list[ValidationError]:
     """Every problem of the model (an empty list when it is valid), each located by file and
-    MDF path (``file 'm.json' > model 'm' > graph 'g' > node 'A' > parameter 'slope'``)."""
-    v = _Validator(model)
-    v.model(model)
-    if isinstance(model, Model):  # [issue 17] a weight still in its sidecar cannot be checked or run
-        from .weights import unresolved_references
+    MDF path (``file 'm.json' > model 'm' > graph 'g' > node 'A' > parameter 'slope'``).
 
-        v.problems.extend(unresolved_references(model))
-    return v.problems
+    With ``lowering`` (the default), a structurally valid model is also lowered the way
+    ``compile`` and ``simulate`` lower it (every graph; the first evaluation and a later one;
+    the default passes: constant folding, shape inference; the size limits), so "valid"
+    means "compiles": bad condition arguments, unknown cast types and shape mismatches that
+    can be seen without running are reported too.  ``load`` checks only the structure."""
+    from torchmdf.api import gc_paused
+
+    with gc_paused():
+        v = _Validator(model)
+        v.model(model)
+        if isinstance(model, Model):  # [issue 17] a weight still in its sidecar cannot be checked or run
+            from .weights import unresolved_references
+
+            v.problems.extend(unresolved_references(model))
+        if v.problems or not lowering or not isinstance(model, Model):
+            return v.problems
+        return _lowering_problems(model)
+
+
+def _evaluations_differ(prog: Any, s0: list, s1: list) -> bool:
+    """Whether a later evaluation lowers to something other than the first: another schedule,
+    state (a stateful parameter, a parameter with conditions) or a cycle (an edge into a port
+    with a default value, carrying the previous evaluation's value)."""
+    if s0 != s1 or prog.has_conditions:
+        return True
+    for n in prog.nodes:
+        for p in getattr(n, "parameters", None) or ():
+            if p.conditions or p.is_stateful():
+                return True
+    return any(prog.incoming[n.id][port.id] for n in prog.nodes for port in n.input_ports
+               if port.default_value is not None)
+
+
+def _lowering_problems(model: Model) -> list[ValidationError]:
+    from torchmdf.errors import TorchMDFError
+    from torchmdf.frontends.mdf import _flatten, program
+    from torchmdf.limits import check_graph_sizes
+    from torchmdf.passes import run_passes
+
+    out: list[ValidationError] = []
+    for mg in model.graphs:
+        try:
+            prog = program(model, mg.id)
+            if prog.dynamic_condition is not None:
+                continue  # simulate schedules it between node runs: conditions parsed above
+            scheds = prog.schedules(2)
+            s0 = _flatten(next(scheds))
+            segs = [prog.segment(s0, first=True, dt=None)]
+            s1 = next(scheds, None)
+            if s1 is not None and _evaluations_differ(prog, s0, _flatten(s1)):
+                segs.append(prog.segment(_flatten(s1), first=False, dt=0.01, ran_before=frozenset(s0)))
+            for seg in segs:
+                g = prog.finish(seg)
+                g, _ = run_passes(g, None, verify_each=False)
+                check_graph_sizes(g)
+        except TorchMDFError as e:
+            out.append(e if isinstance(e, ValidationError) else
+                       ValidationError(e.raw_message, location=e.location or model.location, hint=e.hint))
+        except Exception as e:  # noqa: BLE001 - still a located problem, never a traceback
+            out.append(ValidationError(f"cannot be compiled: {type(e).__name__}: {str(e)[:300]}",
+                                       location=f"{model.location} > graph '{mg.id}'"
+                                       if model.location else f"graph '{mg.id}'"))
+    return out
 
 
 def check(model: Model) -> None:
     """Raise one ValidationError (``.problems`` lists each) if the model has any problem."""
-    problems = validate(model)
+    problems = validate(model, lowering=False)
     if problems:
         raise _combine(problems, model.location if isinstance(model, Model) else None)

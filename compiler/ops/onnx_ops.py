@@ -656,7 +656,15 @@ _TORCH_TO_ONNX = {v: k for k, v in _ONNX_TO_TORCH.items()}
 
 
 def onnx_to_torch_dtype(code: int) -> torch.dtype:
-    return _ONNX_TO_TORCH[int(code)]
+    """The torch dtype of an ONNX ``TensorProto`` data type code; a located error upstream
+    (never a KeyError) for a code torchmdf does not know."""
+    try:
+        return _ONNX_TO_TORCH[int(code)]
+    except (KeyError, TypeError, ValueError, OverflowError):
+        from torchmdf.errors import ValidationError
+
+        known = ", ".join(f"{k} ({str(v).replace('torch.', '')})" for k, v in _ONNX_TO_TORCH.items())
+        raise ValidationError(f"unknown ONNX data type {code!r}", hint=f"the known types are {known}") from None
 
 
 def torch_to_onnx_dtype(dt: torch.dtype) -> int:

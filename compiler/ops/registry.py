@@ -286,7 +286,127 @@ def _is_random(name: str) -> bool:
     return base in _RANDOM or base.startswith("rand")
 
 
+# ---------------------------------------------------------------------------------------------
+# What a model file may call
+# ---------------------------------------------------------------------------------------------
+
+#: ATen ops a file may never name, whatever their schema says: file I/O, raw storage and
+#: strides (they read memory out of bounds or crash), uninitialized memory (it leaks old heap
+#: contents), resizing.
+_FILE_DENIED_BASES = frozenset({
+    "from_file", "as_strided", "as_strided_scatter", "as_strided_copy", "_reshape_alias",
+    "_reshape_alias_copy", "set_", "set", "source_Storage", "empty", "empty_like", "empty_strided",
+    "new_empty", "new_empty_strided", "empty_permuted", "_empty_affine_quantized",
+    "_empty_per_channel_affine_quantized", "resize", "resize_as", "_resize_output", "sym_storage_offset",
+    "_nested_tensor_from_mask", "_unsafe_index_put", "lift_fresh", "_assert_async", "save", "load",
+})
+
+#: String arguments a file may set: enumerations, never file names or devices.
+_FILE_STRING_ARGS = frozenset({"approximate", "reduce", "rounding_mode", "padding_mode", "mode", "side",
+                               "indexing", "equation", "interpolation", "reduction"})
+
+#: Arguments a file may not set (the module's device and layout decide them).
+FILE_FORBIDDEN_ATTRS = frozenset({"device", "pin_memory", "layout", "non_blocking", "generator"})
+
+#: ATen ops the project writes that are not in torch's core ATen set (the frontends keep them
+#: where ONNX has no form): allowed when they pass the same checks.
+_PROJECT_ATEN = ("aten::prelu", "aten::pad", "aten::linear", "aten::div.Tensor_mode", "aten::floor_divide",
+                 "aten::remainder.Tensor", "aten::ne.Tensor", "aten::log10", "aten::log2", "aten::log1p",
+                 "aten::expm1", "aten::trunc", "aten::round", "aten::div.Tensor", "aten::gelu",
+                 "aten::silu", "aten::hardswish", "aten::hardsigmoid", "aten::group_norm",
+                 "aten::native_group_norm", "aten::layer_norm", "aten::scaled_dot_product_attention",
+                 "aten::gru.input", "aten::lstm.input", "aten::rnn_tanh.input", "aten::rnn_relu.input", "aten::upsample_nearest2d.vec",
+                 "aten::upsample_bilinear2d.vec", "aten::flatten.using_ints", "aten::contiguous",
+                 "aten::alias", "aten::lift_fresh_copy", "aten::_unsafe_view", "aten::einsum",
+                 "aten::type_as", "aten::t", "aten::numpy_T", "aten::channel_shuffle", "aten::pixel_shuffle")
+
+
+def file_op_refusal(name: str) -> str | None:
+    """Why a model file may not name the op ``name``, or None when it may.
+
+    A file may name: ops registered in the registry (ONNX, MDF, and anything a user
+    registers), and ``aten::`` overloads that are in torch's core ATen opset or written by the
+    project itself (``_PROJECT_ATEN``, and every op with a canonicalization rule), provided
+    they are functional (no argument written, no ``out=``, not in-place), deterministic, do
+    not touch storage, strides, files or uninitialized memory, and take strings only as
+    enumerations.  The decision is pure schema inspection, cached per name."""
+    hit = _REFUSALS.get(name)
+    if hit is not None or name in _REFUSALS:
+        return hit
+    _REFUSALS[name] = reason = _file_op_refusal(name)
+    return reason
+
+
+_REFUSALS: dict[str, str | None] = {}
+
+
+def _file_op_refusal(name: str) -> str | None:
+    if not isinstance(name, str) or "::" not in name:
+        return "not an op name"
+    if not name.startswith("aten::"):
+        return None if _REGISTRY.get(name) is not None else "no such op in the registry"
+    qual = name[6:]
+    base, _, overload = qual.partition(".")
+    if base in _FILE_DENIED_BASES or base.rstrip("_") in _FILE_DENIED_BASES or "storage" in base \
+            or "strided" in base or base.startswith("_unsafe") and base != "_unsafe_view":
+        return "it reads or writes memory, storage or files directly"
+    if base.endswith("_") or overload.startswith("out") or overload.endswith("_out") or "out" in overload.split("_"):
+        return "it is an in-place or out= variant"
+    ov = resolve_aten(name)
+    if ov is None:
+        return "no such ATen op"
+    ours = name in _PROJECT_ATEN or name in _CANONICALIZATIONS
+    if not ours and torch.Tag.core not in getattr(ov, "tags", ()):
+        return "not in the core ATen opset nor written by torchmdf"
+    if _is_random(name) or (not ours and torch.Tag.nondeterministic_seeded in getattr(ov, "tags", ())):
+        return "it is random (not a pure function of its inputs)"  # (RNNs: dropout only in training)
+    schema = ov._schema
+    for a in schema.arguments:
+        if a.alias_info is not None and a.alias_info.is_write:
+            return f"it writes its argument '{a.name}'"
+        t = a.type
+        if isinstance(t, torch._C.OptionalType):
+            t = t.getElementType()
+        kind = getattr(t, "kind", lambda: "")()
+        if kind in ("StorageType", "GeneratorType", "StreamType", "AnyType", "CapsuleType"):
+            return f"it takes a {kind[:-4].lower()} argument '{a.name}'"
+        if kind == "StringType" and a.name not in _FILE_STRING_ARGS:
+            return f"it takes a string argument '{a.name}'"
+    return None
+
+
+def lookup_for_file(name: str, location: Any = None) -> OpDef:
+    """The op a model file names, if a file may name it (:func:`file_op_refusal`); else a
+    located :class:`UnsupportedOpError` that says why."""
+    reason = file_op_refusal(name)
+    if reason is None:
+        d = lookup(name)
+        if d is not None:
+            return d
+        reason = "no such op"
+    raise UnsupportedOpError([(name, location)], message=f"a model file may not call {name}: {reason}",
+                             hint="model files may name the MDF standard functions, ONNX ops, registered "
+                             "ops and pure, memory-safe core ATen ops (see torchmdf.ops.file_op_refusal)")
+
+
+def file_allowed_aten_ops() -> list[str]:
+    """Every ``aten::`` overload a model file may name (enumerates torch's ATen ops)."""
+    out = []
+    for base in dir(torch.ops.aten):
+        try:
+            packet = getattr(torch.ops.aten, base)
+            overloads = packet.overloads()
+        except Exception:  # noqa: BLE001 - not an op packet
+            continue
+        for o in overloads:
+            name = f"aten::{base}" + ("" if o == "default" else f".{o}")
+            if file_op_refusal(name) is None:
+                out.append(name)
+    return sorted(out)
+
+
 __all__ = [
     "OpDef", "register", "op", "lookup", "get", "require_all", "names", "AtenSignature",
-    "aten_signature", "resolve_aten", "register_canonicalization",
+    "aten_signature", "resolve_aten", "register_canonicalization", "file_op_refusal", "lookup_for_file",
+    "file_allowed_aten_ops", "FILE_FORBIDDEN_ATTRS",
 ]
