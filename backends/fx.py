@@ -547,6 +547,154 @@ def _layer_norm(b: FxBuilder, n: Node, a: _Args):
     return [out] + [None] * (len(n.outputs) - 1)
 
 
+@fx_rule("onnx::GroupNormalization")
+def _group_norm(b: FxBuilder, n: Node, a: _Args):
+    return b.call(torch.group_norm, (a[0], int(n.attrs["num_groups"]), a[1], a[2],
+                                     n.attrs.get("epsilon", 1e-5), torch.backends.cudnn.enabled))
+
+
+@fx_rule("onnx::PRelu")
+def _prelu(b: FxBuilder, n: Node, a: _Args):
+    """torch.prelu when the slope is one value, or (C,) on a rank-2 input, or a (C,) weight
+    reshaped to (C, 1, ..., 1) (the canonical form of nn.PReLU): the reshape is not run."""
+    x, slope = n.inputs
+    r, ss = _rank(x), slope.type.shape
+    if r is None or ss is None or x.type.dtype != slope.type.dtype:
+        return None
+    if all(d == 1 for d in ss) and len(ss) <= max(r, 1):
+        w = b.call(torch.reshape, (a[1], (1,))) if len(ss) != 1 else a[1]
+        return b.call(torch.prelu, (a[0], w))
+    if r == 2 and len(ss) == 1:
+        return b.call(torch.prelu, (a[0], a[1]))
+    p = slope.producer
+    if p is not None and p.op == "onnx::Reshape" and r > 2 and list(ss) == [ss[0]] + [1] * (r - 2) \
+            and p.inputs[0].type.shape is not None and len(p.inputs[0].type.shape) == 1:
+        return b.call(torch.prelu, (a[0], b.get(p.inputs[0])))
+    return None
+
+
+# -- patterns the canonical ONNX form spells with several ops, called as one torch op ------
+
+
+def _only_use(b: FxBuilder, v: Value | None, op: str) -> Node | None:
+    """The producer of ``v`` if it is an ``op`` node whose single output is read only here."""
+    p = v.producer if v is not None else None
+    if p is None or p.op != op or len(p.outputs) != 1 or v.num_uses != 1 or v in b.ir.outputs \
+            or any(sv.next is v for sv in b.ir.state):
+        return None
+    return p
+
+
+def _transposed_2d(v: Value | None) -> Value | None:
+    """``W`` if ``v`` is ``Transpose(W, perm=[1, 0])`` of a 2-d ``W``."""
+    p = v.producer if v is not None else None
+    if p is None or p.op != "onnx::Transpose" or p.attrs.get("perm") != [1, 0] \
+            or p.inputs[0].type.rank != 2:
+        return None
+    return p.inputs[0]
+
+
+def _linear_of(n: Node) -> Value | None:
+    """``W`` when MatMul node ``n`` is ``x @ W^T`` with ``x`` of rank >= 1 (``F.linear``)."""
+    if n.op != "onnx::MatMul" or _rank(n.inputs[0]) in (None, 0):
+        return None
+    w = _transposed_2d(n.inputs[1])
+    if w is None or w.type.dtype != n.inputs[0].type.dtype:
+        return None
+    return w
+
+
+def _sdpa_of(b: FxBuilder, n: Node) -> tuple | None:
+    """``MatMul(Softmax(S), v)`` with ``S = [Where(keep, | Add(] Mul(MatMul(q, Transpose(k)),
+    scale) [, mask)]``, the form ``scaled_dot_product_attention`` canonicalizes to: returns
+    (q, k, v, mask, is_causal, scale) or None."""
+    sm = _only_use(b, n.inputs[0], "onnx::Softmax")
+    if sm is None or n.inputs[1].type.rank is None or n.inputs[1].type.rank < 2:
+        return None
+    s = sm.inputs[0]
+    rank = s.type.rank
+    if rank is None or rank < 2 or sm.attrs.get("axis", -1) not in (-1, rank - 1):
+        return None
+    mask, causal = None, False
+    p = s.producer
+    if p is not None and p.op in ("onnx::Where", "onnx::Add") and s.num_uses == 1 and s not in b.ir.outputs:
+        if p.op == "onnx::Where":
+            keep, inner, other = p.inputs
+            t = b.const(other)
+            if t is None or t.numel() != 1 or not bool(torch.isneginf(t).all()) or keep.type.dtype != torch.bool:
+                return None
+            kt = b.const(keep)
+            ks = inner.type.shape
+            if kt is not None and kt.dim() == 2 and ks is not None and tuple(kt.shape) == tuple(ks[-2:]) \
+                    and bool((kt == torch.ones_like(kt).tril()).all()):
+                causal = True
+            else:
+                mask = keep
+        else:
+            inner, mask = p.inputs
+            if mask.type.dtype != s.type.dtype:
+                return None
+        s = inner
+    mul = _only_use(b, s, "onnx::Mul")
+    if mul is None:
+        return None
+    scores, sc = mul.inputs
+    t = b.const(sc)
+    if t is None or t.numel() != 1:
+        return None
+    mm = _only_use(b, scores, "onnx::MatMul")
+    tr = _only_use(b, mm.inputs[1], "onnx::Transpose") if mm is not None else None
+    if tr is None:
+        return None
+    k = tr.inputs[0]
+    rk = k.type.rank
+    if rk is None or rk < 2 or tr.attrs.get("perm") != list(range(rk - 2)) + [rk - 1, rk - 2]:
+        return None
+    q = mm.inputs[0]
+    if q.type.rank is None or q.type.rank < 2 or q.type.rank != rk or q.type.rank != n.inputs[1].type.rank:
+        return None
+    return q, k, n.inputs[1], mask, causal, float(t.reshape(()).item())
+
+
+@fx_rule("onnx::MatMul")
+def _matmul(b: FxBuilder, n: Node, a: _Args):
+    att = _sdpa_of(b, n)
+    if att is not None:
+        q, k, v, mask, causal, scale = att
+        kw: dict[str, Any] = {"scale": scale}
+        if mask is not None:
+            kw["attn_mask"] = b.get(mask)
+        if causal:
+            kw["is_causal"] = True
+        return b.call(F.scaled_dot_product_attention, (b.get(q), b.get(k), b.get(v)), kw)
+    w = _linear_of(n)
+    if w is not None:
+        return b.call(F.linear, (a[0], b.get(w)))
+    return b.call(torch.matmul, (a[0], a[1]))
+
+
+def _fused_add(b: FxBuilder, n: Node, a: _Args):
+    """``MatMul(x, Transpose(W)) + bias`` (nn.Linear on an N-d input) as ``F.linear``."""
+    for i in (0, 1):
+        mm = _only_use(b, n.inputs[i], "onnx::MatMul")
+        bias = n.inputs[1 - i]
+        w = _linear_of(mm) if mm is not None else None
+        if w is None or bias.type.shape is None or len(bias.type.shape) != 1 or w.type.shape is None \
+                or bias.type.shape[0] != w.type.shape[0] or bias.type.dtype != w.type.dtype:
+            continue
+        return b.call(F.linear, (b.get(mm.inputs[0]), b.get(w), b.get(bias)))
+    return None
+
+
+def _fused_mul(b: FxBuilder, n: Node, a: _Args):
+    """``x * Sigmoid(x)`` (how SiLU canonicalizes) as ``F.silu``."""
+    for i in (0, 1):
+        sg = _only_use(b, n.inputs[i], "onnx::Sigmoid")
+        if sg is not None and sg.inputs[0] is n.inputs[1 - i]:
+            return b.call(F.silu, (a[1 - i],))
+    return None
+
+
 def _is_zero(d: Any) -> bool:
     return isinstance(d, int) and d == 0
 
@@ -892,6 +1040,14 @@ _ACT = {
 }
 
 
+@fx_rule("onnx::HardSigmoid")
+def _hard_sigmoid(b: FxBuilder, n: Node, a: _Args):
+    if n.attrs.get("alpha", 0.2) == 1.0 / 6.0 and n.attrs.get("beta", 0.5) == 0.5 \
+            and n.inputs[0].type.dtype is not None and n.inputs[0].type.dtype.is_floating_point:
+        return b.call(torch._C._nn.hardsigmoid, (a[0],))
+    return None
+
+
 @fx_rule(*_ACT)
 def _activation(b: FxBuilder, n: Node, a: _Args):
     fn, attrs = _ACT[n.op]
@@ -913,6 +1069,14 @@ _SWAPPED = {torch.lt: torch.gt, torch.gt: torch.lt, torch.le: torch.ge, torch.ge
 
 @fx_rule(*_BINARY_FX)
 def _binary(b: FxBuilder, n: Node, a: _Args):
+    if n.op == "onnx::Add":
+        out = _fused_add(b, n, a)
+        if out is not None:
+            return out
+    elif n.op == "onnx::Mul":
+        out = _fused_mul(b, n, a)
+        if out is not None:
+            return out
     fn = _BINARY_FX[n.op]
     x, y = n.inputs
     ya = b.scalar(y, x)

@@ -132,7 +132,7 @@ def unsupported_hint() -> str:
 
 
 def lower_module(model: torch.nn.Module, example_inputs: Sequence[Any] | Any = (), *,
-                 dynamic_shapes: Any = None, strict: bool = False, decompose: bool = True,
+                 dynamic_shapes: Any = None, strict: bool = False, decompose: bool | str = "onnx",
                  example_kwargs: dict[str, Any] | None = None) -> Graph:
     """Export ``model`` with ``torch.export`` (non-strict by default) and lower it.
 
@@ -153,14 +153,52 @@ def lower_module(model: torch.nn.Module, example_inputs: Sequence[Any] | Any = (
     return g
 
 
-def lower_exported_program(ep: torch.export.ExportedProgram, *, decompose: bool = True) -> Graph:
-    """Lower an ``ExportedProgram`` (decomposed to core ATen first unless ``decompose=False``)."""
+# Ops kept whole by the ONNX-preferred decomposition: each has an exact canonicalization rule
+# (:mod:`torchmdf.ops.aten_to_onnx`) to one or a few ONNX ops, is functional, and is what the
+# user wrote (``nn.Linear``, ``F.scaled_dot_product_attention``...).  Everything else
+# decomposes with torch.export's default (core ATen) table, as torch.onnx's exporter does with
+# the ops its own registry translates.
+KEPT_OPS: tuple[str, ...] = (
+    "linear", "matmul", "scaled_dot_product_attention", "layer_norm", "group_norm", "silu", "prelu",
+    "softmax.int", "log_softmax.int", "hardswish", "hardsigmoid", "hardtanh", "relu6", "leaky_relu",
+    "elu", "celu", "selu", "softplus", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
+    "conv_transpose2d.input", "conv_transpose3d.input", "flatten.using_ints", "unflatten.int",
+    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
+    "adaptive_avg_pool3d", "embedding", "dropout", "feature_dropout", "alpha_dropout",
+)
+_TABLE: Any = None
+
+
+def decomposition_table() -> Any:
+    """torch.export's default decomposition table without :data:`KEPT_OPS` (built once)."""
+    global _TABLE
+    if _TABLE is None:
+        table = torch.export.default_decompositions()
+        for name in KEPT_OPS:
+            base, _, overload = name.partition(".")
+            packet = getattr(torch.ops.aten, base, None)
+            ov = getattr(packet, overload or "default", None) if packet is not None else None
+            if ov is not None and ov in table:
+                table.pop(ov)
+        _TABLE = table
+    return _TABLE
+
+
+def lower_exported_program(ep: torch.export.ExportedProgram, *, decompose: bool | str = "onnx") -> Graph:
+    """Lower an ``ExportedProgram``.  ``decompose``: ``"onnx"`` (default) decomposes every op
+    but :data:`KEPT_OPS`, which canonicalize straight to ONNX; ``True`` (or ``"core"``) the
+    full core-ATen decomposition; ``False`` none (the graph as exported)."""
+    if decompose not in (True, False, "onnx", "core"):
+        raise ConversionError(f"decompose={decompose!r}", hint="use 'onnx' (default), 'core'/True or False")
     if decompose:
         try:
             with warnings.catch_warnings():
                 # torch's own pytree code warns about its own deprecated LeafSpec: not the user's concern
                 warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
-                ep = ep.run_decompositions()
+                if decompose == "onnx":
+                    ep = ep.run_decompositions(decomposition_table())
+                else:
+                    ep = ep.run_decompositions()
         except Exception as e:  # noqa: BLE001
             raise ConversionError(f"torch.export decomposition failed: {type(e).__name__}: {e}") from e
     return _Lowering(ep).run()
