@@ -115,6 +115,8 @@ class FxBuilder:
         self.impure: set[torch.fx.Node] = set()
         self.updated_in_place: set[str] = set()  # state variables an op updates itself
         self.defaults: dict[str, str] = {}  # graph input name -> buffer holding its default
+        self.prologue: list[str] = []  # lines run first in forward (input defaults, shape guards)
+        self.placeholder_of: dict[Value, str] = {}
         self._sizes: dict[tuple[Value, int], Any] = {}
         self._device: Any = False  # False: not made yet; None: no tensor to follow
         self._reserved = set(dir(torch.fx.GraphModule))
@@ -1303,11 +1305,14 @@ def _stateful_ok(graph: Graph) -> bool:
 
 
 def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | None = None,
-            class_name: str = "TorchMDFModule") -> torch.fx.GraphModule:
+            class_name: str = "TorchMDFModule", shape_guards: bool | None = None) -> torch.fx.GraphModule:
     """Build a GraphModule from ``graph``.
 
     ``input_defaults``: each input gets a default (its value in the MDF file, kept as a
-    non-persistent buffer ``_defaults.<name>``).  Outputs: the original pytree structure when
+    non-persistent buffer ``_defaults.<name>``).  ``shape_guards`` (default: for graphs
+    converted from a torch model): ``forward`` first checks the inputs' static dims (and that
+    dims sharing a symbol agree) and raises a :class:`~torchmdf.errors.ShapeError` naming the
+    expected and given shapes.  Outputs: the original pytree structure when
     ``graph.metadata`` has ``pytorch_out_spec`` (constant and scalar outputs put back, mutated
     inputs updated with ``copy_``); a dict ``{name: tensor}`` when ``graph.output_names`` is
     set (MDF graphs) or ``output_dict``; else a tensor or tuple.
@@ -1404,6 +1409,11 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
     _eliminate_dead_code(b)
     if (out_spec or in_spec) and not output_dict:
         _install_pytree_codegen(fx, in_names, in_spec, out_spec)
+    if shape_guards is None:
+        shape_guards = "pytorch_input_names" in md  # converted from a torch model
+    if shape_guards:
+        b.prologue += _shape_guards(b)
+    _install_prologue(fx, b.prologue)
     gm = TorchMDFGraphModule(b.root, fx, class_name=class_name)
     # Take the root's hierarchy as it is: every parameter and buffer (used or not) in the
     # original order, with non-persistent buffers kept non-persistent.
@@ -1413,6 +1423,7 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
     gm._non_persistent_buffers_set = b.root._non_persistent_buffers_set
     gm.meta["torchmdf_graph_name"] = graph.name
     gm.meta["torchmdf_input_defaults"] = dict(b.defaults)
+    gm.meta["torchmdf_prologue"] = list(b.prologue)
     gm.meta["torchmdf_non_persistent"] = sorted(
         f"{prefix}{'.' if prefix else ''}{leaf}" for prefix, mod in gm.named_modules()
         for leaf in mod._non_persistent_buffers_set)
@@ -1453,15 +1464,128 @@ def _add_inputs(b: FxBuilder, input_defaults: bool) -> list[str]:
         default = v.meta.get("default") if input_defaults else None
         ph = fx.placeholder(name, default_value=None if default is not None else torch.fx.node.inspect.Signature.empty)
         names.append(ph.name)
+        b.env[v] = ph
+        b.placeholder_of[v] = ph.target  # the argument's name in forward's signature
         if default is not None:
+            # in the prologue of forward: free when the caller passes the input
             target = f"_defaults.{name}"
             mod, leaf = b.module_for(target)
             mod.register_buffer(leaf, torch.as_tensor(default), persistent=False)
             b.defaults[v.name] = target
-            b.env[v] = fx.call_function(_or_default, (ph, fx.get_attr(target)))
-        else:
-            b.env[v] = ph
+            b.prologue.append(f"if {ph.target} is None: {ph.target} = self.{target}")
     return names
+
+
+# -- the prologue of forward: input defaults and shape guards --------------------------------
+
+
+def _shape_guards(b: FxBuilder) -> list[str]:
+    """One ``if`` per input with a known rank: its static dims, and dims whose symbol an
+    earlier dim has, compared with a few int comparisons (no call unless they differ)."""
+    graph = b.ir
+    lines: list[str] = []
+    first: dict[str, tuple[str, int]] = {}
+    for v in graph.inputs:
+        ph = b.placeholder_of.get(v)
+        shape = v.type.shape
+        if ph is None or shape is None or any(d is None for d in shape):
+            continue
+        conds: list[str] = []
+        if all(isinstance(d, int) for d in shape):
+            conds.append(f"{ph}.shape != {tuple(shape)!r}")
+        else:
+            conds.append(f"{ph}.dim() != {len(shape)}")
+            for i, d in enumerate(shape):
+                if isinstance(d, int):
+                    conds.append(f"{ph}.shape[{i}] != {d}")
+                elif d in first and first[d][0] != ph:
+                    other, j = first[d]
+                    conds.append(f"{ph}.shape[{i}] != {other}.shape[{j}]")
+        for i, d in enumerate(shape):
+            if isinstance(d, str):
+                first.setdefault(d, (ph, i))
+        expected = "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+        lines.append(f"if {' or '.join(conds)}: _input_shape_error({v.name!r}, {expected!r}, {ph}, "
+                     f"{any(isinstance(d, str) for d in shape)!r})")
+    return lines
+
+
+def _input_shape_error(name: str, expected: str, x: Any, dynamic: bool) -> None:
+    """Raised by a converted module's ``forward`` for an input of another shape."""
+    from torchmdf.errors import ShapeError
+
+    given = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+    hint = ("the named dims may vary, the numbers may not; give a dim a name with dynamic_shapes to let it vary"
+            if dynamic else
+            "convert with dynamic dims to call it with other sizes: torchmdf.compile(model, example_inputs=..., "
+            "dynamic_batch=True) for the batch dim, or dynamic_shapes={'x': {0: torch.export.Dim('batch')}} "
+            "(as torch.export takes it) for any dims")
+    raise ShapeError(f"given shape {given}, but the module was converted for shape {expected}",
+                     location=f"input {name!r}", hint=hint)
+
+
+class _PrologueMixin:
+    """Adds ``_torchmdf_prologue`` lines at the start of the generated ``forward``."""
+
+    _torchmdf_prologue: list[str] = []
+
+    def gen_fn_def(self, free_vars, maybe_return_annotation):  # noqa: D102 - torch.fx hook
+        head = super().gen_fn_def(free_vars, maybe_return_annotation)
+        return head + "".join("\n    " + line for line in self._torchmdf_prologue)
+
+    def additional_globals(self):  # noqa: D102 - torch.fx hook
+        return list(super().additional_globals()) + [("_input_shape_error", _input_shape_error)]
+
+
+class _PrologueCodeGen(_PrologueMixin, torch.fx.graph.CodeGen):
+    pass
+
+
+try:
+    from torch.fx.graph import _PyTreeCodeGen
+
+    class _ProloguePyTreeCodeGen(_PrologueMixin, _PyTreeCodeGen):
+        pass
+except ImportError:  # pragma: no cover - older torch
+    _PyTreeCodeGen = _ProloguePyTreeCodeGen = None  # type: ignore[assignment,misc]
+
+
+class _PrologueTracer(torch.fx.Tracer):
+    """The tracer ``torch.fx`` re-traces a pickled module's code with: the prologue's checks
+    are skipped while tracing (their nodes erased), then the prologue is put back."""
+
+    def to_bool(self, obj):  # noqa: D102 - torch.fx hook
+        self.__dict__.setdefault("_torchmdf_conds", []).append(obj.node)
+        return False
+
+    def trace(self, root, concrete_args=None):  # noqa: D102 - torch.fx hook
+        graph = super().trace(root, concrete_args)
+        todo = list(self.__dict__.pop("_torchmdf_conds", []))
+        while todo:
+            n = todo.pop()
+            if n.graph is graph and not n.users and n.op in ("call_function", "call_method"):
+                todo.extend(a for a in n.all_input_nodes)
+                graph.erase_node(n)
+        lines = (getattr(root, "meta", None) or {}).get("torchmdf_prologue")
+        if lines:
+            _install_prologue(graph, lines)
+        return graph
+
+
+def _install_prologue(fx: torch.fx.Graph, lines: list[str]) -> None:
+    fx._tracer_cls = _PrologueTracer
+    if not lines:
+        return
+    cg = fx._codegen
+    if type(cg) is torch.fx.graph.CodeGen:
+        new = _PrologueCodeGen()
+    elif _PyTreeCodeGen is not None and type(cg) is _PyTreeCodeGen:
+        new = _ProloguePyTreeCodeGen(cg.pytree_info)
+    else:  # pragma: no cover - a codegen this backend did not install
+        raise ConversionError(f"cannot add input checks to a {type(cg).__name__}")
+    new.__dict__.update(cg.__dict__)
+    new._torchmdf_prologue = list(lines)
+    fx._codegen = new
 
 
 def _literal(text: str) -> Any:

@@ -213,8 +213,11 @@ def test_cuda(name):
 
 
 def test_training_a_converted_mlp_reduces_its_loss():
-    """SGD on the converted module follows the original's trajectory step for step."""
-    model, _, gm = fresh("mlp")
+    """SGD on the converted module follows the original's trajectory step for step (on
+    batches of another size than the example's: converted with a dynamic batch)."""
+    e = zoo.get("mlp")
+    model = e.make_model()
+    gm = torchmdf.compile(model, target="fx", example_inputs=e.make_inputs(), dynamic_batch=True)
     gm.train()
     g = torch.Generator().manual_seed(8)
     x = torch.randn(64, 16, generator=g)

@@ -270,20 +270,66 @@ class _HFWrapper(nn.Module):
         return tuple(getattr(out, k) for k in self.outputs)
 
 
-def _bert() -> nn.Module:
+class _HFImageWrapper(nn.Module):
+    """Calls a transformers vision model with pixel values and returns plain tensors."""
+
+    def __init__(self, model: nn.Module, outputs: tuple[str, ...]):
+        super().__init__()
+        self.model = model
+        self.outputs = outputs
+
+    def forward(self, pixel_values):
+        out = self.model(pixel_values=pixel_values, return_dict=True)
+        return tuple(getattr(out, k) for k in self.outputs)
+
+
+def _attn(attn: str | None) -> dict:
+    """``attn_implementation`` for a config: None keeps transformers' default (sdpa)."""
+    return {} if attn is None else {"attn_implementation": attn}
+
+
+def _bert(attn: str | None = "eager") -> nn.Module:
     from transformers import BertConfig, BertModel
 
     cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=37, attn_implementation="eager")
+                     intermediate_size=37, **_attn(attn))
     return _HFWrapper(BertModel(cfg), ("last_hidden_state", "pooler_output"))
 
 
-def _gpt2() -> nn.Module:
+def _gpt2(attn: str | None = "eager") -> nn.Module:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     cfg = GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=100, bos_token_id=0, eos_token_id=0,
-                     attn_implementation="eager")
+                     **_attn(attn))
     return _HFWrapper(GPT2LMHeadModel(cfg), ("logits",))
+
+
+def _llama(attn: str | None = None) -> nn.Module:
+    """Llama-style decoder: rotary position embeddings, RMSNorm, SwiGLU, grouped-query attention."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                      bos_token_id=0, eos_token_id=0, pad_token_id=0, **_attn(attn))
+    return _HFWrapper(LlamaForCausalLM(cfg), ("logits",))
+
+
+def _bart(attn: str | None = None) -> nn.Module:
+    """Encoder-decoder (decoder inputs are the shifted input ids, as BartModel makes them)."""
+    from transformers import BartConfig, BartModel
+
+    cfg = BartConfig(vocab_size=100, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                     decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=64,
+                     pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2, **_attn(attn))
+    return _HFWrapper(BartModel(cfg), ("last_hidden_state", "encoder_last_hidden_state"))
+
+
+def _vit(attn: str | None = None) -> nn.Module:
+    from transformers import ViTConfig, ViTModel
+
+    cfg = ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                    num_attention_heads=2, intermediate_size=37, **_attn(attn))
+    return _HFImageWrapper(ViTModel(cfg), ("last_hidden_state", "pooler_output"))
 
 
 def _token_inputs(g, with_mask: bool):
@@ -320,6 +366,19 @@ ZOO: list[ZooEntry] = [
              frozenset({"attention", "transformers"})),
     ZooEntry("gpt2", _seeded(_gpt2), _inputs(lambda g: _token_inputs(g, False)),
              frozenset({"attention", "transformers"})),
+    # transformers' defaults (attn_implementation="sdpa")
+    ZooEntry("bert_sdpa", _seeded(lambda: _bert(None)), _inputs(lambda g: _token_inputs(g, True)),
+             frozenset({"attention", "transformers", "sdpa"})),
+    ZooEntry("gpt2_sdpa", _seeded(lambda: _gpt2(None)), _inputs(lambda g: _token_inputs(g, False)),
+             frozenset({"attention", "transformers", "sdpa"})),
+    ZooEntry("llama_sdpa", _seeded(_llama), _inputs(lambda g: _token_inputs(g, True)),
+             frozenset({"attention", "transformers", "sdpa", "rotary"})),
+    ZooEntry("llama_eager", _seeded(lambda: _llama("eager")), _inputs(lambda g: _token_inputs(g, True)),
+             frozenset({"attention", "transformers", "rotary"})),
+    ZooEntry("bart_sdpa", _seeded(_bart), _inputs(lambda g: _token_inputs(g, True)),
+             frozenset({"attention", "transformers", "sdpa", "encoder_decoder"})),
+    ZooEntry("vit_sdpa", _seeded(_vit), _inputs(lambda g: (torch.randn(2, 3, 32, 32, generator=g),)),
+             frozenset({"attention", "transformers", "sdpa", "vision"})),
 ]
 
 BY_NAME: dict[str, ZooEntry] = {e.name: e for e in ZOO}

@@ -133,8 +133,11 @@ def unsupported_hint() -> str:
 
 def lower_module(model: torch.nn.Module, example_inputs: Sequence[Any] | Any = (), *,
                  dynamic_shapes: Any = None, strict: bool = False, decompose: bool | str = "onnx",
-                 example_kwargs: dict[str, Any] | None = None) -> Graph:
+                 example_kwargs: dict[str, Any] | None = None, dynamic_batch: bool = False) -> Graph:
     """Export ``model`` with ``torch.export`` (non-strict by default) and lower it.
+
+    ``dynamic_batch=True``: dim 0 of every tensor input is one dynamic dim named ``"batch"``
+    (the short form of ``dynamic_shapes``).
 
     An export failure (data-dependent control flow, an untraceable construct) becomes one
     :class:`UnsupportedOpError` naming the construct and its source line, plus every op the
@@ -142,6 +145,8 @@ def lower_module(model: torch.nn.Module, example_inputs: Sequence[Any] | Any = (
     """
     args = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     kwargs = dict(example_kwargs or {})
+    if dynamic_batch:
+        dynamic_shapes = batch_dynamic_shapes(args, kwargs)
     try:
         ep = torch.export.export(model, args, kwargs or None, dynamic_shapes=dynamic_shapes, strict=strict)
     except TorchMDFError:
@@ -182,6 +187,31 @@ def decomposition_table() -> Any:
                 table.pop(ov)
         _TABLE = table
     return _TABLE
+
+
+def batch_dynamic_shapes(args: tuple, kwargs: dict[str, Any]) -> Any:
+    """``dynamic_shapes`` making dim 0 of every tensor input (at any depth) one ``"batch"`` dim."""
+    batch = torch.export.Dim("batch")
+
+    def spec(x: Any) -> Any:
+        if isinstance(x, torch.Tensor):
+            if x.dim() == 0:
+                return None
+            if x.shape[0] < 2:
+                raise ConversionError(f"dynamic_batch needs example inputs with a batch of at least 2 "
+                                      f"(got shape {tuple(x.shape)})",
+                                      hint="torch.export specializes dims of size 0 and 1")
+            return {0: batch}
+        if isinstance(x, (list, tuple)):
+            return tuple(spec(y) for y in x) if isinstance(x, tuple) else [spec(y) for y in x]
+        if isinstance(x, dict):
+            return {k: spec(v) for k, v in x.items()}
+        return None
+
+    if kwargs:
+        raise ConversionError("dynamic_batch with keyword example inputs",
+                              hint="pass the example inputs positionally, or give dynamic_shapes")
+    return tuple(spec(a) for a in args)
 
 
 def lower_exported_program(ep: torch.export.ExportedProgram, *, decompose: bool | str = "onnx") -> Graph:
