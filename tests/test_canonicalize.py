@@ -826,3 +826,13 @@ def test_scaled_dot_product_attention(variant):
     g = check("aten::scaled_dot_product_attention", [q, k, v, mask], attrs, exact=False,
               expect="onnx::Softmax")
     assert [n.op for n in g].count("onnx::MatMul") == 2
+
+
+def test_einsum_and_swapaxes():
+    a, b = f(2, 3, 4), f(2, 4, 5)
+    g = check("aten::einsum", [a, b], {"equation": "B I D, B D J -> B I J"}, exact=False, expect="onnx::Einsum")
+    assert next(n for n in g if n.op == "onnx::Einsum").attrs["equation"] == "bid,bdj->bij"
+    g = check("aten::einsum", [a, f(2, 4, 3)], {"equation": "bIk,bkI->b"}, exact=False, expect="onnx::Einsum")
+    eq = next(n for n in g if n.op == "onnx::Einsum").attrs["equation"]
+    assert eq.islower() and len(set(eq.split("->")[0].replace(",", ""))) == 3
+    check("aten::swapaxes", [a], {"axis0": 0, "axis1": 2}, expect="onnx::Transpose")

@@ -381,11 +381,73 @@ ZOO: list[ZooEntry] = [
              frozenset({"attention", "transformers", "sdpa", "vision"})),
 ]
 
-BY_NAME: dict[str, ZooEntry] = {e.name: e for e in ZOO}
+# ---------------------------------------------------------------------------------------------
+# torchvision classification models (weights=None: random weights, nothing downloads).  Kept
+# apart from ZOO (which every frontend and backend test runs): tests/test_zoo_torchvision.py
+# takes them through torch.export and TorchScript.  "slow": several seconds per conversion on
+# a 2-core machine (over ~1M parameters deep nets, 100M+ parameters, or a fixed 224x224 input):
+# marked slow and run only with TORCHMDF_TORCHVISION_ALL=1.
+# ---------------------------------------------------------------------------------------------
+
+
+def _tv(fn_name: str, **kwargs) -> Callable[[], nn.Module]:
+    def make() -> nn.Module:
+        import torchvision.models as tvm
+
+        return getattr(tvm, fn_name)(weights=None, **kwargs)
+
+    make.__name__ = fn_name
+    return make
+
+
+def _tv_vit_tiny() -> nn.Module:
+    """torchvision's VisionTransformer class in a tiny configuration (vit_b_16 is "slow")."""
+    from torchvision.models import VisionTransformer
+
+    return VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+                             num_classes=10)
+
+
+def _tv_maxvit_tiny() -> nn.Module:
+    """torchvision's MaxVit class in a tiny configuration (maxvit_t is "slow")."""
+    from torchvision.models import MaxVit
+
+    return MaxVit(input_size=(32, 32), stem_channels=8, partition_size=2, block_channels=[8, 16],
+                  block_layers=[1, 1], head_dim=4, stochastic_depth_prob=0.0, num_classes=10)
+
+
+def _images(n: int, size: int) -> Callable[[], tuple]:
+    return _inputs(lambda g: (torch.randn(n, 3, size, size, generator=g),))
+
+
+_TV = frozenset({"torchvision", "conv"})
+TORCHVISION: list[ZooEntry] = [
+    ZooEntry("tv_resnet18", _seeded(_tv("resnet18", num_classes=10)), _images(2, 32), _TV),
+    ZooEntry("tv_resnet50", _seeded(_tv("resnet50", num_classes=10)), _images(2, 32), _TV | {"slow"}),
+    ZooEntry("tv_resnext50_32x4d", _seeded(_tv("resnext50_32x4d", num_classes=10)), _images(2, 32), _TV | {"slow"}),
+    ZooEntry("tv_squeezenet1_0", _seeded(_tv("squeezenet1_0", num_classes=10)), _images(2, 64), _TV),
+    ZooEntry("tv_shufflenet_v2_x0_5", _seeded(_tv("shufflenet_v2_x0_5", num_classes=10)), _images(2, 32), _TV),
+    ZooEntry("tv_mobilenet_v2", _seeded(_tv("mobilenet_v2", num_classes=10)), _images(2, 32), _TV | {"slow"}),
+    ZooEntry("tv_mobilenet_v3_small", _seeded(_tv("mobilenet_v3_small", num_classes=10)), _images(2, 32), _TV),
+    ZooEntry("tv_mnasnet0_5", _seeded(_tv("mnasnet0_5", num_classes=10)), _images(2, 32), _TV | {"slow"}),
+    ZooEntry("tv_densenet121", _seeded(_tv("densenet121", num_classes=10)), _images(2, 32), _TV | {"slow"}),
+    ZooEntry("tv_googlenet", _seeded(_tv("googlenet", num_classes=10, aux_logits=False, init_weights=True)),
+             _images(2, 32), _TV | {"slow"}),
+    ZooEntry("tv_efficientnet_b0", _seeded(_tv("efficientnet_b0", num_classes=10)), _images(2, 32), _TV | {"slow"}),
+    ZooEntry("tv_vit_tiny", _seeded(_tv_vit_tiny), _images(2, 32), _TV | {"attention"}),
+    ZooEntry("tv_maxvit_tiny", _seeded(_tv_maxvit_tiny), _images(2, 32), _TV | {"attention"}),
+    ZooEntry("tv_vgg11", _seeded(_tv("vgg11", num_classes=10)), _images(1, 32), _TV | {"slow"}),
+    ZooEntry("tv_vgg11_bn", _seeded(_tv("vgg11_bn", num_classes=10)), _images(2, 32), _TV | {"slow"}),
+    ZooEntry("tv_vit_b_16", _seeded(_tv("vit_b_16", num_classes=10)), _images(1, 224), _TV | {"slow", "attention"}),
+    ZooEntry("tv_maxvit_t", _seeded(_tv("maxvit_t", num_classes=10)), _images(1, 224), _TV | {"slow", "attention"}),
+    ZooEntry("tv_wide_resnet50_2", _seeded(_tv("wide_resnet50_2", num_classes=10)), _images(2, 32), _TV | {"slow"}),
+]
+
+BY_NAME: dict[str, ZooEntry] = {e.name: e for e in ZOO + TORCHVISION}
 
 
 def get(name: str) -> ZooEntry:
     return BY_NAME[name]
 
 
-__all__ = ["ZooEntry", "ZOO", "BY_NAME", "get"]
+__all__ = ["ZooEntry", "ZOO", "TORCHVISION", "BY_NAME", "get"]

@@ -1049,19 +1049,48 @@ def _t(node, rw):
     return [rw.op("onnx::Transpose", [rw.input(0)], {"perm": list(reversed(range(r)))})]
 
 
-@rule("transpose.int")
+@rule("transpose.int", "swapaxes", "swapdims")
 def _transpose(node, rw):
     r = rw.rank(rw.input(0))
     if r is None:
         return None
     if r == 0:
         return [rw.input(0)]
-    a, b = _norm(rw.arg("dim0"), r), _norm(rw.arg("dim1"), r)
+    k0, k1 = {"aten::swapaxes": ("axis0", "axis1")}.get(node.op, ("dim0", "dim1"))
+    a, b = _norm(rw.arg(k0), r), _norm(rw.arg(k1), r)
     if a == b:
         return [rw.input(0)]
     perm = list(range(r))
     perm[a], perm[b] = perm[b], perm[a]
     return [rw.op("onnx::Transpose", [rw.input(0)], {"perm": perm})]
+
+
+@rule("einsum")
+def _einsum(node, rw):
+    """einsum -> Einsum, the equation in ONNX's spelling: no spaces, lower-case letters (torch
+    also takes upper case: each letter gets its own lower-case one)."""
+    eq = rw.arg("equation")
+    if not isinstance(eq, str) or rw.arg("path") is not None or "..." in eq:
+        return None
+    ins = [rw.input(i) for i in range(len(node.inputs))]
+    dt = rw.out_dtype(0)
+    if not _is_float(dt) or any(rw.dtype(v) != dt for v in ins):
+        return None
+    eq = eq.replace(" ", "")
+    letters = sorted({c for c in eq if c.isalpha()})
+    if len(letters) > 26:
+        return None
+    free = iter(c for c in "abcdefghijklmnopqrstuvwxyz" if c not in letters or c.upper() not in letters)
+    mapping: dict[str, str] = {}
+    for c in letters:
+        if c.islower() and c.upper() not in letters:
+            mapping[c] = c
+    for c in letters:
+        if c not in mapping:
+            low = c.lower()
+            mapping[c] = low if low not in mapping.values() and low not in letters else next(
+                x for x in free if x not in mapping.values() and x not in letters)
+    return [rw.op("onnx::Einsum", ins, {"equation": "".join(mapping.get(c, c) for c in eq)})]
 
 
 @rule("cat")
