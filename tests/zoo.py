@@ -61,6 +61,25 @@ class MLP(nn.Module):
         return torch.sigmoid(self.out(x))
 
 
+class MLPBatchNormPReLU(nn.Module):
+    """A small MLP with BatchNorm1d and PReLU (per-channel and single-slope)."""
+
+    def __init__(self, d_in: int = 16, hidden: int = 32, d_out: int = 8):
+        super().__init__()
+        self.fc1 = nn.Linear(d_in, hidden)
+        self.bn = nn.BatchNorm1d(hidden)
+        self.act1 = nn.PReLU(hidden)
+        self.fc2 = nn.Linear(hidden, d_out)
+        self.act2 = nn.PReLU()
+        g = torch.Generator().manual_seed(3)
+        self.bn.running_mean.normal_(0, 0.1, generator=g)
+        self.bn.running_var.uniform_(0.5, 1.5, generator=g)
+        self.act1.weight.data.uniform_(0.0, 0.5, generator=g)
+
+    def forward(self, x):
+        return self.act2(self.fc2(self.act1(self.bn(self.fc1(x)))))
+
+
 class SmallCNN(nn.Module):
     def __init__(self, classes: int = 10):
         super().__init__()
@@ -344,6 +363,8 @@ def _token_inputs(g, with_mask: bool):
 ZOO: list[ZooEntry] = [
     ZooEntry("mlp", _seeded(MLP), _inputs(lambda g: (torch.randn(4, 16, generator=g),)),
              frozenset({"dense"})),
+    ZooEntry("mlp_bn_prelu", _seeded(MLPBatchNormPReLU), _inputs(lambda g: (torch.randn(4, 16, generator=g),)),
+             frozenset({"dense", "batchnorm"})),
     ZooEntry("cnn", _seeded(SmallCNN), _inputs(lambda g: (torch.randn(2, 3, 16, 16, generator=g),)),
              frozenset({"conv"})),
     ZooEntry("resnet18", _seeded(ResNet18), _inputs(lambda g: (torch.randn(1, 3, 64, 64, generator=g),)),
