@@ -33,7 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-MODELS = ("mlp", "cnn", "resnet18", "inception", "bert")
+MODELS = ("mlp", "mlp_bn_prelu", "cnn", "resnet18", "inception", "depthwise", "transformer_layer", "bert",
+          "gpt2", "bert_sdpa", "gpt2_sdpa", "llama_sdpa", "bart_sdpa", "vit_sdpa")
 
 
 def _cores() -> int:
@@ -115,7 +116,11 @@ def bench_model(name: str, device: str, args) -> dict:
     entry = zoo.get(name)
     model = entry.make_model().eval()
     inputs = entry.make_inputs()
-    gm = torchmdf.compile(model, target="fx", example_inputs=inputs).eval()
+    if getattr(args, "via_mdf", False):  # torch -> MDF -> FX: what a file's user runs
+        m = torchmdf.compile(model, target="mdf", example_inputs=inputs)
+        gm = torchmdf.compile(m, target="fx").eval()
+    else:
+        gm = torchmdf.compile(model, target="fx", example_inputs=inputs).eval()
     model.to(device)
     gm.to(device)
     inputs = tuple(x.to(device) for x in inputs)
@@ -154,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch threads (default: the cores this process may use)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    ap.add_argument("--via-mdf", action="store_true",
+                    help="convert through an MDF model (torch -> MDF -> FX) instead of torch -> FX")
     args = ap.parse_args(argv)
 
     import torch
@@ -169,9 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     build = bench_mdf_build(args.examples / "PyTorch" / "inception.json", args.mdf_repeats)
 
     print(f"device={args.device} threads={threads} torch={torch.__version__}")
-    print(f"{'model':<12} {'native ms':>10} {'converted ms':>13} {'ratio':>7}")
+    print(f"{'model':<18} {'native ms':>10} {'converted ms':>13} {'ratio':>7}")
     for r in rows:
-        print(f"{r['model']:<12} {r['native_ms']:>10.4f} {r['converted_ms']:>13.4f} {r['ratio']:>7.3f}")
+        print(f"{r['model']:<18} {r['native_ms']:>10.4f} {r['converted_ms']:>13.4f} {r['ratio']:>7.3f}")
     if "build_ms" in build:
         print(f"MDF -> GraphModule build ({build['file']}): {build['build_ms']:.1f} ms (median of {build['repeats']})")
     else:
@@ -180,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     if load is not None and load > max(_cores() - threads, 0) + 0.5:
         print(f"note: load average {load:.2f} on {_cores()} cores: other processes compete for the "
               "cores, multi-threaded timings are unreliable (try --threads 1)")
-    result = {"benchmark": "fx_speed", "device": args.device, "threads": threads, "torch": torch.__version__,
+    result = {"benchmark": "fx_speed", "via_mdf": args.via_mdf, "device": args.device, "threads": threads, "torch": torch.__version__,
               "load_average": load, "models": rows, "mdf_build": build}
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

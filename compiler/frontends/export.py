@@ -220,6 +220,8 @@ def lower_exported_program(ep: torch.export.ExportedProgram, *, decompose: bool 
     full core-ATen decomposition; ``False`` none (the graph as exported)."""
     if decompose not in (True, False, "onnx", "core"):
         raise ConversionError(f"decompose={decompose!r}", hint="use 'onnx' (default), 'core'/True or False")
+    if decompose == "onnx" and _lowers_directly(ep):
+        return _Lowering(ep, direct=True).run()
     if decompose:
         try:
             with warnings.catch_warnings():
@@ -235,13 +237,93 @@ def lower_exported_program(ep: torch.export.ExportedProgram, *, decompose: bool 
 
 
 # ---------------------------------------------------------------------------------------------
+# the direct path: no re-trace when the exported graph needs no decomposition
+# ---------------------------------------------------------------------------------------------
+#
+# ``run_decompositions`` re-traces the whole program (functionalization included): most of the
+# conversion time of a convolutional model.  When every op of the exported graph would survive
+# the ONNX-preferred table anyway (or has a canonicalization rule), and the only mutations are
+# in-place ops on intermediate results nothing else views (``relu_``, ``out += identity``),
+# the graph is lowered as exported, each in-place op as its functional form.
+
+
+def _functional_of(ov: Any) -> Any:
+    """``aten.add.Tensor`` for ``aten.add_.Tensor``; None if there is none."""
+    name = ov._schema.name.split("::", 1)[1]
+    if not name.endswith("_") or name.startswith("_"):
+        return None
+    packet = getattr(torch.ops.aten, name[:-1], None)
+    return getattr(packet, ov._overloadname, None) if packet is not None else None
+
+
+def _is_view(target: Any) -> bool:
+    """An op whose result is a view of an input (not an in-place op's own result)."""
+    return isinstance(target, torch._ops.OpOverload) and any(
+        r.alias_info is not None and not r.alias_info.is_write for r in target._schema.returns)
+
+
+_LIST_OPS = frozenset({"split", "split_with_sizes", "unbind"})
+
+
+def _op_ok(ov: Any, table: Any) -> bool:
+    if ov not in table:
+        return True
+    name = op_name_of(ov)
+    if name.split("::", 1)[1].split(".", 1)[0] in _LIST_OPS:
+        return True
+    from ..ops.aten_to_onnx import RULES
+
+    return name in RULES
+
+
+def _lowers_directly(ep: torch.export.ExportedProgram) -> bool:
+    """True when ``ep``'s graph can be lowered without ``run_decompositions`` (see above)."""
+    table = decomposition_table()
+    for n in ep.graph.nodes:
+        if n.op != "call_function":
+            continue
+        t = n.target
+        if isinstance(t, torch._ops.HigherOrderOperator):
+            return False
+        if not isinstance(t, torch._ops.OpOverload):
+            continue
+        base = t._schema.name.split("::", 1)[1]
+        if base in _DROPPED or base in _SHAPE_QUERIES:
+            continue
+        if not t._schema.name.startswith("aten::"):
+            return False
+        if t._schema.is_mutable:
+            f = _functional_of(t)
+            src = n.args[0] if n.args else None
+            if f is None or not _op_ok(f, table) or not isinstance(src, torch.fx.Node):
+                return False
+            if src.op != "call_function" or _is_view(src.target) or isinstance(src.target, torch._ops.HigherOrderOperator):
+                return False
+            if any(u is not n and _is_view(u.target) for u in src.users):
+                return False
+            val = n.meta.get("val")
+            for a in n.args:  # in place keeps the dtype: only where no promotion happens
+                av = a.meta.get("val") if isinstance(a, torch.fx.Node) else None
+                if isinstance(av, torch.Tensor) and (not isinstance(val, torch.Tensor) or av.dtype != val.dtype):
+                    return False
+        elif not _op_ok(t, table):
+            return False
+        if t is torch.ops.aten.batch_norm.default and (len(n.args) < 6 or n.args[5] is not False):
+            return False  # training mode updates the running statistics
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
 # the lowering
 # ---------------------------------------------------------------------------------------------
 
 
 class _Lowering:
-    def __init__(self, ep: torch.export.ExportedProgram):
+    def __init__(self, ep: torch.export.ExportedProgram, direct: bool = False):
         self.ep = ep
+        self.direct = direct  # in-place ops on intermediates become functional (see _lowers_directly)
+        self._alias_root: dict[torch.fx.Node, torch.fx.Node] = {}
+        self._aliases: dict[torch.fx.Node, list[torch.fx.Node]] = {}
         self.graph = Graph("main")
         self.unsupported: list[tuple[str, str | None]] = []
         self.sym_names: dict[str, str] = {}  # sympy symbol name -> user-facing name
@@ -470,6 +552,8 @@ class _Lowering:
                 return None
             if name.startswith("aten::") and base in _SHAPE_QUERIES:
                 return node.meta.get("val")
+            if self.direct and target._schema.is_mutable:
+                return self.in_place(node, target, prov, env)
             return self.emit(node, target, name, prov, env)
         if isinstance(target, torch._ops.HigherOrderOperator):
             return self.higher_order(node, target, prov, env)
@@ -477,6 +561,22 @@ class _Lowering:
             # SymInt arithmetic: carried symbolically as the value torch computed
             return node.meta.get("val")
         raise _Unsupported(f"python call {getattr(target, '__module__', '')}.{getattr(target, '__name__', target)}")
+
+    def in_place(self, node: torch.fx.Node, overload: Any, prov: Provenance,
+                 env: dict[torch.fx.Node, Any]) -> Any:
+        """``x.op_(...)`` as ``op(x, ...)``; every name of ``x`` reads the new value from here on."""
+        f = _functional_of(overload)
+        out = self.emit(node, f, op_name_of(f), prov, env)
+        src = node.args[0]
+        root = self._alias_root.get(src, src)
+        group = self._aliases.setdefault(root, [root])
+        if src not in group:
+            group.append(src)
+        self._alias_root[node] = root
+        group.append(node)
+        for a in group:
+            env[a] = out
+        return out
 
     def emit(self, node: torch.fx.Node, overload: Any, name: str, prov: Provenance,
              env: dict[torch.fx.Node, Any]) -> Any:
