@@ -262,18 +262,21 @@ def _is_view(target: Any) -> bool:
         r.alias_info is not None and not r.alias_info.is_write for r in target._schema.returns)
 
 
-_LIST_OPS = frozenset({"split", "split_with_sizes", "unbind"})
+_LIST_OPS = frozenset({"split", "split_with_sizes", "unbind", "chunk"})
 
 
 def _op_ok(ov: Any, table: Any) -> bool:
-    if ov not in table:
-        return True
-    name = op_name_of(ov)
-    if name.split("::", 1)[1].split(".", 1)[0] in _LIST_OPS:
-        return True
+    """An op the lowering takes as exported: one with a canonicalization rule or a list op the
+    frontend expands, else one the decomposition would keep (not in the table, and not
+    CompositeImplicitAutograd, which decomposes whether the table lists it or not)."""
     from ..ops.aten_to_onnx import RULES
 
-    return name in RULES
+    name = op_name_of(ov)
+    if name in RULES or name.split("::", 1)[1].split(".", 1)[0] in _LIST_OPS:
+        return True
+    if ov in table:
+        return False
+    return not ov.has_kernel_for_dispatch_key(torch._C.DispatchKey.CompositeImplicitAutograd)
 
 
 def _lowers_directly(ep: torch.export.ExportedProgram) -> bool:
@@ -640,7 +643,7 @@ class _Lowering:
                 n.output.type = self.ttype(mv)
                 outs.append(n.output)
             return tuple(outs)
-        if base in ("split_with_sizes", "split", "split_copy", "split_with_sizes_copy"):
+        if base in ("split_with_sizes", "split", "split_copy", "split_with_sizes_copy", "chunk"):
             start = 0
             for mv in pieces:
                 size = _expr(mv.shape[dim])
