@@ -115,6 +115,8 @@ class FxBuilder:
         self.impure: set[torch.fx.Node] = set()
         self.updated_in_place: set[str] = set()  # state variables an op updates itself
         self.defaults: dict[str, str] = {}  # graph input name -> buffer holding its default
+        self.prologue: list[str] = []  # lines run first in forward (input defaults, shape guards)
+        self.placeholder_of: dict[Value, str] = {}
         self._sizes: dict[tuple[Value, int], Any] = {}
         self._device: Any = False  # False: not made yet; None: no tensor to follow
         self._reserved = set(dir(torch.fx.GraphModule))
@@ -547,6 +549,154 @@ def _layer_norm(b: FxBuilder, n: Node, a: _Args):
     return [out] + [None] * (len(n.outputs) - 1)
 
 
+@fx_rule("onnx::GroupNormalization")
+def _group_norm(b: FxBuilder, n: Node, a: _Args):
+    return b.call(torch.group_norm, (a[0], int(n.attrs["num_groups"]), a[1], a[2],
+                                     n.attrs.get("epsilon", 1e-5), torch.backends.cudnn.enabled))
+
+
+@fx_rule("onnx::PRelu")
+def _prelu(b: FxBuilder, n: Node, a: _Args):
+    """torch.prelu when the slope is one value, or (C,) on a rank-2 input, or a (C,) weight
+    reshaped to (C, 1, ..., 1) (the canonical form of nn.PReLU): the reshape is not run."""
+    x, slope = n.inputs
+    r, ss = _rank(x), slope.type.shape
+    if r is None or ss is None or x.type.dtype != slope.type.dtype:
+        return None
+    if all(d == 1 for d in ss) and len(ss) <= max(r, 1):
+        w = b.call(torch.reshape, (a[1], (1,))) if len(ss) != 1 else a[1]
+        return b.call(torch.prelu, (a[0], w))
+    if r == 2 and len(ss) == 1:
+        return b.call(torch.prelu, (a[0], a[1]))
+    p = slope.producer
+    if p is not None and p.op == "onnx::Reshape" and r > 2 and list(ss) == [ss[0]] + [1] * (r - 2) \
+            and p.inputs[0].type.shape is not None and len(p.inputs[0].type.shape) == 1:
+        return b.call(torch.prelu, (a[0], b.get(p.inputs[0])))
+    return None
+
+
+# -- patterns the canonical ONNX form spells with several ops, called as one torch op ------
+
+
+def _only_use(b: FxBuilder, v: Value | None, op: str) -> Node | None:
+    """The producer of ``v`` if it is an ``op`` node whose single output is read only here."""
+    p = v.producer if v is not None else None
+    if p is None or p.op != op or len(p.outputs) != 1 or v.num_uses != 1 or v in b.ir.outputs \
+            or any(sv.next is v for sv in b.ir.state):
+        return None
+    return p
+
+
+def _transposed_2d(v: Value | None) -> Value | None:
+    """``W`` if ``v`` is ``Transpose(W, perm=[1, 0])`` of a 2-d ``W``."""
+    p = v.producer if v is not None else None
+    if p is None or p.op != "onnx::Transpose" or p.attrs.get("perm") != [1, 0] \
+            or p.inputs[0].type.rank != 2:
+        return None
+    return p.inputs[0]
+
+
+def _linear_of(n: Node) -> Value | None:
+    """``W`` when MatMul node ``n`` is ``x @ W^T`` with ``x`` of rank >= 1 (``F.linear``)."""
+    if n.op != "onnx::MatMul" or _rank(n.inputs[0]) in (None, 0):
+        return None
+    w = _transposed_2d(n.inputs[1])
+    if w is None or w.type.dtype != n.inputs[0].type.dtype:
+        return None
+    return w
+
+
+def _sdpa_of(b: FxBuilder, n: Node) -> tuple | None:
+    """``MatMul(Softmax(S), v)`` with ``S = [Where(keep, | Add(] Mul(MatMul(q, Transpose(k)),
+    scale) [, mask)]``, the form ``scaled_dot_product_attention`` canonicalizes to: returns
+    (q, k, v, mask, is_causal, scale) or None."""
+    sm = _only_use(b, n.inputs[0], "onnx::Softmax")
+    if sm is None or n.inputs[1].type.rank is None or n.inputs[1].type.rank < 2:
+        return None
+    s = sm.inputs[0]
+    rank = s.type.rank
+    if rank is None or rank < 2 or sm.attrs.get("axis", -1) not in (-1, rank - 1):
+        return None
+    mask, causal = None, False
+    p = s.producer
+    if p is not None and p.op in ("onnx::Where", "onnx::Add") and s.num_uses == 1 and s not in b.ir.outputs:
+        if p.op == "onnx::Where":
+            keep, inner, other = p.inputs
+            t = b.const(other)
+            if t is None or t.numel() != 1 or not bool(torch.isneginf(t).all()) or keep.type.dtype != torch.bool:
+                return None
+            kt = b.const(keep)
+            ks = inner.type.shape
+            if kt is not None and kt.dim() == 2 and ks is not None and tuple(kt.shape) == tuple(ks[-2:]) \
+                    and bool((kt == torch.ones_like(kt).tril()).all()):
+                causal = True
+            else:
+                mask = keep
+        else:
+            inner, mask = p.inputs
+            if mask.type.dtype != s.type.dtype:
+                return None
+        s = inner
+    mul = _only_use(b, s, "onnx::Mul")
+    if mul is None:
+        return None
+    scores, sc = mul.inputs
+    t = b.const(sc)
+    if t is None or t.numel() != 1:
+        return None
+    mm = _only_use(b, scores, "onnx::MatMul")
+    tr = _only_use(b, mm.inputs[1], "onnx::Transpose") if mm is not None else None
+    if tr is None:
+        return None
+    k = tr.inputs[0]
+    rk = k.type.rank
+    if rk is None or rk < 2 or tr.attrs.get("perm") != list(range(rk - 2)) + [rk - 1, rk - 2]:
+        return None
+    q = mm.inputs[0]
+    if q.type.rank is None or q.type.rank < 2 or q.type.rank != rk or q.type.rank != n.inputs[1].type.rank:
+        return None
+    return q, k, n.inputs[1], mask, causal, float(t.reshape(()).item())
+
+
+@fx_rule("onnx::MatMul")
+def _matmul(b: FxBuilder, n: Node, a: _Args):
+    att = _sdpa_of(b, n)
+    if att is not None:
+        q, k, v, mask, causal, scale = att
+        kw: dict[str, Any] = {"scale": scale}
+        if mask is not None:
+            kw["attn_mask"] = b.get(mask)
+        if causal:
+            kw["is_causal"] = True
+        return b.call(F.scaled_dot_product_attention, (b.get(q), b.get(k), b.get(v)), kw)
+    w = _linear_of(n)
+    if w is not None:
+        return b.call(F.linear, (a[0], b.get(w)))
+    return b.call(torch.matmul, (a[0], a[1]))
+
+
+def _fused_add(b: FxBuilder, n: Node, a: _Args):
+    """``MatMul(x, Transpose(W)) + bias`` (nn.Linear on an N-d input) as ``F.linear``."""
+    for i in (0, 1):
+        mm = _only_use(b, n.inputs[i], "onnx::MatMul")
+        bias = n.inputs[1 - i]
+        w = _linear_of(mm) if mm is not None else None
+        if w is None or bias.type.shape is None or len(bias.type.shape) != 1 or w.type.shape is None \
+                or bias.type.shape[0] != w.type.shape[0] or bias.type.dtype != w.type.dtype:
+            continue
+        return b.call(F.linear, (b.get(mm.inputs[0]), b.get(w), b.get(bias)))
+    return None
+
+
+def _fused_mul(b: FxBuilder, n: Node, a: _Args):
+    """``x * Sigmoid(x)`` (how SiLU canonicalizes) as ``F.silu``."""
+    for i in (0, 1):
+        sg = _only_use(b, n.inputs[i], "onnx::Sigmoid")
+        if sg is not None and sg.inputs[0] is n.inputs[1 - i]:
+            return b.call(F.silu, (a[1 - i],))
+    return None
+
+
 def _is_zero(d: Any) -> bool:
     return isinstance(d, int) and d == 0
 
@@ -892,6 +1042,14 @@ _ACT = {
 }
 
 
+@fx_rule("onnx::HardSigmoid")
+def _hard_sigmoid(b: FxBuilder, n: Node, a: _Args):
+    if n.attrs.get("alpha", 0.2) == 1.0 / 6.0 and n.attrs.get("beta", 0.5) == 0.5 \
+            and n.inputs[0].type.dtype is not None and n.inputs[0].type.dtype.is_floating_point:
+        return b.call(torch._C._nn.hardsigmoid, (a[0],))
+    return None
+
+
 @fx_rule(*_ACT)
 def _activation(b: FxBuilder, n: Node, a: _Args):
     fn, attrs = _ACT[n.op]
@@ -913,6 +1071,14 @@ _SWAPPED = {torch.lt: torch.gt, torch.gt: torch.lt, torch.le: torch.ge, torch.ge
 
 @fx_rule(*_BINARY_FX)
 def _binary(b: FxBuilder, n: Node, a: _Args):
+    if n.op == "onnx::Add":
+        out = _fused_add(b, n, a)
+        if out is not None:
+            return out
+    elif n.op == "onnx::Mul":
+        out = _fused_mul(b, n, a)
+        if out is not None:
+            return out
     fn = _BINARY_FX[n.op]
     x, y = n.inputs
     ya = b.scalar(y, x)
@@ -1191,7 +1357,8 @@ def _stateful_ok(graph: Graph) -> bool:
 
 
 def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | None = None,
-            class_name: str = "TorchMDFModule", copy_weights: bool = True) -> torch.fx.GraphModule:
+            class_name: str = "TorchMDFModule", copy_weights: bool = True,
+            shape_guards: bool | None = None) -> torch.fx.GraphModule:
     """Build a GraphModule from ``graph``.
 
     ``copy_weights=False``: the module takes the graph's parameter and buffer tensors as they
@@ -1199,7 +1366,10 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
     file for that call, are the module's alone; memory-mapped external weights stay mapped).
 
     ``input_defaults``: each input gets a default (its value in the MDF file, kept as a
-    non-persistent buffer ``_defaults.<name>``).  Outputs: the original pytree structure when
+    non-persistent buffer ``_defaults.<name>``).  ``shape_guards`` (default: for graphs
+    converted from a torch model): ``forward`` first checks the inputs' static dims (and that
+    dims sharing a symbol agree) and raises a :class:`~torchmdf.errors.ShapeError` naming the
+    expected and given shapes.  Outputs: the original pytree structure when
     ``graph.metadata`` has ``pytorch_out_spec`` (constant and scalar outputs put back, mutated
     inputs updated with ``copy_``); a dict ``{name: tensor}`` when ``graph.output_names`` is
     set (MDF graphs) or ``output_dict``; else a tensor or tuple.
@@ -1311,6 +1481,11 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
     _eliminate_dead_code(b)
     if (out_spec or in_spec) and not output_dict:
         _install_pytree_codegen(fx, in_names, in_spec, out_spec)
+    if shape_guards is None:
+        shape_guards = "pytorch_input_names" in md  # converted from a torch model
+    if shape_guards:
+        b.prologue += _shape_guards(b)
+    _install_prologue(fx, b.prologue)
     gm = TorchMDFGraphModule(b.root, fx, class_name=class_name)
     # Take the root's hierarchy as it is: every parameter and buffer (used or not) in the
     # original order, with non-persistent buffers kept non-persistent.
@@ -1320,6 +1495,7 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
     gm._non_persistent_buffers_set = b.root._non_persistent_buffers_set
     gm.meta["torchmdf_graph_name"] = graph.name
     gm.meta["torchmdf_input_defaults"] = dict(b.defaults)
+    gm.meta["torchmdf_prologue"] = list(b.prologue)
     gm.meta["torchmdf_non_persistent"] = sorted(
         f"{prefix}{'.' if prefix else ''}{leaf}" for prefix, mod in gm.named_modules()
         for leaf in mod._non_persistent_buffers_set)
@@ -1360,15 +1536,128 @@ def _add_inputs(b: FxBuilder, input_defaults: bool) -> list[str]:
         default = v.meta.get("default") if input_defaults else None
         ph = fx.placeholder(name, default_value=None if default is not None else torch.fx.node.inspect.Signature.empty)
         names.append(ph.name)
+        b.env[v] = ph
+        b.placeholder_of[v] = ph.target  # the argument's name in forward's signature
         if default is not None:
+            # in the prologue of forward: free when the caller passes the input
             target = f"_defaults.{name}"
             mod, leaf = b.module_for(target)
             mod.register_buffer(leaf, torch.as_tensor(default), persistent=False)
             b.defaults[v.name] = target
-            b.env[v] = fx.call_function(_or_default, (ph, fx.get_attr(target)))
-        else:
-            b.env[v] = ph
+            b.prologue.append(f"if {ph.target} is None: {ph.target} = self.{target}")
     return names
+
+
+# -- the prologue of forward: input defaults and shape guards --------------------------------
+
+
+def _shape_guards(b: FxBuilder) -> list[str]:
+    """One ``if`` per input with a known rank: its static dims, and dims whose symbol an
+    earlier dim has, compared with a few int comparisons (no call unless they differ)."""
+    graph = b.ir
+    lines: list[str] = []
+    first: dict[str, tuple[str, int]] = {}
+    for v in graph.inputs:
+        ph = b.placeholder_of.get(v)
+        shape = v.type.shape
+        if ph is None or shape is None or any(d is None for d in shape):
+            continue
+        conds: list[str] = []
+        if all(isinstance(d, int) for d in shape):
+            conds.append(f"{ph}.shape != {tuple(shape)!r}")
+        else:
+            conds.append(f"{ph}.dim() != {len(shape)}")
+            for i, d in enumerate(shape):
+                if isinstance(d, int):
+                    conds.append(f"{ph}.shape[{i}] != {d}")
+                elif d in first and first[d][0] != ph:
+                    other, j = first[d]
+                    conds.append(f"{ph}.shape[{i}] != {other}.shape[{j}]")
+        for i, d in enumerate(shape):
+            if isinstance(d, str):
+                first.setdefault(d, (ph, i))
+        expected = "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+        lines.append(f"if {' or '.join(conds)}: _input_shape_error({v.name!r}, {expected!r}, {ph}, "
+                     f"{any(isinstance(d, str) for d in shape)!r})")
+    return lines
+
+
+def _input_shape_error(name: str, expected: str, x: Any, dynamic: bool) -> None:
+    """Raised by a converted module's ``forward`` for an input of another shape."""
+    from torchmdf.errors import ShapeError
+
+    given = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+    hint = ("the named dims may vary, the numbers may not; give a dim a name with dynamic_shapes to let it vary"
+            if dynamic else
+            "convert with dynamic dims to call it with other sizes: torchmdf.compile(model, example_inputs=..., "
+            "dynamic_batch=True) for the batch dim, or dynamic_shapes={'x': {0: torch.export.Dim('batch')}} "
+            "(as torch.export takes it) for any dims")
+    raise ShapeError(f"given shape {given}, but the module was converted for shape {expected}",
+                     location=f"input {name!r}", hint=hint)
+
+
+class _PrologueMixin:
+    """Adds ``_torchmdf_prologue`` lines at the start of the generated ``forward``."""
+
+    _torchmdf_prologue: list[str] = []
+
+    def gen_fn_def(self, free_vars, maybe_return_annotation):  # noqa: D102 - torch.fx hook
+        head = super().gen_fn_def(free_vars, maybe_return_annotation)
+        return head + "".join("\n    " + line for line in self._torchmdf_prologue)
+
+    def additional_globals(self):  # noqa: D102 - torch.fx hook
+        return list(super().additional_globals()) + [("_input_shape_error", _input_shape_error)]
+
+
+class _PrologueCodeGen(_PrologueMixin, torch.fx.graph.CodeGen):
+    pass
+
+
+try:
+    from torch.fx.graph import _PyTreeCodeGen
+
+    class _ProloguePyTreeCodeGen(_PrologueMixin, _PyTreeCodeGen):
+        pass
+except ImportError:  # pragma: no cover - older torch
+    _PyTreeCodeGen = _ProloguePyTreeCodeGen = None  # type: ignore[assignment,misc]
+
+
+class _PrologueTracer(torch.fx.Tracer):
+    """The tracer ``torch.fx`` re-traces a pickled module's code with: the prologue's checks
+    are skipped while tracing (their nodes erased), then the prologue is put back."""
+
+    def to_bool(self, obj):  # noqa: D102 - torch.fx hook
+        self.__dict__.setdefault("_torchmdf_conds", []).append(obj.node)
+        return False
+
+    def trace(self, root, concrete_args=None):  # noqa: D102 - torch.fx hook
+        graph = super().trace(root, concrete_args)
+        todo = list(self.__dict__.pop("_torchmdf_conds", []))
+        while todo:
+            n = todo.pop()
+            if n.graph is graph and not n.users and n.op in ("call_function", "call_method"):
+                todo.extend(a for a in n.all_input_nodes)
+                graph.erase_node(n)
+        lines = (getattr(root, "meta", None) or {}).get("torchmdf_prologue")
+        if lines:
+            _install_prologue(graph, lines)
+        return graph
+
+
+def _install_prologue(fx: torch.fx.Graph, lines: list[str]) -> None:
+    fx._tracer_cls = _PrologueTracer
+    if not lines:
+        return
+    cg = fx._codegen
+    if type(cg) is torch.fx.graph.CodeGen:
+        new = _PrologueCodeGen()
+    elif _PyTreeCodeGen is not None and type(cg) is _PyTreeCodeGen:
+        new = _ProloguePyTreeCodeGen(cg.pytree_info)
+    else:  # pragma: no cover - a codegen this backend did not install
+        raise ConversionError(f"cannot add input checks to a {type(cg).__name__}")
+    new.__dict__.update(cg.__dict__)
+    new._torchmdf_prologue = list(lines)
+    fx._codegen = new
 
 
 def _literal(text: str) -> Any:

@@ -32,6 +32,15 @@ def _ident(s: str) -> str:
     return "_" + s if s[0].isdigit() else s
 
 
+def _symbolic_shape(v: Value) -> dict | None:
+    """A shape with symbolic dims (``["batch", 16]``) as port metadata ``{"torchmdf": {"shape":
+    ...}}``: MDF's ``shape`` holds ints only (modeci_mdf reads it as ``Tuple[int, ...]``)."""
+    shape = v.type.shape
+    if shape is None or v.type.is_static or any(d is None for d in shape):
+        return None
+    return {"torchmdf": {"shape": [d if isinstance(d, int) else str(d) for d in shape]}}
+
+
 def _dtype_name(dt: torch.dtype | None) -> str | None:
     return None if dt is None else str(dt).replace("torch.", "")
 
@@ -91,7 +100,8 @@ class _Emitter:
             default = v.meta.get("default")
             ip = InputPort(id=port, shape=tuple(v.type.shape) if v.type.is_static else None,
                            type=_dtype_name(v.type.dtype),
-                           default_value=default if default is not None and default.numel() <= 4096 else None)
+                           default_value=default if default is not None and default.numel() <= 4096 else None,
+                           metadata=_symbolic_shape(v))
             self.nodes.append(MNode(id=nid, input_ports=[ip], output_ports=[OutputPort(id="out", value=port)]))
             self.port_of[v] = (nid, "out")
         for n in g:

@@ -43,7 +43,7 @@ def _attr(v: Any) -> Any:
     return v
 
 
-_MIN_OPSET = {"Gelu": 20}
+_MIN_OPSET = {"Gelu": 20, "GroupNormalization": 21}
 """Ops newer than the default opset: the model is written with the opset they need."""
 
 

@@ -25,12 +25,17 @@ def _is_mdf_model(obj: Any) -> bool:
 
 
 def lower(model: Any, example_inputs: Sequence[Any] | None = None, *, method: str | None = None,
-          dynamic_shapes: Any = None, graph: str | None = None) -> Graph:
+          dynamic_shapes: Any = None, dynamic_batch: bool = False, graph: str | None = None) -> Graph:
     """Any supported input -> IR graph (no passes run).
 
     ``method`` picks the PyTorch frontend for an ``nn.Module``: ``"export"`` (default),
     ``"fx"`` (symbolic_trace), ``"trace"`` or ``"script"`` (TorchScript).
+    ``dynamic_shapes`` (as ``torch.export`` takes it) keeps dims symbolic; ``dynamic_batch=True``
+    is the short form for dim 0 of every tensor input, one shared ``"batch"`` dim.  Dims not
+    made dynamic are checked by the converted module.
     """
+    if dynamic_batch or dynamic_shapes is not None:
+        _check_dynamic(model, method, dynamic_shapes, dynamic_batch)
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
     if isinstance(model, Graph):
@@ -49,7 +54,21 @@ def lower(model: Any, example_inputs: Sequence[Any] | None = None, *, method: st
         return lower_fx(model, example_inputs)
     from .frontends import lower_pytorch
 
-    return lower_pytorch(model, example_inputs, method=method or "export", dynamic_shapes=dynamic_shapes)
+    return lower_pytorch(model, example_inputs, method=method or "export", dynamic_shapes=dynamic_shapes,
+                         dynamic_batch=dynamic_batch)
+
+
+def _check_dynamic(model: Any, method: str | None, dynamic_shapes: Any, dynamic_batch: bool) -> None:
+    if dynamic_batch and dynamic_shapes is not None:
+        raise TorchMDFError("both dynamic_batch and dynamic_shapes were given",
+                            hint="dynamic_batch=True is the short form of dynamic_shapes with dim 0 of each "
+                            "input dynamic; give one of them")
+    exported = isinstance(model, nn.Module) and not isinstance(model, (torch.fx.GraphModule, torch.jit.ScriptModule))
+    if not exported or method not in (None, "export"):
+        what = f"method={method!r}" if exported else f"a {type(model).__name__}"
+        raise TorchMDFError(f"dynamic shapes need torch.export, not {what}",
+                            hint="convert the nn.Module with method='export' (the default); TorchScript and FX "
+                            "graphs are specialized to the example inputs' shapes")
 
 
 def emit(graph: Graph, target: str = "mdf", **options: Any) -> Any:
@@ -75,8 +94,8 @@ def emit(graph: Graph, target: str = "mdf", **options: Any) -> Any:
 
 def compile(model: Any, target: str = "mdf", example_inputs: Sequence[Any] | None = None, *,  # noqa: A001
             passes: Sequence[str | Callable[[Graph], Any] | Any] | None = None, method: str | None = None,
-            dynamic_shapes: Any = None, verify_each: bool = True, instrument: Any = None,
-            **emit_options: Any) -> Any:
+            dynamic_shapes: Any = None, dynamic_batch: bool = False, verify_each: bool = True,
+            instrument: Any = None, **emit_options: Any) -> Any:
     """Lower ``model``, run ``passes`` (None: the default pipeline; a list: exactly that list),
     and emit ``target``.  See DESIGN.md for the accepted inputs."""
     from torchmdf.passes import run_passes
@@ -88,7 +107,8 @@ def compile(model: Any, target: str = "mdf", example_inputs: Sequence[Any] | Non
         raise TorchMDFError(f"compiling a {type(model).__name__} needs example_inputs",
                             hint="torchmdf.compile(model, example_inputs=(x,))")
     with gc_paused():
-        g = lower(model, example_inputs, method=method, dynamic_shapes=dynamic_shapes)
+        g = lower(model, example_inputs, method=method, dynamic_shapes=dynamic_shapes,
+                  dynamic_batch=dynamic_batch)
         if isinstance(model, Graph):
             g = g.clone()
         g, _ = run_passes(g, passes, verify_each=verify_each, instrument=instrument)

@@ -139,7 +139,7 @@ _ONNX_SAME = (
     "Neg Abs Exp Log Sqrt Reciprocal Sin Cos Tan Sinh Cosh Tanh Asin Acos Atan Asinh Acosh Atanh "
     "Relu Sigmoid Erf Floor Ceil Sign Not Round Softsign Identity LeakyRelu Elu Selu Celu Gelu "
     "Softplus HardSigmoid HardSwish Clip Softmax LogSoftmax Hardmax Trilu CumSum Dropout "
-    "BitwiseNot LpNormalization InstanceNormalization BatchNormalization LayerNormalization PRelu "
+    "BitwiseNot LpNormalization InstanceNormalization BatchNormalization LayerNormalization GroupNormalization PRelu "
     "Mish ThresholdedRelu Shrink"
 ).split()
 

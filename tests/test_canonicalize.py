@@ -428,8 +428,17 @@ def test_layer_norm():
     check("aten::native_layer_norm", [x, None, None], {"normalized_shape": [3, 4], "eps": 1e-5}, outputs=[0])
     check("aten::native_layer_norm", [x, P(f(4)), P(f(4))], {"normalized_shape": [4], "eps": 1e-5},
           onnx=False)  # mean and rstd are read
-    check("aten::native_group_norm", [f(2, 4, 3), None, None], {"N": 2, "C": 4, "HxW": 3, "group": 2,
-                                                                 "eps": 1e-5}, outputs=[0], onnx=False)
+    gn = {"N": 2, "C": 4, "HxW": 3, "group": 2, "eps": 1e-5}
+    check("aten::native_group_norm", [f(2, 4, 3), None, None], gn, outputs=[0], exact=False,
+          expect="onnx::GroupNormalization")
+    check("aten::native_group_norm", [f(2, 4, 3), P(f(4)), P(f(4))], gn, onnx=False)  # mean, rstd read
+    check("aten::group_norm", [f(2, 4, 3, 5), P(f(4)), P(f(4))], {"num_groups": 2, "eps": 1e-3},
+          exact=False, expect="onnx::GroupNormalization")
+
+
+def test_prelu():
+    for x, w in [(f(2, 4, 3, 5), f(4)), (f(2, 4, 3), f(1)), (f(3, 4), f(4))]:
+        check("aten::prelu", [x, P(w)], expect="onnx::PRelu")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -799,3 +808,31 @@ def test_mixed_model():
 
 def test_rewriter_is_exported():
     assert Rewriter.__doc__
+
+
+@pytest.mark.parametrize("variant", ["plain", "bool_mask", "float_mask", "causal", "scale"])
+def test_scaled_dot_product_attention(variant):
+    q, k, v = f(2, 2, 5, 4), f(2, 2, 6, 4), f(2, 2, 6, 3)
+    mask, attrs = None, {}
+    if variant == "bool_mask":
+        mask = bb(5, 6)
+        mask[:, 0] = True  # no fully masked row (those are NaN in torch's math form)
+    elif variant == "float_mask":
+        mask = f(2, 1, 5, 6)
+    elif variant == "causal":
+        attrs = {"is_causal": True}
+    elif variant == "scale":
+        attrs = {"scale": 0.37}
+    g = check("aten::scaled_dot_product_attention", [q, k, v, mask], attrs, exact=False,
+              expect="onnx::Softmax")
+    assert [n.op for n in g].count("onnx::MatMul") == 2
+
+
+def test_einsum_and_swapaxes():
+    a, b = f(2, 3, 4), f(2, 4, 5)
+    g = check("aten::einsum", [a, b], {"equation": "B I D, B D J -> B I J"}, exact=False, expect="onnx::Einsum")
+    assert next(n for n in g if n.op == "onnx::Einsum").attrs["equation"] == "bid,bdj->bij"
+    g = check("aten::einsum", [a, f(2, 4, 3)], {"equation": "bIk,bkI->b"}, exact=False, expect="onnx::Einsum")
+    eq = next(n for n in g if n.op == "onnx::Einsum").attrs["equation"]
+    assert eq.islower() and len(set(eq.split("->")[0].replace(",", ""))) == 3
+    check("aten::swapaxes", [a], {"axis0": 0, "axis1": 2}, expect="onnx::Transpose")

@@ -61,6 +61,25 @@ class MLP(nn.Module):
         return torch.sigmoid(self.out(x))
 
 
+class MLPBatchNormPReLU(nn.Module):
+    """A small MLP with BatchNorm1d and PReLU (per-channel and single-slope)."""
+
+    def __init__(self, d_in: int = 16, hidden: int = 32, d_out: int = 8):
+        super().__init__()
+        self.fc1 = nn.Linear(d_in, hidden)
+        self.bn = nn.BatchNorm1d(hidden)
+        self.act1 = nn.PReLU(hidden)
+        self.fc2 = nn.Linear(hidden, d_out)
+        self.act2 = nn.PReLU()
+        g = torch.Generator().manual_seed(3)
+        self.bn.running_mean.normal_(0, 0.1, generator=g)
+        self.bn.running_var.uniform_(0.5, 1.5, generator=g)
+        self.act1.weight.data.uniform_(0.0, 0.5, generator=g)
+
+    def forward(self, x):
+        return self.act2(self.fc2(self.act1(self.bn(self.fc1(x)))))
+
+
 class SmallCNN(nn.Module):
     def __init__(self, classes: int = 10):
         super().__init__()
@@ -270,20 +289,66 @@ class _HFWrapper(nn.Module):
         return tuple(getattr(out, k) for k in self.outputs)
 
 
-def _bert() -> nn.Module:
+class _HFImageWrapper(nn.Module):
+    """Calls a transformers vision model with pixel values and returns plain tensors."""
+
+    def __init__(self, model: nn.Module, outputs: tuple[str, ...]):
+        super().__init__()
+        self.model = model
+        self.outputs = outputs
+
+    def forward(self, pixel_values):
+        out = self.model(pixel_values=pixel_values, return_dict=True)
+        return tuple(getattr(out, k) for k in self.outputs)
+
+
+def _attn(attn: str | None) -> dict:
+    """``attn_implementation`` for a config: None keeps transformers' default (sdpa)."""
+    return {} if attn is None else {"attn_implementation": attn}
+
+
+def _bert(attn: str | None = "eager") -> nn.Module:
     from transformers import BertConfig, BertModel
 
     cfg = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=37, attn_implementation="eager")
+                     intermediate_size=37, **_attn(attn))
     return _HFWrapper(BertModel(cfg), ("last_hidden_state", "pooler_output"))
 
 
-def _gpt2() -> nn.Module:
+def _gpt2(attn: str | None = "eager") -> nn.Module:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     cfg = GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=100, bos_token_id=0, eos_token_id=0,
-                     attn_implementation="eager")
+                     **_attn(attn))
     return _HFWrapper(GPT2LMHeadModel(cfg), ("logits",))
+
+
+def _llama(attn: str | None = None) -> nn.Module:
+    """Llama-style decoder: rotary position embeddings, RMSNorm, SwiGLU, grouped-query attention."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                      bos_token_id=0, eos_token_id=0, pad_token_id=0, **_attn(attn))
+    return _HFWrapper(LlamaForCausalLM(cfg), ("logits",))
+
+
+def _bart(attn: str | None = None) -> nn.Module:
+    """Encoder-decoder (decoder inputs are the shifted input ids, as BartModel makes them)."""
+    from transformers import BartConfig, BartModel
+
+    cfg = BartConfig(vocab_size=100, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                     decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=64,
+                     pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2, **_attn(attn))
+    return _HFWrapper(BartModel(cfg), ("last_hidden_state", "encoder_last_hidden_state"))
+
+
+def _vit(attn: str | None = None) -> nn.Module:
+    from transformers import ViTConfig, ViTModel
+
+    cfg = ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2,
+                    num_attention_heads=2, intermediate_size=37, **_attn(attn))
+    return _HFImageWrapper(ViTModel(cfg), ("last_hidden_state", "pooler_output"))
 
 
 def _token_inputs(g, with_mask: bool):
@@ -298,6 +363,8 @@ def _token_inputs(g, with_mask: bool):
 ZOO: list[ZooEntry] = [
     ZooEntry("mlp", _seeded(MLP), _inputs(lambda g: (torch.randn(4, 16, generator=g),)),
              frozenset({"dense"})),
+    ZooEntry("mlp_bn_prelu", _seeded(MLPBatchNormPReLU), _inputs(lambda g: (torch.randn(4, 16, generator=g),)),
+             frozenset({"dense", "batchnorm"})),
     ZooEntry("cnn", _seeded(SmallCNN), _inputs(lambda g: (torch.randn(2, 3, 16, 16, generator=g),)),
              frozenset({"conv"})),
     ZooEntry("resnet18", _seeded(ResNet18), _inputs(lambda g: (torch.randn(1, 3, 64, 64, generator=g),)),
@@ -320,13 +387,88 @@ ZOO: list[ZooEntry] = [
              frozenset({"attention", "transformers"})),
     ZooEntry("gpt2", _seeded(_gpt2), _inputs(lambda g: _token_inputs(g, False)),
              frozenset({"attention", "transformers"})),
+    # transformers' defaults (attn_implementation="sdpa")
+    ZooEntry("bert_sdpa", _seeded(lambda: _bert(None)), _inputs(lambda g: _token_inputs(g, True)),
+             frozenset({"attention", "transformers", "sdpa"})),
+    ZooEntry("gpt2_sdpa", _seeded(lambda: _gpt2(None)), _inputs(lambda g: _token_inputs(g, False)),
+             frozenset({"attention", "transformers", "sdpa"})),
+    ZooEntry("llama_sdpa", _seeded(_llama), _inputs(lambda g: _token_inputs(g, True)),
+             frozenset({"attention", "transformers", "sdpa", "rotary"})),
+    ZooEntry("llama_eager", _seeded(lambda: _llama("eager")), _inputs(lambda g: _token_inputs(g, True)),
+             frozenset({"attention", "transformers", "rotary"})),
+    ZooEntry("bart_sdpa", _seeded(_bart), _inputs(lambda g: _token_inputs(g, True)),
+             frozenset({"attention", "transformers", "sdpa", "encoder_decoder"})),
+    ZooEntry("vit_sdpa", _seeded(_vit), _inputs(lambda g: (torch.randn(2, 3, 32, 32, generator=g),)),
+             frozenset({"attention", "transformers", "sdpa", "vision"})),
 ]
 
-BY_NAME: dict[str, ZooEntry] = {e.name: e for e in ZOO}
+# ---------------------------------------------------------------------------------------------
+# torchvision classification models (weights=None: random weights, nothing downloads).  Kept
+# apart from ZOO (which every frontend and backend test runs): tests/test_zoo_torchvision.py
+# takes them through torch.export and TorchScript.  "slow": several seconds per conversion on
+# a 2-core machine (over ~1M parameters deep nets, 100M+ parameters, or a fixed 224x224 input):
+# marked slow and run only with TORCHMDF_TORCHVISION_ALL=1.
+# ---------------------------------------------------------------------------------------------
+
+
+def _tv(fn_name: str, **kwargs) -> Callable[[], nn.Module]:
+    def make() -> nn.Module:
+        import torchvision.models as tvm
+
+        return getattr(tvm, fn_name)(weights=None, **kwargs)
+
+    make.__name__ = fn_name
+    return make
+
+
+def _tv_vit_tiny() -> nn.Module:
+    """torchvision's VisionTransformer class in a tiny configuration (vit_b_16 is "slow")."""
+    from torchvision.models import VisionTransformer
+
+    return VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+                             num_classes=10)
+
+
+def _tv_maxvit_tiny() -> nn.Module:
+    """torchvision's MaxVit class in a tiny configuration (maxvit_t is "slow")."""
+    from torchvision.models import MaxVit
+
+    return MaxVit(input_size=(32, 32), stem_channels=8, partition_size=2, block_channels=[8, 16],
+                  block_layers=[1, 1], head_dim=4, stochastic_depth_prob=0.0, num_classes=10)
+
+
+def _images(n: int, size: int) -> Callable[[], tuple]:
+    return _inputs(lambda g: (torch.randn(n, 3, size, size, generator=g),))
+
+
+_TV = frozenset({"torchvision", "conv"})
+TORCHVISION: list[ZooEntry] = [
+    ZooEntry("tv_resnet18", _seeded(_tv("resnet18", num_classes=10)), _images(2, 32), _TV),
+    ZooEntry("tv_resnet50", _seeded(_tv("resnet50", num_classes=10)), _images(2, 32), _TV | {"slow"}),
+    ZooEntry("tv_resnext50_32x4d", _seeded(_tv("resnext50_32x4d", num_classes=10)), _images(2, 32), _TV | {"slow"}),
+    ZooEntry("tv_squeezenet1_0", _seeded(_tv("squeezenet1_0", num_classes=10)), _images(2, 64), _TV),
+    ZooEntry("tv_shufflenet_v2_x0_5", _seeded(_tv("shufflenet_v2_x0_5", num_classes=10)), _images(2, 32), _TV),
+    ZooEntry("tv_mobilenet_v2", _seeded(_tv("mobilenet_v2", num_classes=10)), _images(2, 32), _TV | {"slow"}),
+    ZooEntry("tv_mobilenet_v3_small", _seeded(_tv("mobilenet_v3_small", num_classes=10)), _images(2, 32), _TV),
+    ZooEntry("tv_mnasnet0_5", _seeded(_tv("mnasnet0_5", num_classes=10)), _images(2, 32), _TV | {"slow"}),
+    ZooEntry("tv_densenet121", _seeded(_tv("densenet121", num_classes=10)), _images(2, 32), _TV | {"slow"}),
+    ZooEntry("tv_googlenet", _seeded(_tv("googlenet", num_classes=10, aux_logits=False, init_weights=True)),
+             _images(2, 32), _TV | {"slow"}),
+    ZooEntry("tv_efficientnet_b0", _seeded(_tv("efficientnet_b0", num_classes=10)), _images(2, 32), _TV | {"slow"}),
+    ZooEntry("tv_vit_tiny", _seeded(_tv_vit_tiny), _images(2, 32), _TV | {"attention"}),
+    ZooEntry("tv_maxvit_tiny", _seeded(_tv_maxvit_tiny), _images(2, 32), _TV | {"attention"}),
+    ZooEntry("tv_vgg11", _seeded(_tv("vgg11", num_classes=10)), _images(1, 32), _TV | {"slow"}),
+    ZooEntry("tv_vgg11_bn", _seeded(_tv("vgg11_bn", num_classes=10)), _images(2, 32), _TV | {"slow"}),
+    ZooEntry("tv_vit_b_16", _seeded(_tv("vit_b_16", num_classes=10)), _images(1, 224), _TV | {"slow", "attention"}),
+    ZooEntry("tv_maxvit_t", _seeded(_tv("maxvit_t", num_classes=10)), _images(1, 224), _TV | {"slow", "attention"}),
+    ZooEntry("tv_wide_resnet50_2", _seeded(_tv("wide_resnet50_2", num_classes=10)), _images(2, 32), _TV | {"slow"}),
+]
+
+BY_NAME: dict[str, ZooEntry] = {e.name: e for e in ZOO + TORCHVISION}
 
 
 def get(name: str) -> ZooEntry:
     return BY_NAME[name]
 
 
-__all__ = ["ZooEntry", "ZOO", "BY_NAME", "get"]
+__all__ = ["ZooEntry", "ZOO", "TORCHVISION", "BY_NAME", "get"]

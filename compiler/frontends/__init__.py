@@ -12,7 +12,7 @@ from torchmdf.ir import Graph
 
 
 def lower_pytorch(obj: Any, example_inputs: Sequence[Any] | None = None, *, method: str = "export",
-                  dynamic_shapes: Any = None) -> Graph:
+                  dynamic_shapes: Any = None, dynamic_batch: bool = False) -> Graph:
     """ExportedProgram, ScriptModule or nn.Module -> IR.  ``method`` for an nn.Module:
     ``"export"`` (torch.export, the default), ``"trace"`` or ``"script"`` (TorchScript)."""
     if isinstance(example_inputs, torch.Tensor):
@@ -33,7 +33,7 @@ def lower_pytorch(obj: Any, example_inputs: Sequence[Any] | None = None, *, meth
         from .export import lower_module
 
         return lower_module(obj, example_inputs if example_inputs is not None else (),
-                            dynamic_shapes=dynamic_shapes)
+                            dynamic_shapes=dynamic_shapes, dynamic_batch=dynamic_batch)
     if method == "trace":
         from .torchscript import lower_traced
 

@@ -132,9 +132,12 @@ def unsupported_hint() -> str:
 
 
 def lower_module(model: torch.nn.Module, example_inputs: Sequence[Any] | Any = (), *,
-                 dynamic_shapes: Any = None, strict: bool = False, decompose: bool = True,
-                 example_kwargs: dict[str, Any] | None = None) -> Graph:
+                 dynamic_shapes: Any = None, strict: bool = False, decompose: bool | str = "onnx",
+                 example_kwargs: dict[str, Any] | None = None, dynamic_batch: bool = False) -> Graph:
     """Export ``model`` with ``torch.export`` (non-strict by default) and lower it.
+
+    ``dynamic_batch=True``: dim 0 of every tensor input is one dynamic dim named ``"batch"``
+    (the short form of ``dynamic_shapes``).
 
     An export failure (data-dependent control flow, an untraceable construct) becomes one
     :class:`UnsupportedOpError` naming the construct and its source line, plus every op the
@@ -142,6 +145,8 @@ def lower_module(model: torch.nn.Module, example_inputs: Sequence[Any] | Any = (
     """
     args = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     kwargs = dict(example_kwargs or {})
+    if dynamic_batch:
+        dynamic_shapes = batch_dynamic_shapes(args, kwargs)
     try:
         ep = torch.export.export(model, args, kwargs or None, dynamic_shapes=dynamic_shapes, strict=strict)
     except TorchMDFError:
@@ -153,17 +158,162 @@ def lower_module(model: torch.nn.Module, example_inputs: Sequence[Any] | Any = (
     return g
 
 
-def lower_exported_program(ep: torch.export.ExportedProgram, *, decompose: bool = True) -> Graph:
-    """Lower an ``ExportedProgram`` (decomposed to core ATen first unless ``decompose=False``)."""
+# Ops kept whole by the ONNX-preferred decomposition: each has an exact canonicalization rule
+# (:mod:`torchmdf.ops.aten_to_onnx`) to one or a few ONNX ops, is functional, and is what the
+# user wrote (``nn.Linear``, ``F.scaled_dot_product_attention``...).  Everything else
+# decomposes with torch.export's default (core ATen) table, as torch.onnx's exporter does with
+# the ops its own registry translates.
+KEPT_OPS: tuple[str, ...] = (
+    "linear", "matmul", "scaled_dot_product_attention", "layer_norm", "group_norm", "silu", "prelu",
+    "softmax.int", "log_softmax.int", "hardswish", "hardsigmoid", "hardtanh", "relu6", "leaky_relu",
+    "elu", "celu", "selu", "softplus", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
+    "conv_transpose2d.input", "conv_transpose3d.input", "flatten.using_ints", "unflatten.int",
+    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
+    "adaptive_avg_pool3d", "embedding", "dropout", "feature_dropout", "alpha_dropout",
+)
+_TABLE: Any = None
+
+
+def decomposition_table() -> Any:
+    """torch.export's default decomposition table without :data:`KEPT_OPS` (built once)."""
+    global _TABLE
+    if _TABLE is None:
+        table = torch.export.default_decompositions()
+        for name in KEPT_OPS:
+            base, _, overload = name.partition(".")
+            packet = getattr(torch.ops.aten, base, None)
+            ov = getattr(packet, overload or "default", None) if packet is not None else None
+            if ov is not None and ov in table:
+                table.pop(ov)
+        _TABLE = table
+    return _TABLE
+
+
+def batch_dynamic_shapes(args: tuple, kwargs: dict[str, Any]) -> Any:
+    """``dynamic_shapes`` making dim 0 of every tensor input (at any depth) one ``"batch"`` dim."""
+    batch = torch.export.Dim("batch")
+
+    def spec(x: Any) -> Any:
+        if isinstance(x, torch.Tensor):
+            if x.dim() == 0:
+                return None
+            if x.shape[0] < 2:
+                raise ConversionError(f"dynamic_batch needs example inputs with a batch of at least 2 "
+                                      f"(got shape {tuple(x.shape)})",
+                                      hint="torch.export specializes dims of size 0 and 1")
+            return {0: batch}
+        if isinstance(x, (list, tuple)):
+            return tuple(spec(y) for y in x) if isinstance(x, tuple) else [spec(y) for y in x]
+        if isinstance(x, dict):
+            return {k: spec(v) for k, v in x.items()}
+        return None
+
+    if kwargs:
+        raise ConversionError("dynamic_batch with keyword example inputs",
+                              hint="pass the example inputs positionally, or give dynamic_shapes")
+    return tuple(spec(a) for a in args)
+
+
+def lower_exported_program(ep: torch.export.ExportedProgram, *, decompose: bool | str = "onnx") -> Graph:
+    """Lower an ``ExportedProgram``.  ``decompose``: ``"onnx"`` (default) decomposes every op
+    but :data:`KEPT_OPS`, which canonicalize straight to ONNX; ``True`` (or ``"core"``) the
+    full core-ATen decomposition; ``False`` none (the graph as exported)."""
+    if decompose not in (True, False, "onnx", "core"):
+        raise ConversionError(f"decompose={decompose!r}", hint="use 'onnx' (default), 'core'/True or False")
+    if decompose == "onnx" and _lowers_directly(ep):
+        return _Lowering(ep, direct=True).run()
     if decompose:
         try:
             with warnings.catch_warnings():
                 # torch's own pytree code warns about its own deprecated LeafSpec: not the user's concern
                 warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
-                ep = ep.run_decompositions()
+                if decompose == "onnx":
+                    ep = ep.run_decompositions(decomposition_table())
+                else:
+                    ep = ep.run_decompositions()
         except Exception as e:  # noqa: BLE001
             raise ConversionError(f"torch.export decomposition failed: {type(e).__name__}: {e}") from e
     return _Lowering(ep).run()
+
+
+# ---------------------------------------------------------------------------------------------
+# the direct path: no re-trace when the exported graph needs no decomposition
+# ---------------------------------------------------------------------------------------------
+#
+# ``run_decompositions`` re-traces the whole program (functionalization included): most of the
+# conversion time of a convolutional model.  When every op of the exported graph would survive
+# the ONNX-preferred table anyway (or has a canonicalization rule), and the only mutations are
+# in-place ops on intermediate results nothing else views (``relu_``, ``out += identity``),
+# the graph is lowered as exported, each in-place op as its functional form.
+
+
+def _functional_of(ov: Any) -> Any:
+    """``aten.add.Tensor`` for ``aten.add_.Tensor``; None if there is none."""
+    name = ov._schema.name.split("::", 1)[1]
+    if not name.endswith("_") or name.startswith("_"):
+        return None
+    packet = getattr(torch.ops.aten, name[:-1], None)
+    return getattr(packet, ov._overloadname, None) if packet is not None else None
+
+
+def _is_view(target: Any) -> bool:
+    """An op whose result is a view of an input (not an in-place op's own result)."""
+    return isinstance(target, torch._ops.OpOverload) and any(
+        r.alias_info is not None and not r.alias_info.is_write for r in target._schema.returns)
+
+
+_LIST_OPS = frozenset({"split", "split_with_sizes", "unbind", "chunk"})
+
+
+def _op_ok(ov: Any, table: Any) -> bool:
+    """An op the lowering takes as exported: one with a canonicalization rule or a list op the
+    frontend expands, else one the decomposition would keep (not in the table, and not
+    CompositeImplicitAutograd, which decomposes whether the table lists it or not)."""
+    from ..ops.aten_to_onnx import RULES
+
+    name = op_name_of(ov)
+    if name in RULES or name.split("::", 1)[1].split(".", 1)[0] in _LIST_OPS:
+        return True
+    if ov in table:
+        return False
+    return not ov.has_kernel_for_dispatch_key(torch._C.DispatchKey.CompositeImplicitAutograd)
+
+
+def _lowers_directly(ep: torch.export.ExportedProgram) -> bool:
+    """True when ``ep``'s graph can be lowered without ``run_decompositions`` (see above)."""
+    table = decomposition_table()
+    for n in ep.graph.nodes:
+        if n.op != "call_function":
+            continue
+        t = n.target
+        if isinstance(t, torch._ops.HigherOrderOperator):
+            return False
+        if not isinstance(t, torch._ops.OpOverload):
+            continue
+        base = t._schema.name.split("::", 1)[1]
+        if base in _DROPPED or base in _SHAPE_QUERIES:
+            continue
+        if not t._schema.name.startswith("aten::"):
+            return False
+        if t._schema.is_mutable:
+            f = _functional_of(t)
+            src = n.args[0] if n.args else None
+            if f is None or not _op_ok(f, table) or not isinstance(src, torch.fx.Node):
+                return False
+            if src.op != "call_function" or _is_view(src.target) or isinstance(src.target, torch._ops.HigherOrderOperator):
+                return False
+            if any(u is not n and _is_view(u.target) for u in src.users):
+                return False
+            val = n.meta.get("val")
+            for a in n.args:  # in place keeps the dtype: only where no promotion happens
+                av = a.meta.get("val") if isinstance(a, torch.fx.Node) else None
+                if isinstance(av, torch.Tensor) and (not isinstance(val, torch.Tensor) or av.dtype != val.dtype):
+                    return False
+        elif not _op_ok(t, table):
+            return False
+        if t is torch.ops.aten.batch_norm.default and (len(n.args) < 6 or n.args[5] is not False):
+            return False  # training mode updates the running statistics
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,8 +322,11 @@ def lower_exported_program(ep: torch.export.ExportedProgram, *, decompose: bool 
 
 
 class _Lowering:
-    def __init__(self, ep: torch.export.ExportedProgram):
+    def __init__(self, ep: torch.export.ExportedProgram, direct: bool = False):
         self.ep = ep
+        self.direct = direct  # in-place ops on intermediates become functional (see _lowers_directly)
+        self._alias_root: dict[torch.fx.Node, torch.fx.Node] = {}
+        self._aliases: dict[torch.fx.Node, list[torch.fx.Node]] = {}
         self.graph = Graph("main")
         self.unsupported: list[tuple[str, str | None]] = []
         self.sym_names: dict[str, str] = {}  # sympy symbol name -> user-facing name
@@ -402,6 +555,8 @@ class _Lowering:
                 return None
             if name.startswith("aten::") and base in _SHAPE_QUERIES:
                 return node.meta.get("val")
+            if self.direct and target._schema.is_mutable:
+                return self.in_place(node, target, prov, env)
             return self.emit(node, target, name, prov, env)
         if isinstance(target, torch._ops.HigherOrderOperator):
             return self.higher_order(node, target, prov, env)
@@ -409,6 +564,22 @@ class _Lowering:
             # SymInt arithmetic: carried symbolically as the value torch computed
             return node.meta.get("val")
         raise _Unsupported(f"python call {getattr(target, '__module__', '')}.{getattr(target, '__name__', target)}")
+
+    def in_place(self, node: torch.fx.Node, overload: Any, prov: Provenance,
+                 env: dict[torch.fx.Node, Any]) -> Any:
+        """``x.op_(...)`` as ``op(x, ...)``; every name of ``x`` reads the new value from here on."""
+        f = _functional_of(overload)
+        out = self.emit(node, f, op_name_of(f), prov, env)
+        src = node.args[0]
+        root = self._alias_root.get(src, src)
+        group = self._aliases.setdefault(root, [root])
+        if src not in group:
+            group.append(src)
+        self._alias_root[node] = root
+        group.append(node)
+        for a in group:
+            env[a] = out
+        return out
 
     def emit(self, node: torch.fx.Node, overload: Any, name: str, prov: Provenance,
              env: dict[torch.fx.Node, Any]) -> Any:
@@ -472,7 +643,7 @@ class _Lowering:
                 n.output.type = self.ttype(mv)
                 outs.append(n.output)
             return tuple(outs)
-        if base in ("split_with_sizes", "split", "split_copy", "split_with_sizes_copy"):
+        if base in ("split_with_sizes", "split", "split_copy", "split_with_sizes_copy", "chunk"):
             start = 0
             for mv in pieces:
                 size = _expr(mv.shape[dim])

@@ -136,6 +136,22 @@ _PORT_TYPES = {"float32": torch.float32, "float": torch.float32, "float64": torc
                "float16": torch.float16}
 
 
+def _symbolic_port_shape(node_id: str, p: Any) -> tuple | None:
+    """A shape with symbolic dims torchmdf wrote in the port's metadata (``{"torchmdf":
+    {"shape": ["batch", 16]}}``, see :mod:`torchmdf.backends.mdf`), else None."""
+    md = p.metadata.get("torchmdf") if isinstance(p.metadata, dict) else None
+    if not isinstance(md, dict) or "shape" not in md:
+        return None
+    shape = md["shape"]
+    ok = isinstance(shape, list) and len(shape) <= 64 and all(
+        (type(d) is int and d >= 0) or (isinstance(d, str) and 0 < len(d) <= 200 and re.fullmatch(r"[\w*+\- /()]+", d))
+        for d in shape)
+    if not ok:
+        raise ValidationError("metadata torchmdf.shape must be a list of non-negative ints and dim names",
+                              location=f"node '{node_id}', input port '{p.id}'")
+    return tuple(shape)
+
+
 def _port_default(p: Any) -> torch.Tensor:
     """What a port nothing delivered to reads: ``default_value``, else zeros of its shape."""
     if p.default_value is not None:
@@ -1390,7 +1406,8 @@ class MDFProgram:
         for n, p in self.free_ports:
             name = p.id if names.count(p.id) == 1 else f"{n.id}_{p.id}"
             default = _port_default(p)
-            v = seg.g.add_input(name, TensorType(default.dtype, tuple(default.shape)))
+            shape = _symbolic_port_shape(n.id, p)
+            v = seg.g.add_input(name, TensorType(default.dtype, tuple(default.shape) if shape is None else shape))
             v.meta["default"] = default
             v.meta["mdf_port"] = f"{n.id}.{p.id}"
             if _is_pyscalar(p.default_value):

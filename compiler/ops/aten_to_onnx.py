@@ -364,26 +364,18 @@ def _softplus(node, rw):
 
 @rule("hardsigmoid")
 def _hardsigmoid(node, rw):
-    """min(max(x + 3, 0), 6) / 6, the arithmetic of torch's kernel."""
-    x = rw.input(0)
-    dt = rw.dtype(x)
-    if not _is_float(dt):
+    """HardSigmoid(alpha=1/6, beta=1/2): torch's hardsigmoid (the torch implementation of the
+    ONNX op runs torch's kernel for exactly these attributes, so values do not move)."""
+    if not _is_float(rw.dtype(rw.input(0))):
         return None
-    c = rw.op("onnx::Clip", [rw.op("onnx::Add", [x, rw.const(3, dtype=dt)]), rw.const(0, dtype=dt),
-                             rw.const(6, dtype=dt)])
-    return [rw.op("onnx::Div", [c, rw.const(6, dtype=dt)])]
+    return [rw.op("onnx::HardSigmoid", [rw.input(0)], {"alpha": 1.0 / 6.0, "beta": 0.5})]
 
 
 @rule("hardswish")
 def _hardswish(node, rw):
-    """x * min(max(x + 3, 0), 6) / 6, the arithmetic of torch's kernel."""
-    x = rw.input(0)
-    dt = rw.dtype(x)
-    if not _is_float(dt):
+    if not _is_float(rw.dtype(rw.input(0))):
         return None
-    c = rw.op("onnx::Clip", [rw.op("onnx::Add", [x, rw.const(3, dtype=dt)]), rw.const(0, dtype=dt),
-                             rw.const(6, dtype=dt)])
-    return [rw.op("onnx::Div", [rw.op("onnx::Mul", [x, c]), rw.const(6, dtype=dt)])]
+    return [rw.op("onnx::HardSwish", [rw.input(0)])]
 
 
 @rule("_softmax", "_log_softmax")
@@ -897,6 +889,103 @@ def _layer_norm_composite(node, rw):
     return [rw.op("onnx::LayerNormalization", ins, {"axis": -len(ns), "epsilon": float(rw.arg("eps"))})]
 
 
+@rule("group_norm")
+def _group_norm(node, rw):
+    """group_norm -> GroupNormalization (opset 21 form: per-channel scale and bias)."""
+    x, w, b = rw.input(0), rw.input(1), rw.input(2)
+    dt, shape = rw.dtype(x), rw.shape(x)
+    if not _is_float(dt) or shape is None or len(shape) < 2 or not isinstance(shape[1], int):
+        return None
+    c = shape[1]
+    if w is None:
+        w = rw.const(torch.ones(c, dtype=dt))
+    if b is None:
+        b = rw.const(torch.zeros(c, dtype=dt))
+    if rw.dtype(w) != dt or rw.dtype(b) != dt:
+        return None
+    return [rw.op("onnx::GroupNormalization", [x, w, b],
+                  {"num_groups": int(rw.arg("num_groups")), "epsilon": float(rw.arg("eps"))})]
+
+
+@rule("native_group_norm")
+def _native_group_norm(node, rw):
+    if rw.used(1) or rw.used(2):
+        return None
+    x, w, b = rw.input(0), rw.input(1), rw.input(2)
+    dt, shape = rw.dtype(x), rw.shape(x)
+    c = rw.arg("C")
+    if not _is_float(dt) or shape is None or len(shape) < 2 or not isinstance(c, int):
+        return None
+    w = rw.const(torch.ones(c, dtype=dt)) if w is None else w
+    b = rw.const(torch.zeros(c, dtype=dt)) if b is None else b
+    out = rw.op("onnx::GroupNormalization", [x, w, b],
+                {"num_groups": int(rw.arg("group")), "epsilon": float(rw.arg("eps"))})
+    return [out, None, None]
+
+
+@rule("prelu", "_prelu_kernel")
+def _prelu(node, rw):
+    """prelu: the slope applies on dim 1 (ONNX broadcasts from the right: a (C,) slope is
+    reshaped to (C, 1, ..., 1) for rank > 2 inputs)."""
+    x, w = rw.input(0), rw.input(1)
+    dt, r, ws = rw.dtype(x), rw.rank(x), rw.shape(w)
+    if not _is_float(dt) or r is None or ws is None or rw.dtype(w) != dt:
+        return None
+    if not _all_ints(list(ws)):
+        return None
+    n = math.prod(ws)
+    if node.op == "aten::_prelu_kernel" or n == 1 or r <= 2:
+        return [rw.op("onnx::PRelu", [x, w])]  # broadcasts like torch here
+    if len(ws) != 1:
+        return None
+    slope = rw.op("onnx::Reshape", [w, rw.const([n] + [1] * (r - 2), dtype=torch.int64)])
+    return [rw.op("onnx::PRelu", [x, slope])]
+
+
+@rule("scaled_dot_product_attention")
+def _sdpa(node, rw):
+    """softmax(q @ k^T * scale + bias) @ v, with the bias from ``attn_mask`` (bool: where
+    False, -inf; float: added) and ``is_causal`` (-inf above the diagonal); dropout 0 only."""
+    q, k, v, mask = rw.input(0), rw.input(1), rw.input(2), rw.input(3)
+    dt = rw.dtype(q)
+    rq, rk, qs = rw.rank(q), rw.rank(k), rw.shape(q)
+    if not _is_float(dt) or rq is None or rk is None or rq < 2 or rk < 2 or qs is None:
+        return None
+    if any(rw.dtype(t) != dt for t in (k, v)) or (rw.arg("dropout_p") or 0.0) != 0.0:
+        return None
+    ks = rw.shape(k)
+    if rw.arg("enable_gqa") and (ks is None or len(ks) < 3 or len(qs) < 3 or ks[-3] != qs[-3]):
+        return None
+    scale = rw.arg("scale")
+    if scale is None:
+        if not isinstance(qs[-1], int):
+            return None
+        scale = 1.0 / math.sqrt(qs[-1])
+    kt = rw.op("onnx::Transpose", [k], {"perm": list(range(rk - 2)) + [rk - 1, rk - 2]})
+    s = rw.op("onnx::Mul", [rw.op("onnx::MatMul", [q, kt]), rw.const(float(scale), dtype=dt)])
+    neg_inf = rw.const(float("-inf"), dtype=dt)
+    if rw.arg("is_causal"):
+        L, S = qs[-2], ks[-2] if ks is not None else None
+        if isinstance(L, int) and isinstance(S, int):
+            keep = rw.const(torch.ones(L, S, dtype=torch.bool).tril())
+        else:
+            lens = rw.op("onnx::Shape", [s], {"start": -2})
+            ones = rw.op("onnx::ConstantOfShape", [lens], {"value": torch.ones(1, dtype=torch.int64)})
+            tri = rw.op("onnx::Trilu", [ones, rw.const(0, dtype=torch.int64)], {"upper": 0})
+            keep = rw.op("onnx::Cast", [tri], {"to": 9})  # BOOL
+        s = rw.op("onnx::Where", [keep, s, neg_inf])
+    if mask is not None:
+        mdt = rw.dtype(mask)
+        if mdt == torch.bool:
+            s = rw.op("onnx::Where", [mask, s, neg_inf])
+        elif mdt == dt:
+            s = rw.op("onnx::Add", [s, mask])
+        else:
+            return None
+    p = rw.op("onnx::Softmax", [s], {"axis": -1})
+    return [rw.op("onnx::MatMul", [p, v])]
+
+
 # ---------------------------------------------------------------------------------------------
 # shape manipulation
 # ---------------------------------------------------------------------------------------------
@@ -960,19 +1049,48 @@ def _t(node, rw):
     return [rw.op("onnx::Transpose", [rw.input(0)], {"perm": list(reversed(range(r)))})]
 
 
-@rule("transpose.int")
+@rule("transpose.int", "swapaxes", "swapdims")
 def _transpose(node, rw):
     r = rw.rank(rw.input(0))
     if r is None:
         return None
     if r == 0:
         return [rw.input(0)]
-    a, b = _norm(rw.arg("dim0"), r), _norm(rw.arg("dim1"), r)
+    k0, k1 = {"aten::swapaxes": ("axis0", "axis1")}.get(node.op, ("dim0", "dim1"))
+    a, b = _norm(rw.arg(k0), r), _norm(rw.arg(k1), r)
     if a == b:
         return [rw.input(0)]
     perm = list(range(r))
     perm[a], perm[b] = perm[b], perm[a]
     return [rw.op("onnx::Transpose", [rw.input(0)], {"perm": perm})]
+
+
+@rule("einsum")
+def _einsum(node, rw):
+    """einsum -> Einsum, the equation in ONNX's spelling: no spaces, lower-case letters (torch
+    also takes upper case: each letter gets its own lower-case one)."""
+    eq = rw.arg("equation")
+    if not isinstance(eq, str) or rw.arg("path") is not None or "..." in eq:
+        return None
+    ins = [rw.input(i) for i in range(len(node.inputs))]
+    dt = rw.out_dtype(0)
+    if not _is_float(dt) or any(rw.dtype(v) != dt for v in ins):
+        return None
+    eq = eq.replace(" ", "")
+    letters = sorted({c for c in eq if c.isalpha()})
+    if len(letters) > 26:
+        return None
+    free = iter(c for c in "abcdefghijklmnopqrstuvwxyz" if c not in letters or c.upper() not in letters)
+    mapping: dict[str, str] = {}
+    for c in letters:
+        if c.islower() and c.upper() not in letters:
+            mapping[c] = c
+    for c in letters:
+        if c not in mapping:
+            low = c.lower()
+            mapping[c] = low if low not in mapping.values() and low not in letters else next(
+                x for x in free if x not in mapping.values() and x not in letters)
+    return [rw.op("onnx::Einsum", ins, {"equation": "".join(mapping.get(c, c) for c in eq)})]
 
 
 @rule("cat")

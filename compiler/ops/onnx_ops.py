@@ -156,6 +156,8 @@ def softplus(X):
 
 
 def hard_sigmoid(X, alpha: float = 0.2, beta: float = 0.5):
+    if alpha == 1.0 / 6.0 and beta == 0.5 and X.is_floating_point():
+        return F.hardsigmoid(X)  # torch's hardsigmoid: the same function, its own arithmetic
     return torch.clamp(alpha * X + beta, 0, 1)
 
 
@@ -350,7 +352,14 @@ def lp_normalization(input, axis: int = -1, p: int = 2):
     return F.normalize(input, p=p, dim=axis)
 
 
+def group_norm(X, scale, bias, num_groups: int, epsilon: float = 1e-5, stash_type: int = 1):
+    """GroupNormalization as opset 21 defines it: ``scale`` and ``bias`` per channel (C,).
+    (Opset 18's per-group form is deprecated; models using it are written with opset 21.)"""
+    return F.group_norm(X, int(num_groups), scale, bias, epsilon)
+
+
 _reg("BatchNormalization", batch_norm, ("X", "scale", "B", "input_mean", "input_var"))
+_reg("GroupNormalization", group_norm, ("X", "scale", "bias"))
 _reg("LayerNormalization", layer_norm, ("X", "Scale", "B"))
 _reg("InstanceNormalization", instance_norm, ("input", "scale", "B"))
 _reg("LpNormalization", lp_normalization, ("input",))

@@ -1,0 +1,208 @@
+"""Issue 18: the ONNX-preferred decomposition (ops kept whole, the direct path without a
+re-trace, in-place ops made functional), GroupNormalization/PRelu/attention in ONNX, shape
+guards on converted modules, ``dynamic_batch``, symbolic dims in MDF files."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import torchmdf
+from torchmdf.frontends.export import _lowers_directly, lower_module
+from zoo import get
+
+
+def _same(got, expected):
+    for a, b in zip(torch.utils._pytree.tree_leaves(expected), torch.utils._pytree.tree_leaves(got)):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+# -- ops kept whole ---------------------------------------------------------------------------
+
+
+class Kept(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.ln = nn.LayerNorm(8)
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.gn = nn.GroupNorm(2, 4)
+        self.prelu = nn.PReLU(4)
+
+    def forward(self, x, img):
+        q = self.ln(F.silu(self.fc(x))).view(2, 3, 2, 4).transpose(1, 2)
+        a = F.scaled_dot_product_attention(q, q, q, is_causal=True)
+        return a, self.prelu(self.gn(self.conv(img)))
+
+
+def _kept_inputs():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(2, 3, 8, generator=g), torch.randn(2, 4, 6, 6, generator=g)
+
+
+def test_ops_with_a_direct_rule_are_not_decomposed():
+    model, inputs = Kept().eval(), _kept_inputs()
+    ops = {n.op for n in lower_module(model, inputs)}
+    assert {"aten::linear", "aten::silu", "aten::layer_norm", "aten::scaled_dot_product_attention",
+            "aten::conv2d", "aten::group_norm", "aten::prelu"} <= ops
+    core = {n.op for n in lower_module(model, inputs, decompose="core")}
+    assert "aten::scaled_dot_product_attention" not in core and "aten::linear" not in core
+    m = torchmdf.compile(model, target="mdf", example_inputs=inputs)
+    fns = {p.function for g in m.graphs for n in g.nodes for p in n.parameters if p.function}
+    assert all(f.startswith("onnx::") for f in fns), fns
+    assert {"onnx::GroupNormalization", "onnx::PRelu", "onnx::Softmax", "onnx::LayerNormalization"} <= fns
+    with torch.no_grad():
+        _same(torchmdf.compile(m, target="fx")(*inputs), model(*inputs))
+
+
+def test_group_norm_prelu_and_attention_run_in_onnxruntime():
+    ort = pytest.importorskip("onnxruntime")
+    model, inputs = Kept().eval(), _kept_inputs()
+    proto = torchmdf.compile(model, target="onnx", example_inputs=inputs)
+    assert any(o.version >= 21 for o in proto.opset_import)  # GroupNormalization's per-channel form
+    sess = ort.InferenceSession(proto.SerializeToString())
+    feeds = {i.name: t.numpy() for i, t in zip(sess.get_inputs(), inputs)}
+    with torch.no_grad():
+        expected = model(*inputs)
+    for a, b in zip(expected, sess.run(None, feeds)):
+        torch.testing.assert_close(torch.from_numpy(b), a, rtol=1e-4, atol=1e-5)
+
+
+def test_fx_calls_one_torch_op_for_each_kept_op():
+    model, inputs = Kept().eval(), _kept_inputs()
+    code = torchmdf.compile(model, target="fx", example_inputs=inputs).code
+    for fn in ("linear(", "silu(", "layer_norm(", "scaled_dot_product_attention(", "group_norm(", "prelu("):
+        assert code.count(fn) == 1, (fn, code)
+    assert "sigmoid" not in code and "matmul" not in code and "softmax" not in code
+    small = get("mlp_bn_prelu")
+    code = torchmdf.compile(small.make_model(), target="fx", example_inputs=small.make_inputs()).code
+    assert code.count("torch.prelu(") == 2 and "where" not in code and "reshape" not in code
+
+
+# -- the direct path ----------------------------------------------------------------------------
+
+
+class InPlace(nn.Module):
+    """In-place ops on intermediates, chained, and read through another name afterwards."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.fc(x)
+        z = y.mul_(2.0).add_(1.0)
+        y.relu_()
+        return y + z, torch.sigmoid(y)
+
+
+class ViewThenMutate(nn.Module):
+    def forward(self, x):
+        y = x * 2
+        v = y[:, 0]  # a view of y ...
+        y.add_(1.0)  # ... that sees this update
+        return v * 3
+
+
+@pytest.mark.parametrize("cls,direct", [(InPlace, True), (ViewThenMutate, False)])
+def test_in_place_ops_on_intermediates(cls, direct):
+    model = cls().eval()
+    x = torch.randn(3, 4)
+    assert _lowers_directly(torch.export.export(model, (x,))) is direct
+    gm = torchmdf.compile(model, target="fx", example_inputs=(x,))
+    with torch.no_grad():
+        _same(gm(x.clone()), model(x.clone()))
+
+
+def test_direct_and_decomposed_paths_agree():
+    e = get("resnet18")
+    model, inputs = e.make_model(), e.make_inputs()
+    assert _lowers_directly(torch.export.export(model, inputs))
+    a = torchmdf.compile(lower_module(model, inputs), target="fx")
+    b = torchmdf.compile(lower_module(model, inputs, decompose="core"), target="fx")
+    with torch.no_grad():
+        torch.testing.assert_close(a(*inputs), b(*inputs), rtol=1e-5, atol=1e-6)
+
+
+# -- shape guards and dynamic dims --------------------------------------------------------------
+
+
+def test_static_module_names_expected_and_given_shapes(tmp_path):
+    e = get("mlp")
+    model, (x,) = e.make_model(), e.make_inputs()
+    gm = torchmdf.compile(model, target="fx", example_inputs=(x,))
+    with pytest.raises(torchmdf.TorchMDFError) as info:
+        gm(torch.randn(3, 16))
+    msg = str(info.value)
+    assert "(3, 16)" in msg and "(4, 16)" in msg and "input 'x'" in msg and "dynamic_batch=True" in msg
+    # through an MDF file, and after pickling, the check is still there and the default works
+    path = tmp_path / "mlp.json"
+    torchmdf.mdf.save(torchmdf.compile(model, target="mdf", example_inputs=(x,)), path)
+    gm2 = torchmdf.compile(path, target="fx")
+    buf = io.BytesIO()
+    torch.save(gm2, buf)
+    buf.seek(0)
+    gm3 = torch.load(buf, weights_only=False)
+    for m in (gm2, gm3):
+        with pytest.raises(torchmdf.TorchMDFError, match=r"given shape \(4, 15\)"):
+            m(torch.randn(4, 15))
+        _same(m(x), model(x))
+    assert gm3().shape == (4, 8)  # the file's default input
+
+
+def test_dynamic_batch_round_trips_through_a_file(tmp_path):
+    e = get("mlp_bn_prelu")
+    model, inputs = e.make_model(), e.make_inputs()
+    m = torchmdf.compile(model, target="mdf", example_inputs=inputs, dynamic_batch=True)
+    path = tmp_path / "m.json"
+    torchmdf.mdf.save(m, path)
+    assert '"shape": ["batch", 16]' in json.dumps(json.loads(path.read_text()))
+    modeci = pytest.importorskip("modeci_mdf.utils")
+    modeci.load_mdf(str(path))  # the port's int-only `shape` stays as modeci_mdf reads it
+    gm = torchmdf.compile(path, target="fx")
+    for b in (1, 2, 9):
+        x = torch.randn(b, 16)
+        with torch.no_grad():
+            _same(gm(x), model(x))
+    with pytest.raises(torchmdf.TorchMDFError, match=r"converted for shape \(batch, 16\)"):
+        gm(torch.randn(5, 17))
+
+
+def test_dims_sharing_a_symbol_are_checked_against_each_other():
+    class Add(nn.Module):
+        def forward(self, a, b):
+            return a + b
+
+    gm = torchmdf.compile(Add(), target="fx", example_inputs=(torch.ones(3, 2), torch.ones(3, 2)),
+                          dynamic_batch=True)
+    assert gm(torch.ones(5, 2), torch.ones(5, 2)).shape == (5, 2)
+    with pytest.raises(torchmdf.TorchMDFError, match="input 'b'"):
+        gm(torch.ones(5, 2), torch.ones(4, 2))
+
+
+def test_dynamic_shapes_errors():
+    e = get("mlp")
+    model, inputs = e.make_model(), e.make_inputs()
+    with pytest.raises(torchmdf.TorchMDFError, match="both dynamic_batch and dynamic_shapes"):
+        torchmdf.compile(model, example_inputs=inputs, dynamic_batch=True, dynamic_shapes=({0: None},))
+    with pytest.raises(torchmdf.TorchMDFError, match="need torch.export"):
+        torchmdf.compile(model, example_inputs=inputs, dynamic_batch=True, method="trace")
+    with pytest.raises(torchmdf.TorchMDFError, match="batch of at least 2"):
+        torchmdf.compile(model, example_inputs=(torch.randn(1, 16),), dynamic_batch=True)
+
+
+def test_bad_symbolic_port_shape_is_a_located_error(tmp_path):
+    e = get("mlp")
+    m = torchmdf.compile(e.make_model(), target="mdf", example_inputs=e.make_inputs(), dynamic_batch=True)
+    path = tmp_path / "m.json"
+    torchmdf.mdf.save(m, path)
+    text = json.dumps(json.loads(path.read_text())).replace('"shape": ["batch", 16]', '"shape": [{"x": 1}, 16]')
+    assert '{"x": 1}' in text
+    path.write_text(text)
+    with pytest.raises(torchmdf.TorchMDFError, match="input port 'x'"):
+        torchmdf.compile(path, target="fx")
