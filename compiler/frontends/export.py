@@ -163,14 +163,7 @@ def lower_module(model: torch.nn.Module, example_inputs: Sequence[Any] | Any = (
 # user wrote (``nn.Linear``, ``F.scaled_dot_product_attention``...).  Everything else
 # decomposes with torch.export's default (core ATen) table, as torch.onnx's exporter does with
 # the ops its own registry translates.
-KEPT_OPS: tuple[str, ...] = (
-    "linear", "matmul", "scaled_dot_product_attention", "layer_norm", "group_norm", "silu", "prelu",
-    "softmax.int", "log_softmax.int", "hardswish", "hardsigmoid", "hardtanh", "relu6", "leaky_relu",
-    "elu", "celu", "selu", "softplus", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
-    "conv_transpose2d.input", "conv_transpose3d.input", "flatten.using_ints", "unflatten.int",
-    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
-    "adaptive_avg_pool3d", "embedding", "dropout", "feature_dropout", "alpha_dropout",
-)
+KEPT_OPS: tuple[str, ...] = registry.EXPORT_KEPT_OPS  # one list: the file allow-list reads it too
 _TABLE: Any = None
 
 

@@ -321,6 +321,18 @@ _PROJECT_ATEN = ("aten::prelu", "aten::pad", "aten::linear", "aten::div.Tensor_m
                  "aten::type_as", "aten::t", "aten::numpy_T", "aten::channel_shuffle", "aten::pixel_shuffle")
 
 
+#: ATen ops the export frontend keeps whole (not decomposed) because they canonicalize straight
+#: to ONNX; the ones without an ONNX form for some arguments stay ``aten::`` in written files.
+EXPORT_KEPT_OPS: tuple[str, ...] = (
+    "linear", "matmul", "scaled_dot_product_attention", "layer_norm", "group_norm", "silu", "prelu",
+    "softmax.int", "log_softmax.int", "hardswish", "hardsigmoid", "hardtanh", "relu6", "leaky_relu",
+    "elu", "celu", "selu", "softplus", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
+    "conv_transpose2d.input", "conv_transpose3d.input", "flatten.using_ints", "unflatten.int",
+    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
+    "adaptive_avg_pool3d", "embedding", "dropout", "feature_dropout", "alpha_dropout",
+)
+
+
 def file_op_refusal(name: str) -> str | None:
     """Why a model file may not name the op ``name``, or None when it may.
 
@@ -355,7 +367,7 @@ def _file_op_refusal(name: str) -> str | None:
     ov = resolve_aten(name)
     if ov is None:
         return "no such ATen op"
-    ours = name in _PROJECT_ATEN or name in _CANONICALIZATIONS
+    ours = name in _PROJECT_ATEN or name in _CANONICALIZATIONS or qual in EXPORT_KEPT_OPS
     if not ours and torch.Tag.core not in getattr(ov, "tags", ()):
         return "not in the core ATen opset nor written by torchmdf"
     if _is_random(name) or (not ours and torch.Tag.nondeterministic_seeded in getattr(ov, "tags", ())):
