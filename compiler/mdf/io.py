@@ -119,11 +119,14 @@ def _parse(text: str, fmt: str, source: str | None) -> Any:
 
 
 def loads(text: str | bytes, format: str = "json", *, validate: bool = True,
-          source: str | None = None) -> Model:
+          source: str | None = None, strict: bool = False) -> Model:
     """Read a model from JSON or YAML text; ``source`` names the file in error locations.
 
     With ``validate`` (the default) the model is also checked with
-    :func:`torchmdf.mdf.check`, so a model that loads is one the compiler can use."""
+    :func:`torchmdf.mdf.check`, so a model that loads is one the compiler can use.  Keys MDF
+    does not define are kept (``obj.extra``, written back on save) with an
+    :class:`~torchmdf.errors.UnknownKeyWarning`, as modeci_mdf loads them; ``strict=True``
+    makes them errors."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8-sig")
@@ -134,7 +137,7 @@ def loads(text: str | bytes, format: str = "json", *, validate: bool = True,
         raise ValidationError(f"unknown format {format!r}", location=_where(source),
                               hint="use 'json' or 'yaml'")
     data = _parse(text, format, source)
-    model = Model.from_dict(data, source=source)
+    model = Model.from_dict(data, source=source, strict=strict)
     if validate:
         from .validate import check
 
@@ -157,9 +160,10 @@ def _format_for(path: str | os.PathLike, format: str | None) -> str:
 
 
 def load(source: str | os.PathLike | IO, *, format: str | None = None,
-         validate: bool = True) -> Model:
+         validate: bool = True, strict: bool = False) -> Model:
     """Load a model from a path or an open file (``.json``, ``.yaml``/``.yml`` by suffix, or
-    ``format=``).  Any problem raises a TorchMDFError located in the file."""
+    ``format=``).  Any problem raises a TorchMDFError located in the file.  Unknown keys are
+    kept with a warning (``strict=True``: an error), see :func:`loads`."""
     if hasattr(source, "read"):
         name = getattr(source, "name", None)
         name = str(name) if isinstance(name, (str, os.PathLike)) else None
@@ -173,12 +177,12 @@ def load(source: str | os.PathLike | IO, *, format: str | None = None,
             raise TorchMDFError(f"cannot read: {e}", location=_where(name)) from e
         if len(text) > cap:
             raise _too_big(name, None)
-        return loads(text, fmt, validate=validate, source=name)
+        return loads(text, fmt, validate=validate, source=name, strict=strict)
     name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
     if name is None:
         raise TorchMDFError(f"load() takes a path or an open file, not {type(source).__name__}")
     fmt = _format_for(name, format)
-    return loads(read_limited(name), fmt, validate=validate, source=name)
+    return loads(read_limited(name), fmt, validate=validate, source=name, strict=strict)
 
 
 def _too_big(name: str | None, size: int | None) -> TorchMDFError:
