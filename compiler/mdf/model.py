@@ -670,6 +670,9 @@ class Condition:
         self.type = type  # type: ignore[assignment]
         self.kwargs = dict(kwargs) if kwargs is not None else {}
         self.kwargs.update(more)
+        # as in modeci_mdf scripts: Node (or Graph) objects name their node, graph_scheduler's
+        # TimeScale enums their scale ("TimeScale.PASS")
+        self.kwargs = {k: _plain_condition_arg(v) for k, v in self.kwargs.items()}
         self.metadata = metadata
         self.notes = notes
         self.extra = None
@@ -713,6 +716,30 @@ class Condition:
         return c
 
 
+def _enum_name(v: Any) -> str | None:
+    """``TimeScale.PASS`` (an Enum member of graph_scheduler or PsyNeuLink) -> ``"PASS"``."""
+    import enum
+
+    return v.name if isinstance(v, enum.Enum) and type(v).__name__ == "TimeScale" else None
+
+
+def _plain_condition_arg(v: Any) -> Any:
+    if isinstance(v, (Node, Graph)):
+        return v.id
+    name = _enum_name(v)
+    if name is not None:
+        return f"TimeScale.{name}"
+    if type(v) in (list, tuple) and any(isinstance(x, (Node, Graph)) or _enum_name(x) for x in v):
+        return [_plain_condition_arg(x) for x in v]
+    return v
+
+
+def _time_scale_key(k: Any) -> Any:
+    """A termination key: ``TimeScale.ENVIRONMENT_STATE_UPDATE`` -> ``"environment_state_update"``."""
+    name = _enum_name(k)
+    return name.lower() if name is not None else k
+
+
 def _looks_like_condition(v: Any) -> bool:
     return isinstance(v, dict) and "type" in v and all(k in _COND_KEYS for k in v)
 
@@ -738,6 +765,15 @@ class ConditionSet:
     extra: dict | None = field(default=None, repr=False)
 
     _KEYS = _keys("node_specific", "termination", "metadata", "notes")
+
+    def __post_init__(self) -> None:
+        # modeci_mdf scripts key termination by graph_scheduler's TimeScale and node_specific
+        # by Node objects; the file form uses their names
+        if isinstance(self.termination, dict):
+            self.termination = {_time_scale_key(k): c for k, c in self.termination.items()}
+        if isinstance(self.node_specific, dict):
+            self.node_specific = {(k.id if isinstance(k, (Node, Graph)) else k): c
+                                  for k, c in self.node_specific.items()}
 
     def to_dict(self, _path: tuple = ()) -> dict:
         d: dict = {}
@@ -919,6 +955,79 @@ class Model:
             raise ValidationError("a value is nested too deeply to write",
                                   location=format_location(self.location, path)) from None
         return {self.id: body}
+
+    # -- modeci_mdf / modelspec conveniences, so scripts written for the reference run ---------
+    def to_json(self) -> str:
+        """The model as JSON text (modeci_mdf's ``Model.to_json``)."""
+        from .io import dumps
+
+        return dumps(self, "json")
+
+    def to_yaml(self) -> str:
+        """The model as YAML text (modeci_mdf's ``Model.to_yaml``)."""
+        from .io import dumps
+
+        return dumps(self, "yaml")
+
+    def to_json_file(self, filename: str | None = None, include_metadata: bool = True) -> str:
+        """Write the model as JSON to ``filename`` (default ``<id>.json``) and return the name,
+        as modeci_mdf does (``include_metadata`` is accepted and ignored: metadata is kept)."""
+        from .io import save
+
+        filename = f"{self.id}.json" if filename is None else filename
+        save(self, filename, format="json")
+        return filename
+
+    def to_yaml_file(self, filename: str | None = None, include_metadata: bool = True) -> str:
+        """Write the model as YAML to ``filename`` (default ``<id>.yaml``) and return the name."""
+        from .io import save
+
+        filename = f"{self.id}.yaml" if filename is None else filename
+        save(self, filename, format="yaml")
+        return filename
+
+    def to_graph_image(self, engine: str = "dot", output_format: str = "png", view_on_render: bool = False,
+                       level: int = 2, filename_root: str | None = None, only_warn_on_fail: bool = False,
+                       is_horizontal: bool = False, solid_color: bool = False) -> str | None:
+        """Draw the model to ``<filename_root or id>.<output_format>`` (modeci_mdf's
+        ``Model.to_graph_image``; ``engine``, ``view_on_render``, ``is_horizontal`` and
+        ``solid_color`` are accepted and ignored).  Returns the file written, or None when it
+        failed and ``only_warn_on_fail`` is set."""
+        from torchmdf.backends.picture import draw
+        from torchmdf.errors import TorchMDFError
+
+        path = f"{filename_root or self.id}.{output_format}"
+        try:
+            return str(draw(self, path, level=level))
+        except TorchMDFError as e:
+            if not only_warn_on_fail:
+                raise
+            warnings.warn(f"could not draw the model: {e}", stacklevel=2)
+            return None
+
+    @classmethod
+    def from_json(cls, text: str) -> Model:
+        """A model from JSON text (modelspec's ``from_json``); unknown keys kept with a warning."""
+        from .io import loads
+
+        return loads(text, "json")
+
+    @classmethod
+    def from_yaml(cls, text: str) -> Model:
+        """A model from YAML text (modelspec's ``from_yaml``)."""
+        from .io import loads
+
+        return loads(text, "yaml")
+
+    @classmethod
+    def from_file(cls, filename: str) -> Model:
+        """A model from a ``.json``/``.yaml``/``.yml`` file (modelspec's ``from_file``)."""
+        from .io import load
+
+        return load(filename)
+
+    from_json_file = from_file
+    from_yaml_file = from_file
 
     @classmethod
     def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Model:
