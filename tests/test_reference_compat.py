@@ -266,3 +266,31 @@ def test_random_op_size_is_capped_before_allocation():
     with pytest.raises(torchmdf.TorchMDFError, match="max_elements") as info:
         torchmdf.simulate(mdf.Model.from_dict(doc), steps=1)
     assert "node 'A'" in str(info.value) and "parameter 'u'" in str(info.value)
+
+
+# -- an ONNX Constant holding a Python int, over an edge (PyTorch exporter files) --------------------
+
+def _constant_gather_doc() -> dict:
+    return _model({
+        "C": {"parameters": {"value": {"value": 0}, "k": {"function": "onnx::Constant", "args": {}}},
+              "output_ports": {"o": {"value": "k"}}},
+        "G": {"input_ports": {"data": {"default_value": [4.0, 5.0, 6.0]}, "idx": {}},
+              "parameters": {"axis": {"value": 0}, "g": {"function": "onnx::Gather",
+                                                       "args": {"data": "data", "indices": "idx"}}},
+              "output_ports": {"o": {"value": "g"}}}},
+        {"e": {"sender": "C", "sender_port": "o", "receiver": "G", "receiver_port": "idx"}})
+
+
+def test_constant_int_reaches_an_onnx_op_as_a_one_element_array(tmp_path):
+    t = torchmdf.simulate(_write(tmp_path, _constant_gather_doc()), steps=1)
+    expected = np.take(np.array([4.0, 5.0, 6.0]), np.atleast_1d(0), axis=0)  # modeci_mdf's convert_type
+    np.testing.assert_array_equal(t["G.o"][0].numpy(), expected, strict=True)
+
+
+@oracle
+def test_constant_int_matches_modeci(tmp_path):
+    path = _write(tmp_path, _constant_gather_doc())
+    exp = np.asarray(_modeci_ports(path)["G.o"], dtype=np.float64)
+    got = torchmdf.simulate(path, steps=1)["G.o"][0].numpy()
+    assert got.shape == exp.shape
+    np.testing.assert_array_equal(got, exp)

@@ -521,6 +521,17 @@ class _Lower:
         if unknown:
             raise ValidationError(f"{d.name} has no input or attribute {', '.join(map(repr, unknown))}",
                                   location=self.loc(where))
+        if d.name == "onnx::Constant" and not self.prog.written_by_torchmdf:
+            # modeci_mdf's Constant returns its value as written: a Python int stays one (and
+            # becomes a 1-element array where an ONNX op receives it, even over an edge: a
+            # Gather index of 0 keeps a dimension).  Floats keep the 0-d form, whose dtype
+            # follows the other operand (Clip bounds of a float32 input)
+            raw = args.get("value", _NO_VALUE)
+            if raw is _NO_VALUE:
+                p = self.prog.params_by_id(self.node).get("value")
+                raw = p.value if p is not None else _NO_VALUE
+            if type(raw) is int:
+                return self.const(raw)
         n_out = d.outputs_for(attrs, len(inputs))
         outs = self.g.create_node(d.name, inputs, attrs, num_outputs=n_out, provenance=self.provenance(where),
                                   name=self.node.id).outputs
