@@ -1191,8 +1191,12 @@ def _stateful_ok(graph: Graph) -> bool:
 
 
 def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | None = None,
-            class_name: str = "TorchMDFModule") -> torch.fx.GraphModule:
+            class_name: str = "TorchMDFModule", copy_weights: bool = True) -> torch.fx.GraphModule:
     """Build a GraphModule from ``graph``.
+
+    ``copy_weights=False``: the module takes the graph's parameter and buffer tensors as they
+    are instead of copies (``compile(path)`` does this: the graph and its tensors, read from the
+    file for that call, are the module's alone; memory-mapped external weights stay mapped).
 
     ``input_defaults``: each input gets a default (its value in the MDF file, kept as a
     non-persistent buffer ``_defaults.<name>``).  Outputs: the original pytree structure when
@@ -1220,12 +1224,12 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
             continue  # registered on first use as a tensor (0-d ones are often inlined)
         target = b.attr_name(name)
         mod, leaf = b.module_for(target)
-        t = v.tensor
+        t = v.tensor.clone() if copy_weights else v.tensor
         if v.role == "parameter":
-            mod.register_parameter(leaf, nn.Parameter(t.clone(), requires_grad=t.is_floating_point() or t.is_complex()))
+            mod.register_parameter(leaf, nn.Parameter(t, requires_grad=t.is_floating_point() or t.is_complex()))
         else:
             persistent = name not in persistent_off and v.meta.get("persistent", True) is not False
-            mod.register_buffer(leaf, t.clone(), persistent=persistent)
+            mod.register_buffer(leaf, t, persistent=persistent)
         b.env[v] = _Lazy(target)
     for sv in graph.state:
         target = b.attr_name(sv.name)

@@ -4,7 +4,8 @@
     torchmdf ir FILE                        print the IR of an MDF file
     torchmdf validate FILE                  list every problem of an MDF file
     torchmdf run FILE [--steps N --dt DT]   run an MDF model through the FX backend / simulator
-    torchmdf convert FILE -o OUT            MDF <-> MDF (json/yaml) or MDF -> ONNX (.onnx)
+    torchmdf convert FILE -o OUT [--weights inline|external|auto]
+                                            MDF <-> MDF (json/yaml) or MDF -> ONNX (.onnx)
     torchmdf picture FILE -o OUT.png        draw the MDF graph (graphviz)
     torchmdf passes                         list the built-in passes
 
@@ -130,7 +131,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         onnx.checker.check_model(out)
     else:
         m = torchmdf.compile(args.file, target="mdf", passes=args.passes.split(",") if args.passes else None)
-        torchmdf.mdf.save(m, out)
+        torchmdf.mdf.save(m, out, weights=args.weights)
     print(f"wrote {out}")
     return 0
 
@@ -180,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("file")
     c.add_argument("-o", "--output", required=True)
     c.add_argument("--passes", help="comma-separated pass list")
+    c.add_argument("--weights", choices=["auto", "inline", "external"], default="auto",
+                   help="tensors in the file (inline), in OUT's .safetensors sidecar (external), or "
+                        "large ones in the sidecar (auto, the default); inline makes a file modeci_mdf runs")
     c.set_defaults(fn=cmd_convert)
     pic = sub.add_parser("picture", help="draw an MDF graph (.png, .svg, .pdf)")
     pic.add_argument("file")

@@ -25,8 +25,6 @@ import dataclasses
 import os
 from typing import Any, Iterator
 
-import torch
-
 
 @dataclasses.dataclass
 class Limits:
@@ -113,33 +111,4 @@ def check_graph_sizes(graph: Any) -> None:
                     LIMITS.check_elements(n, f"the output %{o.name} of {node.op}", node.location())
 
 
-class SizeGuard:
-    """A dispatch mode for running ops on data read from a file (constant folding): every
-    ATen call is first run on meta tensors, and refused with a :class:`ConversionError` when an
-    output would exceed ``LIMITS.max_elements``, before anything is allocated."""
-
-    def __new__(cls) -> Any:
-        from torch.utils._python_dispatch import TorchDispatchMode
-        from torch.utils._pytree import tree_map_only
-
-        class _Guard(TorchDispatchMode):
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                kwargs = kwargs or {}
-                try:
-                    margs, mkw = tree_map_only(torch.Tensor, lambda t: t.to("meta"), (args, kwargs))
-                    if any(a.name == "device" for a in func._schema.arguments):
-                        mkw = dict(mkw, device=torch.device("meta"))
-                    out = func(*margs, **mkw)
-                except Exception:  # noqa: BLE001 - no meta kernel, or data-dependent: run it
-                    out = None
-                if out is not None:
-                    outs = out if isinstance(out, (tuple, list)) else (out,)
-                    for t in outs:
-                        if isinstance(t, torch.Tensor):
-                            LIMITS.check_elements(t.numel(), f"the result of {func}")
-                return func(*args, **kwargs)
-
-        return _Guard()
-
-
-__all__ = ["Limits", "LIMITS", "override", "check_graph_sizes", "SizeGuard"]
+__all__ = ["Limits", "LIMITS", "override", "check_graph_sizes"]

@@ -7,8 +7,8 @@ at most as many elements as the inputs that die with the node, plus a small allo
 ``max_output_elements`` when that is set.  Shape queries on static shapes (``onnx::Shape``,
 ``onnx::Size``, ``aten::sym_size``, ``aten::_shape_as_tensor``...) fold even though their input
 is not constant.  The folded value is a new constant whose ``meta["provenance"]`` is the
-node's; a node that fails to evaluate is left alone.  In a graph read from a file every
-ATen call is sized on meta tensors first (:class:`torchmdf.limits.SizeGuard`): a result over
+node's; a node that fails to evaluate is left alone.  In a graph read from a file each
+result is sized first (shape function, else meta tensors): a result over
 ``LIMITS.max_elements`` is a located error, raised before anything is allocated.  A result may be a view of its input
 (a transposed weight): kept as is, so a later matmul sees the same strides and gives the same
 bits as before folding (IR tensors are never mutated in place); a view into a bigger storage
@@ -18,13 +18,12 @@ is copied.  Inputs that became dead are left for ``eliminate_dead_code``.
 from __future__ import annotations
 
 import warnings
-from contextlib import nullcontext
+from typing import Any
 
 import torch
 
 from torchmdf.errors import TorchMDFError
 from torchmdf.ir import Graph, Node, Value
-from torchmdf.limits import SizeGuard
 from torchmdf.ops import registry
 
 from ._infra import Pass, PassResult, register_pass
@@ -115,8 +114,10 @@ class FoldConstants(Pass):
     def _evaluate(self, node: Node, guard: bool = False) -> tuple[torch.Tensor, ...] | None:
         d = registry.lookup(node.op)
         args = [None if v is None else v.tensor for v in node.inputs]
+        if guard and not self._size_check(node, d, args):
+            return None
         try:
-            with torch.no_grad(), warnings.catch_warnings(), (SizeGuard() if guard else nullcontext()):
+            with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 outs = d.run(args, node.attrs)
         except TorchMDFError as e:  # a limit: the file asks for too much
@@ -143,6 +144,43 @@ class FoldConstants(Pass):
                 r = r.clone()  # a slice of a bigger tensor: do not keep the whole storage alive
             result.append(r)
         return tuple(result)
+
+    @staticmethod
+    def _size_check(node: Node, d: Any, args: list) -> bool:
+        """Data from a file: the outputs' sizes before anything is allocated.  The op's shape
+        function (which reads constant inputs, such as a ConstantOfShape's shape) answers
+        cheaply; else the op runs on meta tensors (factory ops on the meta device).  Over
+        ``LIMITS.max_elements``: a located error.  No answer: the node is not folded."""
+        from torchmdf.limits import LIMITS, _numel
+        from torchmdf.passes.infer_shapes import infer_node
+
+        try:
+            infer_node(node, fallback=False, strict=False)
+        except TorchMDFError:
+            raise  # the file is wrong (an unknown ONNX type...), located by infer_node
+        except Exception:  # noqa: BLE001 - no answer from the shape function
+            pass
+        sizes = [None if o.type.shape is None else _numel(o.type.shape) for o in node.outputs]
+        if any(n is None for n in sizes):
+            try:
+                attrs = dict(node.attrs)
+                if node.op.startswith("aten::") and "device" in registry.aten_signature(d.fx_target).arg_names:
+                    attrs["device"] = torch.device("meta")
+                with torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    outs = d.run([a.to("meta") if isinstance(a, torch.Tensor) else a for a in args], attrs)
+                sizes = [t.numel() if isinstance(t, torch.Tensor) and t.device.type == "meta" else None
+                         for t in outs]
+            except Exception:  # noqa: BLE001 - data-dependent or no meta kernel
+                return False
+            if any(n is None for n in sizes):
+                return False
+        try:
+            for o, n in zip(node.outputs, sizes):
+                LIMITS.check_elements(n, f"the output %{o.name} of {node.op}")
+        except TorchMDFError as e:
+            raise type(e)(e.raw_message, location=node.location(), hint=e.hint) from None
+        return True
 
     def _small_enough(self, graph: Graph, node: Node, outs: tuple[torch.Tensor, ...]) -> bool:
         out_n = sum(t.numel() for t in outs)

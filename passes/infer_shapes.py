@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from torchmdf.errors import ShapeError
+from torchmdf.errors import ShapeError, TorchMDFError
 from torchmdf.ir import UNKNOWN, Graph, Node, TensorType, Value
 from torchmdf.ops import registry
 from torchmdf.ops.aten_to_onnx import FLOAT_RESULT_OPS, INT64_MAX, dtype_arg, result_dtype
@@ -151,7 +151,7 @@ def _same(types: Types, attrs: dict, node: Node | None = None) -> list[TensorTyp
 
 @_shape("onnx::Add", "onnx::Sub", "onnx::Mul", "onnx::Div", "onnx::Pow", "onnx::Mod",
         "onnx::Max", "onnx::Min", "onnx::Sum", "onnx::Mean", "onnx::BitwiseAnd", "onnx::BitwiseOr",
-        "onnx::BitwiseXor")
+        "onnx::BitwiseXor", "mdf::linear", "mdf::Relu")
 def _bcast_same(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
     ts = [_t(t) for t in types]
     shape = ts[0].shape if all(t.shape == ts[0].shape for t in ts) else broadcast_shapes(*(t.shape for t in ts))
@@ -221,7 +221,7 @@ def _matmul_shape(a: tuple | None, b: tuple | None) -> tuple | None:
     return None if batch is None else batch + (a[-2], b[-1])
 
 
-@_shape("onnx::MatMul")
+@_shape("onnx::MatMul", "mdf::MatMul")
 def _matmul(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
     a, b = _t(types[0]), _t(types[1])
     return [TensorType(a.dtype or b.dtype, _matmul_shape(a.shape, b.shape))]
@@ -1027,6 +1027,8 @@ def infer_node(node: Node, *, fallback: bool = True, strict: bool = True) -> boo
             if strict:
                 raise ShapeError(e.raw_message, location=node.location()) from None
             out = None
+        except TorchMDFError as e:  # a bad attribute (an unknown ONNX type...): say where
+            raise type(e)(e.raw_message, location=e.location or node.location(), hint=e.hint) from None
         except Exception:  # noqa: BLE001 - a shape function that cannot handle this instance
             out = None
     from_fn = out is not None

@@ -164,6 +164,12 @@ def _cases() -> list[tuple[dict, dict]]:
     add("int_5000_digits_yaml", "load", "error", _yaml_one_param("9" * 5000), file="model.yaml")
     add("wide_3000_nodes", "fx", "ok", _wide(3000), bound=240, timeout=400)
     add("chain_3000_nodes", "fx", "ok", _chain(3000), bound=240, timeout=400)
+    params = {"p0": {"value": 1.0}}
+    params.update({f"p{k}": {"value": f"p{k - 1} + 1"} for k in range(1, 3000)})
+    fargs = {f"a{k}": (f"a{k - 1} * 1" if k else "1.0") for k in range(3000)}
+    add("one_node_3000_parameters_and_arguments", "run", "ok", _model({"A": {
+        "parameters": params, "functions": {"g": {"value": "a2999 + p2999", "args": fargs}},
+        "output_ports": {"o": {"value": "g"}}}}), bound=120, timeout=300)
     add("zeros_700M_fold", "fx", "error", _model({"A": P({"x": _fn("aten::zeros", size=[700_000_000])})}))
     add("constant_of_shape_huge", "fx", "error", _model({"A": P(
         {"s": {"value": [100000, 100000]}, "x": _fn("onnx::ConstantOfShape", input="s")})}))

@@ -43,13 +43,15 @@ def _install_audit(case_dir: str, log: list) -> None:
     import torch
 
     case_dir = os.path.realpath(case_dir)
-    repo = os.path.realpath(os.path.join(os.path.dirname(__file__), ".."))
-    read_ok = tuple({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, repo,
-                                                   os.path.dirname(torch.__file__))}) + (
-        "/proc/", "/sys/", "/dev/null", "/dev/urandom", "/usr/lib", "/usr/share", "/lib", "/etc/ld.so")
 
     def inside(p: str, root: str) -> bool:
         return p == root or p.startswith(root.rstrip("/") + "/")
+
+    repo = os.path.realpath(os.path.join(os.path.dirname(__file__), ".."))
+    libs = [sys.prefix, sys.base_prefix, sys.exec_prefix, repo, os.path.dirname(torch.__file__)]
+    libs += [p for p in sys.path if p and os.path.isdir(p) and not inside(os.path.realpath(p), case_dir)]
+    read_ok = tuple({os.path.realpath(p) for p in libs}) + (
+        "/proc/", "/sys/", "/dev/null", "/dev/urandom", "/usr/lib", "/usr/share", "/lib", "/etc/ld.so")
 
     def hook(event: str, args: tuple) -> None:
         if event == "open":

@@ -160,14 +160,21 @@ _NO_VALUE = None  # a name that has no value yet (a parameter modeci_mdf holds a
 
 class _Env:
     """Names visible to an expression, resolved lazily: a name bound to a thunk is lowered
-    the first time an expression reads it, so values nobody reads emit no IR."""
+    the first time an expression reads it, so values nobody reads emit no IR.
 
-    __slots__ = ("vals", "thunks", "parent")
+    ``view`` is ``(index, limit, get)``: the names of ``index`` whose position is below
+    ``limit`` resolve to ``get(position)``.  That is how "each argument sees the arguments
+    before it" is one environment per argument instead of a chain as long as the arguments
+    (which made a node with many parameters or arguments quadratic)."""
 
-    def __init__(self, parent: _Env | None = None):
+    __slots__ = ("vals", "thunks", "parent", "view")
+
+    def __init__(self, parent: _Env | None = None,
+                 view: tuple[dict[str, int], int, Callable[[int], Any]] | None = None):
         self.vals: dict[str, Any] = {}
         self.thunks: dict[str, Callable[[], Any]] = {}
         self.parent = parent
+        self.view = view
 
     def set(self, k: str, v: Any) -> None:
         self.vals[k] = v
@@ -185,6 +192,10 @@ class _Env:
         while e is not None:
             if k in e.vals or k in e.thunks:
                 return True
+            if e.view is not None:
+                i = e.view[0].get(k)  # type: ignore[call-overload]
+                if i is not None and i < e.view[1]:
+                    return True
             e = e.parent
         return False
 
@@ -198,6 +209,10 @@ class _Env:
                 v = fn()
                 e.vals[k] = v
                 return v
+            if e.view is not None:
+                i = e.view[0].get(k)
+                if i is not None and i < e.view[1]:
+                    return e.view[2](i)
             e = e.parent
         raise KeyError(k)
 
@@ -206,8 +221,43 @@ class _Env:
         e: _Env | None = self
         while e is not None:
             out |= set(e.vals) | set(e.thunks)
+            if e.view is not None:
+                out |= {n for n, i in e.view[0].items() if i < e.view[1]}
             e = e.parent
         return sorted(out)
+
+
+def _ordered(parent: _Env, items: list[tuple[str, Callable[[_Env], Any]]]) -> _Env:
+    """An environment over ``parent`` holding ``items`` in order: item ``k`` is lowered
+    lazily, by ``make(env)`` with an ``env`` that sees the items before it (and ``parent``)."""
+    index = {name: k for k, (name, _) in enumerate(items)}
+    cache: dict[int, Any] = {}
+
+    def get(k: int) -> Any:
+        if k not in cache:
+            cache[k] = items[k][1](_Env(parent, (index, k, get)))
+        return cache[k]
+
+    _warm(len(items), get)
+    return _Env(parent, (index, len(items), get))
+
+
+#: Above this many parameters or arguments, a node's values are lowered in order first.
+_WARM_ABOVE = 64
+
+
+def _warm(n: int, get: Callable[[int], Any]) -> None:
+    """Values that may each read the one before (``p_k = p_{k-1} + 1``) are lowered lazily,
+    one level of recursion per link: for long lists, lower them in order first, so each read
+    finds the one before it done and the depth stays constant.  A value that fails is left
+    to fail again where it is read (modeci_mdf reads only what it uses)."""
+    if n <= _WARM_ABOVE:
+        return
+    for k in range(n):
+        try:
+            get(k)
+        except TorchMDFError:
+            pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,11 +480,8 @@ class _Lower:
         ATen op, or (as modeci_mdf does for a name it does not know) an expression over the
         args.  Each argument sees the node's values and the arguments before it."""
         args = dict(args or {})
-        scope = env.child()
-        for a, av in args.items():
-            prev = scope
-            scope = prev.child()
-            scope.lazy(a, lambda a=a, av=av, prev=prev: self.value(av, f"{where} > argument '{a}'", prev))
+        scope = _ordered(env, [(a, lambda prev, a=a, av=av: self.value(av, f"{where} > argument '{a}'", prev))
+                               for a, av in args.items()])
         if "::" in fname:
             if registry.lookup(fname) is None and not fname.startswith("aten::"):
                 raise ValidationError(f"unknown function {fname!r}", location=self.loc(where),
@@ -1460,11 +1507,10 @@ class MDFProgram:
         def pwhere(p: Any) -> str:
             return f"{where} > parameter '{p.id}'"
 
+        pindex = {p.id: j for j, p in enumerate(params)}
+
         def phase1_env(i: int) -> _Env:
-            e = inputs.child()
-            for j in range(i):
-                e.lazy(params[j].id, lambda j=j: cur(j))
-            return e
+            return _Env(inputs, (pindex, i, cur))  # the parameters before i, at their current values
 
         def cur(i: int) -> Any:
             """The parameter's current value (phase 2 of modeci_mdf's node evaluation)."""
@@ -1473,20 +1519,26 @@ class MDFProgram:
             p = params[i]
             key = ("param", n.id, p.id)
             current[i] = _NO_VALUE  # a value that needs itself reads nothing
-            v = seg.read(key) if ran_before and self.persists(key) else None
-            if v is not None:
-                pass
-            elif p.value is None and p.default_initial_value is None:
-                v = _NO_VALUE
-            elif p.is_stateful():
-                v = L.value(p.default_initial_value, pwhere(p) + " > default_initial_value", phase1_env(i)) \
-                    if p.default_initial_value is not None else L.const(0.0)
-            else:
-                e = phase1_env(i)
-                e.set(p.id, L.const(0.0))
-                v = self._param_value(seg, L, p, e, pwhere(p))
+            try:
+                v = seg.read(key) if ran_before and self.persists(key) else None
+                if v is not None:
+                    pass
+                elif p.value is None and p.default_initial_value is None:
+                    v = _NO_VALUE
+                elif p.is_stateful():
+                    v = L.value(p.default_initial_value, pwhere(p) + " > default_initial_value",
+                                phase1_env(i)) if p.default_initial_value is not None else L.const(0.0)
+                else:
+                    e = phase1_env(i)
+                    e.set(p.id, L.const(0.0))
+                    v = self._param_value(seg, L, p, e, pwhere(p))
+            except BaseException:
+                del current[i]  # read again, it fails again (not a silent None)
+                raise
             current[i] = v
             return v
+
+        _warm(len(params), cur)
 
         def literal_attr(p: Any) -> Callable[[], Any]:
             def fail() -> Any:
@@ -1504,11 +1556,10 @@ class MDFProgram:
             if f.function is not None:
                 v = L.function(f.function, f.args, fw, fenv)
             else:  # a value expression over its own args
-                scope = fenv.child()
-                for a, av in (f.args or {}).items():
-                    prev = scope
-                    scope = prev.child()
-                    scope.set(a, L.value(av, f"{fw} > argument '{a}'", prev))
+                scope = _ordered(fenv, [(a, lambda prev, a=a, av=av: L.value(av, f"{fw} > argument '{a}'", prev))
+                                        for a, av in (f.args or {}).items()])
+                for a in f.args or {}:
+                    scope[a]  # noqa: B018 - lowered eagerly, in order, as modeci_mdf evaluates them
                 if f.value is None:
                     raise ValidationError("the function has neither a function name nor a value",
                                           location=self.loc(fw))

@@ -18,9 +18,11 @@ from .model import (
 )
 from .standard_functions import STANDARD_FUNCTIONS, is_known_function
 from .validate import check, validate
+from .weights import ExternalWeightsWarning, inline_weights
 
 __all__ = [
     "Model", "Graph", "Node", "InputPort", "OutputPort", "Parameter", "ParameterCondition",
     "Function", "Edge", "Condition", "ConditionSet", "load", "save", "loads", "dumps", "validate",
-    "check", "parse_expression", "is_known_function", "STANDARD_FUNCTIONS",
+    "check", "parse_expression", "is_known_function", "STANDARD_FUNCTIONS", "inline_weights",
+    "ExternalWeightsWarning",
 ]

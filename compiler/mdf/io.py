@@ -2,8 +2,13 @@
 
 Every failure is a :class:`~torchmdf.errors.TorchMDFError` that names the file and, for syntax
 errors, the line and column (the parser's exception is kept as ``__cause__``).  ``save`` is
-atomic: the text is produced first, written to a temporary file in the target directory and
-moved over the target with ``os.replace``, so a failure creates or changes nothing.
+atomic: the file (and its weights sidecar, if any) is streamed to a temporary file in the target
+directory and moved over the target with ``os.replace``, so a failure creates or changes nothing.
+
+Arrays are written one per line in the shortest text that round-trips their dtype, and read
+back by numpy in large files (:mod:`torchmdf.mdf.arrays`); ``save(..., weights=...)`` can put
+tensors in a safetensors sidecar that ``load`` resolves, checks and memory-maps
+(:mod:`torchmdf.mdf.weights`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import yaml
 from torchmdf.errors import TorchMDFError, ValidationError
 from torchmdf.limits import LIMITS
 
+from . import arrays as _arrays
+from . import weights as _weights
 from .model import DupDict, Model
 
 __all__ = ["load", "save", "loads", "dumps", "atomic_write_bytes", "read_limited", "FORMATS"]
@@ -119,29 +126,43 @@ def _parse(text: str, fmt: str, source: str | None) -> Any:
 
 
 def loads(text: str | bytes, format: str = "json", *, validate: bool = True,
-          source: str | None = None, strict: bool = False) -> Model:
+          source: str | None = None, weights_dir: str | None = None, strict: bool = False) -> Model:
     """Read a model from JSON or YAML text; ``source`` names the file in error locations.
+
+    External weight references (see :mod:`torchmdf.mdf.weights`) are resolved inside the folder
+    ``weights_dir`` (``load`` passes the model file's folder); without it they are an error.
 
     With ``validate`` (the default) the model is also checked with
     :func:`torchmdf.mdf.check`, so a model that loads is one the compiler can use.  Keys MDF
     does not define are kept (``obj.extra``, written back on save) with an
     :class:`~torchmdf.errors.UnknownKeyWarning`, as modeci_mdf loads them; ``strict=True``
     makes them errors."""
-    if isinstance(text, bytes):
+    if format not in ("json", "yaml"):
+        raise ValidationError(f"unknown format {format!r}", location=_where(source),
+                              hint="use 'json' or 'yaml'")
+    data = None
+    if isinstance(text, bytes):  # [issue 17] large arrays parsed by numpy (None: not applicable)
+        data = _arrays.parse_fast(text, format, lambda t: _parse(t, format, source))
+    if data is None and isinstance(text, bytes):
         try:
             text = text.decode("utf-8-sig")
         except UnicodeDecodeError as e:
             raise ValidationError(f"the file is not UTF-8 text ({e.reason} at byte {e.start})",
                                   location=_where(source)) from e
-    if format not in ("json", "yaml"):
-        raise ValidationError(f"unknown format {format!r}", location=_where(source),
-                              hint="use 'json' or 'yaml'")
-    data = _parse(text, format, source)
-    model = Model.from_dict(data, source=source, strict=strict)
-    if validate:
-        from .validate import check
+    from torchmdf.api import gc_paused
 
-        check(model)
+    with gc_paused():
+        if data is None:
+            data = _parse(text, format, source)
+        del text
+        model = Model.from_dict(data, source=source, strict=strict)
+        del data
+        if _weights.has_references(model):  # [issue 17] external weights: memory-mapped from the sidecar
+            _weights.resolve_references(model, weights_dir)
+        if validate:
+            from .validate import check
+
+            check(model)
     return model
 
 
@@ -162,8 +183,7 @@ def _format_for(path: str | os.PathLike, format: str | None) -> str:
 def load(source: str | os.PathLike | IO, *, format: str | None = None,
          validate: bool = True, strict: bool = False) -> Model:
     """Load a model from a path or an open file (``.json``, ``.yaml``/``.yml`` by suffix, or
-    ``format=``).  Any problem raises a TorchMDFError located in the file.  Unknown keys are
-    kept with a warning (``strict=True``: an error), see :func:`loads`."""
+    ``format=``).  Any problem raises a TorchMDFError located in the file."""
     if hasattr(source, "read"):
         name = getattr(source, "name", None)
         name = str(name) if isinstance(name, (str, os.PathLike)) else None
@@ -177,12 +197,14 @@ def load(source: str | os.PathLike | IO, *, format: str | None = None,
             raise TorchMDFError(f"cannot read: {e}", location=_where(name)) from e
         if len(text) > cap:
             raise _too_big(name, None)
-        return loads(text, fmt, validate=validate, source=name, strict=strict)
+        return loads(text, fmt, validate=validate, source=name,
+                     weights_dir=os.path.dirname(os.path.abspath(name)) if name else None, strict=strict)
     name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
     if name is None:
         raise TorchMDFError(f"load() takes a path or an open file, not {type(source).__name__}")
     fmt = _format_for(name, format)
-    return loads(read_limited(name), fmt, validate=validate, source=name, strict=strict)
+    return loads(read_limited(name), fmt, validate=validate, source=name,
+                 weights_dir=os.path.dirname(os.path.abspath(name)), strict=strict)
 
 
 def _too_big(name: str | None, size: int | None) -> TorchMDFError:
@@ -230,13 +252,10 @@ def dumps(model: Model, format: str = "json") -> str:
     """The model as JSON or YAML text (floats written so they read back bit for bit)."""
     if not isinstance(model, Model):
         raise ValidationError(f"dumps() takes a torchmdf.mdf.Model, not {type(model).__name__}")
-    data = model.to_dict()
+    data = model.to_dict(keep_arrays=True)
     try:
-        if format == "json":
-            return json.dumps(data, indent=4) + "\n"
-        if format == "yaml":
-            return yaml.dump(data, Dumper=_YamlDumper, sort_keys=False, default_flow_style=False,
-                             allow_unicode=True, width=100)
+        if format in ("json", "yaml"):  # [issue 17] arrays on one line, shortest round-trip numbers
+            return _arrays.dumps_text(data, format)
     except (TypeError, ValueError, yaml.YAMLError, RecursionError) as e:
         raise ValidationError(f"cannot write the model as {format}: {e}",
                               location=model.location) from e
@@ -244,19 +263,31 @@ def dumps(model: Model, format: str = "json") -> str:
 
 
 def save(model: Model, path: str | os.PathLike, *, format: str | None = None,
-         validate: bool = True) -> None:
+         validate: bool = True, weights: str = "auto",
+         weights_threshold: int = _weights.AUTO_THRESHOLD) -> None:
     """Write the model to ``path`` atomically (format by suffix unless ``format=``).
 
     With ``validate`` (the default) the model is checked first, so only loadable files are
-    written.  On any failure nothing is created and an existing file is left untouched."""
+    written.  On any failure nothing is created and an existing file is left untouched.
+
+    ``weights``: ``"inline"`` writes every tensor into the file; ``"external"`` writes them to
+    the sidecar ``<name>.safetensors`` beside it; ``"auto"`` (the default) externalizes tensors
+    of ``weights_threshold`` bytes or more and warns (:class:`ExternalWeightsWarning`) when it
+    did.  See :mod:`torchmdf.mdf.weights` for the reference form.  Arrays are streamed from the
+    tensors to the file (:mod:`torchmdf.mdf.arrays`)."""
     target = os.fspath(path)
     fmt = _format_for(target, format)
+    if not isinstance(model, Model):
+        raise ValidationError(f"save() takes a torchmdf.mdf.Model, not {type(model).__name__}",
+                              location=_where(target))
+    _weights.check_weights_mode(weights, weights_threshold, target)
     if validate:
         from .validate import check
 
         check(model)
-    text = dumps(model, fmt)
-    atomic_write_bytes(target, text.encode("utf-8"))
+    plan = _weights.write_model(model, target, fmt, weights=weights, threshold=weights_threshold)
+    if weights == "auto" and plan.tensors:
+        _weights.warn_auto(plan, target, weights_threshold)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

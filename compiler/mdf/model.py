@@ -7,7 +7,8 @@ Field lists follow the ModECI MDF v0.4 specification and modeci-mdf 0.4.15's ``m
 
 Values: a number stays a Python number, a string is an expression (see
 :mod:`torchmdf.mdf.expressions`), and a nested list of numbers becomes a ``torch.Tensor``
-(int64, float64 or bool, so nothing is lost) and a nested list again when saved.
+(int64, float64 or bool, so nothing is lost) and a nested list again when saved (a weight in
+an external sidecar is a tensor of its own dtype once loaded, see :mod:`torchmdf.mdf.weights`).
 
 ``from_dict`` collects every structural problem (unknown key, entry of the wrong kind, duplicate
 key) before raising one :class:`~torchmdf.errors.ValidationError` with ``.problems``; the deeper
@@ -25,6 +26,7 @@ Two forms from modeci_mdf's own writers are read as they were meant:
 from __future__ import annotations
 
 import warnings
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -204,6 +206,8 @@ _ARRAY_KINDS = frozenset("bif")
 
 def to_value(v: Any) -> Any:
     """A value read from a file: nested lists of numbers become tensors, the rest stays."""
+    if type(v) is np.ndarray and v.dtype.kind in _ARRAY_KINDS:  # parsed by mdf.arrays.parse_fast
+        return torch.from_numpy(v)
     if type(v) is list:
         try:
             a = np.asarray(v)
@@ -232,6 +236,11 @@ class _SaveError(Exception):
         self.message = message
 
 
+#: Set by ``Model.to_dict(keep_arrays=True)``: tensors and arrays stay as they are (for the
+#: streaming writer in :mod:`torchmdf.mdf.arrays`) instead of becoming nested lists.
+_KEEP_ARRAYS: ContextVar[bool] = ContextVar("torchmdf_keep_arrays", default=False)
+
+
 def to_plain(v: Any, path: tuple = ()) -> Any:
     """A value as JSON/YAML data (tensors and arrays become nested lists)."""
     t = type(v)
@@ -240,10 +249,14 @@ def to_plain(v: Any, path: tuple = ()) -> Any:
     if isinstance(v, torch.Tensor):
         if not (v.dtype.is_floating_point or v.dtype in _INT_DTYPES):  # complex, uint32...: no
             raise _SaveError(path, f"cannot write a tensor of dtype {v.dtype}")
+        if _KEEP_ARRAYS.get():
+            return v if v.dim() else v.item()
         return v.detach().cpu().tolist()
     if isinstance(v, np.ndarray):
         if v.dtype.kind not in "biuf":
             raise _SaveError(path, f"cannot write a numpy array of dtype {v.dtype}")
+        if _KEEP_ARRAYS.get():
+            return v if v.ndim else v.item()
         return v.tolist()
     if isinstance(v, np.generic) and v.dtype.kind in "biuf":
         return v.item()
@@ -935,10 +948,12 @@ class Model:
         """The prefix of every error location for this model (its file), or None."""
         return f"file '{self.source}'" if self.source else None
 
-    def to_dict(self) -> dict:
+    def to_dict(self, *, keep_arrays: bool = False) -> dict:
         """The file form ``{model id: {...}}``; raises ValidationError for a value that cannot
-        be written (an arbitrary object, a complex tensor)."""
+        be written (an arbitrary object, a complex tensor).  ``keep_arrays``: tensors and numpy
+        arrays stay as they are (the streaming writer formats them) instead of nested lists."""
         path = (seg("model", self.id),)
+        token = _KEEP_ARRAYS.set(keep_arrays)
         try:
             body: dict = {}
             _put(body, "format", self.format, path)
@@ -954,6 +969,8 @@ class Model:
         except RecursionError:
             raise ValidationError("a value is nested too deeply to write",
                                   location=format_location(self.location, path)) from None
+        finally:
+            _KEEP_ARRAYS.reset(token)
         return {self.id: body}
 
     # -- modeci_mdf / modelspec conveniences, so scripts written for the reference run ---------
