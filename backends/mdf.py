@@ -196,7 +196,10 @@ class _Emitter:
             args = {d.input_names[0]: "[" + ", ".join(f"'{x}'" for x in list_arg) + "]"}
             if len(list_arg) == 1:
                 args = {d.input_names[0]: list_arg[0]}
-        for k, a in n.attrs.items():
+        attrs = dict(n.attrs)
+        if n.op == "onnx::BatchNormalization":
+            attrs.setdefault("training_mode", 0)  # modeci_mdf reads it to choose the outputs
+        for k, a in attrs.items():
             if a is None:
                 continue
             enc = _encode_attr(a)
@@ -208,9 +211,13 @@ class _Emitter:
                 args[k] = enc
         params.append(Parameter(id=fn_id, function=d.mdf_function, args=args))
         outs = []
+        # an ONNX op whose schema declares several outputs (MaxPool, BatchNormalization, Dropout)
+        # is a sequence in modeci_mdf even when one is computed: index it
+        schema = d.onnx_schema() if d.domain == "onnx" else None
+        seq = len(n.outputs) > 1 or (schema is not None and len(schema.outputs) > 1)
         for k, o in enumerate(n.outputs):
             pid = "out" if len(n.outputs) == 1 else f"out{k}"
-            value = fn_id if len(n.outputs) == 1 else f"{fn_id}[{k}]"
+            value = f"{fn_id}[{k}]" if seq else fn_id
             outs.append(OutputPort(id=pid, value=value, shape=tuple(o.type.shape) if o.type.is_static else None,
                                    type=_dtype_name(o.type.dtype)))
             self.port_of[o] = (nid, pid)

@@ -12,6 +12,8 @@ calls compiled code and moves tensors between a dict of state and those calls.  
 way, and the condition reads the state dict.
 
 Output ports of a node that has not run yet are NaN in the trajectory (modeci_mdf holds None).
+A port whose shape changes between steps has a list of per-step tensors as its trajectory
+(``traj[key][i]`` is step ``i`` either way).
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ class _Compiled:
 
 def simulate(model: Any, steps: int = 1, dt: float = 0.01, *, graph: str | None = None,
              inputs: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
-    """``{"node.port": tensor[steps, ...]}`` for every output port of the graph."""
+    """``{"node.port": tensor[steps, ...]}`` for every output port of the graph; a port whose
+    shape changes between steps gets a list of ``steps`` tensors instead."""
     from torchmdf.frontends.mdf import program
 
     if not isinstance(steps, int) or steps < 1:
@@ -172,14 +175,24 @@ def _run_dynamic(prog: Any, steps: int, dt: float, inputs: dict[str, Any] | None
             _check_trajectory_size(port_items, steps, prog)
 
 
-def _stack(values: list[Any]) -> torch.Tensor:
-    """Stack a port's trajectory; steps before its node first ran are NaN."""
+def _stack(values: list[Any]) -> torch.Tensor | list[torch.Tensor]:
+    """Stack a port's trajectory; steps before its node first ran are NaN.  A port whose
+    shape changes between steps (modeci_mdf lets a value broadcast into a larger one, as in
+    the NeuroML ``Net1``/``SimpleNet`` exports) cannot be one tensor: its trajectory is a list
+    of one tensor per step instead (dtypes promoted to a common one)."""
     known = next(torch.as_tensor(v) for v in values if v is not None)
     if any(v is None for v in values):
         known = known.double() if not known.is_floating_point() else known
         filler = torch.full_like(known, float("nan"))
-        values = [filler if v is None else torch.as_tensor(v).to(known.dtype) for v in values]
-    return torch.stack([torch.as_tensor(v) for v in values])
+        values = [filler if v is None else torch.as_tensor(v) for v in values]
+    ts = [torch.as_tensor(v) for v in values]
+    dtype = ts[0].dtype
+    for t in ts[1:]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    ts = [t if t.dtype == dtype else t.to(dtype) for t in ts]
+    if any(t.shape != ts[0].shape for t in ts):
+        return ts
+    return torch.stack(ts)
 
 
 def _feed(g: Graph, inputs: dict[str, Any] | None) -> list[Any]:

@@ -13,6 +13,7 @@ from .errors import (  # noqa: E402
     PassError,
     ShapeError,
     TorchMDFError,
+    UnknownKeyWarning,
     UnsupportedOpError,
     ValidationError,
     VerificationError,
@@ -35,4 +36,5 @@ __all__ = [
     "compile", "lower", "emit", "simulate", "ir", "ops", "errors", "passes", "backends", "mdf",
     "TorchMDFError", "ValidationError", "ExpressionError", "VerificationError", "UnsupportedOpError",
     "ShapeError", "ConversionError", "PassError", "ExecutionError", "limits", "__version__",
+    "UnknownKeyWarning",
 ]

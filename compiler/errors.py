@@ -77,5 +77,10 @@ class PassError(TorchMDFError):
 
 __all__ = [
     "TorchMDFError", "ValidationError", "ExpressionError", "VerificationError",
-    "UnsupportedOpError", "ShapeError", "ConversionError", "PassError", "ExecutionError",
+    "UnsupportedOpError", "ShapeError", "ConversionError", "PassError", "ExecutionError", "UnknownKeyWarning",
 ]
+
+
+class UnknownKeyWarning(UserWarning):
+    """A model file has keys MDF does not define (older exporters write some, e.g. ``name``
+    on edges); they are kept and written back.  ``load(..., strict=True)`` refuses them."""

@@ -53,7 +53,9 @@ def test_round_trip_through_an_mdf_file(name, trace, tmp_path):
     x = torch.randn(*shape)
     mdf_model, params = pytorch_to_mdf(model, x, trace=trace)
     assert isinstance(mdf_model, torchmdf.mdf.Model)
-    assert set(params) <= set(model.state_dict()) and {k for k, _ in model.named_parameters()} <= set(params)
+    port = {k.replace(".", "_"): k for k in model.state_dict()}  # keyed as modeci_mdf keys its ports
+    assert set(params) <= set(port) and {k.replace(".", "_") for k, _ in model.named_parameters()} <= set(params)
+    assert all(torch.equal(v, model.state_dict()[port[k]]) for k, v in params.items())
     path = tmp_path / f"{name}.json"
     torchmdf.mdf.save(mdf_model, path)
     modules = mdf_to_pytorch(torchmdf.mdf.load(path), str(path), True, "mdf.s")  # modeci's positional order
@@ -88,6 +90,10 @@ def test_plain_function_and_single_tensor_args():
 
     m, params = pytorch_to_mdf(simple, args=(torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0])))
     assert m.id == "simple" and params == {}
+    # the inputs are named as modeci_mdf names them
+    assert [p.id for _, p in m.graphs[0].free_input_ports()] == ["input1", "input2"]
+    out = torchmdf.compile(m, target="fx")(input2=torch.tensor([1.0, 1.0]), input1=torch.tensor([2.0, 0.0]))
+    assert torch.equal(out, torch.tensor([5.0, 1.0]))
     gm = mdf_to_pytorch(m)[m.graphs[0].id]
     torch.testing.assert_close(gm(torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0])), torch.tensor([5.0, 8.0]))
     with pytest.raises(TorchMDFError, match="example inputs"):

@@ -9,7 +9,7 @@ import json
 import pytest
 
 import torchmdf.mdf as mdf
-from torchmdf.errors import ExpressionError, TorchMDFError, ValidationError
+from torchmdf.errors import ExpressionError, TorchMDFError, UnknownKeyWarning, ValidationError
 
 
 def _doc(nodes: dict, edges: dict | None = None, conditions: dict | None = None, fmt: str = "ModECI MDF v0.4") -> str:
@@ -170,8 +170,9 @@ def test_bad_file(tmp_path, case):
         path.write_bytes(content)
     else:
         path.write_text(content)
+    strict = any("unknown key" in f for f in fragments)  # kept with a warning unless strict
     with pytest.raises(TorchMDFError) as info:
-        mdf.load(path)
+        mdf.load(path, strict=strict)
     err = info.value
     msg = str(err)
     assert isinstance(err, cls), (type(err), msg)
@@ -240,7 +241,29 @@ def test_validate_false_skips_checks_but_not_structure(tmp_path):
     assert mdf.load(path, validate=False).graphs[0].nodes[0].parameters[0].value == "q + 1"
     path.write_text(_doc({"A": {"bogus": 1}}))
     with pytest.raises(ValidationError, match="bogus"):
-        mdf.load(path, validate=False)
+        mdf.load(path, validate=False, strict=True)
+    with pytest.warns(UnknownKeyWarning, match="bogus"):
+        assert mdf.load(path, validate=False).graphs[0].nodes[0].extra == {"bogus": 1}
+
+
+@pytest.mark.parametrize("name", [c[0] for c in CASES if any("unknown key" in f for f in c[3])])
+def test_unknown_keys_are_kept_with_a_warning(tmp_path, name):
+    """modeci_mdf loads files with keys MDF does not define; so does torchmdf, keeping them
+    (written back on save) and saying so; ``strict=True`` (see test_bad_file) refuses them."""
+    _, suffix, content, fragments, _ = next(c for c in CASES if c[0] == name)
+    key = next(f for f in fragments if "unknown key" in f).split("'")[1]
+    path = tmp_path / f"m{suffix}"
+    path.write_text(content)
+    with pytest.warns(UnknownKeyWarning, match=f"'{key}'"):
+        m = mdf.load(path, validate=False)  # "grafs": a model without graphs is still invalid
+    assert any(f"unknown key '{key}'" in str(p) for p in mdf.validate(m, strict=True, lowering=False))
+    assert not any("unknown key" in str(p) for p in mdf.validate(m, lowering=False))
+    out = tmp_path / f"back{suffix}"
+    mdf.save(m, out, validate=False)
+    assert f"{key}" in out.read_text()
+    with pytest.warns(UnknownKeyWarning):
+        again = mdf.load(out, validate=False)
+    assert again.to_dict() == m.to_dict()
 
 
 @pytest.mark.parametrize("suffix, text, fragment", [

@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+import torchmdf
 import torchmdf.mdf as mdf
 from torchmdf.errors import TorchMDFError, ValidationError
 from torchmdf.mdf import (
@@ -233,7 +234,9 @@ def test_sub_object_dicts():
     m = Model.from_dict({"m": {"graphs": {"g": {"nodes": {"A": {}}}}}})
     assert m.id == "m" and m.format is None and "format" not in m.to_dict()["m"]
     with pytest.raises(ValidationError, match="unknown key 'bogus'"):
-        Node.from_dict({"bogus": 1}, id="A", location="somewhere")
+        Node.from_dict({"bogus": 1}, id="A", location="somewhere", strict=True)
+    with pytest.warns(torchmdf.UnknownKeyWarning, match="bogus"):
+        assert Node.from_dict({"bogus": 1}, id="A").extra == {"bogus": 1}
     f = Function.from_dict({"function": {"onnx::Relu": {"X": "x"}}}, id="f")
     assert (f.function, f.args) == ("onnx::Relu", {"X": "x"})
     pc = ParameterCondition.from_dict({"id": "c", "test": "t > 0", "value": [0.5]})

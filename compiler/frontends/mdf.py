@@ -409,6 +409,8 @@ class _Lower:
         raise ValidationError(f"unsupported expression {e!r}", location=self.loc(where))
 
     def _one(self, v: Any, where: str) -> Value:
+        if isinstance(v, _Outputs) and v.whole_ok:
+            return v[0]
         if isinstance(v, list):
             raise ValidationError("a function with several results is used as one value; index it "
                                   "(name[0])", location=self.loc(where))
@@ -440,8 +442,8 @@ class _Lower:
             return op("onnx::Max" if f in ("max", "maximum") else "onnx::Min", args)
         if f == "pow":
             return op("onnx::Pow", args)
-        if f in ("matmul", "dot"):
-            return op("onnx::MatMul", args)
+        if f in ("matmul", "dot"):  # mdf::MatMul promotes mixed dtypes as numpy does
+            return op("onnx::MatMul" if self.prog.written_by_torchmdf else "mdf::MatMul", args)
         if f == "arctan2":
             return op("aten::atan2", args)
         if f == "hypot":
@@ -582,9 +584,26 @@ class _Lower:
         if unknown:
             raise ValidationError(f"{d.name} has no input or attribute {', '.join(map(repr, unknown))}",
                                   location=self.loc(where))
+        if d.name == "onnx::Constant" and not self.prog.written_by_torchmdf:
+            # modeci_mdf's Constant returns its value as written: a Python int stays one (and
+            # becomes a 1-element array where an ONNX op receives it, even over an edge: a
+            # Gather index of 0 keeps a dimension).  Floats keep the 0-d form, whose dtype
+            # follows the other operand (Clip bounds of a float32 input)
+            raw = args.get("value", _NO_VALUE)
+            if raw is _NO_VALUE:
+                p = self.prog.params_by_id(self.node).get("value")
+                raw = p.value if p is not None else _NO_VALUE
+            if type(raw) is int:
+                return self.const(raw)
         n_out = d.outputs_for(attrs, len(inputs))
         outs = self.g.create_node(d.name, inputs, attrs, num_outputs=n_out, provenance=self.provenance(where),
                                   name=self.node.id).outputs
+        if schema is not None and len(schema.outputs) > 1:
+            # modeci_mdf returns every output the schema declares (optional ones too) as a
+            # sequence, so files pick the first with [0]: MaxPool, BatchNormalization, Dropout...
+            # torchmdf computes the outputs the op's attributes ask for, the first always.
+            # Files torchmdf wrote before it indexed them may use a one-output sequence whole.
+            return _Outputs(outs, whole_ok=self.prog.written_by_torchmdf and len(outs) == 1)
         return outs[0] if n_out == 1 else list(outs)
 
     def _as_onnx_input(self, x: Value | None) -> Value | None:
@@ -623,6 +642,14 @@ class _Lower:
         outs = self.g.create_node(d.name, inputs, attrs, num_outputs=max(sig.num_returns, 1),
                                   provenance=self.provenance(where), name=self.node.id).outputs
         return outs[0] if len(outs) == 1 else list(outs)
+
+
+class _Outputs(list):
+    """The outputs of an ONNX op whose schema declares several (modeci_mdf's tuple)."""
+
+    def __init__(self, outs: Any, whole_ok: bool = False):
+        super().__init__(outs)
+        self.whole_ok = whole_ok
 
 
 def _string_attr_types() -> set[Any]:
@@ -1606,6 +1633,8 @@ class MDFProgram:
             if op_.value is None:
                 raise ValidationError("output port has no value", location=self.loc(ow))
             v = L.value(op_.value, ow, env)
+            if isinstance(v, _Outputs) and v.whole_ok:
+                v = v[0]
             if isinstance(v, list):
                 raise ValidationError("an output port is one value; index the function's results (name[0])",
                                       location=self.loc(ow))

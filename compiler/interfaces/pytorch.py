@@ -6,9 +6,10 @@ artefact of how it is built):
 
 * ``pytorch_to_mdf`` lowers through ``torch.export`` by default (modeci_mdf scripts the model
   with TorchScript and goes through the ONNX exporter); ``trace=True`` uses ``torch.jit.trace``
-  as there.  It returns ``(model, params_dict)`` like modeci_mdf, but the model is a
-  :class:`torchmdf.mdf.Model` that already holds the weights, and ``params_dict`` is keyed by
-  the PyTorch names (``"fc1.weight"``), not by MDF port ids.
+  as there.  It returns ``(model, params_dict)`` like modeci_mdf: the model's inputs are
+  ``input1``, ``input2``, ... and ``params_dict`` holds the weights keyed as modeci_mdf keys
+  them (``"fc1_weight"``); the model is a :class:`torchmdf.mdf.Model` that already holds the
+  weights (its metadata keeps the PyTorch names, so the way back gives the same ``state_dict``).
 * ``mdf_to_pytorch`` generates no Python source and writes nothing to disk (modeci_mdf writes
   ``<model>_pytorch.py`` next to the input file and imports it): each graph becomes a
   ``torch.fx.GraphModule``.  ``model_input`` may be the file the model came from (as in
@@ -56,8 +57,9 @@ def pytorch_to_mdf(model: nn.Module | Callable[..., Any] | torch.jit.ScriptModul
     of the model instead of a ``torch.export`` program.  ``use_onnx_ops``: write ONNX ops where
     an exact one exists (ATen otherwise); False keeps every op in its ATen spelling.
 
-    Returns ``(model, params_dict)``: the :class:`torchmdf.mdf.Model` and the model's
-    parameters and buffers by their PyTorch names.
+    Returns ``(model, params_dict)``: the :class:`torchmdf.mdf.Model`, whose inputs are named
+    ``input1``, ``input2``, ... as modeci_mdf names them, and the model's parameters and
+    buffers keyed by their modeci_mdf port names (``"fc1.weight"`` -> ``"fc1_weight"``).
     """
     import torchmdf
     from torchmdf.api import emit, lower
@@ -80,10 +82,11 @@ def pytorch_to_mdf(model: nn.Module | Callable[..., Any] | torch.jit.ScriptModul
         method = "trace" if trace else "export"
     g = lower(model, args, method=method)
     g, _ = run_passes(g, _pipeline(use_onnx_ops))
-    params = {name: v.tensor for name, v in g.parameters.items() if v.role in ("parameter", "buffer")}
+    _reference_input_names(g)
+    params = {_port_id(name): v.tensor for name, v in g.parameters.items() if v.role in ("parameter", "buffer")}
     for sv in g.state:
         if sv.init is not None:
-            params[sv.name] = sv.init
+            params[_port_id(sv.name)] = sv.init
     mdf_model = emit(g, target="mdf")
     if not isinstance(mdf_model, torchmdf.mdf.Model):  # pragma: no cover - guarded by the backend
         raise ConversionError("the MDF backend did not return a model")
@@ -167,6 +170,30 @@ def _set_defaults(gm: torch.fx.GraphModule, g: Any, values: Mapping[str, Any]) -
         t = val if isinstance(val, torch.Tensor) else as_tensor(val)
         mod, leaf = gm.get_submodule(target.rpartition(".")[0]), target.rpartition(".")[2]
         mod.register_buffer(leaf, t.to(dtype=old.dtype, device=old.device), persistent=False)
+
+
+def _reference_input_names(g: Any) -> None:
+    """The model's inputs named as modeci_mdf names them: ``input1``, ``input2``, ..."""
+    ins = [v for v in g.inputs if v.role == "input"]
+    targets = [f"input{i + 1}" for i in range(len(ins))]
+    taken = {v.name for v in g.inputs} | {v.name for v in g.parameters.values()}
+    for v in ins:  # free the target names first (an input may already be called input2)
+        g._names.discard(v.name)
+        taken.discard(v.name)
+    for v, new in zip(ins, targets):
+        if new in taken:  # a weight called input1: keep torchmdf's name
+            new = g.unique_name(v.name)
+        g._names.add(new)
+        v.name = new
+    if isinstance(g.metadata.get("pytorch_input_names"), list) and \
+            len(g.metadata["pytorch_input_names"]) == len(ins):
+        g.metadata["pytorch_input_names"] = [v.name for v in ins]
+
+
+def _port_id(name: str) -> str:
+    """A PyTorch name as modeci_mdf's exporter names its port (``fc1.weight`` -> ``fc1_weight``)."""
+    new = str(name).replace(".", "_").replace("::", "_").replace("-", "_")
+    return "_" + new if new[:1].isdigit() else new
 
 
 def _ident(name: str) -> str:

@@ -126,14 +126,17 @@ def _parse(text: str, fmt: str, source: str | None) -> Any:
 
 
 def loads(text: str | bytes, format: str = "json", *, validate: bool = True,
-          source: str | None = None, weights_dir: str | None = None) -> Model:
+          source: str | None = None, weights_dir: str | None = None, strict: bool = False) -> Model:
     """Read a model from JSON or YAML text; ``source`` names the file in error locations.
 
     External weight references (see :mod:`torchmdf.mdf.weights`) are resolved inside the folder
     ``weights_dir`` (``load`` passes the model file's folder); without it they are an error.
 
     With ``validate`` (the default) the model is also checked with
-    :func:`torchmdf.mdf.check`, so a model that loads is one the compiler can use."""
+    :func:`torchmdf.mdf.check`, so a model that loads is one the compiler can use.  Keys MDF
+    does not define are kept (``obj.extra``, written back on save) with an
+    :class:`~torchmdf.errors.UnknownKeyWarning`, as modeci_mdf loads them; ``strict=True``
+    makes them errors."""
     if format not in ("json", "yaml"):
         raise ValidationError(f"unknown format {format!r}", location=_where(source),
                               hint="use 'json' or 'yaml'")
@@ -152,7 +155,7 @@ def loads(text: str | bytes, format: str = "json", *, validate: bool = True,
         if data is None:
             data = _parse(text, format, source)
         del text
-        model = Model.from_dict(data, source=source)
+        model = Model.from_dict(data, source=source, strict=strict)
         del data
         if _weights.has_references(model):  # [issue 17] external weights: memory-mapped from the sidecar
             _weights.resolve_references(model, weights_dir)
@@ -178,7 +181,7 @@ def _format_for(path: str | os.PathLike, format: str | None) -> str:
 
 
 def load(source: str | os.PathLike | IO, *, format: str | None = None,
-         validate: bool = True) -> Model:
+         validate: bool = True, strict: bool = False) -> Model:
     """Load a model from a path or an open file (``.json``, ``.yaml``/``.yml`` by suffix, or
     ``format=``).  Any problem raises a TorchMDFError located in the file."""
     if hasattr(source, "read"):
@@ -195,13 +198,13 @@ def load(source: str | os.PathLike | IO, *, format: str | None = None,
         if len(text) > cap:
             raise _too_big(name, None)
         return loads(text, fmt, validate=validate, source=name,
-                     weights_dir=os.path.dirname(os.path.abspath(name)) if name else None)
+                     weights_dir=os.path.dirname(os.path.abspath(name)) if name else None, strict=strict)
     name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
     if name is None:
         raise TorchMDFError(f"load() takes a path or an open file, not {type(source).__name__}")
     fmt = _format_for(name, format)
     return loads(read_limited(name), fmt, validate=validate, source=name,
-                 weights_dir=os.path.dirname(os.path.abspath(name)))
+                 weights_dir=os.path.dirname(os.path.abspath(name)), strict=strict)
 
 
 def _too_big(name: str | None, size: int | None) -> TorchMDFError:

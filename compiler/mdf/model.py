@@ -25,6 +25,7 @@ Two forms from modeci_mdf's own writers are read as they were meant:
 
 from __future__ import annotations
 
+import warnings
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -32,7 +33,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-from torchmdf.errors import ValidationError
+from torchmdf.errors import UnknownKeyWarning, ValidationError
 
 __all__ = [
     "Model", "Graph", "Node", "InputPort", "OutputPort", "Parameter", "ParameterCondition",
@@ -75,13 +76,29 @@ class DupDict(dict):
 
 
 class _Ctx:
-    """Problems found while building objects from a dict, each with its full location."""
+    """Problems found while building objects from a dict, each with its full location.
+    Unknown keys are problems only when ``strict``; otherwise each is kept on its object's
+    ``extra`` and listed in ``unknown`` (``(location, key)``) for one warning."""
 
-    __slots__ = ("prefix", "problems")
+    __slots__ = ("prefix", "problems", "strict", "unknown")
 
-    def __init__(self, prefix: str | None):
+    def __init__(self, prefix: str | None, strict: bool = False):
         self.prefix = prefix
         self.problems: list[ValidationError] = []
+        self.strict = strict
+        self.unknown: list[tuple[str | None, str]] = []
+
+    def warn_unknown(self) -> None:
+        """One warning naming every unknown key kept (the first few with their place)."""
+        if not self.unknown:
+            return
+        shown = "; ".join(f"{loc}: {k!r}" if loc else repr(k) for loc, k in self.unknown[:5])
+        more = f" (and {len(self.unknown) - 5} more)" if len(self.unknown) > 5 else ""
+        keys = sorted({k for _, k in self.unknown})
+        warnings.warn(UnknownKeyWarning(
+            f"{len(self.unknown)} unknown key(s) kept as extra fields (written back on save), "
+            f"as modeci_mdf keeps them: {shown}{more}; keys: {', '.join(map(repr, keys[:10]))}"
+            " -- load(..., strict=True) refuses them"), stacklevel=4)
 
     def error(self, path: tuple, message: str, hint: str | None = None) -> None:
         self.problems.append(ValidationError(message, location=format_location(self.prefix, path),
@@ -105,13 +122,30 @@ def _combine(problems: list[ValidationError], prefix: str | None) -> ValidationE
     return ValidationError("\n".join(lines), location=prefix, problems=problems)
 
 
-def _check_keys(ctx: _Ctx, path: tuple, body: dict, allowed: frozenset, shown: str) -> None:
+def _check_keys(ctx: _Ctx, path: tuple, body: dict, allowed: frozenset, shown: str,
+                dups: bool = True) -> dict | None:
+    """Report repeated keys; unknown keys are an error when ``ctx.strict``, else returned
+    (``{key: value}``) to be kept on the object as ``extra``."""
+    extra = None
     for k in body:
         if k not in allowed:
-            ctx.error(path, f"unknown key {k!r}", hint=f"allowed here: {shown}")
-    dups = getattr(body, "duplicates", None)
-    if dups:
-        ctx.error(path, "key(s) " + ", ".join(repr(k) for k in dups) + " given more than once")
+            if ctx.strict or not isinstance(k, str):
+                ctx.error(path, f"unknown key {k!r}", hint=f"allowed here: {shown}")
+            else:
+                if extra is None:
+                    extra = {}
+                extra[k] = body[k]
+                ctx.unknown.append((format_location(None, path), k))
+    repeated = getattr(body, "duplicates", None) if dups else None
+    if repeated:
+        ctx.error(path, "key(s) " + ", ".join(repr(k) for k in repeated) + " given more than once")
+    return extra
+
+
+def _with_extra(extra: dict | None, obj: Any) -> Any:
+    if extra:
+        obj.extra = extra
+    return obj
 
 
 def _dups(ctx: _Ctx, path: tuple, d: Any, what: str) -> None:
@@ -252,10 +286,21 @@ def _put(d: dict, key: str, value: Any, path: tuple) -> None:
 
 
 def _put_common(d: dict, obj: Any, path: tuple) -> None:
+    _put_extra(d, obj, path)
     if obj.metadata is not None:
         d["metadata"] = to_plain(obj.metadata, path + ("metadata",))
     if obj.notes is not None:
         d["notes"] = to_plain(obj.notes, path + ("notes",))
+
+
+def _put_extra(d: dict, obj: Any, path: tuple) -> None:
+    """Keys this model does not know, kept from the file it was loaded from, written back."""
+    extra = getattr(obj, "extra", None)
+    if extra:
+        if not isinstance(extra, dict):
+            raise _SaveError(path, f"extra must be a mapping, not {_tname(extra)}")
+        for k, v in extra.items():
+            d[k] = to_plain(v, path + (k,))
 
 
 def _shape(v: Any) -> Any:
@@ -306,6 +351,7 @@ class InputPort:
     reduce: str | None = None
     metadata: dict | None = None
     notes: str | None = None
+    extra: dict | None = field(default=None, repr=False)
 
     _KEYS = _keys("id", "shape", "type", "default_value", "reduce", "metadata", "notes")
 
@@ -320,15 +366,16 @@ class InputPort:
 
     @classmethod
     def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> InputPort:
-        _check_keys(ctx, path, body, *cls._KEYS)
+        extra = _check_keys(ctx, path, body, *cls._KEYS)
         _check_id(ctx, path, body, ident)
         g = body.get
-        return cls(ident, _shape(g("shape")), g("type"), to_value(g("default_value")), g("reduce"),
-                   g("metadata"), g("notes"))
+        return _with_extra(extra, cls(ident, _shape(g("shape")), g("type"), to_value(g("default_value")), g("reduce"),
+                   g("metadata"), g("notes")))
 
     @classmethod
-    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None) -> InputPort:
-        return _from_dict(cls, d, id, location, "input port")
+    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None,
+                  strict: bool = False) -> InputPort:
+        return _from_dict(cls, d, id, location, "input port", strict)
 
 
 @dataclass(slots=True, eq=False)
@@ -341,6 +388,7 @@ class OutputPort:
     type: str | None = None
     metadata: dict | None = None
     notes: str | None = None
+    extra: dict | None = field(default=None, repr=False)
 
     _KEYS = _keys("id", "value", "shape", "type", "metadata", "notes")
 
@@ -354,14 +402,15 @@ class OutputPort:
 
     @classmethod
     def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> OutputPort:
-        _check_keys(ctx, path, body, *cls._KEYS)
+        extra = _check_keys(ctx, path, body, *cls._KEYS)
         _check_id(ctx, path, body, ident)
         g = body.get
-        return cls(ident, g("value"), _shape(g("shape")), g("type"), g("metadata"), g("notes"))
+        return _with_extra(extra, cls(ident, g("value"), _shape(g("shape")), g("type"), g("metadata"), g("notes")))
 
     @classmethod
-    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None) -> OutputPort:
-        return _from_dict(cls, d, id, location, "output port")
+    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None,
+                  strict: bool = False) -> OutputPort:
+        return _from_dict(cls, d, id, location, "output port", strict)
 
 
 @dataclass(slots=True, eq=False)
@@ -372,24 +421,27 @@ class ParameterCondition:
     test: Any = None
     value: Any = None
 
+    extra: dict | None = field(default=None, repr=False)
+
     _KEYS = _keys("id", "test", "value")
 
     def to_dict(self, _path: tuple = ()) -> dict:
         d: dict = {"id": to_plain(self.id, _path)}
         _put(d, "test", self.test, _path)
         _put(d, "value", self.value, _path)
+        _put_extra(d, self, _path)
         return d
 
     @classmethod
     def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> ParameterCondition:
-        _check_keys(ctx, path, body, *cls._KEYS)
+        extra = _check_keys(ctx, path, body, *cls._KEYS)
         _check_id(ctx, path, body, ident)
-        return cls(ident, to_value(body.get("test")), to_value(body.get("value")))
+        return _with_extra(extra, cls(ident, to_value(body.get("test")), to_value(body.get("value"))))
 
     @classmethod
     def from_dict(cls, d: dict, *, id: str | None = None,
-                  location: str | None = None) -> ParameterCondition:
-        return _from_dict(cls, d, id, location, "condition")
+                  location: str | None = None, strict: bool = False) -> ParameterCondition:
+        return _from_dict(cls, d, id, location, "condition", strict)
 
 
 @dataclass(slots=True, eq=False)
@@ -407,6 +459,7 @@ class Parameter:
     conditions: list[ParameterCondition] = field(default_factory=list)
     metadata: dict | None = None
     notes: str | None = None
+    extra: dict | None = field(default=None, repr=False)
 
     _KEYS = _keys("id", "value", "default_initial_value", "time_derivative", "function", "args",
                   "conditions", "metadata", "notes")
@@ -440,19 +493,20 @@ class Parameter:
 
     @classmethod
     def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Parameter:
-        _check_keys(ctx, path, body, *cls._KEYS)
+        extra = _check_keys(ctx, path, body, *cls._KEYS)
         _check_id(ctx, path, body, ident)
         g = body.get
         fn, args = _function_field(ctx, path, body)
         _dups(ctx, path, args, "args")
         conds = g("conditions")
         conditions = _collection(ctx, path, conds, "condition", "conditions", ParameterCondition._build)
-        return cls(ident, to_value(g("value")), to_value(g("default_initial_value")),
-                   g("time_derivative"), fn, _values(args), conditions, g("metadata"), g("notes"))
+        return _with_extra(extra, cls(ident, to_value(g("value")), to_value(g("default_initial_value")),
+                   g("time_derivative"), fn, _values(args), conditions, g("metadata"), g("notes")))
 
     @classmethod
-    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None) -> Parameter:
-        return _from_dict(cls, d, id, location, "parameter")
+    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None,
+                  strict: bool = False) -> Parameter:
+        return _from_dict(cls, d, id, location, "parameter", strict)
 
 
 @dataclass(slots=True, eq=False)
@@ -466,6 +520,7 @@ class Function:
     value: Any = None
     metadata: dict | None = None
     notes: str | None = None
+    extra: dict | None = field(default=None, repr=False)
 
     _KEYS = _keys("id", "function", "args", "value", "metadata", "notes")
 
@@ -479,16 +534,17 @@ class Function:
 
     @classmethod
     def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Function:
-        _check_keys(ctx, path, body, *cls._KEYS)
+        extra = _check_keys(ctx, path, body, *cls._KEYS)
         _check_id(ctx, path, body, ident)
         fn, args = _function_field(ctx, path, body)
         _dups(ctx, path, args, "args")
-        return cls(ident, fn, _values(args), to_value(body.get("value")), body.get("metadata"),
-                   body.get("notes"))
+        return _with_extra(extra, cls(ident, fn, _values(args), to_value(body.get("value")), body.get("metadata"),
+                   body.get("notes")))
 
     @classmethod
-    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None) -> Function:
-        return _from_dict(cls, d, id, location, "function")
+    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None,
+                  strict: bool = False) -> Function:
+        return _from_dict(cls, d, id, location, "function", strict)
 
 
 @dataclass(slots=True, eq=False)
@@ -502,6 +558,7 @@ class Node:
     output_ports: list[OutputPort] = field(default_factory=list)
     metadata: dict | None = None
     notes: str | None = None
+    extra: dict | None = field(default=None, repr=False)
 
     _KEYS = _keys("id", "input_ports", "functions", "parameters", "output_ports", "metadata", "notes")
 
@@ -535,20 +592,21 @@ class Node:
 
     @classmethod
     def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Node:
-        _check_keys(ctx, path, body, *cls._KEYS)
+        extra = _check_keys(ctx, path, body, *cls._KEYS)
         _check_id(ctx, path, body, ident)
         g = body.get
-        return cls(
+        return _with_extra(extra, cls(
             ident,
             _collection(ctx, path, g("input_ports"), "input port", "input_ports", InputPort._build),
             _collection(ctx, path, g("functions"), "function", "functions", Function._build),
             _collection(ctx, path, g("parameters"), "parameter", "parameters", Parameter._build),
             _collection(ctx, path, g("output_ports"), "output port", "output_ports", OutputPort._build),
-            g("metadata"), g("notes"))
+            g("metadata"), g("notes")))
 
     @classmethod
-    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None) -> Node:
-        return _from_dict(cls, d, id, location, "node")
+    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None,
+                  strict: bool = False) -> Node:
+        return _from_dict(cls, d, id, location, "node", strict)
 
 
 @dataclass(slots=True, eq=False)
@@ -565,6 +623,7 @@ class Edge:
     parameters: dict[str, Any] | None = None
     metadata: dict | None = None
     notes: str | None = None
+    extra: dict | None = field(default=None, repr=False)
 
     _KEYS = _keys("id", "sender", "receiver", "sender_port", "receiver_port", "parameters",
                   "metadata", "notes")
@@ -586,19 +645,20 @@ class Edge:
 
     @classmethod
     def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Edge:
-        _check_keys(ctx, path, body, *cls._KEYS)
+        extra = _check_keys(ctx, path, body, *cls._KEYS)
         _check_id(ctx, path, body, ident)
         g = body.get
         for k in ("sender", "receiver", "sender_port", "receiver_port"):
             if k not in body:
                 ctx.error(path, f"missing {k!r}")
         _dups(ctx, path, g("parameters"), "parameters")
-        return cls(ident, g("sender"), g("receiver"), g("sender_port"), g("receiver_port"),
-                   _values(g("parameters")), g("metadata"), g("notes"))
+        return _with_extra(extra, cls(ident, g("sender"), g("receiver"), g("sender_port"), g("receiver_port"),
+                   _values(g("parameters")), g("metadata"), g("notes")))
 
     @classmethod
-    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None) -> Edge:
-        return _from_dict(cls, d, id, location, "edge")
+    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None,
+                  strict: bool = False) -> Edge:
+        return _from_dict(cls, d, id, location, "edge", strict)
 
 
 _COND_KEYS = frozenset(["type", "kwargs", "args", "metadata", "notes"])
@@ -614,6 +674,7 @@ class Condition:
     kwargs: dict[str, Any]
     metadata: dict | None
     notes: str | None
+    extra: dict | None
 
     _KEYS = _keys("type", "kwargs", "metadata", "notes")
 
@@ -622,8 +683,12 @@ class Condition:
         self.type = type  # type: ignore[assignment]
         self.kwargs = dict(kwargs) if kwargs is not None else {}
         self.kwargs.update(more)
+        # as in modeci_mdf scripts: Node (or Graph) objects name their node, graph_scheduler's
+        # TimeScale enums their scale ("TimeScale.PASS")
+        self.kwargs = {k: _plain_condition_arg(v) for k, v in self.kwargs.items()}
         self.metadata = metadata
         self.notes = notes
+        self.extra = None
 
     def __repr__(self) -> str:
         return f"Condition({self.type!r}, {self.kwargs!r})"
@@ -637,9 +702,7 @@ class Condition:
 
     @classmethod
     def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Condition:
-        for k in body:
-            if k not in _COND_KEYS:
-                ctx.error(path, f"unknown key {k!r}", hint="allowed here: type, kwargs, metadata, notes")
+        extra = _check_keys(ctx, path, body, _COND_KEYS, "type, kwargs, metadata, notes", dups=False)
         if "kwargs" in body and "args" in body:
             ctx.error(path, "both 'kwargs' and 'args' (the pre-v0.4 name of 'kwargs') given")
         if "type" not in body:
@@ -653,7 +716,7 @@ class Condition:
         _dups(ctx, path, body, "condition")
         _dups(ctx, path, kwargs, "kwargs")
         conv = {k: _condition_arg(v, ctx, path + (f"kwargs {k!r}",)) for k, v in kwargs.items()}
-        return cls(body.get("type"), conv, metadata=body.get("metadata"), notes=body.get("notes"))
+        return _with_extra(extra, cls(body.get("type"), conv, metadata=body.get("metadata"), notes=body.get("notes")))
 
     @classmethod
     def from_dict(cls, d: dict, *, location: str | None = None) -> Condition:
@@ -664,6 +727,30 @@ class Condition:
         c = cls._build(d, None, ctx, ())
         ctx.raise_if_any()
         return c
+
+
+def _enum_name(v: Any) -> str | None:
+    """``TimeScale.PASS`` (an Enum member of graph_scheduler or PsyNeuLink) -> ``"PASS"``."""
+    import enum
+
+    return v.name if isinstance(v, enum.Enum) and type(v).__name__ == "TimeScale" else None
+
+
+def _plain_condition_arg(v: Any) -> Any:
+    if isinstance(v, (Node, Graph)):
+        return v.id
+    name = _enum_name(v)
+    if name is not None:
+        return f"TimeScale.{name}"
+    if type(v) in (list, tuple) and any(isinstance(x, (Node, Graph)) or _enum_name(x) for x in v):
+        return [_plain_condition_arg(x) for x in v]
+    return v
+
+
+def _time_scale_key(k: Any) -> Any:
+    """A termination key: ``TimeScale.ENVIRONMENT_STATE_UPDATE`` -> ``"environment_state_update"``."""
+    name = _enum_name(k)
+    return name.lower() if name is not None else k
 
 
 def _looks_like_condition(v: Any) -> bool:
@@ -688,8 +775,18 @@ class ConditionSet:
     termination: dict[str, Condition] | None = None
     metadata: dict | None = None
     notes: str | None = None
+    extra: dict | None = field(default=None, repr=False)
 
     _KEYS = _keys("node_specific", "termination", "metadata", "notes")
+
+    def __post_init__(self) -> None:
+        # modeci_mdf scripts key termination by graph_scheduler's TimeScale and node_specific
+        # by Node objects; the file form uses their names
+        if isinstance(self.termination, dict):
+            self.termination = {_time_scale_key(k): c for k, c in self.termination.items()}
+        if isinstance(self.node_specific, dict):
+            self.node_specific = {(k.id if isinstance(k, (Node, Graph)) else k): c
+                                  for k, c in self.node_specific.items()}
 
     def to_dict(self, _path: tuple = ()) -> dict:
         d: dict = {}
@@ -705,7 +802,7 @@ class ConditionSet:
 
     @classmethod
     def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> ConditionSet:
-        _check_keys(ctx, path, body, *cls._KEYS)
+        extra = _check_keys(ctx, path, body, *cls._KEYS)
         out = {}
         for key in ("node_specific", "termination"):
             v = body.get(key)
@@ -725,7 +822,7 @@ class ConditionSet:
                     continue
                 conds[k] = Condition._build(c, None, ctx, p)
             out[key] = conds
-        return cls(out["node_specific"], out["termination"], body.get("metadata"), body.get("notes"))
+        return _with_extra(extra, cls(out["node_specific"], out["termination"], body.get("metadata"), body.get("notes")))
 
     @classmethod
     def from_dict(cls, d: dict, *, location: str | None = None) -> ConditionSet:
@@ -750,6 +847,7 @@ class Graph:
     conditions: ConditionSet | None = None
     metadata: dict | None = None
     notes: str | None = None
+    extra: dict | None = field(default=None, repr=False)
 
     _KEYS = _keys("id", "nodes", "edges", "parameters", "conditions", "metadata", "notes")
 
@@ -789,7 +887,7 @@ class Graph:
 
     @classmethod
     def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Graph:
-        _check_keys(ctx, path, body, *cls._KEYS)
+        extra = _check_keys(ctx, path, body, *cls._KEYS)
         _check_id(ctx, path, body, ident)
         g = body.get
         _dups(ctx, path, g("parameters"), "parameters")
@@ -799,13 +897,14 @@ class Graph:
             conditions = ConditionSet._build(cond, None, ctx, path + ("conditions",))
         elif cond is not None:
             ctx.error(path, f"conditions must be a mapping, got {_tname(cond)}")
-        return cls(ident, _collection(ctx, path, g("nodes"), "node", "nodes", _build_node_or_graph),
+        return _with_extra(extra, cls(ident, _collection(ctx, path, g("nodes"), "node", "nodes", _build_node_or_graph),
                    _collection(ctx, path, g("edges"), "edge", "edges", Edge._build),
-                   _values(g("parameters")), conditions, g("metadata"), g("notes"))
+                   _values(g("parameters")), conditions, g("metadata"), g("notes")))
 
     @classmethod
-    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None) -> Graph:
-        return _from_dict(cls, d, id, location, "graph")
+    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None,
+                  strict: bool = False) -> Graph:
+        return _from_dict(cls, d, id, location, "graph", strict)
 
 
 #: Deepest nesting of graphs in graphs a file may have (modeci_mdf writes one level).
@@ -836,6 +935,7 @@ class Model:
     metadata: dict | None = None
     notes: str | None = None
     source: str | None = field(default=None, repr=False)
+    extra: dict | None = field(default=None, repr=False)
 
     _KEYS = _keys("id", "format", "generating_application", "onnx_opset_version", "metadata", "notes",
                   "graphs")
@@ -873,25 +973,102 @@ class Model:
             _KEEP_ARRAYS.reset(token)
         return {self.id: body}
 
-    @classmethod
-    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Model:
-        _check_keys(ctx, path, body, *cls._KEYS)
-        _check_id(ctx, path, body, ident)
-        g = body.get
-        return cls(ident, _collection(ctx, path, g("graphs"), "graph", "graphs", Graph._build),
-                   g("format"), g("generating_application"), g("onnx_opset_version"), g("metadata"),
-                   g("notes"))
+    # -- modeci_mdf / modelspec conveniences, so scripts written for the reference run ---------
+    def to_json(self) -> str:
+        """The model as JSON text (modeci_mdf's ``Model.to_json``)."""
+        from .io import dumps
+
+        return dumps(self, "json")
+
+    def to_yaml(self) -> str:
+        """The model as YAML text (modeci_mdf's ``Model.to_yaml``)."""
+        from .io import dumps
+
+        return dumps(self, "yaml")
+
+    def to_json_file(self, filename: str | None = None, include_metadata: bool = True) -> str:
+        """Write the model as JSON to ``filename`` (default ``<id>.json``) and return the name,
+        as modeci_mdf does (``include_metadata`` is accepted and ignored: metadata is kept)."""
+        from .io import save
+
+        filename = f"{self.id}.json" if filename is None else filename
+        save(self, filename, format="json")
+        return filename
+
+    def to_yaml_file(self, filename: str | None = None, include_metadata: bool = True) -> str:
+        """Write the model as YAML to ``filename`` (default ``<id>.yaml``) and return the name."""
+        from .io import save
+
+        filename = f"{self.id}.yaml" if filename is None else filename
+        save(self, filename, format="yaml")
+        return filename
+
+    def to_graph_image(self, engine: str = "dot", output_format: str = "png", view_on_render: bool = False,
+                       level: int = 2, filename_root: str | None = None, only_warn_on_fail: bool = False,
+                       is_horizontal: bool = False, solid_color: bool = False) -> str | None:
+        """Draw the model to ``<filename_root or id>.<output_format>`` (modeci_mdf's
+        ``Model.to_graph_image``; ``engine``, ``view_on_render``, ``is_horizontal`` and
+        ``solid_color`` are accepted and ignored).  Returns the file written, or None when it
+        failed and ``only_warn_on_fail`` is set."""
+        from torchmdf.backends.picture import draw
+        from torchmdf.errors import TorchMDFError
+
+        path = f"{filename_root or self.id}.{output_format}"
+        try:
+            return str(draw(self, path, level=level))
+        except TorchMDFError as e:
+            if not only_warn_on_fail:
+                raise
+            warnings.warn(f"could not draw the model: {e}", stacklevel=2)
+            return None
 
     @classmethod
-    def from_dict(cls, d: dict, *, location: str | None = None, source: str | None = None) -> Model:
+    def from_json(cls, text: str) -> Model:
+        """A model from JSON text (modelspec's ``from_json``); unknown keys kept with a warning."""
+        from .io import loads
+
+        return loads(text, "json")
+
+    @classmethod
+    def from_yaml(cls, text: str) -> Model:
+        """A model from YAML text (modelspec's ``from_yaml``)."""
+        from .io import loads
+
+        return loads(text, "yaml")
+
+    @classmethod
+    def from_file(cls, filename: str) -> Model:
+        """A model from a ``.json``/``.yaml``/``.yml`` file (modelspec's ``from_file``)."""
+        from .io import load
+
+        return load(filename)
+
+    from_json_file = from_file
+    from_yaml_file = from_file
+
+    @classmethod
+    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Model:
+        extra = _check_keys(ctx, path, body, *cls._KEYS)
+        _check_id(ctx, path, body, ident)
+        g = body.get
+        return _with_extra(extra, cls(ident, _collection(ctx, path, g("graphs"), "graph", "graphs", Graph._build),
+                   g("format"), g("generating_application"), g("onnx_opset_version"), g("metadata"),
+                   g("notes")))
+
+    @classmethod
+    def from_dict(cls, d: dict, *, location: str | None = None, source: str | None = None,
+                  strict: bool = False) -> Model:
         """Build a Model from its file form ``{model id: {...}}`` (or a body with an ``id``).
 
         ``location`` prefixes every error location (``"file 'm.json'"``); ``source`` records
         the file name (and sets ``location`` when that is not given).  Raises one
-        ValidationError listing every structural problem."""
+        ValidationError listing every structural problem.  A key MDF does not define is kept
+        on its object's ``extra`` (and written back by ``to_dict``) with one
+        :class:`~torchmdf.errors.UnknownKeyWarning`, as modeci_mdf loads such files (older
+        exporters write ``name`` on edges, for one); ``strict=True`` makes it an error."""
         if location is None and source is not None:
             location = f"file '{source}'"
-        ctx = _Ctx(location)
+        ctx = _Ctx(location, strict)
         if not isinstance(d, dict):
             what = "a list" if isinstance(d, list) else "nothing (the file is empty)" if d is None \
                 else f"a {_tname(d)}"
@@ -916,6 +1093,7 @@ class Model:
                 ctx.raise_if_any()
             model = cls._build(body, ident, ctx, path)
         ctx.raise_if_any()
+        ctx.warn_unknown()
         model.source = source
         return model
 
@@ -936,8 +1114,8 @@ def _dump_collection(items: list, kind: str, path: tuple) -> dict:
     return out
 
 
-def _from_dict(cls, d: Any, ident: Any, location: str | None, kind: str):
-    ctx = _Ctx(location)
+def _from_dict(cls, d: Any, ident: Any, location: str | None, kind: str, strict: bool = False):
+    ctx = _Ctx(location, strict)
     if not isinstance(d, dict):
         ctx.error((), f"expected a mapping of {kind} fields, got {_tname(d)}")
         ctx.raise_if_any()
@@ -945,4 +1123,5 @@ def _from_dict(cls, d: Any, ident: Any, location: str | None, kind: str):
         ident = d.get("id")
     obj = cls._build(d, ident, ctx, (seg(kind, ident),))
     ctx.raise_if_any()
+    ctx.warn_unknown()
     return obj

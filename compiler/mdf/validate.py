@@ -135,10 +135,22 @@ def _close(name: str, options: Iterable[str]) -> str | None:
 
 
 class _Validator:
-    def __init__(self, model: Any):
+    def __init__(self, model: Any, strict: bool = False):
         self.prefix = model.location if isinstance(model, Model) else None
         self.problems: list[ValidationError] = []
         self.legacy = False
+        self.strict = strict
+
+    def extra(self, path: tuple, obj: Any) -> None:
+        """Keys kept from a file that MDF does not define: problems only when ``strict``."""
+        extra = getattr(obj, "extra", None)
+        if extra is None:
+            return
+        if not isinstance(extra, dict):
+            self.type_err(path, "extra", "a mapping", extra)
+        elif self.strict:
+            for k in extra:
+                self.err(path, f"unknown key {k!r}")
 
     # -- reporting -----------------------------------------------------------------------------
 
@@ -149,6 +161,7 @@ class _Validator:
         self.err(path, f"{what} must be {want}, not {type(got).__name__} {_short(got)}")
 
     def common(self, path: tuple, obj: Any, torchmdf_keys: dict | None = None) -> None:
+        self.extra(path, obj)
         if obj.metadata is not None and not isinstance(obj.metadata, dict):
             self.type_err(path, "metadata", "a mapping", obj.metadata)
         if torchmdf_keys is not None:
@@ -361,6 +374,7 @@ class _Validator:
             for c in conds:
                 cp = path + (seg("condition", c.id),)
                 self.ident(cp, c, "condition")
+                self.extra(cp, c)
                 if c.test is None:
                     self.err(cp, "the condition has no test")
                 self.value(cp, "test", c.test, scope)
@@ -668,7 +682,7 @@ def _short(v: Any, limit: int = 60) -> str:
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
-def validate(model: Model, *, lowering: bool = True) -> list[ValidationError]:
+def validate(model: Model, *, lowering: bool = True, strict: bool = False) -> list[ValidationError]:
     """Every problem of the model (an empty list when it is valid), each located by file and
     MDF path (``file 'm.json' > model 'm' > graph 'g' > node 'A' > parameter 'slope'``).
 
@@ -676,11 +690,13 @@ def validate(model: Model, *, lowering: bool = True) -> list[ValidationError]:
     ``compile`` and ``simulate`` lower it (every graph; the first evaluation and a later one;
     the default passes: constant folding, shape inference; the size limits), so "valid"
     means "compiles": bad condition arguments, unknown cast types and shape mismatches that
-    can be seen without running are reported too.  ``load`` checks only the structure."""
+    can be seen without running are reported too.  ``load`` checks only the structure.
+    ``strict=True`` also reports the keys MDF does not define that a file carried (kept on
+    each object's ``extra``; ``load`` keeps them with a warning)."""
     from torchmdf.api import gc_paused
 
     with gc_paused():
-        v = _Validator(model)
+        v = _Validator(model, strict)
         v.model(model)
         if isinstance(model, Model):  # [issue 17] a weight still in its sidecar cannot be checked or run
             from .weights import unresolved_references
@@ -737,8 +753,8 @@ def _lowering_problems(model: Model) -> list[ValidationError]:
     return out
 
 
-def check(model: Model) -> None:
+def check(model: Model, *, strict: bool = False) -> None:
     """Raise one ValidationError (``.problems`` lists each) if the model has any problem."""
-    problems = validate(model, lowering=False)
+    problems = validate(model, lowering=False, strict=strict)
     if problems:
         raise _combine(problems, model.location if isinstance(model, Model) else None)

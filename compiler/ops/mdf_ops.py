@@ -45,9 +45,31 @@ for _name, _fn in [("sin", torch.sin), ("cos", torch.cos), ("tan", torch.tan), (
     _scaled(_name, _fn)
 
 
+def numpy_result_type(*xs: torch.Tensor) -> torch.dtype:
+    """The dtype numpy gives an operation on arrays of these dtypes (``np.result_type``):
+    unlike torch, an int64 and a float32 array make float64."""
+    import numpy as np
+
+    dts = [x.dtype for x in xs]
+    if all(d == dts[0] for d in dts):
+        return dts[0]
+    try:
+        npd = [torch.empty((), dtype=d).numpy().dtype for d in dts]
+        return torch.from_numpy(np.empty((), dtype=np.result_type(*npd))).dtype
+    except (TypeError, RuntimeError):  # a dtype numpy lacks (bfloat16): torch's own rule
+        out = dts[0]
+        for d in dts[1:]:
+            out = torch.promote_types(out, d)
+        return out
+
+
 @op("mdf::MatMul", input_names=("A", "B"), mdf_name="MatMul")
 def matmul(A, B):
-    """A @ B"""
+    """A @ B (operands of different dtypes promote as in numpy, which modeci_mdf uses: an int64
+    and a float64 array multiply in float64, where torch.matmul raises)"""
+    if A.dtype != B.dtype:
+        t = numpy_result_type(A, B)
+        A, B = A.to(t), B.to(t)
     return torch.matmul(A, B)
 
 

@@ -678,3 +678,74 @@ def onnx_to_torch_dtype(code: int) -> torch.dtype:
 
 def torch_to_onnx_dtype(dt: torch.dtype) -> int:
     return _TORCH_TO_ONNX[dt]
+
+
+# -- random ops: impure (never folded, never deduplicated), sizes from attributes ----------------
+def _generator(seed: Any, like: torch.Tensor | None = None) -> torch.Generator | None:
+    """A generator seeded by the ``seed`` attribute (the same draws each call, as a fixed
+    seed means in ONNX), or None: torch's global generator (``torch.manual_seed``)."""
+    if seed is None:
+        return None
+    g = torch.Generator(device=like.device if like is not None else "cpu")
+    g.manual_seed(int(seed) & 0xFFFF_FFFF_FFFF)
+    return g
+
+
+def _shape_attr(shape: Any) -> tuple[int, ...]:
+    from torchmdf.limits import LIMITS
+
+    dims = tuple(int(d) for d in (shape.tolist() if isinstance(shape, torch.Tensor) else shape or ()))
+    if any(d < 0 for d in dims):
+        raise ValueError(f"a random op's shape must be non-negative, got {list(dims)}")
+    n = math.prod(dims)
+    if n > LIMITS.max_elements:  # before allocating; the caller's error handling locates it
+        raise ValueError(f"a random tensor of shape {list(dims)} would have {n:,} elements, more than "
+                         f"torchmdf.limits.LIMITS.max_elements ({LIMITS.max_elements:,})")
+    return dims
+
+
+def random_uniform(dtype: int = 1, high: float = 1.0, low: float = 0.0, seed: Any = None, shape: Any = ()):
+    """ONNX RandomUniform: ``shape`` values uniform in [low, high)."""
+    dt = onnx_to_torch_dtype(dtype)
+    out = torch.rand(_shape_attr(shape), generator=_generator(seed), dtype=dt)
+    return out * (high - low) + low
+
+
+def random_normal(dtype: int = 1, mean: float = 0.0, scale: float = 1.0, seed: Any = None, shape: Any = ()):
+    """ONNX RandomNormal: ``shape`` values from N(mean, scale^2)."""
+    dt = onnx_to_torch_dtype(dtype)
+    return torch.randn(_shape_attr(shape), generator=_generator(seed), dtype=dt) * scale + mean
+
+
+def random_uniform_like(input, dtype: int | None = None, high: float = 1.0, low: float = 0.0, seed: Any = None):
+    """ONNX RandomUniformLike: uniform values of the input's shape (and dtype, unless given)."""
+    dt = onnx_to_torch_dtype(dtype) if dtype is not None else input.dtype
+    out = torch.rand(input.shape, generator=_generator(seed, input), dtype=dt, device=input.device)
+    return out * (high - low) + low
+
+
+def random_normal_like(input, dtype: int | None = None, mean: float = 0.0, scale: float = 1.0, seed: Any = None):
+    """ONNX RandomNormalLike: normal values of the input's shape (and dtype, unless given)."""
+    dt = onnx_to_torch_dtype(dtype) if dtype is not None else input.dtype
+    return torch.randn(input.shape, generator=_generator(seed, input), dtype=dt, device=input.device) * scale + mean
+
+
+def bernoulli(input, dtype: int | None = None, seed: Any = None):
+    """ONNX Bernoulli: 1 with probability ``input``, else 0."""
+    dt = onnx_to_torch_dtype(dtype) if dtype is not None else input.dtype
+    p = input if input.is_floating_point() else input.double()
+    return torch.bernoulli(p, generator=_generator(seed, input)).to(dt)
+
+
+def multinomial(input, dtype: int = 6, sample_size: int = 1, seed: Any = None):
+    """ONNX Multinomial: ``sample_size`` class indices per row of unnormalized log-probabilities."""
+    probs = torch.softmax(input.double(), dim=-1)
+    out = torch.multinomial(probs, int(sample_size), replacement=True, generator=_generator(seed, input))
+    return out.to(onnx_to_torch_dtype(dtype))
+
+
+for _n, _f, _ins in [("RandomUniform", random_uniform, ()), ("RandomNormal", random_normal, ()),
+                     ("RandomUniformLike", random_uniform_like, ("input",)),
+                     ("RandomNormalLike", random_normal_like, ("input",)),
+                     ("Bernoulli", bernoulli, ("input",)), ("Multinomial", multinomial, ("input",))]:
+    _reg(_n, _f, _ins, pure=False)

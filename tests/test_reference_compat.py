@@ -1,0 +1,296 @@
+"""What files and scripts written for modeci_mdf rely on (issue 19): ONNX ops with several
+declared outputs as sequences, numpy's type promotion, ports whose shape changes between steps,
+the reference's Model methods and builder conveniences, ONNX random ops.  Expected values come
+from numpy/torch computing the same thing independently, or from modeci_mdf itself (``oracle``)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import torchmdf
+import torchmdf.mdf as mdf
+
+try:  # the oracle
+    from modeci_mdf.execution_engine import EvaluableGraph
+    from modeci_mdf.utils import load_mdf
+except ImportError:  # pragma: no cover - oracle tests skip
+    EvaluableGraph = None
+
+oracle = pytest.mark.skipif(EvaluableGraph is None, reason="modeci_mdf is not installed")
+
+X = np.arange(32, dtype=np.float32).reshape(1, 2, 4, 4) % 7
+
+
+def _model(nodes: dict, edges: dict | None = None, conditions: dict | None = None) -> dict:
+    g: dict = {"nodes": nodes}
+    if edges:
+        g["edges"] = edges
+    if conditions:
+        g["conditions"] = conditions
+    return {"m": {"format": "ModECI MDF v0.4", "graphs": {"g": g}}}
+
+
+def _write(tmp_path, doc: dict, name: str = "m.json"):
+    p = tmp_path / name
+    p.write_text(json.dumps(doc))
+    return p
+
+
+def _modeci_ports(path, steps: int = 1) -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        eg = EvaluableGraph(load_mdf(str(path)).graphs[0], verbose=False)
+        eg.evaluate()
+        for _ in range(steps - 1):
+            eg.evaluate(time_increment=0.01)
+    return {f"{n}.{p}": o.curr_value for n, en in eg.enodes.items() for p, o in en.evaluable_outputs.items()}
+
+
+def _maxpool_doc(index: str = "[0]") -> dict:
+    return _model({"A": {
+        "input_ports": {"x": {"default_value": X.tolist()}},
+        "parameters": {"kernel_shape": {"value": [2, 2]}, "strides": {"value": [2, 2]},
+                       "mp": {"function": "onnx::MaxPool", "args": {"X": "x"}}},
+        "output_ports": {"o": {"value": f"mp{index}"}}}})
+
+
+# -- multi-output ONNX ops -------------------------------------------------------------------
+
+def test_multi_output_onnx_op_is_a_sequence(tmp_path):
+    """``mp[0]`` is MaxPool's first output (modeci_mdf's tuple), not the batch dimension."""
+    out = torchmdf.simulate(_write(tmp_path, _maxpool_doc()), steps=1)["A.o"][0]
+    expected = F.max_pool2d(torch.from_numpy(X).double(), 2, 2)
+    torch.testing.assert_close(out, expected)
+
+
+def test_multi_output_sequence_used_whole_is_a_located_error(tmp_path):
+    path = _write(tmp_path, _maxpool_doc(index=""), "whole.json")
+    with pytest.raises(torchmdf.TorchMDFError, match="index") as info:
+        torchmdf.simulate(path, steps=1)
+    assert "whole.json" in str(info.value) and "output port 'o'" in str(info.value)
+
+
+@oracle
+def test_multi_output_matches_modeci(tmp_path):
+    path = _write(tmp_path, _maxpool_doc())
+    exp = np.asarray(_modeci_ports(path)["A.o"], dtype=np.float64)
+    np.testing.assert_allclose(torchmdf.simulate(path, steps=1)["A.o"][0].numpy(), exp, rtol=1e-6)
+
+
+class _Pool(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 3, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(3)
+
+    def forward(self, x):
+        return F.max_pool2d(torch.relu(self.bn(self.conv(x))), 2)
+
+
+def test_files_written_here_index_multi_output_ops(tmp_path):
+    torch.manual_seed(0)
+    model = _Pool().eval()
+    x = torch.from_numpy(X)
+    m = torchmdf.compile(model, target="mdf", example_inputs=(x,))
+    text = mdf.dumps(m)
+    assert "onnx::MaxPool" in text
+    pools = [p for n in m.graphs[0].nodes for p in n.parameters if p.function == "onnx::MaxPool"]
+    owners = [n for n in m.graphs[0].nodes if any(p in n.parameters for p in pools)]
+    assert pools and all(o.output_ports[0].value.endswith("[0]") for o in owners)
+    path = tmp_path / "pool.json"
+    mdf.save(m, path)
+    with torch.no_grad():
+        torch.testing.assert_close(torchmdf.compile(str(path), target="fx")(x), model(x))
+
+
+@oracle
+def test_files_written_here_run_in_modeci_with_the_same_results(tmp_path):
+    """A torch model using MaxPool and BatchNormalization, written here, run by modeci_mdf."""
+    torch.manual_seed(0)
+    model = _Pool().eval()
+    x = torch.from_numpy(X)
+    m = torchmdf.compile(model, target="mdf", example_inputs=(x,))
+    (_, port), = m.graphs[0].free_input_ports()
+    port.default_value = X.tolist()  # what modeci_mdf feeds the input
+    path = tmp_path / "pool.json"
+    mdf.save(m, path)
+    ports = _modeci_ports(path)
+    final = m.metadata["torchmdf"]["output_ports"][0]
+    with torch.no_grad():
+        np.testing.assert_allclose(np.asarray(ports[final], dtype=np.float64), model(x).double().numpy(),
+                                   rtol=1e-5, atol=1e-6)
+
+
+# -- numpy type promotion ----------------------------------------------------------------------
+
+def test_matmul_of_int_and_float_promotes_as_numpy(tmp_path):
+    w = [[1, 2], [3, 4]]
+    doc = _model({"A": {"parameters": {"w": {"value": w}, "v": {"value": [0.5, 0.25]},
+                                       "mm": {"function": "MatMul", "args": {"A": "w", "B": "v"}},
+                                       "d": {"value": "dot(w, v)"}},
+                        "output_ports": {"o": {"value": "mm"}, "p": {"value": "d"}}}})
+    t = torchmdf.simulate(_write(tmp_path, doc), steps=1)
+    expected = np.dot(np.array(w), np.array([0.5, 0.25]))
+    for k in ("A.o", "A.p"):
+        assert t[k].dtype == torch.float64
+        np.testing.assert_array_equal(t[k][0].numpy(), expected)
+
+
+# -- ports whose shape changes between steps -----------------------------------------------------
+
+def _growing_doc() -> dict:
+    # the first evaluation gives the initial value (2,); later ones add a (2, 2) derivative
+    return _model({"A": {"parameters": {"m": {"value": [[1.0, 2.0], [3.0, 4.0]]},
+                                        "s": {"default_initial_value": [1.0, 2.0], "time_derivative": "m"}},
+                         "output_ports": {"o": {"value": "s"}}}})
+
+
+def test_port_whose_shape_changes_has_a_list_trajectory(tmp_path):
+    t = torchmdf.simulate(_write(tmp_path, _growing_doc()), steps=3, dt=0.5)
+    traj = t["A.o"]
+    assert isinstance(traj, list) and len(traj) == 3
+    assert [tuple(x.shape) for x in traj] == [(2,), (2, 2), (2, 2)]
+    np.testing.assert_allclose(traj[1].numpy(), np.array([1.0, 2.0]) + 0.5 * np.array([[1, 2], [3, 4]]))
+
+
+@oracle
+def test_port_whose_shape_changes_matches_modeci(tmp_path):
+    path = _write(tmp_path, _growing_doc())
+    t = torchmdf.simulate(path, steps=5, dt=0.01)["A.o"]
+    for steps in (1, 5):
+        exp = np.asarray(_modeci_ports(path, steps)["A.o"], dtype=np.float64)
+        np.testing.assert_allclose(t[steps - 1].numpy(), exp, rtol=1e-5)
+
+
+# -- the reference's Model methods and builder -------------------------------------------------------
+
+def _simple() -> mdf.Model:
+    a = mdf.Node(id="A", parameters=[mdf.Parameter(id="count", value="count + 1", default_initial_value=0)],
+                 output_ports=[mdf.OutputPort(id="out", value="count")])
+    b = mdf.Node(id="B", input_ports=[mdf.InputPort(id="inp")],
+                 parameters=[mdf.Parameter(id="seen", value="seen + 1", default_initial_value=0)],
+                 output_ports=[mdf.OutputPort(id="out", value="inp * 10 + seen")])
+    g = mdf.Graph(id="g", nodes=[a, b],
+                  edges=[mdf.Edge(id="e", sender="A", sender_port="out", receiver="B", receiver_port="inp")])
+    return mdf.Model(id="simple_model", graphs=[g])
+
+
+def test_model_file_methods(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    m = _simple()
+    assert m.to_json_file() == "simple_model.json" and (tmp_path / "simple_model.json").is_file()
+    assert m.to_yaml_file("other.yaml") == "other.yaml"
+    for name in ("simple_model.json", "other.yaml"):
+        back = mdf.Model.from_file(name)
+        assert back.to_dict() == m.to_dict()
+    assert mdf.Model.from_json(m.to_json()).to_dict() == m.to_dict()
+    assert mdf.Model.from_yaml(m.to_yaml()).to_dict() == m.to_dict()
+    assert json.loads(m.to_json()) == m.to_dict()
+    out = m.to_graph_image(output_format="dot", filename_root="pic", level=3)
+    assert out == "pic.dot" and "digraph" in (tmp_path / "pic.dot").read_text()
+    with pytest.raises(torchmdf.TorchMDFError):
+        m.to_graph_image(output_format="nope")
+    with pytest.warns(UserWarning, match="could not draw"):
+        assert m.to_graph_image(output_format="nope", only_warn_on_fail=True) is None
+
+
+def _conditioned(graph_scheduler) -> mdf.Model:
+    m = _simple()
+    a, b = m.graphs[0].nodes
+    ts = graph_scheduler.TimeScale.ENVIRONMENT_STATE_UPDATE
+    m.graphs[0].conditions = mdf.ConditionSet(
+        node_specific={b: mdf.Condition("EveryNCalls", dependencies=a, n=2)},
+        termination={ts: mdf.Condition("AfterNCalls", dependencies=b, n=2, time_scale=ts)})
+    return m
+
+
+def test_builder_takes_timescale_and_node_objects():
+    graph_scheduler = pytest.importorskip("graph_scheduler")
+    m = _conditioned(graph_scheduler)
+    cs = m.to_dict()["simple_model"]["graphs"]["g"]["conditions"]
+    assert list(cs["termination"]) == ["environment_state_update"]
+    assert cs["node_specific"]["B"]["kwargs"] == {"dependencies": "A", "n": 2}
+    assert cs["termination"]["environment_state_update"]["kwargs"]["time_scale"] == \
+        "TimeScale.ENVIRONMENT_STATE_UPDATE"
+    t = torchmdf.simulate(m, steps=2)
+    # each evaluation: A runs until B has run twice (B every second A): A 4 times, B twice
+    assert t["A.out"].tolist() == [4, 8] and t["B.out"].tolist() == [42, 84]
+
+
+@oracle
+def test_builder_schedule_matches_modeci(tmp_path):
+    import graph_scheduler
+
+    m = _conditioned(graph_scheduler)
+    path = tmp_path / "cond.json"
+    mdf.save(m, path)
+    t = torchmdf.simulate(path, steps=5)
+    for steps in (1, 5):
+        exp = _modeci_ports(path, steps)
+        for k, v in exp.items():
+            np.testing.assert_allclose(t[k][steps - 1].numpy(), np.asarray(v, dtype=np.float64), err_msg=k)
+
+
+# -- ONNX random ops ---------------------------------------------------------------------------------
+
+def test_random_ops_are_impure_and_sized():
+    from torchmdf.ops import registry
+
+    for name in ("RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike", "Bernoulli",
+                 "Multinomial"):
+        d = registry.lookup(f"onnx::{name}")
+        assert d is not None and not d.pure, name
+    doc = _model({"A": {"input_ports": {"x": {"default_value": [[0.0, 1.0, 0.0]] * 3}},
+                        "parameters": {
+                            "u": {"function": {"onnx::RandomUniform": {"shape": [200, 3], "low": -2.0, "high": 3.0}}},
+                            "s": {"function": {"onnx::RandomNormal": {"shape": [5], "seed": 7.0}}},
+                            "b": {"function": {"onnx::Bernoulli": {"input": "x"}}}},
+                        "output_ports": {"u": {"value": "u"}, "s": {"value": "s"}, "b": {"value": "b"}}}})
+    t = torchmdf.simulate(mdf.Model.from_dict(doc), steps=3)
+    u = t["A.u"]
+    assert u.shape == (3, 200, 3) and u.dtype == torch.float32
+    assert u.min() >= -2.0 and u.max() < 3.0 and not torch.equal(u[0], u[1])  # drawn again each step
+    assert torch.equal(t["A.s"][0], t["A.s"][2])  # a seed gives the same draws
+    assert torch.equal(t["A.b"][0], torch.tensor([[0.0, 1.0, 0.0]] * 3))  # p in {0, 1}
+
+
+def test_random_op_size_is_capped_before_allocation():
+    doc = _model({"A": {"parameters": {"u": {"function": {"onnx::RandomUniform": {"shape": [1 << 20, 1 << 20]}}}},
+                        "output_ports": {"u": {"value": "u"}}}})
+    with pytest.raises(torchmdf.TorchMDFError, match="max_elements") as info:
+        torchmdf.simulate(mdf.Model.from_dict(doc), steps=1)
+    assert "node 'A'" in str(info.value) and "parameter 'u'" in str(info.value)
+
+
+# -- an ONNX Constant holding a Python int, over an edge (PyTorch exporter files) --------------------
+
+def _constant_gather_doc() -> dict:
+    return _model({
+        "C": {"parameters": {"value": {"value": 0}, "k": {"function": "onnx::Constant", "args": {}}},
+              "output_ports": {"o": {"value": "k"}}},
+        "G": {"input_ports": {"data": {"default_value": [4.0, 5.0, 6.0]}, "idx": {}},
+              "parameters": {"axis": {"value": 0}, "g": {"function": "onnx::Gather",
+                                                       "args": {"data": "data", "indices": "idx"}}},
+              "output_ports": {"o": {"value": "g"}}}},
+        {"e": {"sender": "C", "sender_port": "o", "receiver": "G", "receiver_port": "idx"}})
+
+
+def test_constant_int_reaches_an_onnx_op_as_a_one_element_array(tmp_path):
+    t = torchmdf.simulate(_write(tmp_path, _constant_gather_doc()), steps=1)
+    expected = np.take(np.array([4.0, 5.0, 6.0]), np.atleast_1d(0), axis=0)  # modeci_mdf's convert_type
+    np.testing.assert_array_equal(t["G.o"][0].numpy(), expected, strict=True)
+
+
+@oracle
+def test_constant_int_matches_modeci(tmp_path):
+    path = _write(tmp_path, _constant_gather_doc())
+    exp = np.asarray(_modeci_ports(path)["G.o"], dtype=np.float64)
+    got = torchmdf.simulate(path, steps=1)["G.o"][0].numpy()
+    assert got.shape == exp.shape
+    np.testing.assert_array_equal(got, exp)
