@@ -407,7 +407,7 @@ ZOO: list[ZooEntry] = [
 # apart from ZOO (which every frontend and backend test runs): tests/test_zoo_torchvision.py
 # takes them through torch.export and TorchScript.  "slow": several seconds per conversion on
 # a 2-core machine (over ~1M parameters deep nets, 100M+ parameters, or a fixed 224x224 input):
-# marked slow and run only with TORCHMDF_TORCHVISION_ALL=1.
+# marked slow (TORCHMDF_TORCHVISION_QUICK=1 skips them in tests/test_zoo_torchvision.py).
 # ---------------------------------------------------------------------------------------------
 
 
