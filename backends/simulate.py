@@ -113,13 +113,17 @@ def _run_static(prog: Any, steps: int, dt: float, inputs: dict[str, Any] | None,
             c = compiled[key] = _Compiled(seg, None)
             if feed is None:
                 feed = _feed(seg.g, inputs)
-        outs = _call(c, feed, state)
-        for kk, v in zip(c.out_keys, outs):
-            state[kk] = v
+        _step(c, feed, state)
         for kk, lst in port_items:
             lst.append(state.get(kk))
         if k == 0:
             _check_trajectory_size(port_items, steps, prog)
+
+
+def _step(c: _Compiled, feed: list[Any], state: dict) -> None:
+    """Run one compiled evaluation (or node run) and keep the values it leaves in ``state``."""
+    for k, v in zip(c.out_keys, _call(c, feed, state)):
+        state[k] = v
 
 
 def _call(c: _Compiled, feed: list[Any], state: dict) -> Any:
@@ -165,9 +169,7 @@ def _run_dynamic(prog: Any, steps: int, dt: float, inputs: dict[str, Any] | None
                     c = cache[key] = _Compiled(seg, None)
                     if feed is None:
                         feed = _feed(seg.g, inputs)
-                outs = _call(c, feed, state)
-                for k, v in zip(c.out_keys, outs):
-                    state[k] = v
+                _step(c, feed, state)
                 ran.add(nid)
         for k, lst in port_items:
             lst.append(state.get(k))

@@ -92,14 +92,11 @@ class _Timer:
 
 @contextlib.contextmanager
 def _gc_off() -> Iterator[None]:
+    from torchmdf.api import gc_paused
+
     gc.collect()
-    was = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         yield
-    finally:
-        if was:
-            gc.enable()
 
 
 class Context:

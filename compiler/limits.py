@@ -85,7 +85,8 @@ def override(**changes: int) -> Iterator[Limits]:
 
 
 
-def _numel(shape: Any) -> int | None:
+def static_numel(shape: Any) -> int | None:
+    """Elements of a shape whose dims are all ints; None when one is symbolic or unknown."""
     n = 1
     for d in shape:
         if not isinstance(d, int):
@@ -106,9 +107,9 @@ def check_graph_sizes(graph: Any) -> None:
         for o in node.outputs:
             shape = o.type.shape
             if shape is not None:
-                n = _numel(shape)
+                n = static_numel(shape)
                 if n is not None and n > cap:
                     LIMITS.check_elements(n, f"the output %{o.name} of {node.op}", node.location())
 
 
-__all__ = ["Limits", "LIMITS", "override", "check_graph_sizes"]
+__all__ = ["Limits", "LIMITS", "override", "check_graph_sizes", "static_numel"]

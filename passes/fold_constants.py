@@ -151,7 +151,7 @@ class FoldConstants(Pass):
         function (which reads constant inputs, such as a ConstantOfShape's shape) answers
         cheaply; else the op runs on meta tensors (factory ops on the meta device).  Over
         ``LIMITS.max_elements``: a located error.  No answer: the node is not folded."""
-        from torchmdf.limits import LIMITS, _numel
+        from torchmdf.limits import LIMITS, static_numel
         from torchmdf.passes.infer_shapes import infer_node
 
         try:
@@ -160,7 +160,7 @@ class FoldConstants(Pass):
             raise  # the file is wrong (an unknown ONNX type...), located by infer_node
         except Exception:  # noqa: BLE001 - no answer from the shape function
             pass
-        sizes = [None if o.type.shape is None else _numel(o.type.shape) for o in node.outputs]
+        sizes = [None if o.type.shape is None else static_numel(o.type.shape) for o in node.outputs]
         if any(n is None for n in sizes):
             try:
                 attrs = dict(node.attrs)

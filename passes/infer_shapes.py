@@ -26,6 +26,7 @@ import torch
 
 from torchmdf.errors import ShapeError, TorchMDFError
 from torchmdf.ir import UNKNOWN, Graph, Node, TensorType, Value
+from torchmdf.limits import static_numel
 from torchmdf.ops import registry
 from torchmdf.ops.aten_to_onnx import FLOAT_RESULT_OPS, INT64_MAX, dtype_arg, result_dtype
 from torchmdf.ops.onnx_ops import onnx_to_torch_dtype
@@ -119,12 +120,7 @@ def _norm_axis(a: int, rank: int) -> int:
 
 
 def _prod(dims: Sequence[Any]) -> Any:
-    out = 1
-    for d in dims:
-        if not isinstance(d, int):
-            return None
-        out *= d
-    return out
+    return static_numel(dims)
 
 
 def _t(t: TensorType | None) -> TensorType:
