@@ -25,6 +25,14 @@ def __getattr__(name):  # lazy: keep `import torchmdf` light and free of import 
         from . import api
 
         return getattr(api, name)
+    if name == "register_frontend":
+        from .frontends import register_frontend
+
+        return register_frontend
+    if name == "register_backend":
+        from torchmdf.backends import register_backend
+
+        return register_backend
     if name in ("passes", "backends", "mdf", "frontends", "interfaces"):
         import importlib
 
@@ -36,5 +44,5 @@ __all__ = [
     "compile", "lower", "emit", "simulate", "ir", "ops", "errors", "passes", "backends", "mdf",
     "TorchMDFError", "ValidationError", "ExpressionError", "VerificationError", "UnsupportedOpError",
     "ShapeError", "ConversionError", "PassError", "ExecutionError", "limits", "__version__",
-    "UnknownKeyWarning",
+    "UnknownKeyWarning", "register_frontend", "register_backend",
 ]

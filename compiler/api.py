@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -13,97 +13,71 @@ from torch import nn
 from .errors import TorchMDFError
 from .ir import Graph
 
-TARGETS = ("mdf", "fx", "onnx", "ir")
-
-
-def _is_mdf_model(obj: Any) -> bool:
-    try:
-        from .mdf import Model
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(obj, Model)
-
 
 def lower(model: Any, example_inputs: Sequence[Any] | None = None, *, method: str | None = None,
           dynamic_shapes: Any = None, dynamic_batch: bool = False, graph: str | None = None) -> Graph:
     """Any supported input -> IR graph (no passes run).
 
-    ``method`` picks the PyTorch frontend for an ``nn.Module``: ``"export"`` (default),
-    ``"fx"`` (symbolic_trace), ``"trace"`` or ``"script"`` (TorchScript).
-    ``dynamic_shapes`` (as ``torch.export`` takes it) keeps dims symbolic; ``dynamic_batch=True``
-    is the short form for dim 0 of every tensor input, one shared ``"batch"`` dim.  Dims not
-    made dynamic are checked by the converted module.
+    The frontend is found in the registry (:func:`torchmdf.register_frontend`): by ``method``
+    (a frontend's name; for an ``nn.Module``: ``"export"``, the default, ``"fx"``
+    (symbolic_trace), ``"trace"`` or ``"script"`` (TorchScript)), else by a path's suffix,
+    else by the object's type.  ``dynamic_shapes`` (as ``torch.export`` takes it) keeps dims
+    symbolic; ``dynamic_batch=True`` is the short form for dim 0 of every tensor input, one
+    shared ``"batch"`` dim.  Dims not made dynamic are checked by the converted module.
+    ``graph`` picks the graph of an MDF model with several.
     """
-    if dynamic_batch or dynamic_shapes is not None:
-        _check_dynamic(model, method, dynamic_shapes, dynamic_batch)
+    from .frontends import select_frontend
+
     if isinstance(example_inputs, torch.Tensor):
         example_inputs = (example_inputs,)
-    if isinstance(model, Graph):
-        return model
-    if isinstance(model, (str, os.PathLike)) or _is_mdf_model(model):
-        from .frontends.mdf import lower_mdf
-
-        return lower_mdf(model, graph=graph)
-    if isinstance(model, torch.fx.GraphModule) and method in (None, "fx"):
-        from .frontends.fx import lower_fx
-
-        return lower_fx(model, example_inputs)
-    if method == "fx":
-        from .frontends.fx import lower_fx
-
-        return lower_fx(model, example_inputs)
-    from .frontends import lower_pytorch
-
-    return lower_pytorch(model, example_inputs, method=method or "export", dynamic_shapes=dynamic_shapes,
-                         dynamic_batch=dynamic_batch)
+    fe = select_frontend(model, method)
+    if dynamic_batch or dynamic_shapes is not None:
+        _check_dynamic(model, fe, dynamic_shapes, dynamic_batch)
+    options: dict[str, Any] = {}
+    if dynamic_shapes is not None:
+        options["dynamic_shapes"] = dynamic_shapes
+    if dynamic_batch:
+        options["dynamic_batch"] = True
+    if graph is not None:
+        options["graph"] = graph
+    return fe.lower(model, example_inputs, **options)
 
 
-def _check_dynamic(model: Any, method: str | None, dynamic_shapes: Any, dynamic_batch: bool) -> None:
+def _check_dynamic(model: Any, frontend: Any, dynamic_shapes: Any, dynamic_batch: bool) -> None:
     if dynamic_batch and dynamic_shapes is not None:
         raise TorchMDFError("both dynamic_batch and dynamic_shapes were given",
                             hint="dynamic_batch=True is the short form of dynamic_shapes with dim 0 of each "
                             "input dynamic; give one of them")
     exported = isinstance(model, nn.Module) and not isinstance(model, (torch.fx.GraphModule, torch.jit.ScriptModule))
-    if not exported or method not in (None, "export"):
-        what = f"method={method!r}" if exported else f"a {type(model).__name__}"
+    if not exported or not frontend.dynamic:
+        what = f"method={frontend.name!r}" if exported else f"a {type(model).__name__}"
         raise TorchMDFError(f"dynamic shapes need torch.export, not {what}",
                             hint="convert the nn.Module with method='export' (the default); TorchScript and FX "
                             "graphs are specialized to the example inputs' shapes")
 
 
 def emit(graph: Graph, target: str = "mdf", **options: Any) -> Any:
-    """IR graph -> ``target`` ("mdf": torchmdf.mdf.Model, "fx": GraphModule, "onnx": ModelProto)."""
-    if target == "fx":
-        from torchmdf.backends.fx import emit_fx
+    """IR graph -> ``target``, a registered backend (:func:`torchmdf.register_backend`):
+    "mdf": torchmdf.mdf.Model, "fx": GraphModule, "onnx": ModelProto, "ir": the graph."""
+    from torchmdf.backends import get_backend
 
-        if graph.metadata.get("mdf_source") and "input_defaults" not in options:
-            options["input_defaults"] = True
-        return emit_fx(graph, **options)
-    if target == "mdf":
-        from torchmdf.backends.mdf import emit_mdf
-
-        return emit_mdf(graph, **options)
-    if target == "onnx":
-        from torchmdf.backends.onnx import emit_onnx
-
-        return emit_onnx(graph, **options)
-    if target == "ir":
-        return graph
-    raise TorchMDFError(f"unknown target {target!r}", hint=f"choose one of {', '.join(TARGETS)}")
+    return get_backend(target).emit(graph, **options)
 
 
 def compile(model: Any, target: str = "mdf", example_inputs: Sequence[Any] | None = None, *,  # noqa: A001
-            passes: Sequence[str | Callable[[Graph], Any] | Any] | None = None, method: str | None = None,
+            passes: Sequence[Any] | None = None, method: str | None = None,
             dynamic_shapes: Any = None, dynamic_batch: bool = False, verify_each: bool = True,
             instrument: Any = None, **emit_options: Any) -> Any:
-    """Lower ``model``, run ``passes`` (None: the default pipeline; a list: exactly that list),
+    """Lower ``model``, run ``passes`` (None: the default pipeline; a list: exactly that list;
+    an item is a Pass, a function, a name, ``"name{option=value}"`` or ``(name, {options})``),
     and emit ``target``.  See DESIGN.md for the accepted inputs."""
+    from torchmdf.backends import get_backend
+    from torchmdf.frontends import select_frontend
     from torchmdf.passes import run_passes
 
-    if target not in TARGETS:
-        raise TorchMDFError(f"unknown target {target!r}", hint=f"choose one of {', '.join(TARGETS)}")
-    if isinstance(model, nn.Module) and not isinstance(model, torch.fx.GraphModule) \
-            and not isinstance(model, torch.jit.ScriptModule) and example_inputs is None and method != "fx":
+    backend = get_backend(target)
+    frontend = select_frontend(model, method)
+    if example_inputs is None and frontend.needs_example_inputs is not None and frontend.needs_example_inputs(model):
         raise TorchMDFError(f"compiling a {type(model).__name__} needs example_inputs",
                             hint="torchmdf.compile(model, example_inputs=(x,))")
     with gc_paused():
@@ -120,7 +94,7 @@ def compile(model: Any, target: str = "mdf", example_inputs: Sequence[Any] | Non
             # the file's tensors were made for this call: the module takes them without a copy
             # (memory-mapped external weights stay mapped, see torchmdf.mdf.weights)
             emit_options.setdefault("copy_weights", False)
-        return emit(g, target, **emit_options)
+        return backend.emit(g, **emit_options)
 
 
 @contextlib.contextmanager

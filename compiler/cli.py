@@ -4,10 +4,12 @@
     torchmdf ir FILE                        print the IR of an MDF file
     torchmdf validate FILE                  list every problem of an MDF file
     torchmdf run FILE [--steps N --dt DT]   run an MDF model through the FX backend / simulator
-    torchmdf convert FILE -o OUT [--weights inline|external|auto]
-                                            MDF <-> MDF (json/yaml) or MDF -> ONNX (.onnx)
+    torchmdf convert FILE -o OUT [--target NAME] [--weights inline|external|auto]
+                                            any frontend -> any backend (by suffix): MDF json/yaml,
+                                            ONNX (.onnx), IR text (.ir)
     torchmdf picture FILE -o OUT.png        draw the MDF graph (graphviz)
-    torchmdf passes                         list the built-in passes
+    torchmdf passes                         list the passes and their options
+    torchmdf targets                        list the registered frontends and backends
 
 Errors are printed as one located message (exit status 2), never as a traceback.
 """
@@ -21,6 +23,13 @@ from typing import Sequence
 
 from . import __version__
 from .errors import TorchMDFError
+
+
+def _pass_list(text: str | None) -> list[str] | None:
+    """``--passes a,b{opt=1}``: that list; empty or absent: the default pipeline."""
+    from torchmdf.passes import split_pass_list
+
+    return (split_pass_list(text) or None) if text else None
 
 
 def _print_timings(inst) -> None:
@@ -41,7 +50,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     g = torchmdf.lower(model, inputs)
     from torchmdf.passes import run_passes
 
-    g, inst = run_passes(g, args.passes.split(",") if args.passes else None, instrument=inst)
+    g, inst = run_passes(g, _pass_list(args.passes), instrument=inst)
     print("\nIR after the default pipeline:")
     print(g)
     _print_timings(inst)
@@ -72,7 +81,7 @@ def cmd_ir(args: argparse.Namespace) -> int:
     if args.passes is not None:
         from torchmdf.passes import run_passes
 
-        g, inst = run_passes(g, [p for p in args.passes.split(",") if p] or None)
+        g, inst = run_passes(g, _pass_list(args.passes))
     print(g)
     return 0
 
@@ -118,21 +127,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    """Any registered frontend (by FILE's suffix) to any backend that writes files (by OUT's
+    suffix, or ``--target``)."""
     import torchmdf
+    from torchmdf.backends import backend_for_path, get_backend
 
-    out = str(args.output)
-    if out.endswith(".onnx"):
-        import onnx
-
-        from torchmdf.mdf.io import atomic_write_bytes
-
-        proto = torchmdf.compile(args.file, target="onnx")
-        atomic_write_bytes(out, proto.SerializeToString())
-        onnx.checker.check_model(out)
-    else:
-        m = torchmdf.compile(args.file, target="mdf", passes=args.passes.split(",") if args.passes else None)
-        torchmdf.mdf.save(m, out, weights=args.weights)
-    print(f"wrote {out}")
+    backend = get_backend(args.target) if args.target else backend_for_path(args.output)
+    if backend.write is None:
+        raise TorchMDFError(f"target {backend.name!r} does not write files", hint="choose another --target")
+    result = torchmdf.compile(args.file, target=backend.name, passes=_pass_list(args.passes))
+    options = {"weights": args.weights} if backend.name == "mdf" else {}
+    backend.write(result, args.output, **options)
+    print(f"wrote {args.output}")
     return 0
 
 
@@ -146,10 +152,25 @@ def cmd_picture(args: argparse.Namespace) -> int:
 
 
 def cmd_passes(args: argparse.Namespace) -> int:
-    from torchmdf.passes import DEFAULT_PIPELINE, available_passes
+    from torchmdf.passes import DEFAULT_PIPELINE, available_passes, pass_options
 
     for p in available_passes():
-        print(f"{p}{'  (default pipeline)' if p in DEFAULT_PIPELINE else ''}")
+        opts = ", ".join(f"{k}={v!r}" for k, v in pass_options(p).items())
+        print(f"{p}{'{' + opts + '}' if opts else ''}{'  (default pipeline)' if p in DEFAULT_PIPELINE else ''}")
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    """The registered frontends (what goes in) and backends (what comes out)."""
+    from torchmdf.backends import backends
+    from torchmdf.frontends import frontends
+
+    print("frontends (compile(x, method=NAME); files by suffix):")
+    for fe in frontends().values():
+        print(f"  {fe.name:<10} {' '.join(fe.suffixes):<18} {fe.doc}")
+    print("backends (compile(x, target=NAME); convert -o by suffix or --target):")
+    for be in backends().values():
+        print(f"  {be.name:<10} {' '.join(be.suffixes):<18} {be.doc}")
     return 0
 
 
@@ -177,10 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--steps", type=int, default=1)
     r.add_argument("--dt", type=float, default=0.01)
     r.set_defaults(fn=cmd_run)
-    c = sub.add_parser("convert", help="MDF -> MDF (.json/.yaml) or ONNX (.onnx)")
+    c = sub.add_parser("convert", help="convert between formats: MDF (.json/.yaml), ONNX (.onnx), IR text (.ir)")
     c.add_argument("file")
     c.add_argument("-o", "--output", required=True)
-    c.add_argument("--passes", help="comma-separated pass list")
+    c.add_argument("--passes", help="comma-separated pass list; options as name{option=value}")
+    c.add_argument("--target", help="the backend to use (default: by OUT's suffix; see `torchmdf targets`)")
     c.add_argument("--weights", choices=["auto", "inline", "external"], default="auto",
                    help="tensors in the file (inline), in OUT's .safetensors sidecar (external), or "
                         "large ones in the sidecar (auto, the default); inline makes a file modeci_mdf runs")
@@ -192,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     pic.set_defaults(fn=cmd_picture)
     ps = sub.add_parser("passes", help="list the built-in passes")
     ps.set_defaults(fn=cmd_passes)
+    t = sub.add_parser("targets", help="list the registered frontends and backends")
+    t.set_defaults(fn=cmd_targets)
     return p
 
 

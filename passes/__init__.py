@@ -11,8 +11,11 @@ from ._infra import (
     available_passes,
     get_pass,
     graph_pass,
+    parse_pass_spec,
+    pass_options,
     register_pass,
     run_passes,
+    split_pass_list,
 )
 from .canonicalize import Canonicalize, Rewriter
 from .eliminate_common_subexpressions import EliminateCommonSubexpressions
@@ -31,7 +34,8 @@ DEFAULT_PIPELINE: list[str] = [
 
 __all__ = [
     "Pass", "PassResult", "PassManager", "FunctionPass", "Instrumentation", "PassRecord",
-    "register_pass", "graph_pass", "get_pass", "available_passes", "run_passes",
+    "register_pass", "graph_pass", "get_pass", "available_passes", "run_passes", "pass_options",
+    "parse_pass_spec", "split_pass_list",
     "EliminateDeadCode", "EliminateCommonSubexpressions", "FoldConstants", "Canonicalize", "Rewriter",
     "InferShapes", "DEFAULT_PIPELINE",
 ]

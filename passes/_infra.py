@@ -109,20 +109,98 @@ def available_passes() -> list[str]:
     return sorted(_NAMED)
 
 
-def get_pass(spec: str | Pass | Callable[[Graph], Any]) -> Pass:
-    """A pass from a name, an instance, a Pass subclass or a plain function."""
+def get_pass(spec: Any) -> Pass:
+    """A pass from an instance, a Pass subclass, a plain function, a name, a name with options
+    (``"fold_constants{fold_parameters=True, max_output_elements=1000}"``) or a
+    ``(name, {option: value})`` pair.  Options are the keyword arguments of the pass's
+    constructor; an unknown one is an error that lists the known ones."""
     if isinstance(spec, Pass):
         return spec
     if isinstance(spec, type) and issubclass(spec, Pass):
         return spec()
+    if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], str) and isinstance(spec[1], dict):
+        return _named_pass(spec[0], dict(spec[1]))
     if isinstance(spec, str):
-        _load_builtins()
-        if spec not in _NAMED:
-            raise PassError(f"unknown pass {spec!r}", hint=f"known passes: {', '.join(sorted(_NAMED))}")
-        return _NAMED[spec]()
+        name, options = parse_pass_spec(spec)
+        return _named_pass(name, options)
     if callable(spec):
         return FunctionPass(spec)
     raise PassError(f"{spec!r} is not a pass, a pass name or a function")
+
+
+def _named_pass(name: str, options: dict[str, Any]) -> Pass:
+    _load_builtins()
+    if name not in _NAMED:
+        raise PassError(f"unknown pass {name!r}", hint=f"known passes: {', '.join(sorted(_NAMED))}")
+    factory = _NAMED[name]
+    if not options:
+        return factory()
+    known = pass_options(name)
+    bad = sorted(set(options) - set(known))
+    if bad:
+        raise PassError(f"pass {name!r} has no option {', '.join(map(repr, bad))}",
+                        hint=f"its options: {', '.join(known) or '(none)'}")
+    try:
+        return factory(**options)
+    except (TypeError, ValueError) as e:
+        raise PassError(f"pass {name!r}: bad options {options!r}: {e}") from e
+
+
+def pass_options(name: str) -> dict[str, Any]:
+    """The options of the named pass with their defaults (its constructor's keyword arguments)."""
+    import inspect
+
+    _load_builtins()
+    factory = _NAMED[name]
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    return {p.name: p.default for p in params
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is not p.empty}
+
+
+def parse_pass_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"name{a=1, b=True, c='x'}"`` -> ``("name", {"a": 1, "b": True, "c": "x"})``.  Values
+    are Python literals (numbers, strings, True/False/None, lists), read with
+    ``ast.literal_eval``, so a pass list from a command line runs no code."""
+    import ast
+
+    spec = spec.strip()
+    if "{" not in spec:
+        return spec, {}
+    if not spec.endswith("}"):
+        raise PassError(f"bad pass spec {spec!r}", hint="write name{option=value, ...}")
+    name, body = spec[:-1].split("{", 1)
+    try:
+        call = ast.parse(f"f({body})", mode="eval").body
+    except SyntaxError as e:
+        raise PassError(f"bad pass options in {spec!r}: {e.msg}", hint="write name{option=value, ...}") from e
+    if not isinstance(call, ast.Call) or call.args or any(k.arg is None for k in call.keywords):
+        raise PassError(f"bad pass options in {spec!r}", hint="write name{option=value, ...}")
+    options = {}
+    for k in call.keywords:
+        try:
+            options[k.arg] = ast.literal_eval(k.value)
+        except ValueError as e:
+            raise PassError(f"pass {name.strip()!r}: option {k.arg} is not a literal value",
+                            hint="numbers, strings, True/False/None, lists") from e
+    return name.strip(), options
+
+
+def split_pass_list(text: str) -> list[str]:
+    """A comma-separated pass list (commas inside ``{...}`` belong to the options)."""
+    out, depth, cur = [], 0, []
+    for ch in text:
+        if ch == "," and depth == 0:
+            out.append("".join(cur).strip())
+            cur = []
+            continue
+        depth += ch == "{"
+        depth -= ch == "}"
+        cur.append(ch)
+    out.append("".join(cur).strip())
+    return [p for p in out if p]
 
 
 def _load_builtins() -> None:

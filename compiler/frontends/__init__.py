@@ -1,14 +1,115 @@
 """Frontends: everything that lowers into the IR, one module each (``export``, ``fx``,
-``torchscript``, ``mdf``).  :func:`lower_pytorch` picks the PyTorch one by type."""
+``torchscript``, ``mdf``), and the registry that picks one for an input.
+
+:func:`register_frontend` is the one extension point: ``torchmdf.lower``, ``torchmdf.compile``
+and the command line all find a frontend through :func:`select_frontend`.  A frontend is
+chosen by name (``method="trace"``), by a path's suffix (``.json`` -> ``mdf``) or by the first
+``accepts(obj)`` that says yes, newest registration first, so a user's frontend can claim a
+type or suffix before the built-ins do.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import dataclasses
+import os
+import threading
+from typing import Any, Callable, Sequence
 
 import torch
 
 from torchmdf.errors import ConversionError
 from torchmdf.ir import Graph
+
+LowerFn = Callable[..., Graph]
+
+
+@dataclasses.dataclass(frozen=True)
+class Frontend:
+    """One way into the IR.
+
+    ``lower(obj, example_inputs, **options) -> Graph``: ``options`` holds only what the caller
+    set (``dynamic_shapes``, ``dynamic_batch``, ``graph``, ...).  ``accepts(obj)`` claims
+    objects; ``suffixes`` claims paths; a frontend with neither is chosen only by name.
+    ``needs_example_inputs(obj)``: whether ``compile`` must be given example inputs for it.
+    ``dynamic``: whether it can keep dims symbolic (``dynamic_shapes``/``dynamic_batch``).
+    """
+
+    name: str
+    lower: LowerFn
+    accepts: Callable[[Any], bool] | None = None
+    suffixes: tuple[str, ...] = ()
+    needs_example_inputs: Callable[[Any], bool] | None = None
+    dynamic: bool = False
+    doc: str = ""
+
+
+_FRONTENDS: dict[str, Frontend] = {}
+_LOCK = threading.Lock()
+
+
+def register_frontend(name: str, lower: LowerFn, *, accepts: Callable[[Any], bool] | None = None,
+                      suffixes: Sequence[str] = (), needs_example_inputs: Callable[[Any], bool] | None = None,
+                      dynamic: bool = False, doc: str = "", replace: bool = False) -> Frontend:
+    """Make ``lower`` a frontend: ``torchmdf.lower(obj)``, ``compile`` and the CLI use it for
+    objects it ``accepts``, for paths ending in one of ``suffixes`` (``".onnx"``), or when
+    chosen by name (``method=name``).  A name registered twice is an error unless ``replace``."""
+    if not name or not isinstance(name, str):
+        raise ConversionError(f"a frontend needs a name, not {name!r}")
+    if not callable(lower):
+        raise ConversionError(f"frontend {name!r}: lower must be callable, not {type(lower).__name__}")
+    sfx = tuple(s.lower() if s.startswith(".") else "." + s.lower() for s in suffixes)
+    fe = Frontend(name, lower, accepts, sfx, needs_example_inputs, dynamic, doc or (lower.__doc__ or "").strip())
+    with _LOCK:
+        if name in _FRONTENDS and not replace:
+            raise ConversionError(f"frontend {name!r} is already registered", hint="pass replace=True")
+        _FRONTENDS.pop(name, None)
+        _FRONTENDS[name] = fe
+    return fe
+
+
+def unregister_frontend(name: str) -> None:
+    with _LOCK:
+        _FRONTENDS.pop(name, None)
+
+
+def frontends() -> dict[str, Frontend]:
+    """The registered frontends by name, in registration order."""
+    return dict(_FRONTENDS)
+
+
+def _is_path(obj: Any) -> bool:
+    return isinstance(obj, (str, os.PathLike))
+
+
+def select_frontend(obj: Any, method: str | None = None) -> Frontend:
+    """The frontend for ``obj``: by ``method`` name, else by path suffix, else by ``accepts``."""
+    if method is not None:
+        fe = _FRONTENDS.get(method)
+        if fe is None:
+            raise ConversionError(f"unknown method {method!r}",
+                                  hint=f"registered frontends: {', '.join(_FRONTENDS)}")
+        return fe
+    newest_first = list(reversed(_FRONTENDS.values()))
+    if _is_path(obj):
+        name = os.fspath(obj).lower()
+        for fe in newest_first:
+            if any(name.endswith(s) for s in fe.suffixes):
+                return fe
+        known = ", ".join(f"{s} ({fe.name})" for fe in _FRONTENDS.values() for s in fe.suffixes)
+        raise ConversionError(f"{os.fspath(obj)}: no frontend reads files with this suffix",
+                              hint=f"known suffixes: {known}; or register_frontend(..., suffixes=[...])")
+    for fe in newest_first:
+        if fe.accepts is not None and fe.accepts(obj):
+            return fe
+    raise ConversionError(f"cannot lower a {type(obj).__name__}",
+                          hint="pass an nn.Module, ExportedProgram, ScriptModule, GraphModule, "
+                          "torchmdf.mdf.Model, MDF file path or torchmdf.ir.Graph, or register a frontend "
+                          "with torchmdf.register_frontend")
+
+
+# ---------------------------------------------------------------------------------------------
+# The built-in frontends
+# ---------------------------------------------------------------------------------------------
 
 
 def lower_pytorch(obj: Any, example_inputs: Sequence[Any] | None = None, *, method: str = "export",
@@ -43,3 +144,55 @@ def lower_pytorch(obj: Any, example_inputs: Sequence[Any] | None = None, *, meth
 
         return lower_scripted(obj, example_inputs)
     raise ConversionError(f"unknown method {method!r}", hint="use 'export', 'fx', 'trace' or 'script'")
+
+
+def _torch_frontend(method: str) -> LowerFn:
+    def lower(obj: Any, example_inputs: Sequence[Any] | None = None, **options: Any) -> Graph:
+        return lower_pytorch(obj, example_inputs, method=method, **options)
+
+    lower.__name__ = f"lower_{method}"
+    return lower
+
+
+def _lower_graph(obj: Graph, example_inputs: Any = None, **options: Any) -> Graph:
+    return obj
+
+
+def _lower_mdf(obj: Any, example_inputs: Any = None, *, graph: str | None = None) -> Graph:
+    from .mdf import lower_mdf
+
+    return lower_mdf(obj, graph=graph)
+
+
+def _is_mdf_model(obj: Any) -> bool:
+    from torchmdf.mdf import Model
+
+    return isinstance(obj, Model)
+
+
+def _lower_fx(obj: Any, example_inputs: Sequence[Any] | None = None) -> Graph:
+    from .fx import lower_fx
+
+    return lower_fx(obj, example_inputs)
+
+
+def _plain_module(obj: Any) -> bool:
+    """An nn.Module that torch.export (or tracing) needs example inputs for."""
+    return isinstance(obj, torch.nn.Module) and not isinstance(obj, (torch.fx.GraphModule, torch.jit.ScriptModule))
+
+
+register_frontend("ir", _lower_graph, accepts=lambda o: isinstance(o, Graph), doc="a torchmdf.ir.Graph, as it is")
+register_frontend("mdf", _lower_mdf, accepts=_is_mdf_model, suffixes=(".json", ".yaml", ".yml"),
+                  doc="an MDF model or file (JSON/YAML)")
+register_frontend("trace", _torch_frontend("trace"), needs_example_inputs=_plain_module,
+                  doc="an nn.Module through torch.jit.trace")
+register_frontend("script", _torch_frontend("script"), needs_example_inputs=_plain_module,
+                  doc="an nn.Module through torch.jit.script")
+register_frontend("export", _torch_frontend("export"),
+                  accepts=lambda o: isinstance(o, (torch.nn.Module, torch.export.ExportedProgram)),
+                  needs_example_inputs=_plain_module, dynamic=True,
+                  doc="an nn.Module through torch.export, an ExportedProgram, a ScriptModule")
+register_frontend("fx", _lower_fx, accepts=lambda o: isinstance(o, torch.fx.GraphModule),
+                  doc="a torch.fx GraphModule (an nn.Module: symbolic_trace)")
+
+__all__ = ["Frontend", "register_frontend", "unregister_frontend", "frontends", "select_frontend", "lower_pytorch"]
