@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import threading
 from typing import Any, Callable, Sequence
 
 from torchmdf.errors import TorchMDFError
+from torchmdf.named_registry import NamedRegistry, normalize_suffixes
 
 EmitFn = Callable[..., Any]
 
@@ -31,8 +31,7 @@ class Backend:
     doc: str = ""
 
 
-_BACKENDS: dict[str, Backend] = {}
-_LOCK = threading.Lock()
+_BACKENDS: NamedRegistry[Backend] = NamedRegistry("backend")
 
 
 def register_backend(name: str, emit: EmitFn, *, suffixes: Sequence[str] = (),
@@ -41,46 +40,39 @@ def register_backend(name: str, emit: EmitFn, *, suffixes: Sequence[str] = (),
     ``emit(graph, target=name)`` and the CLI use it.  ``write(result, path)`` and ``suffixes``
     let ``torchmdf convert IN -o OUT`` write its result.  Twice the same name is an error
     unless ``replace``."""
-    if not name or not isinstance(name, str):
-        raise TorchMDFError(f"a backend needs a name, not {name!r}")
-    if not callable(emit):
-        raise TorchMDFError(f"backend {name!r}: emit must be callable, not {type(emit).__name__}")
-    sfx = tuple(s.lower() if s.startswith(".") else "." + s.lower() for s in suffixes)
-    be = Backend(name, emit, sfx, write, doc or (emit.__doc__ or "").strip())
-    with _LOCK:
-        if name in _BACKENDS and not replace:
-            raise TorchMDFError(f"backend {name!r} is already registered", hint="pass replace=True")
-        _BACKENDS.pop(name, None)
-        _BACKENDS[name] = be
-    return be
+    if not name or not isinstance(name, str) or not callable(emit):
+        raise TorchMDFError(f"register_backend needs a name and a callable emit, not {name!r}, {emit!r}")
+    return _BACKENDS.add(Backend(name, emit, normalize_suffixes(suffixes), write,
+                                 doc or (emit.__doc__ or "").strip()), replace=replace)
 
 
 def unregister_backend(name: str) -> None:
-    with _LOCK:
-        _BACKENDS.pop(name, None)
+    _BACKENDS.remove(name)
 
 
 def backends() -> dict[str, Backend]:
     """The registered backends by name, in registration order."""
-    return dict(_BACKENDS)
+    return _BACKENDS.all()
 
 
 def get_backend(name: str) -> Backend:
     be = _BACKENDS.get(name)
     if be is None:
-        raise TorchMDFError(f"unknown target {name!r}", hint=f"choose one of {', '.join(_BACKENDS)}")
+        raise TorchMDFError(f"unknown target {name!r}", hint=f"choose one of {', '.join(_BACKENDS.all())}")
     return be
+
+
+def _writes(be: Backend) -> bool:
+    return be.write is not None
 
 
 def backend_for_path(path: str | os.PathLike) -> Backend:
     """The backend that writes files like ``path`` (newest registration first)."""
-    name = os.fspath(path).lower()
-    for be in reversed(list(_BACKENDS.values())):
-        if be.write is not None and any(name.endswith(s) for s in be.suffixes):
-            return be
-    known = ", ".join(f"{s} ({be.name})" for be in _BACKENDS.values() if be.write for s in be.suffixes)
-    raise TorchMDFError(f"{os.fspath(path)}: no backend writes files with this suffix",
-                        hint=f"known suffixes: {known}")
+    be = _BACKENDS.for_path(path, _writes)
+    if be is None:
+        raise TorchMDFError(f"{os.fspath(path)}: no backend writes files with this suffix",
+                            hint=f"known suffixes: {_BACKENDS.known_suffixes(_writes)}")
+    return be
 
 
 # ---------------------------------------------------------------------------------------------

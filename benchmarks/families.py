@@ -232,14 +232,20 @@ def conversion(ctx: Context) -> None:
 
     key = "examples/inception_file_to_fx"
     with ctx.case(key):
-        path = EXAMPLES / "PyTorch" / "inception.json"
-        if not path.is_file():
-            raise Skip(f"{path} is not present")
+        path = _example("PyTorch/inception.json")
         ctx.progress("inception.json -> GraphModule")
         samples = ctx.time(lambda: torchmdf.compile(path, target="fx"), repeats=ctx.pick(2, 5, 15), slow=True)
         ctx.record(key, [t * 1e3 for t in samples], "ms", target="< 100")
 
     _per_node(ctx)
+
+
+def _example(rel: str):
+    """A shared example file, or Skip where the shared folder lacks it."""
+    path = EXAMPLES / rel
+    if not path.is_file():
+        raise Skip(f"{path} is not present")
+    return path
 
 
 def _per_node(ctx: Context) -> None:
@@ -333,9 +339,7 @@ def file_scaling(ctx: Context) -> None:
     stages = ["load_vs_json", "validate", "to_fx"]
     key = "examples/mlp_pure_mdf/load_vs_json"
     with ctx.case(key):
-        path = EXAMPLES / "PyTorch" / "mlp_pure_mdf.json"
-        if not path.is_file():
-            raise Skip(f"{path} is not present")
+        path = _example("PyTorch/mlp_pure_mdf.json")
         ctx.progress("PyTorch/mlp_pure_mdf.json")
         ctx.ab(key, lambda: load(path), lambda: _json_load(path), names=("torchmdf.mdf.load", "json.load"),
                unit="ms", slow=True, rounds=ctx.pick(1, 5, 15), target="< 3",
@@ -590,13 +594,11 @@ def simulation(ctx: Context) -> None:
               "newton_cooling": ("MDF/NewtonCoolingModel.json", ("cool_node.T_a", 20.0)),
               "rlc": ("MDF/SwitchedRLC_Circuit.json", ("V.R", 100.0))}
     for label, (f, param) in models.items():
-        path = EXAMPLES / f
         for batch in batches:
             k_tp, k_ratio = f"{label}/b{batch}/steps_per_s", f"{label}/b{batch}/vs_torch_loop"
             keys = [k_tp, k_ratio] if label == "fn" else [k_tp]
             with ctx.case(*keys):
-                if not path.is_file():
-                    raise Skip(f"{path} is not present")
+                path = _example(f)
                 if batch not in run_batches:
                     raise Skip(f"not run in --{ctx.mode}")
                 sim = _simulate_batch(str(path), steps, FN_DT, batch, ctx.device, param)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import threading
 from typing import Any, Callable, Sequence
 
 import torch
 
 from torchmdf.errors import ConversionError
 from torchmdf.ir import Graph
+from torchmdf.named_registry import NamedRegistry, normalize_suffixes
 
 LowerFn = Callable[..., Graph]
 
@@ -43,8 +43,7 @@ class Frontend:
     doc: str = ""
 
 
-_FRONTENDS: dict[str, Frontend] = {}
-_LOCK = threading.Lock()
+_FRONTENDS: NamedRegistry[Frontend] = NamedRegistry("frontend", ConversionError)
 
 
 def register_frontend(name: str, lower: LowerFn, *, accepts: Callable[[Any], bool] | None = None,
@@ -53,32 +52,19 @@ def register_frontend(name: str, lower: LowerFn, *, accepts: Callable[[Any], boo
     """Make ``lower`` a frontend: ``torchmdf.lower(obj)``, ``compile`` and the CLI use it for
     objects it ``accepts``, for paths ending in one of ``suffixes`` (``".onnx"``), or when
     chosen by name (``method=name``).  A name registered twice is an error unless ``replace``."""
-    if not name or not isinstance(name, str):
-        raise ConversionError(f"a frontend needs a name, not {name!r}")
-    if not callable(lower):
-        raise ConversionError(f"frontend {name!r}: lower must be callable, not {type(lower).__name__}")
-    sfx = tuple(s.lower() if s.startswith(".") else "." + s.lower() for s in suffixes)
-    fe = Frontend(name, lower, accepts, sfx, needs_example_inputs, dynamic, doc or (lower.__doc__ or "").strip())
-    with _LOCK:
-        if name in _FRONTENDS and not replace:
-            raise ConversionError(f"frontend {name!r} is already registered", hint="pass replace=True")
-        _FRONTENDS.pop(name, None)
-        _FRONTENDS[name] = fe
-    return fe
+    if not name or not isinstance(name, str) or not callable(lower):
+        raise ConversionError(f"register_frontend needs a name and a callable lower, not {name!r}, {lower!r}")
+    return _FRONTENDS.add(Frontend(name, lower, accepts, normalize_suffixes(suffixes), needs_example_inputs,
+                                   dynamic, doc or (lower.__doc__ or "").strip()), replace=replace)
 
 
 def unregister_frontend(name: str) -> None:
-    with _LOCK:
-        _FRONTENDS.pop(name, None)
+    _FRONTENDS.remove(name)
 
 
 def frontends() -> dict[str, Frontend]:
     """The registered frontends by name, in registration order."""
-    return dict(_FRONTENDS)
-
-
-def _is_path(obj: Any) -> bool:
-    return isinstance(obj, (str, os.PathLike))
+    return _FRONTENDS.all()
 
 
 def select_frontend(obj: Any, method: str | None = None) -> Frontend:
@@ -87,18 +73,16 @@ def select_frontend(obj: Any, method: str | None = None) -> Frontend:
         fe = _FRONTENDS.get(method)
         if fe is None:
             raise ConversionError(f"unknown method {method!r}",
-                                  hint=f"registered frontends: {', '.join(_FRONTENDS)}")
+                                  hint=f"registered frontends: {', '.join(_FRONTENDS.all())}")
         return fe
-    newest_first = list(reversed(_FRONTENDS.values()))
-    if _is_path(obj):
-        name = os.fspath(obj).lower()
-        for fe in newest_first:
-            if any(name.endswith(s) for s in fe.suffixes):
-                return fe
-        known = ", ".join(f"{s} ({fe.name})" for fe in _FRONTENDS.values() for s in fe.suffixes)
-        raise ConversionError(f"{os.fspath(obj)}: no frontend reads files with this suffix",
-                              hint=f"known suffixes: {known}; or register_frontend(..., suffixes=[...])")
-    for fe in newest_first:
+    if isinstance(obj, (str, os.PathLike)):
+        fe = _FRONTENDS.for_path(obj)
+        if fe is None:
+            raise ConversionError(f"{os.fspath(obj)}: no frontend reads files with this suffix",
+                                  hint=f"known suffixes: {_FRONTENDS.known_suffixes()}; or "
+                                  "register_frontend(..., suffixes=[...])")
+        return fe
+    for fe in _FRONTENDS.newest_first():
         if fe.accepts is not None and fe.accepts(obj):
             return fe
     raise ConversionError(f"cannot lower a {type(obj).__name__}",
