@@ -1,5 +1,6 @@
 """A reference interpreter for the IR: runs each node through the registry's torch
-implementation.  Slow but simple; used by constant folding, by tests as an oracle, and to
+implementation (control flow through each op's region semantics, with an explicit stack).
+Slow but simple; used by constant folding, by tests as an oracle, and to
 check a backend's output.  (The FX backend is the fast path.)"""
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from typing import Any, Sequence
 import torch
 
 from .errors import ConversionError, TorchMDFError
-from .ir import Graph, Value
+from .ir import Graph, Node, Value
+from .ir._regions import RegionCoroutine, drive
 from .ops import registry
 
 
@@ -28,7 +30,8 @@ def run_graph(graph: Graph, inputs: Sequence[Any] = (), state: dict[str, Any] | 
             env[sv.current] = state[sv.name]
         else:
             env[sv.current] = sv.init
-    for node in graph:
+
+    def plain(node: Node) -> None:
         d = registry.get(node.op, node.location())
         args = [None if v is None else env[v] for v in node.inputs]
         try:
@@ -40,6 +43,30 @@ def run_graph(graph: Graph, inputs: Sequence[Any] = (), state: dict[str, Any] | 
                                   location=node.location()) from e
         for o, r in zip(node.outputs, outs):
             env[o] = r
+
+    def region_node(node: Node) -> RegionCoroutine:
+        """Runs a control-flow node: its op's semantics asks for the regions to run."""
+        sem = registry.get(node.op, node.location()).regions
+        if sem is None:
+            raise ConversionError(f"{node.op} has no region semantics", location=node.location())
+        args = [None if v is None else env[v] for v in node.inputs]
+        try:
+            outs = yield from sem.run(node, args)
+        except TorchMDFError:
+            raise
+        except Exception as e:
+            raise ConversionError(f"evaluating {node.op} failed: {type(e).__name__}: {e}",
+                                  location=node.location()) from e
+        for o, r in zip(node.outputs, outs):
+            env[o] = r
+
+    def enter(region: Graph, values: Sequence[Any]) -> None:
+        for v, x in zip(region.inputs, values):
+            env[v] = x
+        for v in region.parameters.values():
+            env[v] = v.tensor
+
+    drive(graph, plain, region_node, enter, lambda region: [env[v] for v in region.outputs])
     outs = [env[v] for v in graph.outputs]
     nxt = {sv.name: env[sv.next] for sv in graph.state if sv.next is not None}
     return outs, nxt

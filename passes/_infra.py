@@ -10,7 +10,7 @@ import time
 from typing import Any, Callable, Iterable, Sequence
 
 from torchmdf.errors import PassError, TorchMDFError, VerificationError
-from torchmdf.ir import Graph
+from torchmdf.ir import Graph, inner_first
 
 
 @dataclasses.dataclass
@@ -24,9 +24,18 @@ class Pass:
 
     ``requires(graph)`` / ``ensures(graph)`` may raise :class:`PassError` to state a pass's
     pre- and postconditions; they run around every call.
+
+    ``regions`` says how a graph-local pass meets control flow (nodes owning nested graphs):
+    None (default): ``call`` sees the top-level graph only, and handles regions itself or
+    treats their nodes as opaque; ``"inner_first"``: ``call`` runs on every region, each before
+    the graph holding its node (DCE, folding: an inner result is settled before its node is
+    looked at), then on the graph; ``"outer_first"``: on the graph, then on its regions
+    (looked up after their graph was processed, so a removed node's regions are skipped).
+    ``call`` must then return the graph it was given.
     """
 
     name: str = ""
+    regions: str | None = None
 
     def call(self, graph: Graph) -> PassResult:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -43,12 +52,27 @@ class Pass:
 
     def __call__(self, graph: Graph) -> PassResult:
         self.requires(graph)
-        result = self.call(graph)
+        result = self._call_nested(graph) if self.regions and graph.has_regions else self.call(graph)
         if not isinstance(result, PassResult):
             raise PassError(f"pass {self.display_name} returned {type(result).__name__}, "
                             "not a PassResult")
         self.ensures(result.graph)
         return result
+
+    def _call_nested(self, graph: Graph) -> PassResult:
+        """``call`` on every graph of the nest, in the order ``regions`` asks for."""
+        if self.regions not in ("inner_first", "outer_first"):
+            raise PassError(f"pass {self.display_name}: regions={self.regions!r} is not "
+                            "'inner_first', 'outer_first' or None")
+        order = inner_first(graph) if self.regions == "inner_first" else graph.graphs()
+        modified = False
+        for g in order:
+            result = self.call(g)
+            if not isinstance(result, PassResult) or result.graph is not g:
+                raise PassError(f"pass {self.display_name} runs on regions, so it must return "
+                                f"a PassResult of the graph it was given (graph '{g.name}')")
+            modified |= result.modified
+        return PassResult(graph, modified)
 
     def __repr__(self) -> str:
         return f"<pass {self.display_name}>"

@@ -206,6 +206,7 @@ class Canonicalize(Pass):
         self.use_onnx_ops = use_onnx_ops
         self.strict = strict
 
+    regions = "outer_first"  # rewrites inside regions too
     def call(self, graph: Graph) -> PassResult:
         # rules read input dtypes/ranks: fill what the frontend left unknown
         for node in graph:

@@ -33,39 +33,78 @@ def _hashable(v: Any) -> Any:
 
 @register_pass("eliminate_common_subexpressions")
 class EliminateCommonSubexpressions(Pass):
+    """Scoped CSE: a node inside a region may reuse an equal node (or constant) of an
+    enclosing scope defined before the region's node, never one of a sibling region (a value
+    computed in the then branch does not exist in the else branch).  Nodes owning regions
+    are not merged."""
+
     def __init__(self, merge_constants: bool = True):
         self.merge_constants = merge_constants
 
     def call(self, graph: Graph) -> PassResult:
         modified = False
-        if self.merge_constants:
-            seen_c: dict[Any, Any] = {}
-            for v in list(graph.parameters.values()):
-                if v.role != "constant" or v.tensor.numel() > 64:
-                    continue
-                key = _hashable(v.tensor)
-                first = seen_c.get(key)
-                if first is None:
-                    seen_c[key] = v
-                elif v._uses:
-                    v.replace_all_uses_with(first)
-                    modified = True
-        seen: dict[Any, Any] = {}
+        scopes: list[tuple[dict[Any, Any], dict[Any, Any]]] = []  # (nodes, constants) per open graph
         purity: dict[str, bool] = {}
-        for node in graph:
-            p = purity.get(node.op)
-            if p is None:
-                p = purity[node.op] = is_pure(node.op)
-            if not p:
-                continue
-            key = (node.op, tuple(id(v) for v in node.inputs),
-                   tuple(sorted((k, _hashable(a)) for k, a in node.attrs.items())), len(node.outputs))
-            first = seen.get(key)
-            if first is None:
-                seen[key] = node
-                continue
-            for o, f in zip(node.outputs, first.outputs):
-                o.replace_all_uses_with(f)
-            graph.remove(node)
-            modified = True
+        stack: list[list[Any]] = [[graph, None]]
+        while stack:
+            top = stack[-1]
+            if top[1] is None:  # entering a graph: its constants first
+                scopes.append(({}, {}))
+                modified |= self._merge_constants(top[0], scopes)
+                top[1] = iter(top[0])
+            g = top[0]
+            pushed = False
+            for node in top[1]:
+                if node.regions:
+                    stack.extend([r, None] for r in reversed(node.regions))
+                    pushed = True
+                    break
+                modified |= self._merge_node(g, node, scopes, purity)
+            if not pushed:
+                stack.pop()
+                scopes.pop()
         return PassResult(graph, modified)
+
+    def _merge_constants(self, g: Graph, scopes: list) -> bool:
+        if not self.merge_constants:
+            return False
+        modified = False
+        seen_c = scopes[-1][1]
+        for v in list(g.parameters.values()):
+            if v.role != "constant" or v.tensor.numel() > 64:
+                continue
+            key = _hashable(v.tensor)
+            first = _find(scopes, 1, key)
+            if first is None:
+                seen_c[key] = v
+            elif v._uses:
+                v.replace_all_uses_with(first)
+                modified = True
+        return modified
+
+    @staticmethod
+    def _merge_node(g: Graph, node: Any, scopes: list, purity: dict[str, bool]) -> bool:
+        p = purity.get(node.op)
+        if p is None:
+            p = purity[node.op] = is_pure(node.op)
+        if not p:
+            return False
+        key = (node.op, tuple(id(v) for v in node.inputs),
+               tuple(sorted((k, _hashable(a)) for k, a in node.attrs.items())), len(node.outputs))
+        first = _find(scopes, 0, key)
+        if first is None:
+            scopes[-1][0][key] = node
+            return False
+        for o, f in zip(node.outputs, first.outputs):
+            o.replace_all_uses_with(f)
+        g.remove(node)
+        return True
+
+
+def _find(scopes: list, which: int, key: Any) -> Any:
+    """The first entry for ``key`` in the open scopes, innermost first."""
+    for scope in reversed(scopes):
+        hit = scope[which].get(key)
+        if hit is not None:
+            return hit
+    return None

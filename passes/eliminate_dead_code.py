@@ -1,9 +1,12 @@
-"""Remove nodes whose results nobody reads, and parameters nobody uses.  One reverse sweep:
-removing a node drops its uses, so its now-dead producers are found later in the same sweep."""
+"""Remove nodes whose results nobody reads, and parameters nobody uses.  One reverse sweep
+per graph: removing a node drops its uses, so its now-dead producers are found later in the
+same sweep.  Regions are swept first, innermost first, so a value read only by dead nodes
+inside a region dies with them; a node with regions is pure only if everything in its
+regions is (a loop that prints is kept)."""
 
 from __future__ import annotations
 
-from torchmdf.ir import Graph
+from torchmdf.ir import Graph, Node, inner_first
 from torchmdf.ops import registry
 
 from ._infra import Pass, PassResult, register_pass
@@ -26,20 +29,31 @@ class EliminateDeadCode(Pass):
         live.update(id(sv.next) for sv in graph.state if sv.next is not None)
         live.update(id(sv.init_value) for sv in graph.state if sv.init_value is not None)
         purity: dict[str, bool] = {}
+        impure_regions: set[Graph] = set()
         modified = False
-        for node in graph.reversed():
-            if any(o._uses or id(o) in live for o in node.outputs):
-                continue
-            p = purity.get(node.op)
-            if p is None:
-                p = purity[node.op] = is_pure(node.op)
-            if not p:
-                continue
-            graph.remove(node)
-            modified = True
-        if self.remove_unused_parameters:
-            for v in list(graph.parameters.values()):
-                if not v._uses and id(v) not in live:
-                    graph.remove_parameter(v)
-                    modified = True
+        for g in inner_first(graph) if graph.has_regions else (graph,):
+            g_live = live if g is graph else {id(v) for v in g.outputs}
+            g_pure = True
+            for node in g.reversed():
+                if not self._pure(node, purity, impure_regions):
+                    g_pure = False
+                    continue
+                if any(o._uses or o._returned_by or id(o) in g_live for o in node.outputs):
+                    continue
+                g.remove(node)
+                modified = True
+            if not g_pure:
+                impure_regions.add(g)
+            if self.remove_unused_parameters:
+                for v in list(g.parameters.values()):
+                    if not v._uses and not v._returned_by and id(v) not in g_live:
+                        g.remove_parameter(v)
+                        modified = True
         return PassResult(graph, modified)
+
+    @staticmethod
+    def _pure(node: Node, purity: dict[str, bool], impure_regions: set[Graph]) -> bool:
+        p = purity.get(node.op)
+        if p is None:
+            p = purity[node.op] = is_pure(node.op)
+        return p and not any(r in impure_regions for r in node.regions)

@@ -25,6 +25,7 @@ import torch
 from torchmdf.errors import TorchMDFError
 from torchmdf.ir import Graph, Node, Value
 from torchmdf.ops import registry
+from torchmdf.ops.control_flow import inline_static_region
 
 from ._infra import Pass, PassResult, register_pass
 
@@ -69,6 +70,8 @@ class FoldConstants(Pass):
     """See the module docstring.  ``fold_parameters``: treat parameters and buffers as known
     too (their folded results become constants, e.g. a transposed weight)."""
 
+    regions = "inner_first"  # folds inside regions too; an If on a constant becomes its branch
+
     def __init__(self, fold_parameters: bool = False, max_output_elements: int | None = None,
                  growth_allowance: int = 1024):
         self.fold_parameters = fold_parameters
@@ -82,6 +85,9 @@ class FoldConstants(Pass):
         roles = self._roles
         guard = bool(graph.metadata.get("mdf_source"))  # data from a file: sizes checked first
         for node in graph:
+            if node.regions:
+                modified |= inline_static_region(node)
+                continue
             if not node.outputs:
                 continue
             op = node.op

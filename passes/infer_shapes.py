@@ -1067,6 +1067,10 @@ def _compatible(a: TensorType, b: TensorType) -> bool:
 
 
 def infer_graph(graph: Graph, *, fallback: bool = True, strict: bool = True) -> bool:
+    if graph.has_regions:  # control flow: regions are typed from their nodes (passes/_regions.py)
+        from ._regions import infer_nested
+
+        return infer_nested(graph, lambda n: infer_node(n, fallback=fallback, strict=strict))
     modified = False
     for node in graph:
         if infer_node(node, fallback=fallback, strict=strict):

@@ -18,3 +18,7 @@ __all__ = [
     "Dim", "Graph", "Node", "Value", "TensorType", "Provenance", "StateVar", "UNKNOWN",
     "NO_PROVENANCE", "verify", "print_graph", "format_node",
 ]
+
+from ._regions import captured_values, drive, inline_region, inner_first  # noqa: E402 - regions
+
+__all__ += ["captured_values", "drive", "inline_region", "inner_first"]

@@ -95,7 +95,8 @@ class Value:
     ``"constant"`` (literal), ``"state"`` (current value of a state variable) or ``"node"``.
     """
 
-    __slots__ = ("name", "type", "producer", "index", "_uses", "tensor", "role", "graph", "meta")
+    __slots__ = ("name", "type", "producer", "index", "_uses", "tensor", "role", "graph", "meta",
+                 "_returned_by")
 
     def __init__(self, name: str, type: TensorType = UNKNOWN, *, role: str = "node",
                  tensor: torch.Tensor | None = None):
@@ -108,6 +109,7 @@ class Value:
         self.role = role
         self.graph: Graph | None = None
         self.meta: dict[str, Any] = {}
+        self._returned_by: dict[Graph, int] | None = None  # regions returning this outer value
 
     def uses(self) -> list[tuple[Node, int]]:
         """``(node, input index)`` pairs that read this value, in insertion order."""
@@ -145,6 +147,11 @@ class Value:
             for sv in g.state:
                 if sv.next is self:
                     sv.next = other
+        if self._returned_by:  # regions that return this value of an enclosing scope
+            for region in list(self._returned_by):
+                outs = region.outputs
+                for i in outs.positions(self):
+                    outs[i] = other
 
     def __repr__(self) -> str:
         return f"%{self.name}"
@@ -158,11 +165,12 @@ class Node:
     """
 
     __slots__ = ("op", "_inputs", "outputs", "attrs", "provenance", "meta", "metadata", "graph",
-                 "_prev", "_next", "_removed")
+                 "_prev", "_next", "_removed", "_regions")
 
     def __init__(self, op: str, inputs: Sequence[Value | None] = (), *, num_outputs: int = 1,
                  attrs: dict[str, Any] | None = None, provenance: Provenance = NO_PROVENANCE,
-                 output_names: Sequence[str] | None = None, metadata: dict[str, Any] | None = None):
+                 output_names: Sequence[str] | None = None, metadata: dict[str, Any] | None = None,
+                 regions: Sequence[Graph] = ()):
         if "::" not in op:
             raise VerificationError(f"op name {op!r} must be written 'domain::name'")
         self.op = op
@@ -185,6 +193,20 @@ class Node:
             v.producer = self
             v.index = i
             self.outputs.append(v)
+        self._regions: tuple[Graph, ...] = ()
+        for r in regions:
+            self.add_region(r)
+
+    @property
+    def regions(self) -> tuple[Graph, ...]:
+        """The nested graphs this node owns (If branches, a Loop body); see ``_regions``."""
+        return self._regions
+
+    def add_region(self, region: Graph | str) -> Graph:
+        """Attach a region (a graph, or a new empty one of that name) as the next region."""
+        from ._regions import attach_region
+
+        return attach_region(self, region)
 
     @property
     def domain(self) -> str:
@@ -257,10 +279,35 @@ class OutputList(list):
     outputs would make every replacement quadratic)."""
 
     _pos: dict[int, list[int]] | None = None  # id(value) -> indices; None: rebuild on demand
+    _owner: Graph | None = None  # a region whose outer values returned are noted on them
 
     def __init__(self, items: Any = ()):
         super().__init__(items)
         self._pos = None
+
+    def _note(self, v: Any, delta: int) -> None:
+        """Keep ``Value._returned_by`` in step for values of enclosing scopes."""
+        owner = self._owner
+        if owner is None or v is None or v.graph is owner:
+            return
+        rb = v._returned_by
+        if rb is None:
+            rb = v._returned_by = {}
+        n = rb.get(owner, 0) + delta
+        if n > 0:
+            rb[owner] = n
+        else:
+            rb.pop(owner, None)
+
+    def _track(self, owner: Graph | None) -> None:
+        """Start (owner) or stop (None) noting returned outer values."""
+        if self._owner is not None:
+            for v in self:
+                self._note(v, -1)
+        self._owner = owner
+        if owner is not None:
+            for v in self:
+                self._note(v, 1)
 
     def __reduce_ex__(self, protocol: Any) -> Any:  # copies and pickles rebuild the index
         return (OutputList, (list(self),))
@@ -281,6 +328,17 @@ class OutputList(list):
         return id(v) in self._index()
 
     def __setitem__(self, i: Any, v: Any) -> None:
+        if self._owner is not None:
+            if not isinstance(i, int):
+                owner = self._owner
+                self._track(None)
+                try:
+                    OutputList.__setitem__(self, i, v)
+                finally:
+                    self._track(owner)
+                return
+            self._note(list.__getitem__(self, i), -1)
+            self._note(v, 1)
         if isinstance(i, int) and self._pos is not None:
             i = i % len(self) if len(self) else i
             old = list.__getitem__(self, i)
@@ -296,6 +354,7 @@ class OutputList(list):
         list.__setitem__(self, i, v)
 
     def append(self, v: Any) -> None:
+        self._note(v, 1)
         if self._pos is not None:
             self._pos.setdefault(id(v), []).append(len(self))
         list.append(self, v)
@@ -305,7 +364,14 @@ class OutputList(list):
 
         def method(self, *args, **kwargs):
             self._pos = None
-            return base(self, *args, **kwargs)
+            owner = self._owner
+            if owner is None:
+                return base(self, *args, **kwargs)
+            self._track(None)
+            try:
+                return base(self, *args, **kwargs)
+            finally:
+                self._track(owner)
 
         method.__name__ = name
         return method
@@ -347,6 +413,8 @@ class Graph:
         self._count = 0
         self._names: set[str] = set()
         self._counter = itertools.count()
+        self.parent_node: Node | None = None  # the node owning this graph as a region
+        self._region_owners = 0  # how many of this graph's nodes own regions
 
     @property
     def outputs(self) -> OutputList:
@@ -354,7 +422,53 @@ class Graph:
 
     @outputs.setter
     def outputs(self, values: Any) -> None:
-        self._outputs = values if type(values) is OutputList else OutputList(values)
+        new = values if type(values) is OutputList else OutputList(values)
+        owner = self._outputs._owner
+        if owner is not None:
+            self._outputs._track(None)
+            new._track(owner)
+        self._outputs = new
+
+    # -- regions (see _regions.py) ---------------------------------------------------------
+    def new_region(self, name: str) -> Graph:
+        """An empty graph that shares this graph's value names, to become a region of one of
+        its nodes (``create_node(..., regions=[...])`` or ``node.add_region``)."""
+        region = Graph(name)
+        region._names = self._names
+        region._counter = self._counter
+        return region
+
+    @property
+    def parent_graph(self) -> Graph | None:
+        """The graph holding the node that owns this region (None for a top-level graph)."""
+        p = self.parent_node
+        return None if p is None else p.graph
+
+    @property
+    def root(self) -> Graph:
+        """The outermost graph around this one."""
+        g = self
+        while g.parent_node is not None and g.parent_node.graph is not None:
+            g = g.parent_node.graph
+        return g
+
+    @property
+    def has_regions(self) -> bool:
+        """Whether a node of this graph owns regions (O(1))."""
+        return self._region_owners > 0
+
+    def walk(self) -> Iterator[Node]:
+        """Every node of this graph and of all nested regions, in program order (a node
+        before its regions' nodes); no recursion, so any depth of nesting is fine."""
+        from ._regions import walk_nodes
+
+        return walk_nodes(self)
+
+    def graphs(self) -> Iterator[Graph]:
+        """This graph and every region nested in it, each before the regions inside it."""
+        from ._regions import walk_graphs
+
+        return walk_graphs(self)
 
     # -- naming -----------------------------------------------------------------------------
     def unique_name(self, hint: str = "") -> str:
@@ -435,10 +549,11 @@ class Graph:
                     *, num_outputs: int = 1, provenance: Provenance = NO_PROVENANCE,
                     name: str = "", output_names: Sequence[str] | None = None,
                     before: Node | None = None, after: Node | None = None,
-                    metadata: dict[str, Any] | None = None) -> Node:
-        """Make a node and put it at the end (or before/after a given node)."""
+                    metadata: dict[str, Any] | None = None, regions: Sequence[Graph] = ()) -> Node:
+        """Make a node and put it at the end (or before/after a given node); ``regions``: the
+        nested graphs it owns (best made with :meth:`new_region`)."""
         node = Node(op, inputs, num_outputs=num_outputs, attrs=attrs, provenance=provenance,
-                    output_names=output_names, metadata=metadata)
+                    output_names=output_names, metadata=metadata, regions=regions)
         for i, o in enumerate(node.outputs):
             hint = o.name or (name if len(node.outputs) == 1 else f"{name}_{i}" if name else "")
             self._own(o, hint or _default_hint(op))
@@ -458,6 +573,11 @@ class Graph:
         for o in node.outputs:
             if o.graph is not self:
                 self._own(o, o.name or _default_hint(node.op))
+        if node._regions:
+            from ._regions import adopt_regions
+
+            self._region_owners += 1
+            adopt_regions(node, self)
 
     def append(self, node: Node) -> Node:
         self._check_free(node)
@@ -497,11 +617,16 @@ class Graph:
             raise VerificationError("node is not in this graph", location=node.location())
         if safe:
             for o in node.outputs:
-                if o._uses or o in self.outputs:
+                if o._uses or o._returned_by or o in self.outputs:
                     raise VerificationError(f"cannot remove: output %{o.name} is still used",
                                             location=node.location())
         node._drop_uses()
         node._inputs = tuple(None for _ in node._inputs)
+        if node._regions:
+            from ._regions import release_regions
+
+            self._region_owners -= 1
+            release_regions(node)
         p, n = node._prev, node._next
         if p is None:
             self._head = n
@@ -542,8 +667,12 @@ class Graph:
         nodes = list(self)
         pos = {n: i for i, n in enumerate(nodes)}
         indeg = {n: 0 for n in nodes}
+        if self._region_owners:
+            from ._regions import captured_values, owner_in
+
         for n in nodes:
-            for v in set(x for x in n._inputs if x is not None):
+            ins = n._inputs if not n._regions else n._inputs + tuple(captured_values(n))
+            for v in set(x for x in ins if x is not None):
                 if v.producer is not None and v.producer in pos:
                     indeg[n] += 1
         import heapq
@@ -555,7 +684,10 @@ class Graph:
             _, n = heapq.heappop(ready)
             order.append(n)
             for o in n.outputs:
-                for u in {u for u, _ in o._uses}:
+                users = {u for u, _ in o._uses}
+                if self._region_owners:  # a use inside a region is a use by its owner here
+                    users = {owner_in(u, self) for u in users}
+                for u in users:
                     if u in indeg:
                         indeg[u] -= 1
                         if indeg[u] == 0:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -42,19 +42,33 @@ def format_node(n: Node) -> str:
 
 
 def print_graph(g: Graph, *, provenance: bool = True) -> str:
-    lines = []
+    """The graph as text; a node's regions follow it, indented (explicit stack: any depth)."""
+    lines: list[str] = []
+    stack = [_graph_lines(g, "", provenance)]
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+        elif isinstance(item, str):
+            lines.append(item)
+        else:  # a region to print here
+            stack.append(_graph_lines(item[0], item[1], provenance))
+    return "\n".join(lines)
+
+
+def _graph_lines(g: Graph, indent: str, provenance: bool) -> Iterator[str | tuple[Graph, str]]:
     ins = ", ".join(f"%{v.name}: {v.type}" for v in g.inputs)
-    lines.append(f"graph {g.name}({ins}) {{")
+    head = "region" if g.parent_node is not None else "graph"
+    yield f"{indent}{head} {g.name}({ins}) {{"
     for sv in g.state:
         init = "computed" if sv.init is None else _fmt_attr(sv.init)
-        lines.append(f"  state %{sv.current.name}: {sv.current.type} = {init} -> {_val(sv.next)}")
+        yield f"{indent}  state %{sv.current.name}: {sv.current.type} = {init} -> {_val(sv.next)}"
     for name, v in g.parameters.items():
-        lines.append(f"  {v.role} %{name}: {v.type} = {_fmt_attr(v.tensor)}")
+        yield f"{indent}  {v.role} %{name}: {v.type} = {_fmt_attr(v.tensor)}"
     for n in g:
-        if provenance:
-            lines.append("  " + format_node(n))
-        else:
-            lines.append("  " + format_node(n).split("  # ")[0])
-    lines.append(f"  return {', '.join(_val(v) for v in g.outputs)}")
-    lines.append("}")
-    return "\n".join(lines)
+        line = format_node(n)
+        yield indent + "  " + (line if provenance else line.split("  # ")[0])
+        for r in n.regions:
+            yield (r, indent + "    ")
+    yield f"{indent}  return {', '.join(_val(v) for v in g.outputs)}"
+    yield f"{indent}}}"

@@ -46,6 +46,8 @@ class OpDef:
     fx_args: Callable[..., Any] | None = None
     pure: bool = True
     """False for ops with side effects or randomness (never folded or deduplicated)."""
+    regions: Any = None
+    """For ops whose nodes own regions (If, Loop): their ``RegionSemantics`` (control_flow.py)."""
     doc: str = ""
 
     @property
