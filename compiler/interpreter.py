@@ -36,11 +36,8 @@ def run_graph(graph: Graph, inputs: Sequence[Any] = (), state: dict[str, Any] | 
         args = [None if v is None else env[v] for v in node.inputs]
         try:
             outs = d.run(args, node.attrs)
-        except TorchMDFError:
-            raise
         except Exception as e:
-            raise ConversionError(f"evaluating {node.op} failed: {type(e).__name__}: {e}",
-                                  location=node.location()) from e
+            raise _located(node, e)  # noqa: B904 - _located chains it
         for o, r in zip(node.outputs, outs):
             env[o] = r
 
@@ -52,11 +49,8 @@ def run_graph(graph: Graph, inputs: Sequence[Any] = (), state: dict[str, Any] | 
         args = [None if v is None else env[v] for v in node.inputs]
         try:
             outs = yield from sem.run(node, args)
-        except TorchMDFError:
-            raise
         except Exception as e:
-            raise ConversionError(f"evaluating {node.op} failed: {type(e).__name__}: {e}",
-                                  location=node.location()) from e
+            raise _located(node, e)  # noqa: B904 - _located chains it
         for o, r in zip(node.outputs, outs):
             env[o] = r
 
@@ -70,6 +64,15 @@ def run_graph(graph: Graph, inputs: Sequence[Any] = (), state: dict[str, Any] | 
     outs = [env[v] for v in graph.outputs]
     nxt = {sv.name: env[sv.next] for sv in graph.state if sv.next is not None}
     return outs, nxt
+
+
+def _located(node: Node, e: Exception) -> Exception:
+    """``e`` as raised by evaluating ``node``: our own errors as they are, others located."""
+    if isinstance(e, TorchMDFError):
+        return e
+    err = ConversionError(f"evaluating {node.op} failed: {type(e).__name__}: {e}", location=node.location())
+    err.__cause__ = e
+    return err
 
 
 def run(graph: Graph, *inputs: Any) -> Any:

@@ -118,7 +118,7 @@ class Rewriter:
 
     def used(self, i: int) -> bool:
         o = self.node.outputs[i]
-        return bool(o._uses) or id(o) in self.live_out
+        return bool(o._uses) or bool(o._returned_by) or id(o) in self.live_out
 
     @staticmethod
     def type(v: Value | None) -> TensorType:

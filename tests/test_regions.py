@@ -467,3 +467,49 @@ def test_three_thousand_nested_regions_without_recursion():
     PassManager(DEFAULT_PIPELINE).run(g)
     assert "onnx::If" not in {n.op for n in g.walk()}
     assert torch.equal(run(g, torch.tensor(True), x), torch.tensor([0.0, 2.0]))
+
+
+def test_dce_keeps_an_outer_value_a_region_returns():
+    g = _if_graph()
+    node = next(iter(g))
+    neg = g.create_node("onnx::Neg", [g.inputs[1]], before=node, name="nx")
+    node.regions[1].outputs = [neg.output]
+    PassManager([EliminateDeadCode()]).run(g)
+    assert [n.op for n in g] == ["onnx::Neg", "onnx::If"]
+    assert torch.equal(run(g, torch.tensor(False), torch.ones(3)), -torch.ones(3))
+
+
+def test_pass_regions_order_and_contract():
+    from torchmdf.errors import PassError
+    from torchmdf.ops.control_flow import node_is_pure
+    from torchmdf.passes import Pass, PassResult
+
+    g = _if_graph()
+    seen = []
+
+    class Names(Pass):
+        regions = "inner_first"
+
+        def call(self, graph):
+            seen.append(graph.name)
+            return PassResult(graph, False)
+
+    Names()(g)
+    assert seen == ["else_branch", "then_branch", "cond"]
+    seen.clear()
+    Names.regions = "outer_first"
+    Names()(g)
+    assert seen == ["cond", "then_branch", "else_branch"]
+
+    class Replaces(Pass):
+        regions = "inner_first"
+
+        def call(self, graph):
+            return PassResult(Graph(), False)
+
+    with pytest.raises(PassError, match="must return"):
+        Replaces()(g)
+    node = next(iter(g))
+    assert node_is_pure(node)
+    node.regions[0].create_node("onnx::RandomNormalLike", [g.inputs[1]])
+    assert not node_is_pure(node)

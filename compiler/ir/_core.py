@@ -162,6 +162,7 @@ class Node:
 
     ``attrs`` are the op's non-tensor arguments, ``provenance`` where it came from,
     ``meta`` analysis results (inferred shapes...), ``metadata`` user metadata (kept apart).
+    ``regions`` are the nested graphs it owns (control flow: see ``_regions.py``).
     """
 
     __slots__ = ("op", "_inputs", "outputs", "attrs", "provenance", "meta", "metadata", "graph",
@@ -396,6 +397,7 @@ class Graph:
     ``state`` lists the state variables of a dynamical graph, which makes it the pure function
     ``(inputs, state) -> (outputs, state')``.  ``conditions`` holds scheduling conditions as
     data for the backends; ``metadata`` is user metadata, ``meta`` analysis results.
+    A graph may be a region of a node (``parent_node``): see ``_regions.py``.
     """
 
     def __init__(self, name: str = "main"):
@@ -509,7 +511,7 @@ class Graph:
         return self.add_parameter(name, t, role="constant")
 
     def remove_parameter(self, v: Value) -> None:
-        if v._uses or v in self.outputs:
+        if v._uses or v._returned_by or v in self.outputs:
             raise VerificationError(f"parameter %{v.name} still has uses")
         del self.parameters[v.name]
         self._names.discard(v.name)
