@@ -1010,8 +1010,8 @@ class Model:
         ``Model.to_graph_image``; ``engine``, ``view_on_render``, ``is_horizontal`` and
         ``solid_color`` are accepted and ignored).  Returns the file written, or None when it
         failed and ``only_warn_on_fail`` is set."""
-        from torchmdf.backends.picture import draw
         from torchmdf.errors import TorchMDFError
+        from torchmdf.mdf.picture import draw
 
         path = f"{filename_root or self.id}.{output_format}"
         try:
@@ -1125,3 +1125,8 @@ def _from_dict(cls, d: Any, ident: Any, location: str | None, kind: str, strict:
     ctx.raise_if_any()
     ctx.warn_unknown()
     return obj
+
+
+#: The object model's classes, as ``torchmdf.mdf`` exports them.
+CLASSES = (Model, Graph, Node, InputPort, OutputPort, Parameter, ParameterCondition, Function, Edge, Condition,
+           ConditionSet)
