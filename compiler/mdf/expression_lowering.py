@@ -168,14 +168,8 @@ class ExpressionLowering:
     def __init__(self, g: Graph, consts: dict[tuple, Value], where: str, *,
                  loc: Callable[[str], str] | None = None, file: str | None = None, numpy: bool = True,
                  numpy_exact: bool = False, eager: bool = False):
-        self.g = g
-        self.consts = consts
-        self.where = where
-        self._loc = loc
-        self.file = file
-        self.numpy = numpy
-        self.numpy_exact = numpy_exact
-        self.eager = eager
+        self.g, self.consts, self.where, self._loc, self.file = g, consts, where, loc, file
+        self.numpy, self.numpy_exact, self.eager = numpy, numpy_exact, eager
         self.prov = Provenance(origin="mdf", mdf_path=where, file=file)
         self._provs: dict[str, Provenance] = {}
 

@@ -70,12 +70,17 @@ class Name:
 
 
 @dataclass(frozen=True, slots=True)
-class BinOp:
-    """``left op right`` with op in ``+ - * / // % ** @``."""
+class _Binary:
+    """``left op right``: the fields of :class:`BinOp` and :class:`Compare`."""
 
     op: str
     left: Expr
     right: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class BinOp(_Binary):
+    """``left op right`` with op in ``+ - * / // % ** @``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +92,8 @@ class UnaryOp:
 
 
 @dataclass(frozen=True, slots=True)
-class Compare:
+class Compare(_Binary):
     """One comparison ``left op right`` with op in ``== != < <= > >=``."""
-
-    op: str
-    left: Expr
-    right: Expr
 
 
 @dataclass(frozen=True, slots=True)
