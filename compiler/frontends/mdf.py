@@ -26,8 +26,9 @@ run in file order (graph_scheduler iterates a ``set``); edges into one port are 
 order (modeci_mdf iterates a ``set`` of edges); ``JustRan`` before anything ran is false
 (graph_scheduler raises ``IndexError``).
 
-The schedule is data compiled into the lowering: the scheduler here is plain Python over node
-ids and counters.  Without ``Threshold`` it never looks at values, so the executions of an
+The schedule is data compiled into the lowering: the scheduler (:mod:`torchmdf.mdf.scheduler`,
+its conditions compiled from the table in :mod:`torchmdf.mdf.conditions`) is plain Python over
+node ids and counters.  Without ``Threshold`` it never looks at values, so the executions of an
 evaluation are known before lowering and become one IR graph, a node that runs several times
 being emitted once per execution (each execution sees the previous one's values).  A
 ``Threshold`` makes the schedule depend on computed values: :func:`lower_mdf` refuses it,
@@ -62,8 +63,9 @@ attributes must be constants and are cast to their schema type.  A Python number
 ONNX op becomes a 1-element array (modeci_mdf's ``np.atleast_1d``; not in files torchmdf wrote,
 whose ONNX ops stand for IR ops on 0-d tensors).  modeci_mdf runs ONNX ops
 in float32; torchmdf keeps the inputs' dtype.  Expressions are parsed by the whitelisted
-parser of :mod:`torchmdf.mdf.expressions` and lowered into IR nodes; nothing from a file is
-ever evaluated with ``eval``.
+parser of :mod:`torchmdf.mdf.expressions` and lowered into IR nodes by
+:mod:`torchmdf.mdf.expression_lowering` (calls through the function table of
+:mod:`torchmdf.mdf.functions`); nothing from a file is ever evaluated with ``eval``.
 
 **State across evaluations.**  A graph lowered for a later evaluation (``first=False``) reads
 what earlier evaluations left -- parameter values, output ports, for the edges and ports of
