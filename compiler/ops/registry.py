@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from ..errors import UnsupportedOpError
+from .aten_schema import TENSOR_LIST, AtenSignature, aten_signature
 
 
 @dataclasses.dataclass
@@ -148,82 +149,6 @@ def names(domain: str | None = None) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class AtenSignature:
-    """How an ATen overload's arguments split into IR inputs and attributes."""
-
-    overload: Any
-    arg_names: tuple[str, ...]
-    kinds: tuple[str, ...]  # "tensor", "tensor?", "tensors", "attr"
-    kwarg_only: tuple[bool, ...]
-    defaults: tuple[Any, ...]
-    has_default: tuple[bool, ...]
-    num_returns: int
-    mutable: bool
-
-    @property
-    def tensor_arg_names(self) -> list[str]:
-        return [n for n, k in zip(self.arg_names, self.kinds) if k != "attr"]
-
-    def build_call(self, inputs: Sequence[Any], attrs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-        """Positional args and kwargs for calling the overload with IR inputs and attrs."""
-        fixed = sum(1 for k in self.kinds if k in ("tensor", "tensor?"))
-        list_len = len(inputs) - fixed
-        args: list[Any] = []
-        kwargs: dict[str, Any] = {}
-        pos = 0
-        positional_ok = True
-        for name, kind, kwo in zip(self.arg_names, self.kinds, self.kwarg_only):
-            if kind in ("tensor", "tensor?"):
-                val = inputs[pos] if pos < len(inputs) else None
-                pos += 1
-            elif kind == "tensors":
-                val = list(inputs[pos:pos + list_len])
-                pos += list_len
-            elif name in attrs:
-                val = attrs[name]
-                if isinstance(val, tuple):
-                    val = list(val)
-            else:
-                positional_ok = False
-                continue
-            if kwo or not positional_ok:
-                kwargs[name] = val
-            else:
-                args.append(val)
-        return args, kwargs
-
-
-def _arg_kind(arg: Any) -> str:
-    """Classify a schema argument: "tensor", "tensor?", "tensors" (Tensor[] / Tensor?[]) or "attr"."""
-    t = arg.type
-    if isinstance(t, torch._C.TensorType):
-        return "tensor"
-    if isinstance(t, torch._C.OptionalType) and isinstance(t.getElementType(), torch._C.TensorType):
-        return "tensor?"
-    if isinstance(t, torch._C.ListType):
-        el = t.getElementType()
-        if isinstance(el, torch._C.OptionalType):
-            el = el.getElementType()
-        if isinstance(el, torch._C.TensorType):
-            return "tensors"
-    return "attr"
-
-
-def aten_signature(overload: Any) -> AtenSignature:
-    schema = overload._schema
-    names_, kinds, kwo, defaults, has_def = [], [], [], [], []
-    for a in schema.arguments:
-        names_.append(a.name)
-        kinds.append(_arg_kind(a))
-        kwo.append(bool(a.kwarg_only))
-        has_def.append(a.has_default_value())
-        defaults.append(a.default_value if a.has_default_value() else None)
-    mutable = any(a.alias_info is not None and a.alias_info.is_write for a in schema.arguments)
-    return AtenSignature(overload, tuple(names_), tuple(kinds), tuple(kwo), tuple(defaults),
-                         tuple(has_def), len(schema.returns), mutable)
-
-
 def resolve_aten(name: str) -> Any | None:
     """``"aten::add.Tensor"`` -> ``torch.ops.aten.add.Tensor`` (``.default`` when no overload)."""
     qual = name.split("::", 1)[1]
@@ -255,7 +180,7 @@ def _aten_opdef(name: str) -> OpDef | None:
         impl=impl,
         num_outputs=max(nret, 1) if nret != 0 else 0,
         input_names=tensor_names,
-        variadic=any(k == "tensors" for k in sig.kinds),
+        variadic=TENSOR_LIST in sig.kinds,
         mdf_name=name,
         fx_target=ov,
         canonicalize=_CANONICALIZATIONS.get(name),
