@@ -89,7 +89,8 @@ import numpy as np
 import torch
 
 from torchmdf.errors import ConversionError, TorchMDFError, ValidationError
-from torchmdf.ir import Graph, Provenance, TensorType, Value
+from torchmdf.ir import Graph, Provenance, TensorType, Value, ValueRole
+from torchmdf.ir.meta_keys import DEFAULT, MDF_PORT, PYSCALAR
 from torchmdf.limits import LIMITS
 from torchmdf.ops import registry
 
@@ -139,17 +140,10 @@ _PORT_TYPES = {"float32": torch.float32, "float": torch.float32, "float64": torc
 def _symbolic_port_shape(node_id: str, p: Any) -> tuple | None:
     """A shape with symbolic dims torchmdf wrote in the port's metadata (``{"torchmdf":
     {"shape": ["batch", 16]}}``, see :mod:`torchmdf.backends.mdf`), else None."""
-    md = p.metadata.get("torchmdf") if isinstance(p.metadata, dict) else None
-    if not isinstance(md, dict) or "shape" not in md:
-        return None
-    shape = md["shape"]
-    ok = isinstance(shape, list) and len(shape) <= 64 and all(
-        (type(d) is int and d >= 0) or (isinstance(d, str) and 0 < len(d) <= 200 and re.fullmatch(r"[\w*+\- /()]+", d))
-        for d in shape)
-    if not ok:
-        raise ValidationError("metadata torchmdf.shape must be a list of non-negative ints and dim names",
-                              location=f"node '{node_id}', input port '{p.id}'")
-    return tuple(shape)
+    from torchmdf.mdf.torchmdf_metadata import PortMetadata
+
+    shape = PortMetadata.read(p.metadata, f"node '{node_id}', input port '{p.id}'").shape
+    return None if shape is None else tuple(shape)
 
 
 def _port_default(p: Any) -> torch.Tensor:
@@ -305,7 +299,7 @@ class _Lower:
             if out is None:
                 out = self.g.add_constant(as_tensor(v), "const")
                 if _is_pyscalar(v):
-                    out.meta["pyscalar"] = True
+                    out.meta[PYSCALAR] = True
                 self.seg.consts[key] = out
             return out
         return self.g.add_constant(as_tensor(v), name)
@@ -368,16 +362,16 @@ class _Lower:
                 # (a float32 array stays float32: a 0-d float64 does not promote it)
                 x = op("onnx::Mul", [a, self.g.add_constant(torch.tensor(1.0, dtype=torch.float64), "one")])
             out = op(_BIN[e.op], [x, b])
-            if e.op in _PYSCALAR_BIN and a.meta.get("pyscalar") and b.meta.get("pyscalar"):
-                out.meta["pyscalar"] = True
+            if e.op in _PYSCALAR_BIN and a.meta.get(PYSCALAR) and b.meta.get(PYSCALAR):
+                out.meta[PYSCALAR] = True
             return out
         if isinstance(e, E.UnaryOp):
             x = self._one(self.expr(e.operand, env, where), where)
             if e.op == "+":
                 return x
             out = op("onnx::Neg", [x]) if e.op == "-" else op("aten::logical_not", [x])
-            if e.op == "-" and x.meta.get("pyscalar"):
-                out.meta["pyscalar"] = True
+            if e.op == "-" and x.meta.get(PYSCALAR):
+                out.meta[PYSCALAR] = True
             return out
         if isinstance(e, E.Compare):
             return op(_CMP[e.op], [self._one(self.expr(e.left, env, where), where),
@@ -420,8 +414,8 @@ class _Lower:
         op = self.op
         if f in _STANDARD and f not in _UNARY_ONNX:
             out = op(f"mdf::{f}", args)
-            if f == "linear" and all(a.meta.get("pyscalar") for a in args):
-                out.meta["pyscalar"] = True
+            if f == "linear" and all(a.meta.get(PYSCALAR) for a in args):
+                out.meta[PYSCALAR] = True
             return out
         if f in _UNARY_ONNX:
             return op(f"onnx::{_UNARY_ONNX[f]}", args)
@@ -517,8 +511,8 @@ class _Lower:
                                       location=self.loc(where))
             ins = [self._one(self.lookup(n, scope, where), where) for n in d.input_names]
             out = self.op(d.name, ins, name=self.node.id, where=where)
-            if d.name == "mdf::linear" and all(x.meta.get("pyscalar") for x in ins):
-                out.meta["pyscalar"] = True
+            if d.name == "mdf::linear" and all(x.meta.get(PYSCALAR) for x in ins):
+                out.meta[PYSCALAR] = True
             return out
         if d.domain == "onnx":
             return self._onnx(d, args, scope, env, where)
@@ -609,7 +603,7 @@ class _Lower:
     def _as_onnx_input(self, x: Value | None) -> Value | None:
         """modeci_mdf's ``convert_type``: a Python number becomes ``np.atleast_1d``.  Not in
         files torchmdf wrote: their ONNX ops stand for IR ops whose 0-d operands stay 0-d."""
-        if x is None or not x.meta.get("pyscalar") or self.prog.written_by_torchmdf:
+        if x is None or not x.meta.get(PYSCALAR) or self.prog.written_by_torchmdf:
             return x
         if x.tensor is not None:
             return self.g.add_constant(x.tensor.reshape(1), "const")
@@ -1435,10 +1429,10 @@ class MDFProgram:
             default = _port_default(p)
             shape = _symbolic_port_shape(n.id, p)
             v = seg.g.add_input(name, TensorType(default.dtype, tuple(default.shape) if shape is None else shape))
-            v.meta["default"] = default
-            v.meta["mdf_port"] = f"{n.id}.{p.id}"
+            v.meta[DEFAULT] = default
+            v.meta[MDF_PORT] = f"{n.id}.{p.id}"
             if _is_pyscalar(p.default_value):
-                v.meta["pyscalar"] = True
+                v.meta[PYSCALAR] = True
             seg.free[(n.id, p.id)] = v
         for nid in executions:
             node = self.by_id[nid]
@@ -1475,8 +1469,8 @@ class MDFProgram:
             if w is not None and not (type(w) in (int, float) and w == 1):
                 wv = L.value(w, ew + " > parameter 'weight'", _Env())
                 out = L.op("onnx::Mul", [wv, L._one(src, ew)], where=ew)
-                if wv.meta.get("pyscalar") and src.meta.get("pyscalar"):
-                    out.meta["pyscalar"] = True
+                if wv.meta.get(PYSCALAR) and src.meta.get(PYSCALAR):
+                    out.meta[PYSCALAR] = True
                 src = out
             if pending is None or reduce == "overwrite":
                 pending = src
@@ -1490,23 +1484,23 @@ class MDFProgram:
         if pending is None:
             pending = seg.g.add_constant(_port_default(p), p.id)
             if _is_pyscalar(p.default_value):
-                pending.meta["pyscalar"] = True
+                pending.meta[PYSCALAR] = True
         return pending
 
     def _param_value(self, seg: _Segment, L: _Lower, p: Any, env: _Env, where: str) -> Value:
         """A parameter's ``value``; a weight torchmdf wrote keeps its PyTorch name and dtype."""
-        tm = (p.metadata or {}).get("torchmdf") if isinstance(p.metadata, dict) else None
-        tm = tm if isinstance(tm, dict) else {}
-        if p.value is not None and not isinstance(p.value, str) and (tm.get("name") or tm.get("dtype")):
-            t = _with_dtype(as_tensor(p.value), tm.get("dtype"), self.loc(where))
-            name = tm.get("name")
+        from torchmdf.mdf.torchmdf_metadata import ParameterMetadata
+
+        tm = ParameterMetadata.read(p.metadata, self.loc(where)) if p.value is not None \
+            and not isinstance(p.value, str) else ParameterMetadata()
+        if tm.name or tm.dtype:
+            t = _with_dtype(as_tensor(p.value), tm.dtype, self.loc(where))
+            name = tm.name
             if not name:
                 return seg.g.add_constant(t, p.id)
             v = seg.named.get(name)
             if v is None:
-                role = tm.get("role", "parameter")
-                role = role if role in ("parameter", "buffer") else "constant"
-                v = seg.named[name] = seg.g.add_parameter(name, t, role=role)
+                v = seg.named[name] = seg.g.add_parameter(name, t, role=tm.role or ValueRole.PARAMETER)
             return v
         return L.value(p.value, where, env, name=p.id)
 
@@ -1672,13 +1666,13 @@ class MDFProgram:
         g.metadata["mdf_graph"] = self.mg.id
         from torchmdf.mdf.torchmdf_metadata import graph_metadata
 
-        for md in (self.model.metadata, self.mg.metadata):
-            g.metadata.update(graph_metadata(md))  # only the keys with a schema, checked
-        keep = g.metadata.get("output_ports")  # written by torchmdf: the outputs, in order
-        if isinstance(keep, list) and all(k in all_outputs for k in keep):
+        tm = graph_metadata(self.model.metadata, self.mg.metadata)  # only the keys with a schema, checked
+        g.signature = tm.signature()
+        keep = tm.output_ports  # written by torchmdf: the outputs, in order
+        if keep is not None and all(k in all_outputs for k in keep):
             g.outputs = [all_outputs[k] for k in keep]
-            onames = g.metadata.get("output_names")
-            g.output_names = list(onames) if isinstance(onames, list) and len(onames) == len(keep) else list(keep)
+            onames = tm.output_names
+            g.output_names = list(onames) if onames is not None and len(onames) == len(keep) else list(keep)
         g.verify()
         return g
 
