@@ -218,3 +218,12 @@ def test_graph_metadata_lays_a_graph_entry_over_its_model_entry():
     entry = tm.graph_metadata({"torchmdf": {"output_ports": ["A.o"], "pytorch_input_names": ["x"]}},
                               {"torchmdf": {"output_ports": ["B.o"]}}, None)
     assert entry == tm.ModelMetadata(output_ports=["B.o"], input_names=["x"])
+
+
+def test_port_metadata_is_checked_at_load(tmp_path):
+    m = torchmdf.compile(nn.Linear(16, 4), target="mdf", example_inputs=(torch.randn(2, 16),), dynamic_batch=True)
+    path = tmp_path / "m.json"
+    torchmdf.mdf.save(m, path)
+    path.write_text(path.read_text().replace('"batch"', '{"x": 1}'))
+    with pytest.raises(ValidationError, match=r"input port '\w+' > metadata > torchmdf > shape: must be a list"):
+        torchmdf.mdf.load(path)
