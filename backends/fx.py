@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from torchmdf.errors import ConversionError, TorchMDFError, UnsupportedOpError
-from torchmdf.ir import Graph, Node, Value
+from torchmdf.ir import Graph, Node, Value, ValueRole
+from torchmdf.ir.meta_keys import DEFAULT, PERSISTENT
 from torchmdf.ops import registry
 
 Rule = Callable[["FxBuilder", Node, "_Args"], Any]
@@ -136,7 +137,7 @@ class FxBuilder:
                 x.node = self.fx.get_attr(x.target)
             return x.node
         if x is None and v not in self.env:
-            if v.tensor is not None and v.role == "constant":
+            if v.tensor is not None and v.role == ValueRole.CONSTANT:
                 return self.get(self.register_constant(v))
             raise ConversionError(f"value %{v.name} is used before it is defined")
         return x
@@ -181,7 +182,7 @@ class FxBuilder:
         ``other`` gives the same result dtype and values as the tensor; else its FX value."""
         if v is None:
             return None
-        t = v.tensor if v.role == "constant" else None
+        t = v.tensor if v.role == ValueRole.CONSTANT else None
         if t is None or t.dim() != 0 or other is None or other.is_constant or t.dtype == torch.bool:
             return self.get(v)
         dt, rank = other.type.dtype, other.type.rank
@@ -217,7 +218,7 @@ class FxBuilder:
     # -- constants known at build time --------------------------------------------------------
     @staticmethod
     def const(v: Value | None) -> torch.Tensor | None:
-        if v is not None and v.tensor is not None and v.role == "constant":
+        if v is not None and v.tensor is not None and v.role == ValueRole.CONSTANT:
             return v.tensor
         return None
 
@@ -534,7 +535,7 @@ def _bn(b: FxBuilder, n: Node, a: _Args):
 @fx_rule("onnx::LayerNormalization")
 def _layer_norm(b: FxBuilder, n: Node, a: _Args):
     x = n.inputs[0]
-    if any(o._uses or o in b.ir.outputs for o in n.outputs[1:]):
+    if any(b.ir.is_live(o) for o in n.outputs[1:]):
         return None
     shape = x.type.shape
     if shape is None:
@@ -868,7 +869,7 @@ def _range(b: FxBuilder, n: Node, a: _Args):
 def _constant(b: FxBuilder, n: Node, a: _Args):
     from torchmdf.ops.onnx_ops import constant
 
-    v = Value(n.outputs[0].name or "constant", role="constant", tensor=constant(**n.attrs))
+    v = Value(n.outputs[0].name or "constant", role=ValueRole.CONSTANT, tensor=constant(**n.attrs))
     return b.get(b.register_constant(v))
 
 
@@ -937,7 +938,7 @@ def _arg(b: FxBuilder, n: Node, a: _Args):
 
 @fx_rule("onnx::Identity", "onnx::Dropout")
 def _identity(b: FxBuilder, n: Node, a: _Args):
-    if any(o._uses or o in b.ir.outputs for o in n.outputs[1:]):
+    if any(b.ir.is_live(o) for o in n.outputs[1:]):
         return None
     return [a[0]] + [None] * (len(n.outputs) - 1)
 
@@ -956,7 +957,7 @@ def _gather(b: FxBuilder, n: Node, a: _Args):
         return b.call(torch.select, (a[0], axis, int(idx)))
     if ind.type.dtype not in (torch.int64, torch.int32):
         return None
-    if axis == 0 and data.role == "parameter" and data.type.rank == 2 and ind.type.dtype == torch.int64:
+    if axis == 0 and data.role == ValueRole.PARAMETER and data.type.rank == 2 and ind.type.dtype == torch.int64:
         # an embedding table (nn.Embedding exported as Gather): the builtin the module calls
         return b.call(torch.embedding, (a[0], a[1]))
     # advanced indexing: same result shape as ONNX Gather, negative indices count from the end
@@ -1161,7 +1162,7 @@ def _bn_train(b: FxBuilder, n: Node, a: _Args):
     the buffers in place as ``nn.BatchNorm`` does (a separate ``copy_`` would bump their
     version and break a backward that saved them)."""
     if not n.attrs.get("training") or not isinstance(n.attrs.get("momentum"), (int, float)) \
-            or any(o._uses or o in b.ir.outputs for o in n.outputs[1:3]):
+            or any(b.ir.is_live(o) for o in n.outputs[1:3]):
         return None
     nexts = {sv.current: sv for sv in b.ir.state}
     svs = [nexts.get(n.inputs[3]), nexts.get(n.inputs[4])]
@@ -1351,7 +1352,7 @@ def locate_runtime_error(gm: torch.fx.GraphModule, e: BaseException) -> TorchMDF
 def _stateful_ok(graph: Graph) -> bool:
     """State the module can keep in buffers: each variable has an initial tensor (torch
     buffers mutated in forward).  MDF dynamical models run with ``torchmdf.simulate``."""
-    if graph.metadata.get("mdf_source") and not graph.metadata.get("pytorch_mutated_buffers"):
+    if graph.metadata.get("mdf_source") and not graph.signature.mutated_buffers:
         return False
     return all(sv.init is not None and sv.init_value is None for sv in graph.state)
 
@@ -1370,7 +1371,7 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
     converted from a torch model): ``forward`` first checks the inputs' static dims (and that
     dims sharing a symbol agree) and raises a :class:`~torchmdf.errors.ShapeError` naming the
     expected and given shapes.  Outputs: the original pytree structure when
-    ``graph.metadata`` has ``pytorch_out_spec`` (constant and scalar outputs put back, mutated
+    ``graph.signature`` has ``out_spec`` (constant and scalar outputs put back, mutated
     inputs updated with ``copy_``); a dict ``{name: tensor}`` when ``graph.output_names`` is
     set (MDF graphs) or ``output_dict``; else a tensor or tuple.
     """
@@ -1382,23 +1383,22 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
                               "tensor); run it with torchmdf.simulate()")
     b = FxBuilder(graph)
     fx = b.fx
-    md = graph.metadata
+    sig = graph.signature
 
     # inputs: one placeholder per leaf of the original call (constant leaves included)
     in_names = _add_inputs(b, input_defaults)
 
     # parameters and buffers: all registered (state_dict keys as in the original), fetched lazily
-    persistent_off = set(md.get("pytorch_non_persistent_buffers") or ())
     for name, v in graph.parameters.items():
-        if v.role == "constant":
+        if v.role == ValueRole.CONSTANT:
             continue  # registered on first use as a tensor (0-d ones are often inlined)
         target = b.attr_name(name)
         mod, leaf = b.module_for(target)
         t = v.tensor.clone() if copy_weights else v.tensor
-        if v.role == "parameter":
+        if v.role == ValueRole.PARAMETER:
             mod.register_parameter(leaf, nn.Parameter(t, requires_grad=t.is_floating_point() or t.is_complex()))
         else:
-            persistent = name not in persistent_off and v.meta.get("persistent", True) is not False
+            persistent = v.meta.get(PERSISTENT, True) is not False
             mod.register_buffer(leaf, t, persistent=persistent)
         b.env[v] = _Lazy(target)
     for sv in graph.state:
@@ -1433,7 +1433,7 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
 
     outs = [b.get(v) for v in graph.outputs]
     for v in graph.outputs:  # a state's current value returned: keep it from the update below
-        if v.role == "state":
+        if v.role == ValueRole.STATE:
             i = graph.outputs.index(v)
             outs[i] = b.method("clone", (outs[i],))
 
@@ -1447,25 +1447,25 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
         b.impure.add(b.method("copy_", (b.get(sv.current), nxt)))
 
     # mutated user inputs: copy the new values in, drop them from the outputs
-    mutations = md.get("pytorch_input_mutations") or []
+    mutations = sig.input_mutations
     if mutations:
         by_name = {v.name: v for v in graph.inputs}
         drop = set()
         for m in mutations:
-            v = by_name.get(m["input"])
+            v = by_name.get(m.input)
             if v is None:
-                raise ConversionError(f"mutated input {m['input']!r} is not a graph input")
-            b.impure.add(b.method("copy_", (b.get(v), outs[m["output"]])))
-            drop.add(m["output"])
+                raise ConversionError(f"mutated input {m.input!r} is not a graph input")
+            b.impure.add(b.method("copy_", (b.get(v), outs[m.output])))
+            drop.add(m.output)
         outs = [o for i, o in enumerate(outs) if i not in drop]
 
-    out_spec = md.get("pytorch_out_spec")
-    in_spec = md.get("pytorch_in_spec")
+    out_spec = sig.out_spec
+    in_spec = sig.in_spec
     if out_spec:
-        for i in md.get("pytorch_scalar_outputs") or []:
+        for i in sig.scalar_outputs:
             if i < len(outs):
                 outs[i] = b.method("item", (outs[i],))
-        for i, val in md.get("pytorch_constant_outputs") or []:
+        for i, val in sig.constant_outputs:
             outs.insert(i, val)
     if graph.output_names is not None and (output_dict or output_dict is None) and not out_spec:
         fx.output({k: o for k, o in zip(graph.output_names, outs)})
@@ -1482,7 +1482,7 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
     if (out_spec or in_spec) and not output_dict:
         _install_pytree_codegen(fx, in_names, in_spec, out_spec)
     if shape_guards is None:
-        shape_guards = "pytorch_input_names" in md  # converted from a torch model
+        shape_guards = sig.from_torch  # converted from a torch model
     if shape_guards:
         b.prologue += _shape_guards(b)
     _install_prologue(fx, b.prologue)
@@ -1516,8 +1516,8 @@ def _add_inputs(b: FxBuilder, input_defaults: bool) -> list[str]:
     """Placeholders for the graph inputs, plus one (with its value as the default) for each
     constant input ``torch.export`` specialized, in the original order where it is known."""
     graph, fx = b.ir, b.fx
-    const_inputs: dict[str, str] = graph.metadata.get("pytorch_constant_inputs") or {}
-    order = graph.metadata.get("pytorch_user_input_order")
+    const_inputs: dict[str, str] = graph.signature.constant_inputs
+    order = graph.signature.input_order
     by_name = {v.name: v for v in graph.inputs}
     if not order or set(order) != set(by_name) | set(const_inputs):
         order = [v.name for v in graph.inputs] + [k for k in const_inputs if k not in by_name]
@@ -1533,7 +1533,7 @@ def _add_inputs(b: FxBuilder, input_defaults: bool) -> list[str]:
             ph = fx.placeholder(name, default_value=_literal(const_inputs[key]))
             names.append(ph.name)
             continue
-        default = v.meta.get("default") if input_defaults else None
+        default = v.meta.get(DEFAULT) if input_defaults else None
         ph = fx.placeholder(name, default_value=None if default is not None else torch.fx.node.inspect.Signature.empty)
         names.append(ph.name)
         b.env[v] = ph
@@ -1769,7 +1769,7 @@ def _lower_node(b: FxBuilder, n: Node, nd_gemms: set[Node]) -> None:
         b.env[n.outputs[0]] = out
     else:
         for i, o in enumerate(n.outputs):
-            if o._uses or o in b.ir.outputs or any(sv.next is o for sv in b.ir.state):
+            if b.ir.is_live(o):
                 b.env[o] = b.call(operator.getitem, (out, i))
 
 

@@ -70,7 +70,7 @@ def emit_onnx(graph: Graph, *, opset: int | None = None, check: bool = True) -> 
             return ""
         return names.setdefault(v, v.name)
 
-    inits = [_tensor_proto(name_of(v), v.tensor) for v in graph.parameters.values() if v._uses or v in graph.outputs]
+    inits = [_tensor_proto(name_of(v), v.tensor) for v in graph.parameters.values() if graph.is_live(v)]
     nodes = []
     for n in graph:
         attrs = {k: _attr(a) for k, a in n.attrs.items() if a is not None and not k.startswith("_")}

@@ -25,7 +25,8 @@ from typing import Any
 import torch
 
 from torchmdf.errors import ConversionError, TorchMDFError
-from torchmdf.ir import Graph, Value
+from torchmdf.ir import Graph, Value, ValueRole
+from torchmdf.ir.meta_keys import DEFAULT, MDF_PORT
 from torchmdf.limits import LIMITS
 from torchmdf.mdf.conditions import threshold_getter
 from torchmdf.mdf.scheduler import flatten
@@ -203,12 +204,12 @@ def _feed(g: Graph, inputs: dict[str, Any] | None) -> list[Any]:
     inputs = dict(inputs or {})
     out = []
     for v in g.inputs:
-        if v.role != "input" or "mdf_port" not in v.meta:
+        if v.role != ValueRole.INPUT or MDF_PORT not in v.meta:
             continue
-        key = v.name if v.name in inputs else v.meta.get("mdf_port")
-        out.append(torch.as_tensor(inputs.pop(key)) if key in inputs else v.meta["default"])
+        key = v.name if v.name in inputs else v.meta.get(MDF_PORT)
+        out.append(torch.as_tensor(inputs.pop(key)) if key in inputs else v.meta[DEFAULT])
     if inputs:
-        known = ", ".join(f"{v.name} ({v.meta['mdf_port']})" for v in g.inputs if "mdf_port" in v.meta)
+        known = ", ".join(f"{v.name} ({v.meta[MDF_PORT]})" for v in g.inputs if MDF_PORT in v.meta)
         raise ConversionError(f"unknown input(s) {', '.join(map(str, inputs))}; the graph's inputs are "
                               f"{known or '(none)'}")
     return out

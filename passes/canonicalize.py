@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import torch
 
 from torchmdf.errors import PassError, ShapeError
-from torchmdf.ir import UNKNOWN, Graph, Node, TensorType, Value
+from torchmdf.ir import UNKNOWN, Graph, Node, TensorType, Value, ValueRole
 from torchmdf.ops import aten_to_onnx as _rules  # noqa: F401 - registers the ATen -> ONNX rules
 from torchmdf.ops import registry
 
@@ -74,8 +74,7 @@ class Rewriter:
     def refresh_live_outputs(self) -> None:
         """ids of the values the graph returns or carries as next state."""
         g = self.graph
-        self.live_out = {id(v) for v in g.outputs}
-        self.live_out.update(id(sv.next) for sv in g.state if sv.next is not None)
+        self.live_out = set(g.live_roots())
 
     def begin(self, node: Node) -> None:
         self.node = node
@@ -92,7 +91,7 @@ class Rewriter:
             if n.graph is self.graph:
                 self.graph.remove(n, safe=False)
         for c in self._consts:
-            if not c._uses and c.name in self.graph.parameters:
+            if not self.graph.is_live(c) and c.name in self.graph.parameters:
                 self.graph.remove_parameter(c)
         self._nodes = []
         self._consts = []
@@ -118,7 +117,7 @@ class Rewriter:
 
     def used(self, i: int) -> bool:
         o = self.node.outputs[i]
-        return bool(o._uses) or id(o) in self.live_out
+        return o.is_used or id(o) in self.live_out
 
     @staticmethod
     def type(v: Value | None) -> TensorType:
@@ -183,7 +182,7 @@ class Rewriter:
         src = self.dtype(v)
         if src == dtype:
             return v
-        if v.role == "constant" and v.tensor is not None and v.producer is None:
+        if v.role == ValueRole.CONSTANT and v.tensor is not None and v.producer is None:
             return self.const(v.tensor.to(dtype), name=v.name)
         from torchmdf.ops.onnx_ops import torch_to_onnx_dtype
 
@@ -253,7 +252,7 @@ class Canonicalize(Pass):
             if v is None or rw.is_new(v) or id(o) not in out_ids:
                 final.append(v)
                 continue
-            if v.role in ("input", "state") or id(v) in out_ids:
+            if v.role in (ValueRole.INPUT, ValueRole.STATE) or id(v) in out_ids:
                 if not self.use_onnx_ops:
                     rw.rollback()
                     return False

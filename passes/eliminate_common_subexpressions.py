@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from torchmdf.ir import Graph
+from torchmdf.ir import Graph, ValueRole
 
 from ._infra import Pass, PassResult, register_pass
 from .eliminate_dead_code import is_pure
@@ -41,13 +41,13 @@ class EliminateCommonSubexpressions(Pass):
         if self.merge_constants:
             seen_c: dict[Any, Any] = {}
             for v in list(graph.parameters.values()):
-                if v.role != "constant" or v.tensor.numel() > 64:
+                if v.role != ValueRole.CONSTANT or v.tensor.numel() > 64:
                     continue
                 key = _hashable(v.tensor)
                 first = seen_c.get(key)
                 if first is None:
                     seen_c[key] = v
-                elif v._uses:
+                elif v.is_used:
                     v.replace_all_uses_with(first)
                     modified = True
         seen: dict[Any, Any] = {}

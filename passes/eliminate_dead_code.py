@@ -22,13 +22,11 @@ class EliminateDeadCode(Pass):
         self.remove_unused_parameters = remove_unused_parameters
 
     def call(self, graph: Graph) -> PassResult:
-        live = {id(v) for v in graph.outputs}
-        live.update(id(sv.next) for sv in graph.state if sv.next is not None)
-        live.update(id(sv.init_value) for sv in graph.state if sv.init_value is not None)
+        live = graph.live_roots()
         purity: dict[str, bool] = {}
         modified = False
         for node in graph.reversed():
-            if any(o._uses or id(o) in live for o in node.outputs):
+            if any(o.is_used or id(o) in live for o in node.outputs):
                 continue
             p = purity.get(node.op)
             if p is None:
@@ -39,7 +37,7 @@ class EliminateDeadCode(Pass):
             modified = True
         if self.remove_unused_parameters:
             for v in list(graph.parameters.values()):
-                if not v._uses and id(v) not in live:
+                if not v.is_used and id(v) not in live:
                     graph.remove_parameter(v)
                     modified = True
         return PassResult(graph, modified)

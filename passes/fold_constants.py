@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from torchmdf.errors import TorchMDFError
-from torchmdf.ir import Graph, Node, Value
+from torchmdf.ir import Graph, Node, Value, ValueRole
 from torchmdf.ops import registry
 
 from ._infra import Pass, PassResult, register_pass
@@ -74,7 +74,8 @@ class FoldConstants(Pass):
         self.fold_parameters = fold_parameters
         self.max_output_elements = max_output_elements
         self.growth_allowance = growth_allowance
-        self._roles = ("constant", "parameter", "buffer") if fold_parameters else ("constant",)
+        self._roles = ((ValueRole.CONSTANT, ValueRole.PARAMETER, ValueRole.BUFFER) if fold_parameters
+                       else (ValueRole.CONSTANT,))
 
     def call(self, graph: Graph) -> PassResult:
         modified = False
@@ -188,15 +189,15 @@ class FoldConstants(Pass):
             return False
         if out_n <= self.growth_allowance:
             return True
-        # elements freed: inputs read by this node only (and not graph outputs)
+        # elements freed: inputs read by this node only (not graph outputs nor state)
         freed = 0
         seen: set[int] = set()
-        outputs = {id(v) for v in graph.outputs}
+        outputs = graph.live_roots()
         for v in node.inputs:
             if v is None or id(v) in seen:
                 continue
             seen.add(id(v))
-            if all(u is node for u, _ in v._uses) and id(v) not in outputs:
+            if all(u is node for u in v.users()) and id(v) not in outputs:
                 freed += v.tensor.numel()
         return out_n <= freed + self.growth_allowance
 

@@ -27,7 +27,7 @@ Design decisions (documented here because the other frontends and the backends r
   ``current`` is the buffer's value on entry, ``next`` its value after the call, ``init`` the
   module's tensor, so the graph is the pure function ``(inputs, state) -> (outputs, state')``.
   Mutated user inputs become extra graph outputs after the user outputs, recorded in
-  ``graph.metadata["pytorch_input_mutations"]``.
+  ``graph.signature.input_mutations``.
 * **Multi-output ops** (``native_layer_norm``, ``max_pool2d_with_indices``...) are one node with
   several outputs; ``operator.getitem`` maps to the right output value.  Ops returning a tensor
   *list* (``split_with_sizes``, ``unbind``) are expanded into one ``slice``/``select`` node per
@@ -38,9 +38,9 @@ Design decisions (documented here because the other frontends and the backends r
   ``torch.export`` fail: that failure is reported, together with every op the registry cannot
   resolve, as one :class:`~torchmdf.errors.UnsupportedOpError` (found with ``draft_export``).
 
-The original calling convention is kept in ``graph.metadata``: ``pytorch_in_spec`` and
-``pytorch_out_spec`` (``treespec_dumps`` strings of the user inputs' and outputs' pytrees) and
-``pytorch_input_names``.
+The original calling convention is kept in ``graph.signature`` (a
+:class:`~torchmdf.ir.GraphSignature`): ``in_spec`` and ``out_spec`` (``treespec_dumps``
+strings of the user inputs' and outputs' pytrees), ``input_names`` and the rest.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ import torch.fx
 from torch.utils import _pytree as pytree
 
 from ..errors import ConversionError, TorchMDFError, UnsupportedOpError
-from ..ir import Graph, Provenance, TensorType, Value
+from ..ir import Graph, InputMutation, Provenance, TensorType, Value, ValueRole
+from ..ir.meta_keys import PERSISTENT
 from ..ops import registry
 from ..ops.aten_schema import OMIT, aten_signature, op_name_of
 from ._fx_walk import _TORCH_DIR, FxGraphWalker, Unsupported, source_of
@@ -381,7 +382,7 @@ class _Lowering(FxGraphWalker):
                             self.sym_source.setdefault(str(e), (v, i))
                 else:  # a constant (or SymInt) user input: specialized by export
                     env[node] = val
-                    g.metadata.setdefault("pytorch_constant_inputs", {})[node.name] = repr(val)
+                    g.signature.constant_inputs[node.name] = repr(val)
             elif kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
                 target = spec.target
                 tensor = ep.state_dict.get(target) if target in ep.state_dict else ep.constants.get(target)
@@ -394,14 +395,15 @@ class _Lowering(FxGraphWalker):
                 if target in mutated_buffers:
                     sv = g.add_state(target, tensor.detach().clone(), TensorType.of(tensor))
                     if kind == InputKind.BUFFER and getattr(spec, "persistent", True) is False:
-                        sv.current.meta["persistent"] = False
+                        sv.current.meta[PERSISTENT] = False
                     state_of[target] = sv
                     env[node] = sv.current
                 else:
-                    role = {InputKind.PARAMETER: "parameter", InputKind.BUFFER: "buffer"}.get(kind, "constant")
+                    role = {InputKind.PARAMETER: ValueRole.PARAMETER,
+                            InputKind.BUFFER: ValueRole.BUFFER}.get(kind, ValueRole.CONSTANT)
                     env[node] = g.add_parameter(target, tensor, role=role)
                     if kind == InputKind.BUFFER and getattr(spec, "persistent", True) is False:
-                        env[node].meta["persistent"] = False  # not in the original's state_dict
+                        env[node].meta[PERSISTENT] = False  # not in the original's state_dict
             else:  # tokens, custom objects
                 self.report(f"unsupported exported input kind {kind.name} ({node.name})", None)
                 env[node] = None
@@ -439,21 +441,18 @@ class _Lowering(FxGraphWalker):
         for m in mutations:
             m["output"] = len(g.outputs)
             g.outputs.append(m.pop("value"))
-        if mutations:
-            g.metadata["pytorch_input_mutations"] = mutations
-        if const_outs:  # [[output leaf index, value], ...]
-            g.metadata["pytorch_constant_outputs"] = [[i, v] for i, v in sorted(const_outs.items())]
-        if scalar_outs:
-            g.metadata["pytorch_scalar_outputs"] = scalar_outs
+        sig = g.signature
+        sig.input_mutations = [InputMutation(m["input"], m["output"]) for m in mutations]
+        sig.constant_outputs = sorted(const_outs.items())  # [(output leaf index, value), ...]
+        sig.scalar_outputs = scalar_outs
 
-        g.metadata["pytorch_input_names"] = input_names
+        sig.input_names = input_names
         call_spec = ep.call_spec
         if call_spec.in_spec is not None:
-            g.metadata["pytorch_in_spec"] = pytree.treespec_dumps(call_spec.in_spec)
+            sig.in_spec = pytree.treespec_dumps(call_spec.in_spec)
         if call_spec.out_spec is not None:
-            g.metadata["pytorch_out_spec"] = pytree.treespec_dumps(call_spec.out_spec)
-        if state_of:
-            g.metadata["pytorch_mutated_buffers"] = sorted(state_of)
+            sig.out_spec = pytree.treespec_dumps(call_spec.out_spec)
+        sig.mutated_buffers = sorted(state_of)
 
         for n in g:
             if registry.lookup(n.op) is None:
@@ -825,8 +824,8 @@ class _Lowering(FxGraphWalker):
 
 @dataclasses.dataclass(frozen=True)
 class _ConstOut:
-    """A non-tensor output leaf (None, a number, a string): recorded in the graph's metadata
-    as ``pytorch_constant_outputs[leaf index]``, not a graph output."""
+    """A non-tensor output leaf (None, a number, a string): recorded in the graph's signature
+    (``constant_outputs``), not a graph output."""
 
     value: Any
 

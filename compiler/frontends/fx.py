@@ -19,7 +19,7 @@ import torch.fx
 from torch import nn
 
 from torchmdf.errors import ConversionError, UnsupportedOpError
-from torchmdf.ir import Graph, Provenance, TensorType, Value
+from torchmdf.ir import Graph, Provenance, TensorType, Value, ValueRole
 from torchmdf.ops.aten_schema import match_overload
 
 from ._fx_walk import FxGraphWalker, Unsupported
@@ -69,11 +69,11 @@ class _Lowerer(FxGraphWalker):
         if key in self.params:
             return self.params[key]
         if key in self.param_names:
-            v = self.g.add_parameter(self.param_names[key], t, role="parameter")
+            v = self.g.add_parameter(self.param_names[key], t, role=ValueRole.PARAMETER)
         elif key in self.buffer_names:
-            v = self.g.add_parameter(self.buffer_names[key], t, role="buffer")
+            v = self.g.add_parameter(self.buffer_names[key], t, role=ValueRole.BUFFER)
         else:
-            v = self.g.add_parameter(hint, t, role="constant")
+            v = self.g.add_parameter(hint, t, role=ValueRole.CONSTANT)
         self.params[key] = v
         return v
 
@@ -129,7 +129,7 @@ class _Lowerer(FxGraphWalker):
             raise ConversionError("model output is not a tensor or structure of tensors",
                                   location=f"fx node {n.name}")
         g.outputs = list(flat)
-        g.metadata["pytorch_out_spec"] = torch.utils._pytree.treespec_dumps(spec)
+        g.signature.out_spec = torch.utils._pytree.treespec_dumps(spec)
 
     def get_attr(self, n: torch.fx.Node, obj: Any) -> Any:
         if isinstance(obj, torch.Tensor):

@@ -86,7 +86,8 @@ import os
 from typing import Any, Callable, Iterator
 
 from torchmdf.errors import ConversionError, TorchMDFError, ValidationError
-from torchmdf.ir import Graph, TensorType, Value
+from torchmdf.ir import Graph, TensorType, Value, ValueRole
+from torchmdf.ir.meta_keys import DEFAULT, MDF_PORT, PYSCALAR
 from torchmdf.mdf.attributes import as_tensor, is_pyscalar, port_default, symbolic_port_shape, with_dtype
 from torchmdf.mdf.conditions import ConditionCompiler
 from torchmdf.mdf.expression_lowering import NO_VALUE, Env, MultiOutput, NodeLowering, ordered_env, warm
@@ -314,10 +315,10 @@ class MDFProgram:
             default = port_default(p)
             shape = symbolic_port_shape(n.id, p)
             v = seg.g.add_input(name, TensorType(default.dtype, tuple(default.shape) if shape is None else shape))
-            v.meta["default"] = default
-            v.meta["mdf_port"] = f"{n.id}.{p.id}"
+            v.meta[DEFAULT] = default
+            v.meta[MDF_PORT] = f"{n.id}.{p.id}"
             if is_pyscalar(p.default_value):
-                v.meta["pyscalar"] = True
+                v.meta[PYSCALAR] = True
             seg.free[(n.id, p.id)] = v
         for nid in executions:
             node = self.by_id[nid]
@@ -354,8 +355,8 @@ class MDFProgram:
             if w is not None and not (type(w) in (int, float) and w == 1):
                 wv = L.value(w, ew + " > parameter 'weight'", Env())
                 out = L.op("onnx::Mul", [wv, L.one(src, ew)], where=ew)
-                if wv.meta.get("pyscalar") and src.meta.get("pyscalar"):
-                    out.meta["pyscalar"] = True
+                if wv.meta.get(PYSCALAR) and src.meta.get(PYSCALAR):
+                    out.meta[PYSCALAR] = True
                 src = out
             if pending is None or reduce == "overwrite":
                 pending = src
@@ -369,23 +370,23 @@ class MDFProgram:
         if pending is None:
             pending = seg.g.add_constant(port_default(p), p.id)
             if is_pyscalar(p.default_value):
-                pending.meta["pyscalar"] = True
+                pending.meta[PYSCALAR] = True
         return pending
 
     def _param_value(self, seg: _Segment, L: NodeLowering, p: Any, env: Env, where: str) -> Value:
         """A parameter's ``value``; a weight torchmdf wrote keeps its PyTorch name and dtype."""
-        tm = (p.metadata or {}).get("torchmdf") if isinstance(p.metadata, dict) else None
-        tm = tm if isinstance(tm, dict) else {}
-        if p.value is not None and not isinstance(p.value, str) and (tm.get("name") or tm.get("dtype")):
-            t = with_dtype(as_tensor(p.value), tm.get("dtype"), self.loc(where))
-            name = tm.get("name")
+        from torchmdf.mdf.torchmdf_metadata import ParameterMetadata
+
+        tm = ParameterMetadata.read(p.metadata, self.loc(where)) if p.value is not None \
+            and not isinstance(p.value, str) else ParameterMetadata()
+        if tm.name or tm.dtype:
+            t = with_dtype(as_tensor(p.value), tm.dtype, self.loc(where))
+            name = tm.name
             if not name:
                 return seg.g.add_constant(t, p.id)
             v = seg.named.get(name)
             if v is None:
-                role = tm.get("role", "parameter")
-                role = role if role in ("parameter", "buffer") else "constant"
-                v = seg.named[name] = seg.g.add_parameter(name, t, role=role)
+                v = seg.named[name] = seg.g.add_parameter(name, t, role=tm.role or ValueRole.PARAMETER)
             return v
         return L.value(p.value, where, env, name=p.id)
 
@@ -551,13 +552,13 @@ class MDFProgram:
         g.metadata["mdf_graph"] = self.mg.id
         from torchmdf.mdf.torchmdf_metadata import graph_metadata
 
-        for md in (self.model.metadata, self.mg.metadata):
-            g.metadata.update(graph_metadata(md))  # only the keys with a schema, checked
-        keep = g.metadata.get("output_ports")  # written by torchmdf: the outputs, in order
-        if isinstance(keep, list) and all(k in all_outputs for k in keep):
+        tm = graph_metadata(self.model.metadata, self.mg.metadata)  # only the keys with a schema, checked
+        g.signature = tm.signature()
+        keep = tm.output_ports  # written by torchmdf: the outputs, in order
+        if keep is not None and all(k in all_outputs for k in keep):
             g.outputs = [all_outputs[k] for k in keep]
-            onames = g.metadata.get("output_names")
-            g.output_names = list(onames) if isinstance(onames, list) and len(onames) == len(keep) else list(keep)
+            onames = tm.output_names
+            g.output_names = list(onames) if onames is not None and len(onames) == len(keep) else list(keep)
         g.verify()
         return g
 

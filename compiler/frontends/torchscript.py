@@ -44,7 +44,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from ..errors import ConversionError, TorchMDFError, UnsupportedOpError
-from ..ir import Graph, Provenance, TensorType, Value
+from ..ir import Graph, InputMutation, Provenance, TensorType, Value, ValueRole
 from ..ops import registry
 from ..ops.aten_schema import (
     LAYOUTS,
@@ -343,11 +343,11 @@ class _TSLowering:
         leaves, out_spec = pytree.tree_flatten(result)
         prov = Provenance(origin=ORIGIN, module_path="")
         g.outputs = []
-        const_outs: list[list[Any]] = []
+        const_outs: list[tuple[int, Any]] = []
         scalar_outs: list[int] = []
         for i, leaf in enumerate(leaves):
             if leaf is None or isinstance(leaf, (bool, int, float, str)):
-                const_outs.append([i, leaf])  # not a tensor: kept out of the graph
+                const_outs.append((i, leaf))  # not a tensor: kept out of the graph
                 continue
             if isinstance(leaf, _Dyn):
                 scalar_outs.append(i)
@@ -356,33 +356,28 @@ class _TSLowering:
             except _Unsupported as u:
                 if u.report:
                     self.report(f"output: {u.what}", prov)
-        if scalar_outs:  # leaves that are Python scalars computed from tensor data (0-d here)
-            g.metadata["pytorch_scalar_outputs"] = scalar_outs
-        if const_outs:  # [[output leaf index, value], ...], as in the export frontend
-            g.metadata["pytorch_constant_outputs"] = const_outs
-        mutations = []
+        sig = g.signature
+        sig.scalar_outputs = scalar_outs  # leaves that are Python scalars computed from tensor data (0-d here)
+        sig.constant_outputs = const_outs  # [(output leaf index, value), ...], as in the export frontend
         for v in self.input_values:
             cur = self.input_current.get(v)
             if cur is not None and cur is not v:
-                mutations.append({"input": v.name, "output": len(g.outputs)})
+                sig.input_mutations.append(InputMutation(v.name, len(g.outputs)))
                 g.outputs.append(cur)
-        if mutations:
-            g.metadata["pytorch_input_mutations"] = mutations
         for path, sv in self.state.items():
             sv.next = self.attr_value.get(path, sv.current)
         # parameters and buffers forward never reads (num_batches_tracked in eval mode, the
         # second name of a tied weight) are kept too, so the names cover the state_dict
         for path, t in list(self.params.items()) + list(self.buffers.items()):
             if path not in self.attr_value and path not in g.parameters:
-                g.add_parameter(path, t, role="parameter" if path in self.params else "buffer")
-        if self.state:
-            g.metadata["pytorch_mutated_buffers"] = sorted(self.state)
+                g.add_parameter(path, t, role=ValueRole.PARAMETER if path in self.params else ValueRole.BUFFER)
+        sig.mutated_buffers = sorted(self.state)
 
-        g.metadata["pytorch_input_names"] = input_names
+        sig.input_names = input_names
         ex_struct = tuple(self.examples) if self.examples is not None else tuple(
             object() for _ in ts_inputs[1:])
-        g.metadata["pytorch_in_spec"] = pytree.treespec_dumps(pytree.tree_flatten((ex_struct, {}))[1])
-        g.metadata["pytorch_out_spec"] = pytree.treespec_dumps(out_spec)
+        sig.in_spec = pytree.treespec_dumps(pytree.tree_flatten((ex_struct, {}))[1])
+        sig.out_spec = pytree.treespec_dumps(out_spec)
 
         for n in g:
             if registry.lookup(n.op) is None:
@@ -405,7 +400,7 @@ class _TSLowering:
             items = [self.bind_input(f"{name}_{j}", None, e, names) for j, e in enumerate(ex)]
             return tuple(items) if isinstance(ex, tuple) else items
         if ex is not None:  # a number, a string...: specialized, not a graph input
-            self.graph.metadata.setdefault("pytorch_constant_inputs", {})[name] = repr(ex)
+            self.graph.signature.constant_inputs[name] = repr(ex)
             return ex
         if self.examples is not None or inp is None:  # an explicit None
             return None
@@ -555,7 +550,8 @@ class _TSLowering:
             self.state[path] = sv
             v = sv.current
         else:
-            role = "parameter" if path in self.params else "buffer" if path in self.buffers else "constant"
+            role = ValueRole.PARAMETER if path in self.params else ValueRole.BUFFER if path in self.buffers \
+                else ValueRole.CONSTANT
             v = g.add_parameter(path, t, role=role)
         self.typed(v, self.fake_mode.from_tensor(t.detach()))
         self.attr_value[path] = v
@@ -935,10 +931,10 @@ class _TSLowering:
                 if o_old.type.is_static and o_old.type.dtype is not None:
                     self.fake[o_new] = self._fake_of(o_old.type)
                 vmap[o_old] = o_new
-        mutations = sub.metadata.get("pytorch_input_mutations", [])
+        mutations = sub.signature.input_mutations
         for m in mutations:
-            idx = next(i for i, v in enumerate(sub.inputs) if v.name == m["input"])
-            self.write(leaves[idx], vmap[sub.outputs[m["output"]]], prov)
+            idx = next(i for i, v in enumerate(sub.inputs) if v.name == m.input)
+            self.write(leaves[idx], vmap[sub.outputs[m.output]], prov)
         outs = [vmap[o] for o in sub.outputs[:len(sub.outputs) - len(mutations)]]
         if not schema.returns:
             return []

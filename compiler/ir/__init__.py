@@ -10,11 +10,13 @@ from ._core import (
     StateVar,
     TensorType,
     Value,
+    ValueRole,
 )
 from ._printer import format_node, print_graph
+from ._signature import GraphSignature, InputMutation
 from ._verifier import verify
 
 __all__ = [
     "Dim", "Graph", "Node", "Value", "TensorType", "Provenance", "StateVar", "UNKNOWN",
-    "NO_PROVENANCE", "verify", "print_graph", "format_node",
+    "NO_PROVENANCE", "verify", "print_graph", "format_node", "ValueRole", "GraphSignature", "InputMutation",
 ]

@@ -35,6 +35,7 @@ def clone_graph(g: Graph) -> Graph:
         nsv.next = vmap.get(sv.next) if sv.next is not None else None
         nsv.init_value = vmap.get(sv.init_value) if sv.init_value is not None else None
     new.conditions = g.conditions
+    new.signature = g.signature.copy()
     new.metadata = dict(g.metadata)
     new.meta = {k: _remap(x, vmap) for k, x in g.meta.items()}
     return new

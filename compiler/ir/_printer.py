@@ -45,6 +45,8 @@ def print_graph(g: Graph, *, provenance: bool = True) -> str:
     lines = []
     ins = ", ".join(f"%{v.name}: {v.type}" for v in g.inputs)
     lines.append(f"graph {g.name}({ins}) {{")
+    if g.signature:
+        lines.append(f"  signature {g.signature.describe()}")
     for sv in g.state:
         init = "computed" if sv.init is None else _fmt_attr(sv.init)
         lines.append(f"  state %{sv.current.name}: {sv.current.type} = {init} -> {_val(sv.next)}")

@@ -4,7 +4,7 @@ Every failure names the node and its provenance."""
 from __future__ import annotations
 
 from ..errors import VerificationError
-from ._core import Graph, Node, Value
+from ._core import Graph, Node, Value, ValueRole
 
 
 def _fail(msg: str, node: Node | None = None, graph: Graph | None = None) -> None:
@@ -28,11 +28,11 @@ def verify(graph: Graph) -> None:
         names.add(v.name)
 
     for v in graph.inputs:
-        if v.producer is not None or v.role != "input":
+        if v.producer is not None or v.role != ValueRole.INPUT:
             _fail(f"graph input %{v.name} must have no producer and role 'input'", None, graph)
         define(v, None)
     for sv in graph.state:
-        if sv.current.role != "state":
+        if sv.current.role != ValueRole.STATE:
             _fail(f"state variable %{sv.name} must have role 'state'", None, graph)
         define(sv.current, None)
     for key, v in graph.parameters.items():

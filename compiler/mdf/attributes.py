@@ -8,7 +8,6 @@ Used by the MDF frontend (:mod:`torchmdf.frontends.mdf`), expression lowering
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
@@ -46,17 +45,10 @@ PORT_TYPES = {"float32": torch.float32, "float": torch.float32, "float64": torch
 def symbolic_port_shape(node_id: str, p: Any) -> tuple | None:
     """A shape with symbolic dims torchmdf wrote in the port's metadata (``{"torchmdf":
     {"shape": ["batch", 16]}}``, see :mod:`torchmdf.backends.mdf`), else None."""
-    md = p.metadata.get("torchmdf") if isinstance(p.metadata, dict) else None
-    if not isinstance(md, dict) or "shape" not in md:
-        return None
-    shape = md["shape"]
-    ok = isinstance(shape, list) and len(shape) <= 64 and all(
-        (type(d) is int and d >= 0) or (isinstance(d, str) and 0 < len(d) <= 200 and re.fullmatch(r"[\w*+\- /()]+", d))
-        for d in shape)
-    if not ok:
-        raise ValidationError("metadata torchmdf.shape must be a list of non-negative ints and dim names",
-                              location=f"node '{node_id}', input port '{p.id}'")
-    return tuple(shape)
+    from torchmdf.mdf.torchmdf_metadata import PortMetadata
+
+    shape = PortMetadata.read(p.metadata, f"node '{node_id}', input port '{p.id}'").shape
+    return None if shape is None else tuple(shape)
 
 
 def port_default(p: Any) -> torch.Tensor:

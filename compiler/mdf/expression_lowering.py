@@ -25,6 +25,7 @@ import torch
 
 from torchmdf.errors import ConversionError, TorchMDFError, ValidationError
 from torchmdf.ir import Graph, Provenance, Value
+from torchmdf.ir.meta_keys import PYSCALAR
 from torchmdf.ops import registry
 
 from . import expressions as E
@@ -186,7 +187,7 @@ class ExpressionLowering:
             if out is None:
                 out = self.g.add_constant(as_tensor(v), "const")
                 if is_pyscalar(v):
-                    out.meta["pyscalar"] = True
+                    out.meta[PYSCALAR] = True
                 self.consts[key] = out
             return out
         return self.g.add_constant(as_tensor(v), name)
@@ -276,8 +277,8 @@ class ExpressionLowering:
                 # (a float32 array stays float32: a 0-d float64 does not promote it)
                 x = op("onnx::Mul", [a, self.g.add_constant(torch.tensor(1.0, dtype=torch.float64), "one")])
             out = op(_BIN[e.op], [x, b])
-            if e.op in _PYSCALAR_BIN and a.meta.get("pyscalar") and b.meta.get("pyscalar"):
-                out.meta["pyscalar"] = True
+            if e.op in _PYSCALAR_BIN and a.meta.get(PYSCALAR) and b.meta.get(PYSCALAR):
+                out.meta[PYSCALAR] = True
             return out
         if isinstance(e, E.UnaryOp):
             x = self.one(self.expr(e.operand, env, where), where)
@@ -286,8 +287,8 @@ class ExpressionLowering:
             if e.op == "+":
                 return x
             out = op("onnx::Neg", [x]) if e.op == "-" else op("aten::logical_not", [x])
-            if e.op == "-" and x.meta.get("pyscalar"):
-                out.meta["pyscalar"] = True
+            if e.op == "-" and x.meta.get(PYSCALAR):
+                out.meta[PYSCALAR] = True
             return out
         if isinstance(e, E.Compare):
             return op(_CMP[e.op], [self.one(self.expr(e.left, env, where), where),
@@ -446,8 +447,8 @@ class NodeLowering(ExpressionLowering):
         n_out = d.outputs_for(attrs, len(ins))
         outs = self.g.create_node(d.name, ins, attrs, num_outputs=n_out, provenance=self.provenance(where),
                                   name=self.node.id).outputs
-        if d.name == "mdf::linear" and all(x.meta.get("pyscalar") for x in ins):
-            outs[0].meta["pyscalar"] = True
+        if d.name == "mdf::linear" and all(x.meta.get(PYSCALAR) for x in ins):
+            outs[0].meta[PYSCALAR] = True
         return outs[0] if n_out == 1 else list(outs)
 
     def _constant_attr(self, name: str, v: Any, where: str) -> Any:
@@ -535,7 +536,7 @@ class NodeLowering(ExpressionLowering):
     def _as_onnx_input(self, x: Value | None) -> Value | None:
         """modeci_mdf's ``convert_type``: a Python number becomes ``np.atleast_1d``.  Not in
         files torchmdf wrote: their ONNX ops stand for IR ops whose 0-d operands stay 0-d."""
-        if x is None or not x.meta.get("pyscalar") or self.prog.written_by_torchmdf:
+        if x is None or not x.meta.get(PYSCALAR) or self.prog.written_by_torchmdf:
             return x
         if x.tensor is not None:
             return self.g.add_constant(x.tensor.reshape(1), "const")

@@ -28,6 +28,8 @@ from typing import Any, Callable
 
 import torch
 
+from torchmdf.ir.meta_keys import PYSCALAR
+
 __all__ = ["StandardFunction", "STANDARD_FUNCTIONS", "is_known_function", "get_standard_function",
            "function_argument_names", "onnx_schema", "OnnxSignature", "onnx_signature", "FunctionSpec",
            "FUNCTIONS", "expression_function", "numpy_result_type", "registered_op"]
@@ -224,8 +226,8 @@ def _matmul_call(L: Any, args: list) -> Any:
 def _standard_call(name: str) -> Callable[..., Any]:
     def rule(L: Any, args: list) -> Any:
         out = L.op(f"mdf::{name}", args)
-        if name == "linear" and all(a.meta.get("pyscalar") for a in args):
-            out.meta["pyscalar"] = True  # Python arithmetic keeps Python numbers
+        if name == "linear" and all(a.meta.get(PYSCALAR) for a in args):
+            out.meta[PYSCALAR] = True  # Python arithmetic keeps Python numbers
         return out
     return rule
 

@@ -313,7 +313,7 @@ class _Validator:
 
     def input_port(self, path: tuple, p: InputPort) -> None:
         self.ident(path, p, "input port")
-        self.common(path, p)
+        self.common(path, p, torchmdf_metadata.PORT_KEYS)
         self.shape(path, p.shape)
         if p.type is not None and not isinstance(p.type, str):
             self.type_err(path, "type", "a string", p.type)
