@@ -23,26 +23,19 @@ from typing import Any
 import torch
 
 from torchmdf.errors import TorchMDFError
-from torchmdf.ir import Graph, Node, Value
+from torchmdf.ir import Graph, Node
 from torchmdf.ops import registry
 
 from ._infra import Pass, PassResult, register_pass
+from .infer_shapes import infer_node, known_shape
 
 _SHAPE_QUERIES = {"onnx::Shape", "onnx::Size", "aten::sym_size.int", "aten::sym_numel", "aten::size.int",
                   "aten::_shape_as_tensor", "aten::numel"}
 
 
-def _shape_of(v: Value | None) -> tuple | None:
-    if v is None:
-        return None
-    if v.tensor is not None:
-        return tuple(v.tensor.shape)
-    return v.type.shape
-
-
 def _fold_shape_query(node: Node) -> torch.Tensor | None:
     """The value of a shape query whose answer is static (only the dims it reads need be)."""
-    shape = _shape_of(node.inputs[0] if node.inputs else None)
+    shape = known_shape(node.inputs[0] if node.inputs else None)
     if shape is None:
         return None
     op = node.op
@@ -152,7 +145,6 @@ class FoldConstants(Pass):
         cheaply; else the op runs on meta tensors (factory ops on the meta device).  Over
         ``LIMITS.max_elements``: a located error.  No answer: the node is not folded."""
         from torchmdf.limits import LIMITS, static_numel
-        from torchmdf.passes.infer_shapes import infer_node
 
         try:
             infer_node(node, fallback=False, strict=False)
