@@ -10,9 +10,12 @@ Nothing is interpreted per call: shape arithmetic that a dynamic-shape export le
 graph (``Shape`` -> ``Gather`` -> ``Concat`` -> ``Reshape``) is resolved while building into
 Python ints (dims the IR types fix) and ``x.size(i)`` calls (symbolic dims), so ``reshape``
 gets a plain size list (and the module stays traceable by ``torch.export``/``torch.compile``).
-Export's ``view -> addmm -> view`` around ``nn.Linear`` on N-d inputs and the reshapes around
-batched matmuls are folded back into one ``linear``/``matmul`` call, as the original wrote them.  Ops that create tensors follow the device of
-the inputs, so ``.to(device)`` works like on a native module.
+Patterns the canonical form spells with several ops (export's ``view -> addmm -> view`` around
+``nn.Linear`` on N-d inputs, the reshapes around batched matmuls, attention, SiLU) are fused back
+into the one call the original made by the ``fuse_for_fx`` pass, run on a copy of the graph.
+Each op's lowering is its registry entry's ``fx_lower`` (the ``fx_rule`` definitions below set
+those of the ONNX ops).  Ops that create tensors follow the device of the inputs, so
+``.to(device)`` works like on a native module.
 
 Weights are ``nn.Parameter``s and buffers registered under their dotted names in submodules,
 so ``state_dict()`` keys match the original model's.  A stateful graph (buffers mutated in
@@ -36,25 +39,19 @@ from torch import nn
 from torchmdf.errors import ConversionError, TorchMDFError, UnsupportedOpError
 from torchmdf.ir import Graph, Node, Value
 from torchmdf.ops import registry
+from torchmdf.passes.fuse_for_fx import fused_for_fx
 
 Rule = Callable[["FxBuilder", Node, "_Args"], Any]
-_FX_RULES: dict[str, Rule] = {}
 
 
 def fx_rule(*ops: str) -> Callable[[Rule], Rule]:
-    """Register ``rule(builder, ir_node, args)`` as the FX lowering of ``ops``.
+    """Make ``rule(builder, ir_node, args)`` the FX lowering (``OpDef.fx_lower``) of ``ops``.
 
     ``args[i]`` is the FX value of the node's i-th input (created on first access), or None.
     A rule returns an FX node (a tuple/list of them for several outputs), or None to fall
     back to the next option (the op's ``fx_target``, then its registry implementation).
     """
-
-    def deco(fn: Rule) -> Rule:
-        for o in ops:
-            _FX_RULES[o] = fn
-        return fn
-
-    return deco
+    return registry.fx_lowering(*ops)
 
 
 # -- run-time helpers (module level: GraphModules that call them pickle and deepcopy) -------
@@ -458,33 +455,22 @@ def _sym_pads(n: Node, nd: int) -> list[int] | None:
     return pads[:nd] if pads[:nd] == pads[nd:] else None
 
 
-@fx_rule("onnx::Conv")
+@fx_rule("onnx::Conv", "onnx::ConvTranspose")
 def _conv(b: FxBuilder, n: Node, a: _Args):
+    transposed = n.op == "onnx::ConvTranspose"
     nd = _spatial(n, n.inputs[1])
-    if nd not in _CONV_FX:
+    if nd not in _CONV_FX or (transposed and n.attrs.get("output_shape")):
         return None
     pads = _sym_pads(n, nd)
     if pads is None:
         return None
     x, w = a[0], a[1]
     bias = a[2] if len(n.inputs) > 2 else None
-    return b.call(_CONV_FX[nd], (x, w, bias, tuple(n.attrs.get("strides") or [1] * nd), tuple(pads),
-                                 tuple(n.attrs.get("dilations") or [1] * nd), n.attrs.get("group", 1)))
-
-
-@fx_rule("onnx::ConvTranspose")
-def _conv_transpose(b: FxBuilder, n: Node, a: _Args):
-    nd = _spatial(n, n.inputs[1])
-    if nd not in _CONVT_FX or n.attrs.get("output_shape"):
-        return None
-    pads = _sym_pads(n, nd)
-    if pads is None:
-        return None
-    x, w = a[0], a[1]
-    bias = a[2] if len(n.inputs) > 2 else None
-    return b.call(_CONVT_FX[nd], (x, w, bias, tuple(n.attrs.get("strides") or [1] * nd), tuple(pads),
-                                  tuple(n.attrs.get("output_padding") or [0] * nd), n.attrs.get("group", 1),
-                                  tuple(n.attrs.get("dilations") or [1] * nd)))
+    strides, dilations = tuple(n.attrs.get("strides") or [1] * nd), tuple(n.attrs.get("dilations") or [1] * nd)
+    if transposed:
+        return b.call(_CONVT_FX[nd], (x, w, bias, strides, tuple(pads), tuple(n.attrs.get("output_padding") or [0] * nd),
+                                      n.attrs.get("group", 1), dilations))
+    return b.call(_CONV_FX[nd], (x, w, bias, strides, tuple(pads), dilations, n.attrs.get("group", 1)))
 
 
 _MAXPOOL_FX = {1: torch.max_pool1d, 2: torch.max_pool2d, 3: torch.max_pool3d}
@@ -575,126 +561,9 @@ def _prelu(b: FxBuilder, n: Node, a: _Args):
     return None
 
 
-# -- patterns the canonical ONNX form spells with several ops, called as one torch op ------
-
-
-def _only_use(b: FxBuilder, v: Value | None, op: str) -> Node | None:
-    """The producer of ``v`` if it is an ``op`` node whose single output is read only here."""
-    p = v.producer if v is not None else None
-    if p is None or p.op != op or len(p.outputs) != 1 or v.num_uses != 1 or v in b.ir.outputs \
-            or any(sv.next is v for sv in b.ir.state):
-        return None
-    return p
-
-
-def _transposed_2d(v: Value | None) -> Value | None:
-    """``W`` if ``v`` is ``Transpose(W, perm=[1, 0])`` of a 2-d ``W``."""
-    p = v.producer if v is not None else None
-    if p is None or p.op != "onnx::Transpose" or p.attrs.get("perm") != [1, 0] \
-            or p.inputs[0].type.rank != 2:
-        return None
-    return p.inputs[0]
-
-
-def _linear_of(n: Node) -> Value | None:
-    """``W`` when MatMul node ``n`` is ``x @ W^T`` with ``x`` of rank >= 1 (``F.linear``)."""
-    if n.op != "onnx::MatMul" or _rank(n.inputs[0]) in (None, 0):
-        return None
-    w = _transposed_2d(n.inputs[1])
-    if w is None or w.type.dtype != n.inputs[0].type.dtype:
-        return None
-    return w
-
-
-def _sdpa_of(b: FxBuilder, n: Node) -> tuple | None:
-    """``MatMul(Softmax(S), v)`` with ``S = [Where(keep, | Add(] Mul(MatMul(q, Transpose(k)),
-    scale) [, mask)]``, the form ``scaled_dot_product_attention`` canonicalizes to: returns
-    (q, k, v, mask, is_causal, scale) or None."""
-    sm = _only_use(b, n.inputs[0], "onnx::Softmax")
-    if sm is None or n.inputs[1].type.rank is None or n.inputs[1].type.rank < 2:
-        return None
-    s = sm.inputs[0]
-    rank = s.type.rank
-    if rank is None or rank < 2 or sm.attrs.get("axis", -1) not in (-1, rank - 1):
-        return None
-    mask, causal = None, False
-    p = s.producer
-    if p is not None and p.op in ("onnx::Where", "onnx::Add") and s.num_uses == 1 and s not in b.ir.outputs:
-        if p.op == "onnx::Where":
-            keep, inner, other = p.inputs
-            t = b.const(other)
-            if t is None or t.numel() != 1 or not bool(torch.isneginf(t).all()) or keep.type.dtype != torch.bool:
-                return None
-            kt = b.const(keep)
-            ks = inner.type.shape
-            if kt is not None and kt.dim() == 2 and ks is not None and tuple(kt.shape) == tuple(ks[-2:]) \
-                    and bool((kt == torch.ones_like(kt).tril()).all()):
-                causal = True
-            else:
-                mask = keep
-        else:
-            inner, mask = p.inputs
-            if mask.type.dtype != s.type.dtype:
-                return None
-        s = inner
-    mul = _only_use(b, s, "onnx::Mul")
-    if mul is None:
-        return None
-    scores, sc = mul.inputs
-    t = b.const(sc)
-    if t is None or t.numel() != 1:
-        return None
-    mm = _only_use(b, scores, "onnx::MatMul")
-    tr = _only_use(b, mm.inputs[1], "onnx::Transpose") if mm is not None else None
-    if tr is None:
-        return None
-    k = tr.inputs[0]
-    rk = k.type.rank
-    if rk is None or rk < 2 or tr.attrs.get("perm") != list(range(rk - 2)) + [rk - 1, rk - 2]:
-        return None
-    q = mm.inputs[0]
-    if q.type.rank is None or q.type.rank < 2 or q.type.rank != rk or q.type.rank != n.inputs[1].type.rank:
-        return None
-    return q, k, n.inputs[1], mask, causal, float(t.reshape(()).item())
-
-
 @fx_rule("onnx::MatMul")
 def _matmul(b: FxBuilder, n: Node, a: _Args):
-    att = _sdpa_of(b, n)
-    if att is not None:
-        q, k, v, mask, causal, scale = att
-        kw: dict[str, Any] = {"scale": scale}
-        if mask is not None:
-            kw["attn_mask"] = b.get(mask)
-        if causal:
-            kw["is_causal"] = True
-        return b.call(F.scaled_dot_product_attention, (b.get(q), b.get(k), b.get(v)), kw)
-    w = _linear_of(n)
-    if w is not None:
-        return b.call(F.linear, (a[0], b.get(w)))
     return b.call(torch.matmul, (a[0], a[1]))
-
-
-def _fused_add(b: FxBuilder, n: Node, a: _Args):
-    """``MatMul(x, Transpose(W)) + bias`` (nn.Linear on an N-d input) as ``F.linear``."""
-    for i in (0, 1):
-        mm = _only_use(b, n.inputs[i], "onnx::MatMul")
-        bias = n.inputs[1 - i]
-        w = _linear_of(mm) if mm is not None else None
-        if w is None or bias.type.shape is None or len(bias.type.shape) != 1 or w.type.shape is None \
-                or bias.type.shape[0] != w.type.shape[0] or bias.type.dtype != w.type.dtype:
-            continue
-        return b.call(F.linear, (b.get(mm.inputs[0]), b.get(w), b.get(bias)))
-    return None
-
-
-def _fused_mul(b: FxBuilder, n: Node, a: _Args):
-    """``x * Sigmoid(x)`` (how SiLU canonicalizes) as ``F.silu``."""
-    for i in (0, 1):
-        sg = _only_use(b, n.inputs[i], "onnx::Sigmoid")
-        if sg is not None and sg.inputs[0] is n.inputs[1 - i]:
-            return b.call(F.silu, (a[1 - i],))
-    return None
 
 
 def _is_zero(d: Any) -> bool:
@@ -1071,14 +940,6 @@ _SWAPPED = {torch.lt: torch.gt, torch.gt: torch.lt, torch.le: torch.ge, torch.ge
 
 @fx_rule(*_BINARY_FX)
 def _binary(b: FxBuilder, n: Node, a: _Args):
-    if n.op == "onnx::Add":
-        out = _fused_add(b, n, a)
-        if out is not None:
-            return out
-    elif n.op == "onnx::Mul":
-        out = _fused_mul(b, n, a)
-        if out is not None:
-            return out
     fn = _BINARY_FX[n.op]
     x, y = n.inputs
     ya = b.scalar(y, x)
@@ -1174,98 +1035,6 @@ def _bn_train(b: FxBuilder, n: Node, a: _Args):
     for sv in svs:
         b.updated_in_place.add(sv.name)
     return [out, None, None, rm, rv]
-
-
-# -- peephole: reshape -> Gemm -> reshape is linear on the N-d input ---------------------------
-
-
-def _known(shape: Any) -> bool:
-    """Every dim is a number or a symbol (equal symbols are equal sizes; unknown dims are not)."""
-    return shape is not None and all(d is not None for d in shape)
-
-
-def _plan_nd_linear(graph: Graph) -> tuple[dict[Node, Value], set[Node]]:
-    """``torch.export`` writes ``nn.Linear`` on an N-d input as ``view(-1, K)`` -> ``addmm`` ->
-    ``view(*lead, N)``; ``F.linear`` takes the N-d input directly (and is what the original
-    called).  Returns the reshapes to skip (mapped to the value they stand for) and the Gemms
-    to emit on the N-d input."""
-    skip: dict[Node, Value] = {}
-    gemms: set[Node] = set()
-    outs = set(graph.outputs) | {sv.next for sv in graph.state}
-    for r1 in graph:
-        if r1.op != "onnx::Reshape" or len(r1.outputs) != 1 or r1.output in outs:
-            continue
-        x = r1.inputs[0]
-        xs, ys = x.type.shape, r1.output.type.shape
-        if not _known(xs) or not _known(ys) or len(xs) < 3 or len(ys) != 2 or xs[-1] != ys[1] \
-                or not isinstance(ys[1], int):
-            continue
-        uses = r1.output.uses()
-        if not uses:
-            continue
-        plan_g: list[Node] = []
-        plan_r: list[Node] = []
-        ok = True
-        for g, i in uses:
-            if g.op != "onnx::Gemm" or i != 0 or g.attrs.get("transA", 0) or not g.attrs.get("transB", 0) \
-                    or g.attrs.get("alpha", 1.0) != 1.0 or g.output in outs:
-                ok = False
-                break
-            c = g.inputs[2] if len(g.inputs) > 2 else None
-            w = g.inputs[1].type.shape
-            if c is not None and (g.attrs.get("beta", 1.0) != 1.0 or c.type.shape is None or len(c.type.shape) != 1
-                                  or w is None or c.type.shape[0] != w[0]):
-                ok = False
-                break
-            gs = g.output.type.shape
-            g_uses = g.output.uses()
-            if not _known(gs) or not g_uses:
-                ok = False
-                break
-            for r2, j in g_uses:
-                if r2.op != "onnx::Reshape" or j != 0 or r2.output.type.shape != tuple(xs[:-1]) + (gs[1],):
-                    ok = False
-                    break
-                plan_r.append(r2)
-            if not ok:
-                break
-            plan_g.append(g)
-        if not ok:
-            continue
-        skip[r1] = x
-        for g in plan_g:
-            gemms.add(g)
-        for r2 in plan_r:
-            skip[r2] = r2.inputs[0]
-    return skip, gemms
-
-
-def _plan_nd_matmul(graph: Graph, skip: dict[Node, Value]) -> None:
-    """``torch.matmul`` on ``[*B, M, K] @ [*B, K, N]`` is exported as two reshapes to
-    ``[prod(B), M, K]``/``[prod(B), K, N]``, a 3-d MatMul and a reshape back; ``matmul`` takes
-    the N-d operands directly (as the original did).  Adds the reshapes to ``skip``."""
-    outs = set(graph.outputs) | {sv.next for sv in graph.state}
-    for mm in graph:
-        if mm.op != "onnx::MatMul" or mm.output in outs:
-            continue
-        rs = [v.producer for v in mm.inputs]
-        if any(r is None or r.op != "onnx::Reshape" or r in skip or r.output.num_uses != 1 or r.output in outs
-               for r in rs):
-            continue
-        xa, xb = rs[0].inputs[0].type.shape, rs[1].inputs[0].type.shape
-        ya, yb = rs[0].output.type.shape, rs[1].output.type.shape
-        if not all(map(_known, (xa, xb, ya, yb))) or len(xa) < 4 or len(ya) != 3 or len(yb) != 3 \
-                or tuple(xa[:-2]) != tuple(xb[:-2]) or tuple(xa[-2:]) != tuple(ya[1:]) \
-                or tuple(xb[-2:]) != tuple(yb[1:]):
-            continue
-        uses = mm.output.uses()
-        want = tuple(xa[:-2]) + (xa[-2], xb[-1])
-        if not uses or any(r.op != "onnx::Reshape" or j != 0 or r.output.type.shape != want for r, j in uses):
-            continue
-        skip[rs[0]] = rs[0].inputs[0]
-        skip[rs[1]] = rs[1].inputs[0]
-        for r, _ in uses:
-            skip[r] = mm.output
 
 
 # -- the backend -----------------------------------------------------------------------------
@@ -1380,6 +1149,7 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
     if graph.state and not _stateful_ok(graph):
         raise ConversionError(f"graph '{graph.name}' is a dynamical model (its state has no fixed initial "
                               "tensor); run it with torchmdf.simulate()")
+    graph = fused_for_fx(graph)  # linear, matmul, attention, silu as the original called them
     b = FxBuilder(graph)
     fx = b.fx
     md = graph.metadata
@@ -1408,15 +1178,10 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
         b.env[sv.current] = _Lazy(target)
 
     # nodes
-    skip, nd_gemms = _plan_nd_linear(graph)
-    _plan_nd_matmul(graph, skip)
     for n in graph:
-        if n in skip:
-            b.env[n.outputs[0]] = b.get(skip[n])
-            continue
         mark = len(fx.nodes)
         try:
-            _lower_node(b, n, nd_gemms)
+            _lower_node(b, n)
         except TorchMDFError as e:
             if e.location:
                 raise
@@ -1744,19 +1509,14 @@ def _orig_arg_names(ispec: Any, leaf_names: list[str]) -> list[str]:
     return names
 
 
-def _lower_node(b: FxBuilder, n: Node, nd_gemms: set[Node]) -> None:
+def _lower_node(b: FxBuilder, n: Node) -> None:
+    """The op's entry decides: its ``fx_lower``, else its ``fx_target``, else its ``impl``."""
     sv = _eval_shape(b, n)
     if sv is not None:
         b.shapes[n.outputs[0]] = sv
     a = _Args(b, n)
-    out = None
-    if n in nd_gemms:
-        c = n.inputs[2] if len(n.inputs) > 2 else None
-        out = b.call(F.linear, (a[0], a[1], a[2] if c is not None else None))
-    rule = _FX_RULES.get(n.op)
-    if out is None and rule is not None:
-        out = rule(b, n, a)
     d = registry.get(n.op, n.location())
+    out = d.fx_lower(b, n, a) if d.fx_lower is not None else None
     if out is None:
         out = _generic(b, n, a, d)
     if not d.pure and isinstance(out, torch.fx.Node):
