@@ -118,6 +118,11 @@ def _prod(dims: Sequence[Any]) -> Any:
     return static_numel(dims)
 
 
+def _rank_only(x: TensorType) -> TensorType:
+    """``x``'s dtype and rank, every dim unknown."""
+    return TensorType(x.dtype, None if x.shape is None else (None,) * len(x.shape))
+
+
 def _t(t: TensorType | None) -> TensorType:
     return UNKNOWN if t is None else t
 
@@ -364,8 +369,7 @@ def reshape_shape(in_shape: tuple | None, target: Sequence[int], allowzero: bool
 
 @_shape("onnx::Reshape")
 def _reshape(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
-    x = _t(types[0])
-    target = _ints(_const(node, 1))
+    x, target = _t(types[0]), _ints(_const(node, 1))
     if target is None:
         s = _t(types[1]).shape
         rank = s[0] if s is not None and len(s) == 1 and isinstance(s[0], int) else None
@@ -431,7 +435,7 @@ def _slice(types: Types, attrs: dict, node: Node | None = None) -> list[TensorTy
     x = _t(types[0])
     starts, ends = _ints(_const(node, 1)), _ints(_const(node, 2))
     if x.shape is None or starts is None or ends is None:
-        return [TensorType(x.dtype, None if x.shape is None else (None,) * len(x.shape))]
+        return [_rank_only(x)]
     rank = len(x.shape)
     axes = _ints(_const(node, 3)) if len(node.inputs) > 3 and node.inputs[3] is not None else list(range(len(starts)))
     steps = _ints(_const(node, 4)) if len(node.inputs) > 4 and node.inputs[4] is not None else [1] * len(starts)
@@ -485,8 +489,7 @@ def _squeeze(types: Types, attrs: dict, node: Node | None = None) -> list[Tensor
 
 @_shape("onnx::Unsqueeze")
 def _unsqueeze(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
-    x = _t(types[0])
-    axes = _ints(_const(node, 1))
+    x, axes = _t(types[0]), _ints(_const(node, 1))
     if x.shape is None or axes is None:
         return [TensorType(x.dtype, None)]
     rank = len(x.shape) + len(axes)
@@ -497,8 +500,7 @@ def _unsqueeze(types: Types, attrs: dict, node: Node | None = None) -> list[Tens
 
 @_shape("onnx::Expand")
 def _expand(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
-    x = _t(types[0])
-    target = _ints(_const(node, 1))
+    x, target = _t(types[0]), _ints(_const(node, 1))
     if target is None:
         return [TensorType(x.dtype, None)]
     return [TensorType(x.dtype, broadcast_shapes(x.shape, tuple(target)))]
@@ -506,10 +508,9 @@ def _expand(types: Types, attrs: dict, node: Node | None = None) -> list[TensorT
 
 @_shape("onnx::Tile")
 def _tile(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
-    x = _t(types[0])
-    reps = _ints(_const(node, 1))
+    x, reps = _t(types[0]), _ints(_const(node, 1))
     if x.shape is None or reps is None:
-        return [TensorType(x.dtype, None if x.shape is None else (None,) * len(x.shape))]
+        return [_rank_only(x)]
     return [TensorType(x.dtype, tuple(d * r if isinstance(d, int) else (d if r == 1 else None)
                                       for d, r in zip(x.shape, reps)))]
 
@@ -571,10 +572,9 @@ def _range(types: Types, attrs: dict, node: Node | None = None) -> list[TensorTy
 
 @_shape("onnx::Pad")
 def _pad(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
-    x = _t(types[0])
-    pads = _ints(_const(node, 1))
+    x, pads = _t(types[0]), _ints(_const(node, 1))
     if x.shape is None or pads is None:
-        return [TensorType(x.dtype, None if x.shape is None else (None,) * len(x.shape))]
+        return [_rank_only(x)]
     rank = len(x.shape)
     nd = len(pads) // 2
     axes = _ints(_const(node, 3)) if len(types) > 3 and types[3] is not None else list(range(nd))
@@ -612,7 +612,7 @@ def _reduce(types: Types, attrs: dict, node: Node | None = None) -> list[TensorT
     if axes is None:
         keep = bool(attrs.get("keepdims", 1))
         if keep:
-            return [TensorType(x.dtype, None if x.shape is None else (None,) * len(x.shape))]
+            return [_rank_only(x)]
         return [TensorType(x.dtype, None)]
     return [_reduced(x, axes, bool(attrs.get("keepdims", 1)), bool(attrs.get("noop_with_empty_axes", 0)))]
 

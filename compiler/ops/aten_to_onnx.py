@@ -810,40 +810,18 @@ def _bn(rw, x, weight, bias, mean, var, eps):
     return rw.op("onnx::BatchNormalization", [x, weight, bias, mean, var], {"epsilon": float(eps)})
 
 
-@rule("_native_batch_norm_legit_no_training")
-def _bn_no_training(node, rw):
-    if rw.used(1) or rw.used(2):
-        return None
-    out = _bn(rw, rw.input(0), rw.input(1), rw.input(2), rw.input(3), rw.input(4), rw.arg("eps"))
-    return None if out is None else [out, None, None]
-
-
-@rule("native_batch_norm", "_native_batch_norm_legit.default", "_native_batch_norm_legit")
-def _bn_legit(node, rw):
-    if rw.arg("training") or rw.used(1) or rw.used(2):
-        return None
-    mean, var = rw.input(3), rw.input(4)
-    if mean is None or var is None:
-        return None
-    out = _bn(rw, rw.input(0), rw.input(1), rw.input(2), mean, var, rw.arg("eps"))
-    return None if out is None else [out, None, None]
-
-
-@rule("batch_norm")
-def _batch_norm(node, rw):
+def _bn_eval(rw):
+    """Eval-mode batch norm of the node's (input, weight, bias, mean, var), or None."""
     if rw.arg("training"):
         return None
     mean, var = rw.input(3), rw.input(4)
     if mean is None or var is None:
         return None
-    out = _bn(rw, rw.input(0), rw.input(1), rw.input(2), mean, var, rw.arg("eps"))
-    return None if out is None else [out]
+    return _bn(rw, rw.input(0), rw.input(1), rw.input(2), mean, var, rw.arg("eps"))
 
 
-@rule("native_layer_norm")
-def _layer_norm(node, rw):
-    if rw.used(1) or rw.used(2):
-        return None
+def _layer_norm_op(rw):
+    """LayerNormalization of the node's (input, weight, bias) over ``normalized_shape``, or None."""
     x, w, b = rw.input(0), rw.input(1), rw.input(2)
     dt = rw.dtype(x)
     ns = list(rw.arg("normalized_shape"))
@@ -852,21 +830,28 @@ def _layer_norm(node, rw):
     if w is None:
         w = rw.const(torch.ones(ns, dtype=dt))
     ins = [x, w] + ([b] if b is not None else [])
-    out = rw.op("onnx::LayerNormalization", ins, {"axis": -len(ns), "epsilon": float(rw.arg("eps"))})
-    return [out, None, None]
+    return rw.op("onnx::LayerNormalization", ins, {"axis": -len(ns), "epsilon": float(rw.arg("eps"))})
 
 
-@rule("layer_norm")
-def _layer_norm_composite(node, rw):
-    x, w, b = rw.input(0), rw.input(1), rw.input(2)
-    dt = rw.dtype(x)
-    ns = list(rw.arg("normalized_shape"))
-    if not _is_float(dt) or not _all_ints(ns):
-        return None
-    if w is None:
-        w = rw.const(torch.ones(ns, dtype=dt))
-    ins = [x, w] + ([b] if b is not None else [])
-    return [rw.op("onnx::LayerNormalization", ins, {"axis": -len(ns), "epsilon": float(rw.arg("eps"))})]
+def _normalization(make: Callable[[Any], Any], native: bool) -> Rule:
+    """The rule whose first output is ``make(rw)``; ``native``: the op also returns saved
+    statistics (outputs 1 and 2), which must be unread."""
+
+    def r(node, rw):
+        if native and (rw.used(1) or rw.used(2)):
+            return None
+        out = make(rw)
+        return None if out is None else [out, None, None] if native else [out]
+
+    return r
+
+
+rule("_native_batch_norm_legit_no_training")(_normalization(
+    lambda rw: _bn(rw, rw.input(0), rw.input(1), rw.input(2), rw.input(3), rw.input(4), rw.arg("eps")), True))
+rule("native_batch_norm", "_native_batch_norm_legit.default", "_native_batch_norm_legit")(_normalization(_bn_eval, True))
+rule("batch_norm")(_normalization(_bn_eval, False))
+rule("native_layer_norm")(_normalization(_layer_norm_op, True))
+rule("layer_norm")(_normalization(_layer_norm_op, False))
 
 
 @rule("group_norm")
