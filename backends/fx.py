@@ -54,6 +54,11 @@ def fx_rule(*ops: str) -> Callable[[Rule], Rule]:
     return registry.fx_lowering(*ops)
 
 
+def _builtin(*ops: str) -> Callable[[Rule], Rule]:
+    """The built-in FX lowering of ``ops``: a default (never over one a user set)."""
+    return registry.fx_lowering(*ops, keep_existing=True)
+
+
 # -- run-time helpers (module level: GraphModules that call them pickle and deepcopy) -------
 
 
@@ -408,7 +413,7 @@ def _rank(v: Value | None) -> int | None:
     return None if v is None else v.type.rank
 
 
-@fx_rule("onnx::Gemm")
+@_builtin("onnx::Gemm")
 def _gemm(b: FxBuilder, n: Node, a: _Args):
     alpha, beta = n.attrs.get("alpha", 1.0), n.attrs.get("beta", 1.0)
     ta, tb = n.attrs.get("transA", 0), n.attrs.get("transB", 0)
@@ -455,7 +460,7 @@ def _sym_pads(n: Node, nd: int) -> list[int] | None:
     return pads[:nd] if pads[:nd] == pads[nd:] else None
 
 
-@fx_rule("onnx::Conv", "onnx::ConvTranspose")
+@_builtin("onnx::Conv", "onnx::ConvTranspose")
 def _conv(b: FxBuilder, n: Node, a: _Args):
     transposed = n.op == "onnx::ConvTranspose"
     nd = _spatial(n, n.inputs[1])
@@ -477,7 +482,7 @@ _MAXPOOL_FX = {1: torch.max_pool1d, 2: torch.max_pool2d, 3: torch.max_pool3d}
 _AVGPOOL_FX = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 
 
-@fx_rule("onnx::MaxPool", "onnx::AveragePool")
+@_builtin("onnx::MaxPool", "onnx::AveragePool")
 def _pool(b: FxBuilder, n: Node, a: _Args):
     k = n.attrs.get("kernel_shape")
     if not k or len(n.outputs) != 1:
@@ -499,7 +504,7 @@ def _pool(b: FxBuilder, n: Node, a: _Args):
                                     bool(n.attrs.get("count_include_pad", 0))))
 
 
-@fx_rule("onnx::GlobalAveragePool", "onnx::GlobalMaxPool")
+@_builtin("onnx::GlobalAveragePool", "onnx::GlobalMaxPool")
 def _global_pool(b: FxBuilder, n: Node, a: _Args):
     rank = _rank(n.inputs[0])
     if rank is None or rank < 3:
@@ -508,7 +513,7 @@ def _global_pool(b: FxBuilder, n: Node, a: _Args):
     return b.call(fn, (a[0], tuple(range(2, rank)), True))
 
 
-@fx_rule("onnx::BatchNormalization")
+@_builtin("onnx::BatchNormalization")
 def _bn(b: FxBuilder, n: Node, a: _Args):
     if n.attrs.get("training_mode", 0) or len(n.outputs) != 1:
         return None
@@ -517,7 +522,7 @@ def _bn(b: FxBuilder, n: Node, a: _Args):
                                      n.attrs.get("epsilon", 1e-5), torch.backends.cudnn.enabled))
 
 
-@fx_rule("onnx::LayerNormalization")
+@_builtin("onnx::LayerNormalization")
 def _layer_norm(b: FxBuilder, n: Node, a: _Args):
     x = n.inputs[0]
     if any(o._uses or o in b.ir.outputs for o in n.outputs[1:]):
@@ -535,13 +540,13 @@ def _layer_norm(b: FxBuilder, n: Node, a: _Args):
     return [out] + [None] * (len(n.outputs) - 1)
 
 
-@fx_rule("onnx::GroupNormalization")
+@_builtin("onnx::GroupNormalization")
 def _group_norm(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.group_norm, (a[0], int(n.attrs["num_groups"]), a[1], a[2],
                                      n.attrs.get("epsilon", 1e-5), torch.backends.cudnn.enabled))
 
 
-@fx_rule("onnx::PRelu")
+@_builtin("onnx::PRelu")
 def _prelu(b: FxBuilder, n: Node, a: _Args):
     """torch.prelu when the slope is one value, or (C,) on a rank-2 input, or a (C,) weight
     reshaped to (C, 1, ..., 1) (the canonical form of nn.PReLU): the reshape is not run."""
@@ -561,7 +566,7 @@ def _prelu(b: FxBuilder, n: Node, a: _Args):
     return None
 
 
-@fx_rule("onnx::MatMul")
+@_builtin("onnx::MatMul")
 def _matmul(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.matmul, (a[0], a[1]))
 
@@ -570,7 +575,7 @@ def _is_zero(d: Any) -> bool:
     return isinstance(d, int) and d == 0
 
 
-@fx_rule("onnx::Reshape", "aten::_reshape_from_tensor")
+@_builtin("onnx::Reshape", "aten::_reshape_from_tensor")
 def _reshape(b: FxBuilder, n: Node, a: _Args):
     s = b.shape_arg(n.inputs[1])
     if s is None:
@@ -583,7 +588,7 @@ def _reshape(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.reshape, (a[0], tuple(s)))
 
 
-@fx_rule("onnx::Flatten")
+@_builtin("onnx::Flatten")
 def _flatten(b: FxBuilder, n: Node, a: _Args):
     axis = n.attrs.get("axis", 1)
     rank = _rank(n.inputs[0])
@@ -596,7 +601,7 @@ def _flatten(b: FxBuilder, n: Node, a: _Args):
     return None
 
 
-@fx_rule("onnx::Transpose")
+@_builtin("onnx::Transpose")
 def _transpose(b: FxBuilder, n: Node, a: _Args):
     perm = n.attrs.get("perm")
     if perm is None:
@@ -607,18 +612,18 @@ def _transpose(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.permute, (a[0], tuple(perm)))
 
 
-@fx_rule("onnx::Softmax", "onnx::LogSoftmax")
+@_builtin("onnx::Softmax", "onnx::LogSoftmax")
 def _softmax(b: FxBuilder, n: Node, a: _Args):
     fn = torch.softmax if n.op == "onnx::Softmax" else torch.log_softmax
     return b.call(fn, (a[0], n.attrs.get("axis", -1)))
 
 
-@fx_rule("onnx::Concat")
+@_builtin("onnx::Concat")
 def _concat(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.cat, (list(a), n.attrs["axis"]))
 
 
-@fx_rule("onnx::Split")
+@_builtin("onnx::Split")
 def _split(b: FxBuilder, n: Node, a: _Args):
     axis = n.attrs.get("axis", 0)
     sizes = b.shape_arg(n.inputs[1]) if len(n.inputs) > 1 and n.inputs[1] is not None else None
@@ -639,7 +644,7 @@ def _axes(b: FxBuilder, n: Node, index: int) -> list[int] | None:
     return None if ax is None else [int(x) for x in ax]
 
 
-@fx_rule("onnx::Unsqueeze")
+@_builtin("onnx::Unsqueeze")
 def _unsqueeze(b: FxBuilder, n: Node, a: _Args):
     axes = _axes(b, n, 1)
     if not axes:
@@ -655,7 +660,7 @@ def _unsqueeze(b: FxBuilder, n: Node, a: _Args):
     return out
 
 
-@fx_rule("onnx::Squeeze")
+@_builtin("onnx::Squeeze")
 def _squeeze(b: FxBuilder, n: Node, a: _Args):
     if (len(n.inputs) < 2 or n.inputs[1] is None) and n.attrs.get("axes") is None:
         return b.call(torch.squeeze, (a[0],))
@@ -665,7 +670,7 @@ def _squeeze(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.squeeze, (a[0], tuple(axes)))
 
 
-@fx_rule("onnx::Expand")
+@_builtin("onnx::Expand")
 def _expand(b: FxBuilder, n: Node, a: _Args):
     s = b.shape_arg(n.inputs[1])
     xs = n.inputs[0].type.shape
@@ -697,7 +702,7 @@ def _expand(b: FxBuilder, n: Node, a: _Args):
     return b.method("expand", (a[0], tuple(out)))
 
 
-@fx_rule("onnx::Shape")
+@_builtin("onnx::Shape")
 def _shape(b: FxBuilder, n: Node, a: _Args):
     args: tuple[Any, ...] = (a[0],)
     start, end = n.attrs.get("start", 0), n.attrs.get("end")
@@ -706,7 +711,7 @@ def _shape(b: FxBuilder, n: Node, a: _Args):
     return b.call(_shape_tensor, args)
 
 
-@fx_rule("onnx::ConstantOfShape")
+@_builtin("onnx::ConstantOfShape")
 def _constant_of_shape(b: FxBuilder, n: Node, a: _Args):
     s = b.shape_arg(n.inputs[0])
     if s is None:
@@ -716,7 +721,7 @@ def _constant_of_shape(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.full, (tuple(s), v.item()), {"dtype": v.dtype, "device": b.device()})
 
 
-@fx_rule("onnx::Range")
+@_builtin("onnx::Range")
 def _range(b: FxBuilder, n: Node, a: _Args):
     vals = []
     for v in n.inputs:
@@ -733,7 +738,7 @@ def _range(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.arange, tuple(vals), {"dtype": dtype, "device": b.device()})
 
 
-@fx_rule("onnx::Constant")
+@_builtin("onnx::Constant")
 def _constant(b: FxBuilder, n: Node, a: _Args):
     from torchmdf.ops.onnx_ops import constant
 
@@ -741,7 +746,7 @@ def _constant(b: FxBuilder, n: Node, a: _Args):
     return b.get(b.register_constant(v))
 
 
-@fx_rule("onnx::Tile")
+@_builtin("onnx::Tile")
 def _tile(b: FxBuilder, n: Node, a: _Args):
     reps = b.shape_arg(n.inputs[1])
     if reps is None:
@@ -749,7 +754,7 @@ def _tile(b: FxBuilder, n: Node, a: _Args):
     return b.method("repeat", (a[0], tuple(reps)))
 
 
-@fx_rule("onnx::Pad")
+@_builtin("onnx::Pad")
 def _pad(b: FxBuilder, n: Node, a: _Args):
     if n.attrs.get("mode", "constant") != "constant":
         return None
@@ -782,7 +787,7 @@ _REDUCE_FX = {"onnx::ReduceMean": torch.mean, "onnx::ReduceSum": torch.sum, "onn
               "onnx::ReduceMin": torch.amin, "onnx::ReduceLogSumExp": torch.logsumexp}
 
 
-@fx_rule(*_REDUCE_FX)
+@_builtin(*_REDUCE_FX)
 def _reduce(b: FxBuilder, n: Node, a: _Args):
     axes = _axes(b, n, 1)
     keep = bool(n.attrs.get("keepdims", 1))
@@ -796,7 +801,7 @@ def _reduce(b: FxBuilder, n: Node, a: _Args):
     return b.call(_REDUCE_FX[n.op], (a[0], tuple(axes), keep))
 
 
-@fx_rule("onnx::ArgMax", "onnx::ArgMin")
+@_builtin("onnx::ArgMax", "onnx::ArgMin")
 def _arg(b: FxBuilder, n: Node, a: _Args):
     if n.attrs.get("select_last_index", 0):
         return None
@@ -804,14 +809,14 @@ def _arg(b: FxBuilder, n: Node, a: _Args):
     return b.call(fn, (a[0], n.attrs.get("axis", 0), bool(n.attrs.get("keepdims", 1))))
 
 
-@fx_rule("onnx::Identity", "onnx::Dropout")
+@_builtin("onnx::Identity", "onnx::Dropout")
 def _identity(b: FxBuilder, n: Node, a: _Args):
     if any(o._uses or o in b.ir.outputs for o in n.outputs[1:]):
         return None
     return [a[0]] + [None] * (len(n.outputs) - 1)
 
 
-@fx_rule("onnx::Gather")
+@_builtin("onnx::Gather")
 def _gather(b: FxBuilder, n: Node, a: _Args):
     data, ind = n.inputs[0], n.inputs[1]
     axis = n.attrs.get("axis", 0)
@@ -833,7 +838,7 @@ def _gather(b: FxBuilder, n: Node, a: _Args):
     return b.call(operator.getitem, (a[0], key if axis else a[1]))
 
 
-@fx_rule("onnx::Slice")
+@_builtin("onnx::Slice")
 def _slice(b: FxBuilder, n: Node, a: _Args):
     ins = list(n.inputs) + [None] * (5 - len(n.inputs))
     starts, ends = b.shape_arg(ins[1]), b.shape_arg(ins[2])
@@ -864,7 +869,7 @@ def _slice(b: FxBuilder, n: Node, a: _Args):
     return b.call(operator.getitem, (a[0], tuple(idx) if len(idx) > 1 else idx[0]))
 
 
-@fx_rule("onnx::Where")
+@_builtin("onnx::Where")
 def _where(b: FxBuilder, n: Node, a: _Args):
     c, x, y = n.inputs
     if c.type.dtype != torch.bool:
@@ -872,7 +877,7 @@ def _where(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.where, (a[0], b.scalar(x, y), b.scalar(y, x)))
 
 
-@fx_rule("onnx::Cast")
+@_builtin("onnx::Cast")
 def _cast(b: FxBuilder, n: Node, a: _Args):
     dt = _cast_dtype(n)
     if dt is None:
@@ -882,12 +887,12 @@ def _cast(b: FxBuilder, n: Node, a: _Args):
     return b.method("to", (a[0], dt))
 
 
-@fx_rule("onnx::CastLike")
+@_builtin("onnx::CastLike")
 def _cast_like(b: FxBuilder, n: Node, a: _Args):
     return b.method("to", (a[0], b.call(getattr, (a[1], "dtype"))))
 
 
-@fx_rule("onnx::Clip")
+@_builtin("onnx::Clip")
 def _clip(b: FxBuilder, n: Node, a: _Args):
     x = n.inputs[0]
     lo = n.inputs[1] if len(n.inputs) > 1 else None
@@ -911,7 +916,7 @@ _ACT = {
 }
 
 
-@fx_rule("onnx::HardSigmoid")
+@_builtin("onnx::HardSigmoid")
 def _hard_sigmoid(b: FxBuilder, n: Node, a: _Args):
     if n.attrs.get("alpha", 0.2) == 1.0 / 6.0 and n.attrs.get("beta", 0.5) == 0.5 \
             and n.inputs[0].type.dtype is not None and n.inputs[0].type.dtype.is_floating_point:
@@ -919,13 +924,13 @@ def _hard_sigmoid(b: FxBuilder, n: Node, a: _Args):
     return None
 
 
-@fx_rule(*_ACT)
+@_builtin(*_ACT)
 def _activation(b: FxBuilder, n: Node, a: _Args):
     fn, attrs = _ACT[n.op]
     return b.call(fn, (a[0], *(n.attrs.get(k, d) for k, d in attrs)))
 
 
-@fx_rule("onnx::Gelu")
+@_builtin("onnx::Gelu")
 def _gelu(b: FxBuilder, n: Node, a: _Args):
     approx = n.attrs.get("approximate", "none")
     return b.call(F.gelu, (a[0],), {"approximate": approx} if approx != "none" else {})
@@ -938,7 +943,7 @@ _COMMUTATIVE = {torch.add, torch.mul, torch.eq}
 _SWAPPED = {torch.lt: torch.gt, torch.gt: torch.lt, torch.le: torch.ge, torch.ge: torch.le}
 
 
-@fx_rule(*_BINARY_FX)
+@_builtin(*_BINARY_FX)
 def _binary(b: FxBuilder, n: Node, a: _Args):
     fn = _BINARY_FX[n.op]
     x, y = n.inputs
@@ -956,7 +961,7 @@ def _binary(b: FxBuilder, n: Node, a: _Args):
     return b.call(fn, (a[0], a[1]))
 
 
-@fx_rule("onnx::Div")
+@_builtin("onnx::Div")
 def _div(b: FxBuilder, n: Node, a: _Args):
     x, y = n.inputs
     if x.type.dtype is None or not x.type.dtype.is_floating_point:
@@ -964,7 +969,7 @@ def _div(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.div, (a[0], b.scalar(y, x)))
 
 
-@fx_rule("onnx::Pow")
+@_builtin("onnx::Pow")
 def _pow(b: FxBuilder, n: Node, a: _Args):
     x, y = n.inputs
     if x.type.dtype is None or not x.type.dtype.is_floating_point:
@@ -976,7 +981,7 @@ def _pow(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.pow, (a[0], e))
 
 
-@fx_rule("onnx::Mod")
+@_builtin("onnx::Mod")
 def _mod(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.fmod if n.attrs.get("fmod", 0) else torch.remainder, (a[0], a[1]))
 
@@ -984,7 +989,7 @@ def _mod(b: FxBuilder, n: Node, a: _Args):
 _NARY_FX = {"onnx::Max": torch.maximum, "onnx::Min": torch.minimum, "onnx::Sum": torch.add}
 
 
-@fx_rule(*_NARY_FX)
+@_builtin(*_NARY_FX)
 def _nary(b: FxBuilder, n: Node, a: _Args):
     out = a[0]
     for x in a[1:]:
@@ -992,12 +997,12 @@ def _nary(b: FxBuilder, n: Node, a: _Args):
     return out
 
 
-@fx_rule("onnx::Einsum")
+@_builtin("onnx::Einsum")
 def _einsum(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.einsum, (n.attrs["equation"], *a))
 
 
-@fx_rule("onnx::Trilu")
+@_builtin("onnx::Trilu")
 def _trilu(b: FxBuilder, n: Node, a: _Args):
     k = 0
     if len(n.inputs) > 1 and n.inputs[1] is not None:
@@ -1008,7 +1013,7 @@ def _trilu(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.triu if n.attrs.get("upper", 1) else torch.tril, (a[0], k))
 
 
-@fx_rule("onnx::CumSum")
+@_builtin("onnx::CumSum")
 def _cumsum(b: FxBuilder, n: Node, a: _Args):
     ax = b.const_ints(n.inputs[1])
     if ax is None or n.attrs.get("exclusive", 0) or n.attrs.get("reverse", 0):
@@ -1016,7 +1021,7 @@ def _cumsum(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.cumsum, (a[0], ax[0]))
 
 
-@fx_rule("aten::_native_batch_norm_legit_functional.default", "aten::_native_batch_norm_legit_functional")
+@_builtin("aten::_native_batch_norm_legit_functional.default", "aten::_native_batch_norm_legit_functional")
 def _bn_train(b: FxBuilder, n: Node, a: _Args):
     """Training-mode BatchNorm whose running statistics are module state: the builtin updates
     the buffers in place as ``nn.BatchNorm`` does (a separate ``copy_`` would bump their

@@ -1,4 +1,5 @@
-"""ONNX backend: IR -> ``onnx.ModelProto`` (opset 18).
+"""ONNX backend: IR -> ``onnx.ModelProto`` (opset 18, or the newest ``min_opset`` of the ops'
+registry entries).
 
 ``onnx::`` nodes map one to one (attributes as ONNX attributes), parameters and constants
 become initializers.  ``mdf::`` standard functions and ``aten::`` ops have no ONNX form:

@@ -43,7 +43,9 @@ def register_shape_function(name: str, fn: ShapeFn) -> ShapeFn:
     return fn
 
 
-_shape = registry.shape_function
+def _shape(*names: str):
+    """The built-in shape function of ``names``: a default (never over one a user set)."""
+    return registry.shape_function(*names, keep_existing=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -131,6 +131,14 @@ def test_decorators_attach_one_field():
     d = registry.define("testreg::later", lambda x: x, input_names=("x",), replace=True)
     assert d.shape_fn is shape
 
+    def builtin(types, attrs, node):  # a built-in table's default never overrides what was set
+        return None
+
+    registry.attach("testreg::later", keep_existing=True, shape_fn=builtin)
+    assert d.shape_fn is shape
+    registry.attach("onnx::Relu", keep_existing=True, shape_fn=builtin)
+    assert registry.lookup("onnx::Relu").shape_fn is not builtin
+
 
 def test_onnx_backend_reads_the_opset_range():
     g = Graph()

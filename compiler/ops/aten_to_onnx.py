@@ -1610,8 +1610,8 @@ def _copy(node, rw):
 for _name, _rule in RULES.items():
     register_canonicalization(_name, _rule)
 for _name in FLOAT_RESULT_OPS:
-    attach(f"aten::{_name}", type_promotion="int_to_float")
+    attach(f"aten::{_name}", type_promotion="int_to_float", keep_existing=True)
 for _name in ("logical_not", "isnan", "isinf"):
-    attach(f"aten::{_name}", type_promotion="always_bool")
+    attach(f"aten::{_name}", type_promotion="always_bool", keep_existing=True)
 
 __all__ = ["RULES", "rule", "result_dtype", "dtype_arg", "FLOAT_RESULT_OPS", "INT64_MAX"]

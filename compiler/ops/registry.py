@@ -257,38 +257,43 @@ def define(name: str, impl: Callable[..., Any], *, replace: bool = False, **fiel
     return register(OpDef(name=name, impl=impl, **fields), replace=replace)
 
 
-def attach(name: str, **fields: Any) -> None:
+def attach(name: str, *, keep_existing: bool = False, **fields: Any) -> None:
     """Set fields of op ``name``'s entry (``shape_fn=``, ``fx_lower=``, ``canonicalize=``...):
     now where the entry exists, and on any entry made later under that name (a lazily
-    resolved ``aten::`` op) that leaves them unset."""
+    resolved ``aten::`` op, a re-registration) that leaves them unset.  ``keep_existing``:
+    only where nothing was set or attached yet (how built-in tables give their defaults, so
+    that they never override what a user registered)."""
     unknown = set(fields) - _FIELDS
     if unknown:
         raise TypeError(f"OpDef has no field(s) {', '.join(sorted(unknown))}")
     with _LOCK:
-        _ATTACHED.setdefault(name, {}).update(fields)
+        pending = _ATTACHED.setdefault(name, {})
         d = _REGISTRY.get(name)
-        if d is not None:
-            for key, value in fields.items():
+        for key, value in fields.items():
+            if keep_existing and key in pending:
+                continue
+            pending[key] = value
+            if d is not None and not (keep_existing and getattr(d, key) is not None):
                 setattr(d, key, value)
 
 
-def _attacher(field: str, names: Sequence[str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _attacher(field: str, names: Sequence[str], keep_existing: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         for n in names:
-            attach(n, **{field: fn})
+            attach(n, keep_existing=keep_existing, **{field: fn})
         return fn
 
     return deco
 
 
-def shape_function(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def shape_function(*names: str, keep_existing: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: ``fn(types, attrs, node)`` is the ``shape_fn`` of the ops ``names``."""
-    return _attacher("shape_fn", names)
+    return _attacher("shape_fn", names, keep_existing)
 
 
-def fx_lowering(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def fx_lowering(*names: str, keep_existing: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: ``fn(builder, node, args)`` is the ``fx_lower`` of the ops ``names``."""
-    return _attacher("fx_lower", names)
+    return _attacher("fx_lower", names, keep_existing)
 
 
 def op(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
