@@ -334,7 +334,8 @@ def _rewrite(graph: Graph, plan: _Plan) -> None:
             new.output.name = graph.unique_name(old.name)
     outs = _live_out(graph)
     for n in graph.reversed():
-        if n in feeders and registry.get(n.op).pure and all(o.num_uses == 0 and o not in outs for o in n.outputs):
+        d = registry.lookup(n.op) if n in feeders else None
+        if d is not None and d.pure and all(o.num_uses == 0 and o not in outs for o in n.outputs):
             feeders.update(v.producer for v in n.inputs if v is not None and v.producer is not None)
             graph.remove(n)
 

@@ -109,6 +109,12 @@ def test_the_entry_is_the_only_thing_consulted(affine):
     FoldConstants()(folded)
     assert len(folded) == 1
 
+    affine.static_value = lambda node: torch.zeros(3, 4)  # known from the types alone
+    g, _ = _graph(T(3, 4))
+    FoldConstants()(g)
+    assert len(g) == 0 and g.outputs[0].tensor.shape == (3, 4)
+    assert registry.lookup("onnx::Shape").static_value is not None  # the built-in shape queries
+
 
 def test_attach_reaches_entries_made_later():
     name = "aten::logaddexp2"

@@ -102,6 +102,9 @@ class OpDef:
     type_promotion: str | None = None
     """How the result dtype follows the inputs' (one of :data:`TYPE_PROMOTIONS`), for
     elementwise ops whose shape function reads it."""
+    static_value: Callable[[Node], torch.Tensor | None] | None = None
+    """``f(node)``: the output's value when what the input types fix decides it (a shape query
+    on a static shape), else None; constant folding uses it on non-constant inputs."""
 
     def __post_init__(self) -> None:
         if self.attrs is not None:
