@@ -23,33 +23,13 @@ from torchmdf.ops import aten_to_onnx as _rules  # noqa: F401 - registers the AT
 from torchmdf.ops import registry
 
 from ._infra import Pass, PassResult, register_pass
-from .infer_shapes import infer_node, merge_types
+from .infer_shapes import infer_node, known_shape, merge_types
 
 ORIGIN = "canonicalize"
 
 
 class _Reject(Exception):
     """Raised inside a rule to give up on this node (e.g. an onnx op in ATen-only mode)."""
-
-
-_DEFAULTS: dict[str, dict[str, Any]] = {}
-
-
-def _schema_defaults(op: str) -> dict[str, Any]:
-    d = _DEFAULTS.get(op)
-    if d is None:
-        d = {}
-        if op.startswith("aten::"):
-            ov = registry.resolve_aten(op)
-            if ov is not None:
-                try:
-                    sig = registry.aten_signature(ov)
-                    d = {n: v for n, v, has, k in zip(sig.arg_names, sig.defaults, sig.has_default, sig.kinds)
-                         if has and k == "attr"}
-                except Exception:  # noqa: BLE001 - exotic schema: no defaults
-                    d = {}
-        _DEFAULTS[op] = d
-    return d
 
 
 class Rewriter:
@@ -113,7 +93,8 @@ class Rewriter:
         attrs = self.node.attrs
         if name in attrs:
             return attrs[name]
-        return _schema_defaults(self.node.op).get(name)
+        d = registry.lookup(self.node.op)
+        return None if d is None else d.attr_default(name)
 
     def used(self, i: int) -> bool:
         o = self.node.outputs[i]
@@ -131,13 +112,7 @@ class Rewriter:
             return v.tensor.dtype
         return v.type.dtype
 
-    @staticmethod
-    def shape(v: Value | None) -> tuple | None:
-        if v is None:
-            return None
-        if v.tensor is not None:
-            return tuple(v.tensor.shape)
-        return v.type.shape
+    shape = staticmethod(known_shape)
 
     def rank(self, v: Value | None) -> int | None:
         s = self.shape(v)

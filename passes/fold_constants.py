@@ -7,7 +7,8 @@ at most as many elements as the inputs that die with the node, plus a small allo
 ``max_output_elements`` when that is set.  Shape queries on static shapes (``onnx::Shape``,
 ``onnx::Size``, ``aten::sym_size``, ``aten::_shape_as_tensor``...) fold even though their input
 is not constant.  The folded value is a new constant whose ``meta["provenance"]`` is the
-node's; a node that fails to evaluate is left alone.  In a graph read from a file each
+node's; a node that fails to evaluate is left alone.  What the pass knows of an op it reads from
+the op's registry entry (``pure``, ``impl``, ``static_value`` for the shape queries).  In a graph read from a file each
 result is sized first (shape function, else meta tensors): a result over
 ``LIMITS.max_elements`` is a located error, raised before anything is allocated.  A result may be a view of its input
 (a transposed weight): kept as is, so a later matmul sees the same strides and gives the same
@@ -23,26 +24,19 @@ from typing import Any
 import torch
 
 from torchmdf.errors import TorchMDFError
-from torchmdf.ir import Graph, Node, Value, ValueRole
+from torchmdf.ir import Graph, Node, ValueRole
 from torchmdf.ops import registry
 
 from ._infra import Pass, PassResult, register_pass
+from .infer_shapes import infer_node, known_shape
 
 _SHAPE_QUERIES = {"onnx::Shape", "onnx::Size", "aten::sym_size.int", "aten::sym_numel", "aten::size.int",
                   "aten::_shape_as_tensor", "aten::numel"}
 
 
-def _shape_of(v: Value | None) -> tuple | None:
-    if v is None:
-        return None
-    if v.tensor is not None:
-        return tuple(v.tensor.shape)
-    return v.type.shape
-
-
 def _fold_shape_query(node: Node) -> torch.Tensor | None:
     """The value of a shape query whose answer is static (only the dims it reads need be)."""
-    shape = _shape_of(node.inputs[0] if node.inputs else None)
+    shape = known_shape(node.inputs[0] if node.inputs else None)
     if shape is None:
         return None
     op = node.op
@@ -64,6 +58,11 @@ def _fold_shape_query(node: Node) -> torch.Tensor | None:
     return torch.tensor(shape[dim], dtype=torch.int64)
 
 
+for _name in _SHAPE_QUERIES:
+    registry.attach(_name, keep_existing=True, static_value=_fold_shape_query)
+_MISSING = object()
+
+
 @register_pass("fold_constants")
 class FoldConstants(Pass):
     """See the module docstring.  ``fold_parameters``: treat parameters and buffers as known
@@ -79,15 +78,18 @@ class FoldConstants(Pass):
 
     def call(self, graph: Graph) -> PassResult:
         modified = False
-        purity: dict[str, bool] = {}
+        entries: dict[str, Any] = {}
         roles = self._roles
         guard = bool(graph.metadata.get("mdf_source"))  # data from a file: sizes checked first
         for node in graph:
             if not node.outputs:
                 continue
             op = node.op
-            if op in _SHAPE_QUERIES and len(node.outputs) == 1:
-                t = _fold_shape_query(node)
+            d = entries.get(op, _MISSING)
+            if d is _MISSING:
+                d = entries[op] = registry.lookup(op)
+            if d is not None and d.static_value is not None and len(node.outputs) == 1:
+                t = d.static_value(node)
                 if t is not None:
                     self._replace(graph, node, (t,))
                     modified = True
@@ -97,13 +99,7 @@ class FoldConstants(Pass):
                 if v is not None and (v.tensor is None or v.role not in roles):
                     ok = False
                     break
-            if not ok:
-                continue
-            pure = purity.get(op)
-            if pure is None:
-                d = registry.lookup(op)
-                pure = purity[op] = d is not None and d.pure
-            if not pure:
+            if not ok or d is None or not d.pure:
                 continue
             outs = self._evaluate(node, guard)
             if outs is None or not self._small_enough(graph, node, outs):
@@ -153,7 +149,6 @@ class FoldConstants(Pass):
         cheaply; else the op runs on meta tensors (factory ops on the meta device).  Over
         ``LIMITS.max_elements``: a located error.  No answer: the node is not folded."""
         from torchmdf.limits import LIMITS, static_numel
-        from torchmdf.passes.infer_shapes import infer_node
 
         try:
             infer_node(node, fallback=False, strict=False)
