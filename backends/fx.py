@@ -10,9 +10,12 @@ Nothing is interpreted per call: shape arithmetic that a dynamic-shape export le
 graph (``Shape`` -> ``Gather`` -> ``Concat`` -> ``Reshape``) is resolved while building into
 Python ints (dims the IR types fix) and ``x.size(i)`` calls (symbolic dims), so ``reshape``
 gets a plain size list (and the module stays traceable by ``torch.export``/``torch.compile``).
-Export's ``view -> addmm -> view`` around ``nn.Linear`` on N-d inputs and the reshapes around
-batched matmuls are folded back into one ``linear``/``matmul`` call, as the original wrote them.  Ops that create tensors follow the device of
-the inputs, so ``.to(device)`` works like on a native module.
+Patterns the canonical form spells with several ops (export's ``view -> addmm -> view`` around
+``nn.Linear`` on N-d inputs, the reshapes around batched matmuls, attention, SiLU) are fused back
+into the one call the original made by the ``fuse_for_fx`` pass, run on a copy of the graph.
+Each op's lowering is its registry entry's ``fx_lower`` (the ``fx_rule`` definitions below set
+those of the ONNX ops).  Ops that create tensors follow the device of the inputs, so
+``.to(device)`` works like on a native module.
 
 Weights are ``nn.Parameter``s and buffers registered under their dotted names in submodules,
 so ``state_dict()`` keys match the original model's.  A stateful graph (buffers mutated in
@@ -34,27 +37,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from torchmdf.errors import ConversionError, TorchMDFError, UnsupportedOpError
-from torchmdf.ir import Graph, Node, Value
+from torchmdf.ir import Graph, Node, Value, ValueRole
+from torchmdf.ir.meta_keys import DEFAULT, PERSISTENT
 from torchmdf.ops import registry
+from torchmdf.passes.fuse_for_fx import fused_for_fx
 
 Rule = Callable[["FxBuilder", Node, "_Args"], Any]
-_FX_RULES: dict[str, Rule] = {}
 
 
 def fx_rule(*ops: str) -> Callable[[Rule], Rule]:
-    """Register ``rule(builder, ir_node, args)`` as the FX lowering of ``ops``.
+    """Make ``rule(builder, ir_node, args)`` the FX lowering (``OpDef.fx_lower``) of ``ops``.
 
     ``args[i]`` is the FX value of the node's i-th input (created on first access), or None.
     A rule returns an FX node (a tuple/list of them for several outputs), or None to fall
     back to the next option (the op's ``fx_target``, then its registry implementation).
     """
+    return registry.fx_lowering(*ops)
 
-    def deco(fn: Rule) -> Rule:
-        for o in ops:
-            _FX_RULES[o] = fn
-        return fn
 
-    return deco
+def _builtin(*ops: str) -> Callable[[Rule], Rule]:
+    """The built-in FX lowering of ``ops``: a default (never over one a user set)."""
+    return registry.fx_lowering(*ops, keep_existing=True)
 
 
 # -- run-time helpers (module level: GraphModules that call them pickle and deepcopy) -------
@@ -136,7 +139,7 @@ class FxBuilder:
                 x.node = self.fx.get_attr(x.target)
             return x.node
         if x is None and v not in self.env:
-            if v.tensor is not None and v.role == "constant":
+            if v.tensor is not None and v.role == ValueRole.CONSTANT:
                 return self.get(self.register_constant(v))
             raise ConversionError(f"value %{v.name} is used before it is defined")
         return x
@@ -181,7 +184,7 @@ class FxBuilder:
         ``other`` gives the same result dtype and values as the tensor; else its FX value."""
         if v is None:
             return None
-        t = v.tensor if v.role == "constant" else None
+        t = v.tensor if v.role == ValueRole.CONSTANT else None
         if t is None or t.dim() != 0 or other is None or other.is_constant or t.dtype == torch.bool:
             return self.get(v)
         dt, rank = other.type.dtype, other.type.rank
@@ -217,7 +220,7 @@ class FxBuilder:
     # -- constants known at build time --------------------------------------------------------
     @staticmethod
     def const(v: Value | None) -> torch.Tensor | None:
-        if v is not None and v.tensor is not None and v.role == "constant":
+        if v is not None and v.tensor is not None and v.role == ValueRole.CONSTANT:
             return v.tensor
         return None
 
@@ -411,7 +414,7 @@ def _rank(v: Value | None) -> int | None:
     return None if v is None else v.type.rank
 
 
-@fx_rule("onnx::Gemm")
+@_builtin("onnx::Gemm")
 def _gemm(b: FxBuilder, n: Node, a: _Args):
     alpha, beta = n.attrs.get("alpha", 1.0), n.attrs.get("beta", 1.0)
     ta, tb = n.attrs.get("transA", 0), n.attrs.get("transB", 0)
@@ -458,40 +461,29 @@ def _sym_pads(n: Node, nd: int) -> list[int] | None:
     return pads[:nd] if pads[:nd] == pads[nd:] else None
 
 
-@fx_rule("onnx::Conv")
+@_builtin("onnx::Conv", "onnx::ConvTranspose")
 def _conv(b: FxBuilder, n: Node, a: _Args):
+    transposed = n.op == "onnx::ConvTranspose"
     nd = _spatial(n, n.inputs[1])
-    if nd not in _CONV_FX:
+    if nd not in _CONV_FX or (transposed and n.attrs.get("output_shape")):
         return None
     pads = _sym_pads(n, nd)
     if pads is None:
         return None
     x, w = a[0], a[1]
     bias = a[2] if len(n.inputs) > 2 else None
-    return b.call(_CONV_FX[nd], (x, w, bias, tuple(n.attrs.get("strides") or [1] * nd), tuple(pads),
-                                 tuple(n.attrs.get("dilations") or [1] * nd), n.attrs.get("group", 1)))
-
-
-@fx_rule("onnx::ConvTranspose")
-def _conv_transpose(b: FxBuilder, n: Node, a: _Args):
-    nd = _spatial(n, n.inputs[1])
-    if nd not in _CONVT_FX or n.attrs.get("output_shape"):
-        return None
-    pads = _sym_pads(n, nd)
-    if pads is None:
-        return None
-    x, w = a[0], a[1]
-    bias = a[2] if len(n.inputs) > 2 else None
-    return b.call(_CONVT_FX[nd], (x, w, bias, tuple(n.attrs.get("strides") or [1] * nd), tuple(pads),
-                                  tuple(n.attrs.get("output_padding") or [0] * nd), n.attrs.get("group", 1),
-                                  tuple(n.attrs.get("dilations") or [1] * nd)))
+    strides, dilations = tuple(n.attrs.get("strides") or [1] * nd), tuple(n.attrs.get("dilations") or [1] * nd)
+    if transposed:
+        return b.call(_CONVT_FX[nd], (x, w, bias, strides, tuple(pads), tuple(n.attrs.get("output_padding") or [0] * nd),
+                                      n.attrs.get("group", 1), dilations))
+    return b.call(_CONV_FX[nd], (x, w, bias, strides, tuple(pads), dilations, n.attrs.get("group", 1)))
 
 
 _MAXPOOL_FX = {1: torch.max_pool1d, 2: torch.max_pool2d, 3: torch.max_pool3d}
 _AVGPOOL_FX = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 
 
-@fx_rule("onnx::MaxPool", "onnx::AveragePool")
+@_builtin("onnx::MaxPool", "onnx::AveragePool")
 def _pool(b: FxBuilder, n: Node, a: _Args):
     k = n.attrs.get("kernel_shape")
     if not k or len(n.outputs) != 1:
@@ -513,7 +505,7 @@ def _pool(b: FxBuilder, n: Node, a: _Args):
                                     bool(n.attrs.get("count_include_pad", 0))))
 
 
-@fx_rule("onnx::GlobalAveragePool", "onnx::GlobalMaxPool")
+@_builtin("onnx::GlobalAveragePool", "onnx::GlobalMaxPool")
 def _global_pool(b: FxBuilder, n: Node, a: _Args):
     rank = _rank(n.inputs[0])
     if rank is None or rank < 3:
@@ -522,7 +514,7 @@ def _global_pool(b: FxBuilder, n: Node, a: _Args):
     return b.call(fn, (a[0], tuple(range(2, rank)), True))
 
 
-@fx_rule("onnx::BatchNormalization")
+@_builtin("onnx::BatchNormalization")
 def _bn(b: FxBuilder, n: Node, a: _Args):
     if n.attrs.get("training_mode", 0) or len(n.outputs) != 1:
         return None
@@ -531,10 +523,10 @@ def _bn(b: FxBuilder, n: Node, a: _Args):
                                      n.attrs.get("epsilon", 1e-5), torch.backends.cudnn.enabled))
 
 
-@fx_rule("onnx::LayerNormalization")
+@_builtin("onnx::LayerNormalization")
 def _layer_norm(b: FxBuilder, n: Node, a: _Args):
     x = n.inputs[0]
-    if any(o._uses or o in b.ir.outputs for o in n.outputs[1:]):
+    if any(b.ir.is_live(o) for o in n.outputs[1:]):
         return None
     shape = x.type.shape
     if shape is None:
@@ -549,13 +541,13 @@ def _layer_norm(b: FxBuilder, n: Node, a: _Args):
     return [out] + [None] * (len(n.outputs) - 1)
 
 
-@fx_rule("onnx::GroupNormalization")
+@_builtin("onnx::GroupNormalization")
 def _group_norm(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.group_norm, (a[0], int(n.attrs["num_groups"]), a[1], a[2],
                                      n.attrs.get("epsilon", 1e-5), torch.backends.cudnn.enabled))
 
 
-@fx_rule("onnx::PRelu")
+@_builtin("onnx::PRelu")
 def _prelu(b: FxBuilder, n: Node, a: _Args):
     """torch.prelu when the slope is one value, or (C,) on a rank-2 input, or a (C,) weight
     reshaped to (C, 1, ..., 1) (the canonical form of nn.PReLU): the reshape is not run."""
@@ -575,133 +567,16 @@ def _prelu(b: FxBuilder, n: Node, a: _Args):
     return None
 
 
-# -- patterns the canonical ONNX form spells with several ops, called as one torch op ------
-
-
-def _only_use(b: FxBuilder, v: Value | None, op: str) -> Node | None:
-    """The producer of ``v`` if it is an ``op`` node whose single output is read only here."""
-    p = v.producer if v is not None else None
-    if p is None or p.op != op or len(p.outputs) != 1 or v.num_uses != 1 or v in b.ir.outputs \
-            or any(sv.next is v for sv in b.ir.state):
-        return None
-    return p
-
-
-def _transposed_2d(v: Value | None) -> Value | None:
-    """``W`` if ``v`` is ``Transpose(W, perm=[1, 0])`` of a 2-d ``W``."""
-    p = v.producer if v is not None else None
-    if p is None or p.op != "onnx::Transpose" or p.attrs.get("perm") != [1, 0] \
-            or p.inputs[0].type.rank != 2:
-        return None
-    return p.inputs[0]
-
-
-def _linear_of(n: Node) -> Value | None:
-    """``W`` when MatMul node ``n`` is ``x @ W^T`` with ``x`` of rank >= 1 (``F.linear``)."""
-    if n.op != "onnx::MatMul" or _rank(n.inputs[0]) in (None, 0):
-        return None
-    w = _transposed_2d(n.inputs[1])
-    if w is None or w.type.dtype != n.inputs[0].type.dtype:
-        return None
-    return w
-
-
-def _sdpa_of(b: FxBuilder, n: Node) -> tuple | None:
-    """``MatMul(Softmax(S), v)`` with ``S = [Where(keep, | Add(] Mul(MatMul(q, Transpose(k)),
-    scale) [, mask)]``, the form ``scaled_dot_product_attention`` canonicalizes to: returns
-    (q, k, v, mask, is_causal, scale) or None."""
-    sm = _only_use(b, n.inputs[0], "onnx::Softmax")
-    if sm is None or n.inputs[1].type.rank is None or n.inputs[1].type.rank < 2:
-        return None
-    s = sm.inputs[0]
-    rank = s.type.rank
-    if rank is None or rank < 2 or sm.attrs.get("axis", -1) not in (-1, rank - 1):
-        return None
-    mask, causal = None, False
-    p = s.producer
-    if p is not None and p.op in ("onnx::Where", "onnx::Add") and s.num_uses == 1 and s not in b.ir.outputs:
-        if p.op == "onnx::Where":
-            keep, inner, other = p.inputs
-            t = b.const(other)
-            if t is None or t.numel() != 1 or not bool(torch.isneginf(t).all()) or keep.type.dtype != torch.bool:
-                return None
-            kt = b.const(keep)
-            ks = inner.type.shape
-            if kt is not None and kt.dim() == 2 and ks is not None and tuple(kt.shape) == tuple(ks[-2:]) \
-                    and bool((kt == torch.ones_like(kt).tril()).all()):
-                causal = True
-            else:
-                mask = keep
-        else:
-            inner, mask = p.inputs
-            if mask.type.dtype != s.type.dtype:
-                return None
-        s = inner
-    mul = _only_use(b, s, "onnx::Mul")
-    if mul is None:
-        return None
-    scores, sc = mul.inputs
-    t = b.const(sc)
-    if t is None or t.numel() != 1:
-        return None
-    mm = _only_use(b, scores, "onnx::MatMul")
-    tr = _only_use(b, mm.inputs[1], "onnx::Transpose") if mm is not None else None
-    if tr is None:
-        return None
-    k = tr.inputs[0]
-    rk = k.type.rank
-    if rk is None or rk < 2 or tr.attrs.get("perm") != list(range(rk - 2)) + [rk - 1, rk - 2]:
-        return None
-    q = mm.inputs[0]
-    if q.type.rank is None or q.type.rank < 2 or q.type.rank != rk or q.type.rank != n.inputs[1].type.rank:
-        return None
-    return q, k, n.inputs[1], mask, causal, float(t.reshape(()).item())
-
-
-@fx_rule("onnx::MatMul")
+@_builtin("onnx::MatMul")
 def _matmul(b: FxBuilder, n: Node, a: _Args):
-    att = _sdpa_of(b, n)
-    if att is not None:
-        q, k, v, mask, causal, scale = att
-        kw: dict[str, Any] = {"scale": scale}
-        if mask is not None:
-            kw["attn_mask"] = b.get(mask)
-        if causal:
-            kw["is_causal"] = True
-        return b.call(F.scaled_dot_product_attention, (b.get(q), b.get(k), b.get(v)), kw)
-    w = _linear_of(n)
-    if w is not None:
-        return b.call(F.linear, (a[0], b.get(w)))
     return b.call(torch.matmul, (a[0], a[1]))
-
-
-def _fused_add(b: FxBuilder, n: Node, a: _Args):
-    """``MatMul(x, Transpose(W)) + bias`` (nn.Linear on an N-d input) as ``F.linear``."""
-    for i in (0, 1):
-        mm = _only_use(b, n.inputs[i], "onnx::MatMul")
-        bias = n.inputs[1 - i]
-        w = _linear_of(mm) if mm is not None else None
-        if w is None or bias.type.shape is None or len(bias.type.shape) != 1 or w.type.shape is None \
-                or bias.type.shape[0] != w.type.shape[0] or bias.type.dtype != w.type.dtype:
-            continue
-        return b.call(F.linear, (b.get(mm.inputs[0]), b.get(w), b.get(bias)))
-    return None
-
-
-def _fused_mul(b: FxBuilder, n: Node, a: _Args):
-    """``x * Sigmoid(x)`` (how SiLU canonicalizes) as ``F.silu``."""
-    for i in (0, 1):
-        sg = _only_use(b, n.inputs[i], "onnx::Sigmoid")
-        if sg is not None and sg.inputs[0] is n.inputs[1 - i]:
-            return b.call(F.silu, (a[1 - i],))
-    return None
 
 
 def _is_zero(d: Any) -> bool:
     return isinstance(d, int) and d == 0
 
 
-@fx_rule("onnx::Reshape", "aten::_reshape_from_tensor")
+@_builtin("onnx::Reshape", "aten::_reshape_from_tensor")
 def _reshape(b: FxBuilder, n: Node, a: _Args):
     s = b.shape_arg(n.inputs[1])
     if s is None:
@@ -714,7 +589,7 @@ def _reshape(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.reshape, (a[0], tuple(s)))
 
 
-@fx_rule("onnx::Flatten")
+@_builtin("onnx::Flatten")
 def _flatten(b: FxBuilder, n: Node, a: _Args):
     axis = n.attrs.get("axis", 1)
     rank = _rank(n.inputs[0])
@@ -727,7 +602,7 @@ def _flatten(b: FxBuilder, n: Node, a: _Args):
     return None
 
 
-@fx_rule("onnx::Transpose")
+@_builtin("onnx::Transpose")
 def _transpose(b: FxBuilder, n: Node, a: _Args):
     perm = n.attrs.get("perm")
     if perm is None:
@@ -738,18 +613,18 @@ def _transpose(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.permute, (a[0], tuple(perm)))
 
 
-@fx_rule("onnx::Softmax", "onnx::LogSoftmax")
+@_builtin("onnx::Softmax", "onnx::LogSoftmax")
 def _softmax(b: FxBuilder, n: Node, a: _Args):
     fn = torch.softmax if n.op == "onnx::Softmax" else torch.log_softmax
     return b.call(fn, (a[0], n.attrs.get("axis", -1)))
 
 
-@fx_rule("onnx::Concat")
+@_builtin("onnx::Concat")
 def _concat(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.cat, (list(a), n.attrs["axis"]))
 
 
-@fx_rule("onnx::Split")
+@_builtin("onnx::Split")
 def _split(b: FxBuilder, n: Node, a: _Args):
     axis = n.attrs.get("axis", 0)
     sizes = b.shape_arg(n.inputs[1]) if len(n.inputs) > 1 and n.inputs[1] is not None else None
@@ -770,7 +645,7 @@ def _axes(b: FxBuilder, n: Node, index: int) -> list[int] | None:
     return None if ax is None else [int(x) for x in ax]
 
 
-@fx_rule("onnx::Unsqueeze")
+@_builtin("onnx::Unsqueeze")
 def _unsqueeze(b: FxBuilder, n: Node, a: _Args):
     axes = _axes(b, n, 1)
     if not axes:
@@ -786,7 +661,7 @@ def _unsqueeze(b: FxBuilder, n: Node, a: _Args):
     return out
 
 
-@fx_rule("onnx::Squeeze")
+@_builtin("onnx::Squeeze")
 def _squeeze(b: FxBuilder, n: Node, a: _Args):
     if (len(n.inputs) < 2 or n.inputs[1] is None) and n.attrs.get("axes") is None:
         return b.call(torch.squeeze, (a[0],))
@@ -796,7 +671,7 @@ def _squeeze(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.squeeze, (a[0], tuple(axes)))
 
 
-@fx_rule("onnx::Expand")
+@_builtin("onnx::Expand")
 def _expand(b: FxBuilder, n: Node, a: _Args):
     s = b.shape_arg(n.inputs[1])
     xs = n.inputs[0].type.shape
@@ -828,7 +703,7 @@ def _expand(b: FxBuilder, n: Node, a: _Args):
     return b.method("expand", (a[0], tuple(out)))
 
 
-@fx_rule("onnx::Shape")
+@_builtin("onnx::Shape")
 def _shape(b: FxBuilder, n: Node, a: _Args):
     args: tuple[Any, ...] = (a[0],)
     start, end = n.attrs.get("start", 0), n.attrs.get("end")
@@ -837,7 +712,7 @@ def _shape(b: FxBuilder, n: Node, a: _Args):
     return b.call(_shape_tensor, args)
 
 
-@fx_rule("onnx::ConstantOfShape")
+@_builtin("onnx::ConstantOfShape")
 def _constant_of_shape(b: FxBuilder, n: Node, a: _Args):
     s = b.shape_arg(n.inputs[0])
     if s is None:
@@ -847,7 +722,7 @@ def _constant_of_shape(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.full, (tuple(s), v.item()), {"dtype": v.dtype, "device": b.device()})
 
 
-@fx_rule("onnx::Range")
+@_builtin("onnx::Range")
 def _range(b: FxBuilder, n: Node, a: _Args):
     vals = []
     for v in n.inputs:
@@ -864,15 +739,15 @@ def _range(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.arange, tuple(vals), {"dtype": dtype, "device": b.device()})
 
 
-@fx_rule("onnx::Constant")
+@_builtin("onnx::Constant")
 def _constant(b: FxBuilder, n: Node, a: _Args):
     from torchmdf.ops.onnx_ops import constant
 
-    v = Value(n.outputs[0].name or "constant", role="constant", tensor=constant(**n.attrs))
+    v = Value(n.outputs[0].name or "constant", role=ValueRole.CONSTANT, tensor=constant(**n.attrs))
     return b.get(b.register_constant(v))
 
 
-@fx_rule("onnx::Tile")
+@_builtin("onnx::Tile")
 def _tile(b: FxBuilder, n: Node, a: _Args):
     reps = b.shape_arg(n.inputs[1])
     if reps is None:
@@ -880,7 +755,7 @@ def _tile(b: FxBuilder, n: Node, a: _Args):
     return b.method("repeat", (a[0], tuple(reps)))
 
 
-@fx_rule("onnx::Pad")
+@_builtin("onnx::Pad")
 def _pad(b: FxBuilder, n: Node, a: _Args):
     if n.attrs.get("mode", "constant") != "constant":
         return None
@@ -913,7 +788,7 @@ _REDUCE_FX = {"onnx::ReduceMean": torch.mean, "onnx::ReduceSum": torch.sum, "onn
               "onnx::ReduceMin": torch.amin, "onnx::ReduceLogSumExp": torch.logsumexp}
 
 
-@fx_rule(*_REDUCE_FX)
+@_builtin(*_REDUCE_FX)
 def _reduce(b: FxBuilder, n: Node, a: _Args):
     axes = _axes(b, n, 1)
     keep = bool(n.attrs.get("keepdims", 1))
@@ -927,7 +802,7 @@ def _reduce(b: FxBuilder, n: Node, a: _Args):
     return b.call(_REDUCE_FX[n.op], (a[0], tuple(axes), keep))
 
 
-@fx_rule("onnx::ArgMax", "onnx::ArgMin")
+@_builtin("onnx::ArgMax", "onnx::ArgMin")
 def _arg(b: FxBuilder, n: Node, a: _Args):
     if n.attrs.get("select_last_index", 0):
         return None
@@ -935,14 +810,14 @@ def _arg(b: FxBuilder, n: Node, a: _Args):
     return b.call(fn, (a[0], n.attrs.get("axis", 0), bool(n.attrs.get("keepdims", 1))))
 
 
-@fx_rule("onnx::Identity", "onnx::Dropout")
+@_builtin("onnx::Identity", "onnx::Dropout")
 def _identity(b: FxBuilder, n: Node, a: _Args):
-    if any(o._uses or o in b.ir.outputs for o in n.outputs[1:]):
+    if any(b.ir.is_live(o) for o in n.outputs[1:]):
         return None
     return [a[0]] + [None] * (len(n.outputs) - 1)
 
 
-@fx_rule("onnx::Gather")
+@_builtin("onnx::Gather")
 def _gather(b: FxBuilder, n: Node, a: _Args):
     data, ind = n.inputs[0], n.inputs[1]
     axis = n.attrs.get("axis", 0)
@@ -956,7 +831,7 @@ def _gather(b: FxBuilder, n: Node, a: _Args):
         return b.call(torch.select, (a[0], axis, int(idx)))
     if ind.type.dtype not in (torch.int64, torch.int32):
         return None
-    if axis == 0 and data.role == "parameter" and data.type.rank == 2 and ind.type.dtype == torch.int64:
+    if axis == 0 and data.role == ValueRole.PARAMETER and data.type.rank == 2 and ind.type.dtype == torch.int64:
         # an embedding table (nn.Embedding exported as Gather): the builtin the module calls
         return b.call(torch.embedding, (a[0], a[1]))
     # advanced indexing: same result shape as ONNX Gather, negative indices count from the end
@@ -964,7 +839,7 @@ def _gather(b: FxBuilder, n: Node, a: _Args):
     return b.call(operator.getitem, (a[0], key if axis else a[1]))
 
 
-@fx_rule("onnx::Slice")
+@_builtin("onnx::Slice")
 def _slice(b: FxBuilder, n: Node, a: _Args):
     ins = list(n.inputs) + [None] * (5 - len(n.inputs))
     starts, ends = b.shape_arg(ins[1]), b.shape_arg(ins[2])
@@ -995,7 +870,7 @@ def _slice(b: FxBuilder, n: Node, a: _Args):
     return b.call(operator.getitem, (a[0], tuple(idx) if len(idx) > 1 else idx[0]))
 
 
-@fx_rule("onnx::Where")
+@_builtin("onnx::Where")
 def _where(b: FxBuilder, n: Node, a: _Args):
     c, x, y = n.inputs
     if c.type.dtype != torch.bool:
@@ -1003,7 +878,7 @@ def _where(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.where, (a[0], b.scalar(x, y), b.scalar(y, x)))
 
 
-@fx_rule("onnx::Cast")
+@_builtin("onnx::Cast")
 def _cast(b: FxBuilder, n: Node, a: _Args):
     dt = _cast_dtype(n)
     if dt is None:
@@ -1013,12 +888,12 @@ def _cast(b: FxBuilder, n: Node, a: _Args):
     return b.method("to", (a[0], dt))
 
 
-@fx_rule("onnx::CastLike")
+@_builtin("onnx::CastLike")
 def _cast_like(b: FxBuilder, n: Node, a: _Args):
     return b.method("to", (a[0], b.call(getattr, (a[1], "dtype"))))
 
 
-@fx_rule("onnx::Clip")
+@_builtin("onnx::Clip")
 def _clip(b: FxBuilder, n: Node, a: _Args):
     x = n.inputs[0]
     lo = n.inputs[1] if len(n.inputs) > 1 else None
@@ -1042,7 +917,7 @@ _ACT = {
 }
 
 
-@fx_rule("onnx::HardSigmoid")
+@_builtin("onnx::HardSigmoid")
 def _hard_sigmoid(b: FxBuilder, n: Node, a: _Args):
     if n.attrs.get("alpha", 0.2) == 1.0 / 6.0 and n.attrs.get("beta", 0.5) == 0.5 \
             and n.inputs[0].type.dtype is not None and n.inputs[0].type.dtype.is_floating_point:
@@ -1050,13 +925,13 @@ def _hard_sigmoid(b: FxBuilder, n: Node, a: _Args):
     return None
 
 
-@fx_rule(*_ACT)
+@_builtin(*_ACT)
 def _activation(b: FxBuilder, n: Node, a: _Args):
     fn, attrs = _ACT[n.op]
     return b.call(fn, (a[0], *(n.attrs.get(k, d) for k, d in attrs)))
 
 
-@fx_rule("onnx::Gelu")
+@_builtin("onnx::Gelu")
 def _gelu(b: FxBuilder, n: Node, a: _Args):
     approx = n.attrs.get("approximate", "none")
     return b.call(F.gelu, (a[0],), {"approximate": approx} if approx != "none" else {})
@@ -1069,16 +944,8 @@ _COMMUTATIVE = {torch.add, torch.mul, torch.eq}
 _SWAPPED = {torch.lt: torch.gt, torch.gt: torch.lt, torch.le: torch.ge, torch.ge: torch.le}
 
 
-@fx_rule(*_BINARY_FX)
+@_builtin(*_BINARY_FX)
 def _binary(b: FxBuilder, n: Node, a: _Args):
-    if n.op == "onnx::Add":
-        out = _fused_add(b, n, a)
-        if out is not None:
-            return out
-    elif n.op == "onnx::Mul":
-        out = _fused_mul(b, n, a)
-        if out is not None:
-            return out
     fn = _BINARY_FX[n.op]
     x, y = n.inputs
     ya = b.scalar(y, x)
@@ -1095,7 +962,7 @@ def _binary(b: FxBuilder, n: Node, a: _Args):
     return b.call(fn, (a[0], a[1]))
 
 
-@fx_rule("onnx::Div")
+@_builtin("onnx::Div")
 def _div(b: FxBuilder, n: Node, a: _Args):
     x, y = n.inputs
     if x.type.dtype is None or not x.type.dtype.is_floating_point:
@@ -1103,7 +970,7 @@ def _div(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.div, (a[0], b.scalar(y, x)))
 
 
-@fx_rule("onnx::Pow")
+@_builtin("onnx::Pow")
 def _pow(b: FxBuilder, n: Node, a: _Args):
     x, y = n.inputs
     if x.type.dtype is None or not x.type.dtype.is_floating_point:
@@ -1115,7 +982,7 @@ def _pow(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.pow, (a[0], e))
 
 
-@fx_rule("onnx::Mod")
+@_builtin("onnx::Mod")
 def _mod(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.fmod if n.attrs.get("fmod", 0) else torch.remainder, (a[0], a[1]))
 
@@ -1123,7 +990,7 @@ def _mod(b: FxBuilder, n: Node, a: _Args):
 _NARY_FX = {"onnx::Max": torch.maximum, "onnx::Min": torch.minimum, "onnx::Sum": torch.add}
 
 
-@fx_rule(*_NARY_FX)
+@_builtin(*_NARY_FX)
 def _nary(b: FxBuilder, n: Node, a: _Args):
     out = a[0]
     for x in a[1:]:
@@ -1131,12 +998,12 @@ def _nary(b: FxBuilder, n: Node, a: _Args):
     return out
 
 
-@fx_rule("onnx::Einsum")
+@_builtin("onnx::Einsum")
 def _einsum(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.einsum, (n.attrs["equation"], *a))
 
 
-@fx_rule("onnx::Trilu")
+@_builtin("onnx::Trilu")
 def _trilu(b: FxBuilder, n: Node, a: _Args):
     k = 0
     if len(n.inputs) > 1 and n.inputs[1] is not None:
@@ -1147,7 +1014,7 @@ def _trilu(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.triu if n.attrs.get("upper", 1) else torch.tril, (a[0], k))
 
 
-@fx_rule("onnx::CumSum")
+@_builtin("onnx::CumSum")
 def _cumsum(b: FxBuilder, n: Node, a: _Args):
     ax = b.const_ints(n.inputs[1])
     if ax is None or n.attrs.get("exclusive", 0) or n.attrs.get("reverse", 0):
@@ -1155,13 +1022,13 @@ def _cumsum(b: FxBuilder, n: Node, a: _Args):
     return b.call(torch.cumsum, (a[0], ax[0]))
 
 
-@fx_rule("aten::_native_batch_norm_legit_functional.default", "aten::_native_batch_norm_legit_functional")
+@_builtin("aten::_native_batch_norm_legit_functional.default", "aten::_native_batch_norm_legit_functional")
 def _bn_train(b: FxBuilder, n: Node, a: _Args):
     """Training-mode BatchNorm whose running statistics are module state: the builtin updates
     the buffers in place as ``nn.BatchNorm`` does (a separate ``copy_`` would bump their
     version and break a backward that saved them)."""
     if not n.attrs.get("training") or not isinstance(n.attrs.get("momentum"), (int, float)) \
-            or any(o._uses or o in b.ir.outputs for o in n.outputs[1:3]):
+            or any(b.ir.is_live(o) for o in n.outputs[1:3]):
         return None
     nexts = {sv.current: sv for sv in b.ir.state}
     svs = [nexts.get(n.inputs[3]), nexts.get(n.inputs[4])]
@@ -1174,98 +1041,6 @@ def _bn_train(b: FxBuilder, n: Node, a: _Args):
     for sv in svs:
         b.updated_in_place.add(sv.name)
     return [out, None, None, rm, rv]
-
-
-# -- peephole: reshape -> Gemm -> reshape is linear on the N-d input ---------------------------
-
-
-def _known(shape: Any) -> bool:
-    """Every dim is a number or a symbol (equal symbols are equal sizes; unknown dims are not)."""
-    return shape is not None and all(d is not None for d in shape)
-
-
-def _plan_nd_linear(graph: Graph) -> tuple[dict[Node, Value], set[Node]]:
-    """``torch.export`` writes ``nn.Linear`` on an N-d input as ``view(-1, K)`` -> ``addmm`` ->
-    ``view(*lead, N)``; ``F.linear`` takes the N-d input directly (and is what the original
-    called).  Returns the reshapes to skip (mapped to the value they stand for) and the Gemms
-    to emit on the N-d input."""
-    skip: dict[Node, Value] = {}
-    gemms: set[Node] = set()
-    outs = set(graph.outputs) | {sv.next for sv in graph.state}
-    for r1 in graph:
-        if r1.op != "onnx::Reshape" or len(r1.outputs) != 1 or r1.output in outs:
-            continue
-        x = r1.inputs[0]
-        xs, ys = x.type.shape, r1.output.type.shape
-        if not _known(xs) or not _known(ys) or len(xs) < 3 or len(ys) != 2 or xs[-1] != ys[1] \
-                or not isinstance(ys[1], int):
-            continue
-        uses = r1.output.uses()
-        if not uses:
-            continue
-        plan_g: list[Node] = []
-        plan_r: list[Node] = []
-        ok = True
-        for g, i in uses:
-            if g.op != "onnx::Gemm" or i != 0 or g.attrs.get("transA", 0) or not g.attrs.get("transB", 0) \
-                    or g.attrs.get("alpha", 1.0) != 1.0 or g.output in outs:
-                ok = False
-                break
-            c = g.inputs[2] if len(g.inputs) > 2 else None
-            w = g.inputs[1].type.shape
-            if c is not None and (g.attrs.get("beta", 1.0) != 1.0 or c.type.shape is None or len(c.type.shape) != 1
-                                  or w is None or c.type.shape[0] != w[0]):
-                ok = False
-                break
-            gs = g.output.type.shape
-            g_uses = g.output.uses()
-            if not _known(gs) or not g_uses:
-                ok = False
-                break
-            for r2, j in g_uses:
-                if r2.op != "onnx::Reshape" or j != 0 or r2.output.type.shape != tuple(xs[:-1]) + (gs[1],):
-                    ok = False
-                    break
-                plan_r.append(r2)
-            if not ok:
-                break
-            plan_g.append(g)
-        if not ok:
-            continue
-        skip[r1] = x
-        for g in plan_g:
-            gemms.add(g)
-        for r2 in plan_r:
-            skip[r2] = r2.inputs[0]
-    return skip, gemms
-
-
-def _plan_nd_matmul(graph: Graph, skip: dict[Node, Value]) -> None:
-    """``torch.matmul`` on ``[*B, M, K] @ [*B, K, N]`` is exported as two reshapes to
-    ``[prod(B), M, K]``/``[prod(B), K, N]``, a 3-d MatMul and a reshape back; ``matmul`` takes
-    the N-d operands directly (as the original did).  Adds the reshapes to ``skip``."""
-    outs = set(graph.outputs) | {sv.next for sv in graph.state}
-    for mm in graph:
-        if mm.op != "onnx::MatMul" or mm.output in outs:
-            continue
-        rs = [v.producer for v in mm.inputs]
-        if any(r is None or r.op != "onnx::Reshape" or r in skip or r.output.num_uses != 1 or r.output in outs
-               for r in rs):
-            continue
-        xa, xb = rs[0].inputs[0].type.shape, rs[1].inputs[0].type.shape
-        ya, yb = rs[0].output.type.shape, rs[1].output.type.shape
-        if not all(map(_known, (xa, xb, ya, yb))) or len(xa) < 4 or len(ya) != 3 or len(yb) != 3 \
-                or tuple(xa[:-2]) != tuple(xb[:-2]) or tuple(xa[-2:]) != tuple(ya[1:]) \
-                or tuple(xb[-2:]) != tuple(yb[1:]):
-            continue
-        uses = mm.output.uses()
-        want = tuple(xa[:-2]) + (xa[-2], xb[-1])
-        if not uses or any(r.op != "onnx::Reshape" or j != 0 or r.output.type.shape != want for r, j in uses):
-            continue
-        skip[rs[0]] = rs[0].inputs[0]
-        skip[rs[1]] = rs[1].inputs[0]
-        for r, _ in uses:
-            skip[r] = mm.output
 
 
 # -- the backend -----------------------------------------------------------------------------
@@ -1351,7 +1126,7 @@ def locate_runtime_error(gm: torch.fx.GraphModule, e: BaseException) -> TorchMDF
 def _stateful_ok(graph: Graph) -> bool:
     """State the module can keep in buffers: each variable has an initial tensor (torch
     buffers mutated in forward).  MDF dynamical models run with ``torchmdf.simulate``."""
-    if graph.metadata.get("mdf_source") and not graph.metadata.get("pytorch_mutated_buffers"):
+    if graph.metadata.get("mdf_source") and not graph.signature.mutated_buffers:
         return False
     return all(sv.init is not None and sv.init_value is None for sv in graph.state)
 
@@ -1370,7 +1145,7 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
     converted from a torch model): ``forward`` first checks the inputs' static dims (and that
     dims sharing a symbol agree) and raises a :class:`~torchmdf.errors.ShapeError` naming the
     expected and given shapes.  Outputs: the original pytree structure when
-    ``graph.metadata`` has ``pytorch_out_spec`` (constant and scalar outputs put back, mutated
+    ``graph.signature`` has ``out_spec`` (constant and scalar outputs put back, mutated
     inputs updated with ``copy_``); a dict ``{name: tensor}`` when ``graph.output_names`` is
     set (MDF graphs) or ``output_dict``; else a tensor or tuple.
     """
@@ -1380,25 +1155,25 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
     if graph.state and not _stateful_ok(graph):
         raise ConversionError(f"graph '{graph.name}' is a dynamical model (its state has no fixed initial "
                               "tensor); run it with torchmdf.simulate()")
+    graph = fused_for_fx(graph)  # linear, matmul, attention, silu as the original called them
     b = FxBuilder(graph)
     fx = b.fx
-    md = graph.metadata
+    sig = graph.signature
 
     # inputs: one placeholder per leaf of the original call (constant leaves included)
     in_names = _add_inputs(b, input_defaults)
 
     # parameters and buffers: all registered (state_dict keys as in the original), fetched lazily
-    persistent_off = set(md.get("pytorch_non_persistent_buffers") or ())
     for name, v in graph.parameters.items():
-        if v.role == "constant":
+        if v.role == ValueRole.CONSTANT:
             continue  # registered on first use as a tensor (0-d ones are often inlined)
         target = b.attr_name(name)
         mod, leaf = b.module_for(target)
         t = v.tensor.clone() if copy_weights else v.tensor
-        if v.role == "parameter":
+        if v.role == ValueRole.PARAMETER:
             mod.register_parameter(leaf, nn.Parameter(t, requires_grad=t.is_floating_point() or t.is_complex()))
         else:
-            persistent = name not in persistent_off and v.meta.get("persistent", True) is not False
+            persistent = v.meta.get(PERSISTENT, True) is not False
             mod.register_buffer(leaf, t, persistent=persistent)
         b.env[v] = _Lazy(target)
     for sv in graph.state:
@@ -1408,15 +1183,10 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
         b.env[sv.current] = _Lazy(target)
 
     # nodes
-    skip, nd_gemms = _plan_nd_linear(graph)
-    _plan_nd_matmul(graph, skip)
     for n in graph:
-        if n in skip:
-            b.env[n.outputs[0]] = b.get(skip[n])
-            continue
         mark = len(fx.nodes)
         try:
-            _lower_node(b, n, nd_gemms)
+            _lower_node(b, n)
         except TorchMDFError as e:
             if e.location:
                 raise
@@ -1433,7 +1203,7 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
 
     outs = [b.get(v) for v in graph.outputs]
     for v in graph.outputs:  # a state's current value returned: keep it from the update below
-        if v.role == "state":
+        if v.role == ValueRole.STATE:
             i = graph.outputs.index(v)
             outs[i] = b.method("clone", (outs[i],))
 
@@ -1447,25 +1217,25 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
         b.impure.add(b.method("copy_", (b.get(sv.current), nxt)))
 
     # mutated user inputs: copy the new values in, drop them from the outputs
-    mutations = md.get("pytorch_input_mutations") or []
+    mutations = sig.input_mutations
     if mutations:
         by_name = {v.name: v for v in graph.inputs}
         drop = set()
         for m in mutations:
-            v = by_name.get(m["input"])
+            v = by_name.get(m.input)
             if v is None:
-                raise ConversionError(f"mutated input {m['input']!r} is not a graph input")
-            b.impure.add(b.method("copy_", (b.get(v), outs[m["output"]])))
-            drop.add(m["output"])
+                raise ConversionError(f"mutated input {m.input!r} is not a graph input")
+            b.impure.add(b.method("copy_", (b.get(v), outs[m.output])))
+            drop.add(m.output)
         outs = [o for i, o in enumerate(outs) if i not in drop]
 
-    out_spec = md.get("pytorch_out_spec")
-    in_spec = md.get("pytorch_in_spec")
+    out_spec = sig.out_spec
+    in_spec = sig.in_spec
     if out_spec:
-        for i in md.get("pytorch_scalar_outputs") or []:
+        for i in sig.scalar_outputs:
             if i < len(outs):
                 outs[i] = b.method("item", (outs[i],))
-        for i, val in md.get("pytorch_constant_outputs") or []:
+        for i, val in sig.constant_outputs:
             outs.insert(i, val)
     if graph.output_names is not None and (output_dict or output_dict is None) and not out_spec:
         fx.output({k: o for k, o in zip(graph.output_names, outs)})
@@ -1482,7 +1252,7 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
     if (out_spec or in_spec) and not output_dict:
         _install_pytree_codegen(fx, in_names, in_spec, out_spec)
     if shape_guards is None:
-        shape_guards = "pytorch_input_names" in md  # converted from a torch model
+        shape_guards = sig.from_torch  # converted from a torch model
     if shape_guards:
         b.prologue += _shape_guards(b)
     _install_prologue(fx, b.prologue)
@@ -1516,8 +1286,8 @@ def _add_inputs(b: FxBuilder, input_defaults: bool) -> list[str]:
     """Placeholders for the graph inputs, plus one (with its value as the default) for each
     constant input ``torch.export`` specialized, in the original order where it is known."""
     graph, fx = b.ir, b.fx
-    const_inputs: dict[str, str] = graph.metadata.get("pytorch_constant_inputs") or {}
-    order = graph.metadata.get("pytorch_user_input_order")
+    const_inputs: dict[str, str] = graph.signature.constant_inputs
+    order = graph.signature.input_order
     by_name = {v.name: v for v in graph.inputs}
     if not order or set(order) != set(by_name) | set(const_inputs):
         order = [v.name for v in graph.inputs] + [k for k in const_inputs if k not in by_name]
@@ -1533,7 +1303,7 @@ def _add_inputs(b: FxBuilder, input_defaults: bool) -> list[str]:
             ph = fx.placeholder(name, default_value=_literal(const_inputs[key]))
             names.append(ph.name)
             continue
-        default = v.meta.get("default") if input_defaults else None
+        default = v.meta.get(DEFAULT) if input_defaults else None
         ph = fx.placeholder(name, default_value=None if default is not None else torch.fx.node.inspect.Signature.empty)
         names.append(ph.name)
         b.env[v] = ph
@@ -1744,19 +1514,14 @@ def _orig_arg_names(ispec: Any, leaf_names: list[str]) -> list[str]:
     return names
 
 
-def _lower_node(b: FxBuilder, n: Node, nd_gemms: set[Node]) -> None:
+def _lower_node(b: FxBuilder, n: Node) -> None:
+    """The op's entry decides: its ``fx_lower``, else its ``fx_target``, else its ``impl``."""
     sv = _eval_shape(b, n)
     if sv is not None:
         b.shapes[n.outputs[0]] = sv
     a = _Args(b, n)
-    out = None
-    if n in nd_gemms:
-        c = n.inputs[2] if len(n.inputs) > 2 else None
-        out = b.call(F.linear, (a[0], a[1], a[2] if c is not None else None))
-    rule = _FX_RULES.get(n.op)
-    if out is None and rule is not None:
-        out = rule(b, n, a)
     d = registry.get(n.op, n.location())
+    out = d.fx_lower(b, n, a) if d.fx_lower is not None else None
     if out is None:
         out = _generic(b, n, a, d)
     if not d.pure and isinstance(out, torch.fx.Node):
@@ -1769,7 +1534,7 @@ def _lower_node(b: FxBuilder, n: Node, nd_gemms: set[Node]) -> None:
         b.env[n.outputs[0]] = out
     else:
         for i, o in enumerate(n.outputs):
-            if o._uses or o in b.ir.outputs or any(sv.next is o for sv in b.ir.state):
+            if b.ir.is_live(o):
                 b.env[o] = b.call(operator.getitem, (out, i))
 
 

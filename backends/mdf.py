@@ -19,9 +19,11 @@ import torch
 
 from torchmdf.errors import ConversionError, UnsupportedOpError
 from torchmdf.ir import Graph, Node, Value
+from torchmdf.ir.meta_keys import DEFAULT
 from torchmdf.mdf import Edge, InputPort, Model, OutputPort, Parameter
 from torchmdf.mdf import Graph as MGraph
 from torchmdf.mdf import Node as MNode
+from torchmdf.mdf.torchmdf_metadata import ModelMetadata, NodeMetadata, ParameterMetadata, PortMetadata
 from torchmdf.ops import registry
 
 
@@ -38,7 +40,7 @@ def _symbolic_shape(v: Value) -> dict | None:
     shape = v.type.shape
     if shape is None or v.type.is_static or any(d is None for d in shape):
         return None
-    return {"torchmdf": {"shape": [d if isinstance(d, int) else str(d) for d in shape]}}
+    return {"torchmdf": PortMetadata(shape=[d if isinstance(d, int) else str(d) for d in shape]).to_metadata()}
 
 
 def _dtype_name(dt: torch.dtype | None) -> str | None:
@@ -97,7 +99,7 @@ class _Emitter:
         for v in g.inputs:
             nid = self.uid(f"input_{v.name}")
             port = _ident(v.name)
-            default = v.meta.get("default")
+            default = v.meta.get(DEFAULT)
             ip = InputPort(id=port, shape=tuple(v.type.shape) if v.type.is_static else None,
                            type=_dtype_name(v.type.dtype),
                            default_value=default if default is not None and default.numel() <= 4096 else None,
@@ -123,12 +125,11 @@ class _Emitter:
                                         output_ports=[OutputPort(id="out", value="value")]))
                 a, b = nid, "out"
             out_names.append(f"{a}.{b}")
-        md: dict[str, Any] = {"output_ports": out_names}
-        if g.output_names is not None and len(g.output_names) == len(out_names):
-            md["output_names"] = list(g.output_names)  # the names the source MDF gave them
-        for k in ("pytorch_in_spec", "pytorch_out_spec", "pytorch_input_names"):
-            if k in g.metadata:
-                md[k] = g.metadata[k]
+        sig = g.signature
+        names = list(g.output_names) if g.output_names is not None and len(g.output_names) == len(out_names) \
+            else None  # the names the source MDF gave them
+        md = ModelMetadata(output_ports=out_names, output_names=names, in_spec=sig.in_spec, out_spec=sig.out_spec,
+                           input_names=sig.input_names).to_metadata()
         mg = MGraph(id=_ident(g.name), nodes=self.nodes, edges=self.edges)
         return Model(id=_ident(model_id or g.name), graphs=[mg], metadata={"torchmdf": md})
 
@@ -143,18 +144,17 @@ class _Emitter:
         nid = self.uid(f"state_{sv.name}")
         t = sv.init
         ip = InputPort(id="next", shape=tuple(t.shape), type=_dtype_name(t.dtype), default_value=t)
-        md = {"torchmdf": {"state": sv.name, "dtype": _dtype_name(t.dtype)}}
+        md = {"torchmdf": NodeMetadata(state=sv.name, dtype=_dtype_name(t.dtype)).to_metadata()}
         self.nodes.append(MNode(id=nid, input_ports=[ip], output_ports=[OutputPort(id="out", value="next")],
                                 metadata=md))
         self.port_of[sv.current] = (nid, "out")
 
     def param(self, pid: str, v: Value) -> Parameter:
         t = v.tensor
-        info: dict[str, Any] = {}
-        if v.role in ("parameter", "buffer"):
-            info.update(name=v.name, role=v.role)
-        if t.dtype not in (torch.float64, torch.int64, torch.bool):  # JSON numbers read back as these
-            info["dtype"] = _dtype_name(t.dtype)
+        named = v.role.is_named_tensor
+        keep_dtype = t.dtype not in (torch.float64, torch.int64, torch.bool)  # JSON numbers read back as these
+        info = ParameterMetadata(name=v.name if named else None, role=v.role.value if named else None,
+                                 dtype=_dtype_name(t.dtype) if keep_dtype else None).to_metadata()
         md = {"torchmdf": info} if info else None
         value: Any = t.item() if t.dim() == 0 and t.dtype in (torch.float64, torch.int64) else t
         return Parameter(id=pid, value=value, metadata=md)

@@ -1,4 +1,5 @@
-"""ONNX backend: IR -> ``onnx.ModelProto`` (opset 18).
+"""ONNX backend: IR -> ``onnx.ModelProto`` (opset 18, or the newest ``min_opset`` of the ops'
+registry entries).
 
 ``onnx::`` nodes map one to one (attributes as ONNX attributes), parameters and constants
 become initializers.  ``mdf::`` standard functions and ``aten::`` ops have no ONNX form:
@@ -16,6 +17,7 @@ from onnx import helper, numpy_helper
 
 from torchmdf.errors import ConversionError, UnsupportedOpError
 from torchmdf.ir import Graph, Value
+from torchmdf.ops import registry
 from torchmdf.ops.onnx_ops import ONNX_OPSET, torch_to_onnx_dtype
 
 
@@ -43,8 +45,22 @@ def _attr(v: Any) -> Any:
     return v
 
 
-_MIN_OPSET = {"Gelu": 20, "GroupNormalization": 21}
-"""Ops newer than the default opset: the model is written with the opset they need."""
+def _opset_for(graph: Graph, opset: int | None) -> int:
+    """The opset to declare: ``opset``, else 18 or the highest ``min_opset`` of the graph's
+    ops (their registry entries say which opsets have them); one outside an op's range is a
+    located error."""
+    defs = {}
+    for n in graph:
+        d = registry.lookup(n.op)
+        if d is not None and n.op not in defs:
+            defs[n.op] = (d, n)
+    if opset is None:
+        opset = max([ONNX_OPSET] + [d.min_opset or 0 for d, _ in defs.values()])
+    for d, n in defs.values():
+        if (d.min_opset is not None and opset < d.min_opset) or (d.max_opset is not None and opset > d.max_opset):
+            raise ConversionError(f"{d.name} is not in ONNX opset {opset} (it is in opsets {d.min_opset or 1} to "
+                                  f"{d.max_opset or 'now'})", location=n.location())
+    return opset
 
 
 def emit_onnx(graph: Graph, *, opset: int | None = None, check: bool = True) -> onnx.ModelProto:
@@ -61,8 +77,7 @@ def emit_onnx(graph: Graph, *, opset: int | None = None, check: bool = True) -> 
 
         graph = graph.clone()
         get_pass("infer_shapes")(graph)  # ONNX wants typed graph outputs
-    if opset is None:
-        opset = max([ONNX_OPSET] + [_MIN_OPSET.get(n.name, 0) for n in graph])
+    opset = _opset_for(graph, opset)
     names: dict[Value, str] = {}
 
     def name_of(v: Value | None) -> str:
@@ -70,7 +85,7 @@ def emit_onnx(graph: Graph, *, opset: int | None = None, check: bool = True) -> 
             return ""
         return names.setdefault(v, v.name)
 
-    inits = [_tensor_proto(name_of(v), v.tensor) for v in graph.parameters.values() if v._uses or v in graph.outputs]
+    inits = [_tensor_proto(name_of(v), v.tensor) for v in graph.parameters.values() if graph.is_live(v)]
     nodes = []
     for n in graph:
         attrs = {k: _attr(a) for k, a in n.attrs.items() if a is not None and not k.startswith("_")}

@@ -116,6 +116,6 @@ def simulate(model: Any, steps: int = 1, dt: float = 0.01, *, graph: str | None 
     """Run an MDF model ``steps`` times as modeci_mdf does (``evaluate()`` once, then
     ``evaluate(time_increment=dt)``); returns ``{"node.port": tensor[steps, ...]}`` for every
     output port."""
-    from torchmdf.backends.simulate import simulate as _simulate
+    from torchmdf.simulation import simulate as _simulate
 
     return _simulate(model, steps=steps, dt=dt, graph=graph, inputs=inputs)

@@ -68,7 +68,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nwrote {out}: {n_nodes} MDF nodes; reloaded and compiled to FX:")
     print(f"max |torch - mdf->fx| = {diff:.3g}")
     if args.picture:
-        from torchmdf.backends.picture import draw
+        from torchmdf.mdf.picture import draw
 
         print(f"picture: {draw(m2, args.picture)}")
     return 0 if diff < 1e-5 else 1
@@ -144,7 +144,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_picture(args: argparse.Namespace) -> int:
     import torchmdf.mdf as mdf
-    from torchmdf.backends.picture import draw
+    from torchmdf.mdf.picture import draw
 
     path = draw(mdf.load(args.file), args.output, level=args.level)
     print(f"wrote {path}")

@@ -18,38 +18,18 @@ from typing import Any, Sequence
 import torch
 
 from torchmdf.errors import PassError, ShapeError
-from torchmdf.ir import UNKNOWN, Graph, Node, TensorType, Value
+from torchmdf.ir import UNKNOWN, Graph, Node, TensorType, Value, ValueRole
 from torchmdf.ops import aten_to_onnx as _rules  # noqa: F401 - registers the ATen -> ONNX rules
 from torchmdf.ops import registry
 
 from ._infra import Pass, PassResult, register_pass
-from .infer_shapes import infer_node, merge_types
+from .infer_shapes import infer_node, known_shape, merge_types
 
 ORIGIN = "canonicalize"
 
 
 class _Reject(Exception):
     """Raised inside a rule to give up on this node (e.g. an onnx op in ATen-only mode)."""
-
-
-_DEFAULTS: dict[str, dict[str, Any]] = {}
-
-
-def _schema_defaults(op: str) -> dict[str, Any]:
-    d = _DEFAULTS.get(op)
-    if d is None:
-        d = {}
-        if op.startswith("aten::"):
-            ov = registry.resolve_aten(op)
-            if ov is not None:
-                try:
-                    sig = registry.aten_signature(ov)
-                    d = {n: v for n, v, has, k in zip(sig.arg_names, sig.defaults, sig.has_default, sig.kinds)
-                         if has and k == "attr"}
-                except Exception:  # noqa: BLE001 - exotic schema: no defaults
-                    d = {}
-        _DEFAULTS[op] = d
-    return d
 
 
 class Rewriter:
@@ -74,8 +54,7 @@ class Rewriter:
     def refresh_live_outputs(self) -> None:
         """ids of the values the graph returns or carries as next state."""
         g = self.graph
-        self.live_out = {id(v) for v in g.outputs}
-        self.live_out.update(id(sv.next) for sv in g.state if sv.next is not None)
+        self.live_out = set(g.live_roots())
 
     def begin(self, node: Node) -> None:
         self.node = node
@@ -92,7 +71,7 @@ class Rewriter:
             if n.graph is self.graph:
                 self.graph.remove(n, safe=False)
         for c in self._consts:
-            if not c._uses and c.name in self.graph.parameters:
+            if not self.graph.is_live(c) and c.name in self.graph.parameters:
                 self.graph.remove_parameter(c)
         self._nodes = []
         self._consts = []
@@ -114,11 +93,12 @@ class Rewriter:
         attrs = self.node.attrs
         if name in attrs:
             return attrs[name]
-        return _schema_defaults(self.node.op).get(name)
+        d = registry.lookup(self.node.op)
+        return None if d is None else d.attr_default(name)
 
     def used(self, i: int) -> bool:
         o = self.node.outputs[i]
-        return bool(o._uses) or bool(o._returned_by) or id(o) in self.live_out
+        return o.is_used or id(o) in self.live_out
 
     @staticmethod
     def type(v: Value | None) -> TensorType:
@@ -132,13 +112,7 @@ class Rewriter:
             return v.tensor.dtype
         return v.type.dtype
 
-    @staticmethod
-    def shape(v: Value | None) -> tuple | None:
-        if v is None:
-            return None
-        if v.tensor is not None:
-            return tuple(v.tensor.shape)
-        return v.type.shape
+    shape = staticmethod(known_shape)
 
     def rank(self, v: Value | None) -> int | None:
         s = self.shape(v)
@@ -183,7 +157,7 @@ class Rewriter:
         src = self.dtype(v)
         if src == dtype:
             return v
-        if v.role == "constant" and v.tensor is not None and v.producer is None:
+        if v.role == ValueRole.CONSTANT and v.tensor is not None and v.producer is None:
             return self.const(v.tensor.to(dtype), name=v.name)
         from torchmdf.ops.onnx_ops import torch_to_onnx_dtype
 
@@ -254,7 +228,7 @@ class Canonicalize(Pass):
             if v is None or rw.is_new(v) or id(o) not in out_ids:
                 final.append(v)
                 continue
-            if v.role in ("input", "state") or id(v) in out_ids:
+            if v.role in (ValueRole.INPUT, ValueRole.STATE) or id(v) in out_ids:
                 if not self.use_onnx_ops:
                     rw.rollback()
                     return False

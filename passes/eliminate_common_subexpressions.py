@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from torchmdf.ir import Graph
+from torchmdf.ir import Graph, ValueRole
 
 from ._infra import Pass, PassResult, register_pass
 from .eliminate_dead_code import is_pure
@@ -71,13 +71,13 @@ class EliminateCommonSubexpressions(Pass):
         modified = False
         seen_c = scopes[-1][1]
         for v in list(g.parameters.values()):
-            if v.role != "constant" or v.tensor.numel() > 64:
+            if v.role != ValueRole.CONSTANT or v.tensor.numel() > 64:
                 continue
             key = _hashable(v.tensor)
             first = _find(scopes, 1, key)
             if first is None:
                 seen_c[key] = v
-            elif v._uses:
+            elif v.is_used:
                 v.replace_all_uses_with(first)
                 modified = True
         return modified

@@ -25,9 +25,7 @@ class EliminateDeadCode(Pass):
         self.remove_unused_parameters = remove_unused_parameters
 
     def call(self, graph: Graph) -> PassResult:
-        live = {id(v) for v in graph.outputs}
-        live.update(id(sv.next) for sv in graph.state if sv.next is not None)
-        live.update(id(sv.init_value) for sv in graph.state if sv.init_value is not None)
+        live = graph.live_roots()
         purity: dict[str, bool] = {}
         impure_regions: set[Graph] = set()
         modified = False
@@ -38,7 +36,7 @@ class EliminateDeadCode(Pass):
                 if not self._pure(node, purity, impure_regions):
                     g_pure = False
                     continue
-                if any(o._uses or o._returned_by or id(o) in g_live for o in node.outputs):
+                if any(o.is_used or id(o) in g_live for o in node.outputs):
                     continue
                 g.remove(node)
                 modified = True
@@ -46,7 +44,7 @@ class EliminateDeadCode(Pass):
                 impure_regions.add(g)
             if self.remove_unused_parameters:
                 for v in list(g.parameters.values()):
-                    if not v._uses and not v._returned_by and id(v) not in g_live:
+                    if not v.is_used and id(v) not in g_live:
                         g.remove_parameter(v)
                         modified = True
         return PassResult(graph, modified)

@@ -7,7 +7,8 @@ at most as many elements as the inputs that die with the node, plus a small allo
 ``max_output_elements`` when that is set.  Shape queries on static shapes (``onnx::Shape``,
 ``onnx::Size``, ``aten::sym_size``, ``aten::_shape_as_tensor``...) fold even though their input
 is not constant.  The folded value is a new constant whose ``meta["provenance"]`` is the
-node's; a node that fails to evaluate is left alone.  In a graph read from a file each
+node's; a node that fails to evaluate is left alone.  What the pass knows of an op it reads from
+the op's registry entry (``pure``, ``impl``, ``static_value`` for the shape queries).  In a graph read from a file each
 result is sized first (shape function, else meta tensors): a result over
 ``LIMITS.max_elements`` is a located error, raised before anything is allocated.  A result may be a view of its input
 (a transposed weight): kept as is, so a later matmul sees the same strides and gives the same
@@ -23,27 +24,20 @@ from typing import Any
 import torch
 
 from torchmdf.errors import TorchMDFError
-from torchmdf.ir import Graph, Node, Value
+from torchmdf.ir import Graph, Node, ValueRole
 from torchmdf.ops import registry
 from torchmdf.ops.control_flow import inline_static_region
 
 from ._infra import Pass, PassResult, register_pass
+from .infer_shapes import infer_node, known_shape
 
 _SHAPE_QUERIES = {"onnx::Shape", "onnx::Size", "aten::sym_size.int", "aten::sym_numel", "aten::size.int",
                   "aten::_shape_as_tensor", "aten::numel"}
 
 
-def _shape_of(v: Value | None) -> tuple | None:
-    if v is None:
-        return None
-    if v.tensor is not None:
-        return tuple(v.tensor.shape)
-    return v.type.shape
-
-
 def _fold_shape_query(node: Node) -> torch.Tensor | None:
     """The value of a shape query whose answer is static (only the dims it reads need be)."""
-    shape = _shape_of(node.inputs[0] if node.inputs else None)
+    shape = known_shape(node.inputs[0] if node.inputs else None)
     if shape is None:
         return None
     op = node.op
@@ -65,6 +59,11 @@ def _fold_shape_query(node: Node) -> torch.Tensor | None:
     return torch.tensor(shape[dim], dtype=torch.int64)
 
 
+for _name in _SHAPE_QUERIES:
+    registry.attach(_name, keep_existing=True, static_value=_fold_shape_query)
+_MISSING = object()
+
+
 @register_pass("fold_constants")
 class FoldConstants(Pass):
     """See the module docstring.  ``fold_parameters``: treat parameters and buffers as known
@@ -77,11 +76,12 @@ class FoldConstants(Pass):
         self.fold_parameters = fold_parameters
         self.max_output_elements = max_output_elements
         self.growth_allowance = growth_allowance
-        self._roles = ("constant", "parameter", "buffer") if fold_parameters else ("constant",)
+        self._roles = ((ValueRole.CONSTANT, ValueRole.PARAMETER, ValueRole.BUFFER) if fold_parameters
+                       else (ValueRole.CONSTANT,))
 
     def call(self, graph: Graph) -> PassResult:
         modified = False
-        purity: dict[str, bool] = {}
+        entries: dict[str, Any] = {}
         roles = self._roles
         guard = bool(graph.metadata.get("mdf_source"))  # data from a file: sizes checked first
         for node in graph:
@@ -91,8 +91,11 @@ class FoldConstants(Pass):
             if not node.outputs:
                 continue
             op = node.op
-            if op in _SHAPE_QUERIES and len(node.outputs) == 1:
-                t = _fold_shape_query(node)
+            d = entries.get(op, _MISSING)
+            if d is _MISSING:
+                d = entries[op] = registry.lookup(op)
+            if d is not None and d.static_value is not None and len(node.outputs) == 1:
+                t = d.static_value(node)
                 if t is not None:
                     self._replace(graph, node, (t,))
                     modified = True
@@ -102,13 +105,7 @@ class FoldConstants(Pass):
                 if v is not None and (v.tensor is None or v.role not in roles):
                     ok = False
                     break
-            if not ok:
-                continue
-            pure = purity.get(op)
-            if pure is None:
-                d = registry.lookup(op)
-                pure = purity[op] = d is not None and d.pure
-            if not pure:
+            if not ok or d is None or not d.pure:
                 continue
             outs = self._evaluate(node, guard)
             if outs is None or not self._small_enough(graph, node, outs):
@@ -158,7 +155,6 @@ class FoldConstants(Pass):
         cheaply; else the op runs on meta tensors (factory ops on the meta device).  Over
         ``LIMITS.max_elements``: a located error.  No answer: the node is not folded."""
         from torchmdf.limits import LIMITS, static_numel
-        from torchmdf.passes.infer_shapes import infer_node
 
         try:
             infer_node(node, fallback=False, strict=False)
@@ -194,15 +190,15 @@ class FoldConstants(Pass):
             return False
         if out_n <= self.growth_allowance:
             return True
-        # elements freed: inputs read by this node only (and not graph outputs)
+        # elements freed: inputs read by this node only (not graph outputs nor state)
         freed = 0
         seen: set[int] = set()
-        outputs = {id(v) for v in graph.outputs}
+        outputs = graph.live_roots()
         for v in node.inputs:
             if v is None or id(v) in seen:
                 continue
             seen.add(id(v))
-            if all(u is node for u, _ in v._uses) and id(v) not in outputs:
+            if all(u is node for u in v.users()) and id(v) not in outputs:
                 freed += v.tensor.numel()
         return out_n <= freed + self.growth_allowance
 

@@ -2,8 +2,8 @@
 
 Two tiers, so it stays fast on huge graphs and still covers every op:
 
-1. per-op shape functions (``SHAPE_FUNCTIONS``, also attached to the registry's
-   ``OpDef.shape_fn``): pure Python on :class:`TensorType`, symbolic dims carried as their
+1. per-op shape functions (the registry entries' ``OpDef.shape_fn``; this module attaches
+   those of the built-in ONNX and common ATen ops): pure Python on :class:`TensorType`, symbolic dims carried as their
    names ("batch" flows through elementwise ops, matmuls, reshapes that keep it...);
 2. otherwise the op's registry impl runs on ``meta`` tensors.  Symbolic and unknown dims are
    replaced by sentinel sizes, twice with different sentinels: an output dim that follows a
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -34,30 +34,18 @@ from torchmdf.ops.onnx_ops import onnx_to_torch_dtype
 from ._infra import Pass, PassResult, register_pass
 
 Types = Sequence[TensorType | None]
-ShapeFn = Callable[..., "list[TensorType] | None"]
-"""``fn(input_types, attrs, node=None) -> list[TensorType] | None`` (None: cannot tell)."""
-
-SHAPE_FUNCTIONS: dict[str, ShapeFn] = {}
-_OURS: set[int] = set()
+ShapeFn = registry.ShapeFn
 
 
 def register_shape_function(name: str, fn: ShapeFn) -> ShapeFn:
-    """Use ``fn`` for op ``name`` (also set as its registry ``OpDef.shape_fn`` when present)."""
-    SHAPE_FUNCTIONS[name] = fn
-    _OURS.add(id(fn))
-    d = registry._REGISTRY.get(name)  # only existing entries: aten ops resolve lazily
-    if d is not None and d.shape_fn is None:
-        d.shape_fn = fn
+    """Make ``fn(types, attrs, node)`` the ``shape_fn`` of op ``name``'s registry entry."""
+    registry.attach(name, shape_fn=fn)
     return fn
 
 
 def _shape(*names: str):
-    def deco(fn: ShapeFn) -> ShapeFn:
-        for n in names:
-            register_shape_function(n, fn)
-        return fn
-
-    return deco
+    """The built-in shape function of ``names``: a default (never over one a user set)."""
+    return registry.shape_function(*names, keep_existing=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,6 +89,15 @@ def broadcast_shapes(*shapes: tuple | None) -> tuple | None:
     return tuple(out)
 
 
+def known_shape(v: Value | None) -> tuple | None:
+    """The shape ``v`` is known to have: its tensor's where it holds one, else its type's."""
+    if v is None:
+        return None
+    if v.tensor is not None:
+        return tuple(v.tensor.shape)
+    return v.type.shape
+
+
 def _const(node: Node | None, i: int) -> torch.Tensor | None:
     """The tensor of input ``i`` when it is a constant (or weight) value."""
     if node is None or i >= len(node.inputs):
@@ -121,6 +118,11 @@ def _norm_axis(a: int, rank: int) -> int:
 
 def _prod(dims: Sequence[Any]) -> Any:
     return static_numel(dims)
+
+
+def _rank_only(x: TensorType) -> TensorType:
+    """``x``'s dtype and rank, every dim unknown."""
+    return TensorType(x.dtype, None if x.shape is None else (None,) * len(x.shape))
 
 
 def _t(t: TensorType | None) -> TensorType:
@@ -217,7 +219,7 @@ def _matmul_shape(a: tuple | None, b: tuple | None) -> tuple | None:
     return None if batch is None else batch + (a[-2], b[-1])
 
 
-@_shape("onnx::MatMul", "mdf::MatMul")
+@_shape("onnx::MatMul", "mdf::MatMul", "aten::mm", "aten::bmm", "aten::matmul")
 def _matmul(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
     a, b = _t(types[0]), _t(types[1])
     return [TensorType(a.dtype or b.dtype, _matmul_shape(a.shape, b.shape))]
@@ -369,8 +371,7 @@ def reshape_shape(in_shape: tuple | None, target: Sequence[int], allowzero: bool
 
 @_shape("onnx::Reshape")
 def _reshape(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
-    x = _t(types[0])
-    target = _ints(_const(node, 1))
+    x, target = _t(types[0]), _ints(_const(node, 1))
     if target is None:
         s = _t(types[1]).shape
         rank = s[0] if s is not None and len(s) == 1 and isinstance(s[0], int) else None
@@ -436,7 +437,7 @@ def _slice(types: Types, attrs: dict, node: Node | None = None) -> list[TensorTy
     x = _t(types[0])
     starts, ends = _ints(_const(node, 1)), _ints(_const(node, 2))
     if x.shape is None or starts is None or ends is None:
-        return [TensorType(x.dtype, None if x.shape is None else (None,) * len(x.shape))]
+        return [_rank_only(x)]
     rank = len(x.shape)
     axes = _ints(_const(node, 3)) if len(node.inputs) > 3 and node.inputs[3] is not None else list(range(len(starts)))
     steps = _ints(_const(node, 4)) if len(node.inputs) > 4 and node.inputs[4] is not None else [1] * len(starts)
@@ -490,8 +491,7 @@ def _squeeze(types: Types, attrs: dict, node: Node | None = None) -> list[Tensor
 
 @_shape("onnx::Unsqueeze")
 def _unsqueeze(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
-    x = _t(types[0])
-    axes = _ints(_const(node, 1))
+    x, axes = _t(types[0]), _ints(_const(node, 1))
     if x.shape is None or axes is None:
         return [TensorType(x.dtype, None)]
     rank = len(x.shape) + len(axes)
@@ -502,8 +502,7 @@ def _unsqueeze(types: Types, attrs: dict, node: Node | None = None) -> list[Tens
 
 @_shape("onnx::Expand")
 def _expand(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
-    x = _t(types[0])
-    target = _ints(_const(node, 1))
+    x, target = _t(types[0]), _ints(_const(node, 1))
     if target is None:
         return [TensorType(x.dtype, None)]
     return [TensorType(x.dtype, broadcast_shapes(x.shape, tuple(target)))]
@@ -511,10 +510,9 @@ def _expand(types: Types, attrs: dict, node: Node | None = None) -> list[TensorT
 
 @_shape("onnx::Tile")
 def _tile(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
-    x = _t(types[0])
-    reps = _ints(_const(node, 1))
+    x, reps = _t(types[0]), _ints(_const(node, 1))
     if x.shape is None or reps is None:
-        return [TensorType(x.dtype, None if x.shape is None else (None,) * len(x.shape))]
+        return [_rank_only(x)]
     return [TensorType(x.dtype, tuple(d * r if isinstance(d, int) else (d if r == 1 else None)
                                       for d, r in zip(x.shape, reps)))]
 
@@ -576,10 +574,9 @@ def _range(types: Types, attrs: dict, node: Node | None = None) -> list[TensorTy
 
 @_shape("onnx::Pad")
 def _pad(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
-    x = _t(types[0])
-    pads = _ints(_const(node, 1))
+    x, pads = _t(types[0]), _ints(_const(node, 1))
     if x.shape is None or pads is None:
-        return [TensorType(x.dtype, None if x.shape is None else (None,) * len(x.shape))]
+        return [_rank_only(x)]
     rank = len(x.shape)
     nd = len(pads) // 2
     axes = _ints(_const(node, 3)) if len(types) > 3 and types[3] is not None else list(range(nd))
@@ -617,7 +614,7 @@ def _reduce(types: Types, attrs: dict, node: Node | None = None) -> list[TensorT
     if axes is None:
         keep = bool(attrs.get("keepdims", 1))
         if keep:
-            return [TensorType(x.dtype, None if x.shape is None else (None,) * len(x.shape))]
+            return [_rank_only(x)]
         return [TensorType(x.dtype, None)]
     return [_reduced(x, axes, bool(attrs.get("keepdims", 1)), bool(attrs.get("noop_with_empty_axes", 0)))]
 
@@ -649,21 +646,18 @@ _ATEN_SAME_DTYPE = (
 ).split()
 
 
-@_shape(*(f"aten::{n}" for n in _ATEN_SAME_DTYPE))
-def _aten_same(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
+@_shape(*(f"aten::{n}" for n in _ATEN_SAME_DTYPE + sorted(FLOAT_RESULT_OPS) + ["isnan", "isinf"]))
+def _aten_unary(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
+    """The input's shape; the dtype as the entry's ``type_promotion`` says."""
     x = _t(types[0])
-    if node is not None and node.op == "aten::logical_not":
+    d = registry.lookup(node.op) if node is not None else None
+    promotion = d.type_promotion if d is not None else None
+    if promotion == "always_bool":
         return [TensorType(torch.bool, x.shape)]
-    return [x]
-
-
-@_shape(*(f"aten::{n}" for n in sorted(FLOAT_RESULT_OPS)))
-def _aten_float_unary(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
-    x = _t(types[0])
     dt = x.dtype
-    if dt is not None and not (dt.is_floating_point or dt.is_complex):
-        dt = torch.get_default_dtype()
-    return [TensorType(dt, x.shape)]
+    if promotion == "int_to_float" and dt is not None and not (dt.is_floating_point or dt.is_complex):
+        return [TensorType(torch.get_default_dtype(), x.shape)]
+    return [x]
 
 
 _ATEN_ARITH = ("add.Tensor", "sub.Tensor", "mul.Tensor", "maximum", "minimum", "pow.Tensor_Tensor",
@@ -725,7 +719,7 @@ def _aten_cmp(types: Types, attrs: dict, node: Node | None = None) -> list[Tenso
     return [TensorType(torch.bool, _binary_shape(types[:2]))]
 
 
-@_shape(*(f"aten::{n}" for n in _ATEN_CMP_SCALAR), "aten::isnan", "aten::isinf")
+@_shape(*(f"aten::{n}" for n in _ATEN_CMP_SCALAR))
 def _aten_cmp_scalar(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
     return [TensorType(torch.bool, _t(types[0]).shape)]
 
@@ -775,12 +769,6 @@ def _aten_unsqueeze(types: Types, attrs: dict, node: Node | None = None) -> list
         return [x]
     d = _norm_axis(attrs["dim"], len(x.shape) + 1)
     return [TensorType(x.dtype, x.shape[:d] + (1,) + x.shape[d:])]
-
-
-@_shape("aten::mm", "aten::bmm", "aten::matmul")
-def _aten_mm(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
-    a, b = _t(types[0]), _t(types[1])
-    return [TensorType(a.dtype or b.dtype, _matmul_shape(a.shape, b.shape))]
 
 
 @_shape("aten::addmm")
@@ -991,34 +979,19 @@ def merge_types(declared: TensorType, inferred: TensorType, node: Node | None = 
     return TensorType(dt, shape)
 
 
-_FN_CACHE: dict[str, tuple[ShapeFn | None, bool]] = {}
-
-
-def _fn_for(op: str) -> tuple[ShapeFn | None, bool]:
-    hit = _FN_CACHE.get(op)
-    if hit is not None:
-        return hit
-    d = registry.lookup(op)
-    fn = d.shape_fn if d is not None and d.shape_fn is not None else SHAPE_FUNCTIONS.get(op)
-    ours = fn is not None and id(fn) in _OURS
-    if d is not None and d.shape_fn is None and fn is not None:
-        d.shape_fn = fn
-    _FN_CACHE[op] = (fn, ours)
-    return fn, ours
-
-
 def infer_node(node: Node, *, fallback: bool = True, strict: bool = True) -> bool:
     """Infer ``node``'s output types from its inputs' and merge them in; True if a type
     changed.  ``strict``: a shape function's result that contradicts a declared type raises a
     located :class:`ShapeError`; otherwise the declared type is kept.  Results of the meta
     fallback only fill in what is unknown: meta kernels sometimes disagree with the CPU ones
     (eval-mode batch norm's saved statistics), so they are not trusted to contradict."""
-    fn, ours = _fn_for(node.op)
+    d = registry.lookup(node.op)
+    fn = d.shape_fn if d is not None else None
     types = [None if v is None else v.type for v in node._inputs]
     out = None
     if fn is not None:
         try:
-            out = fn(types, node.attrs, node) if ours else fn(types, node.attrs)
+            out = fn(types, node.attrs, node)
         except ShapeError as e:
             if strict:
                 raise ShapeError(e.raw_message, location=node.location()) from None
@@ -1091,5 +1064,5 @@ class InferShapes(Pass):
         return PassResult(graph, infer_graph(graph, fallback=self.fallback))
 
 
-__all__ = ["InferShapes", "infer_node", "infer_graph", "merge_types", "broadcast_shapes",
-           "register_shape_function", "SHAPE_FUNCTIONS", "reshape_shape"]
+__all__ = ["InferShapes", "infer_node", "infer_graph", "merge_types", "broadcast_shapes", "known_shape",
+           "register_shape_function", "reshape_shape"]

@@ -11,9 +11,9 @@ import pytest
 
 import torchmdf
 from conftest import EXAMPLES
-from torchmdf.backends.picture import draw, to_dot
 from torchmdf.cli import main
 from torchmdf.examples import example_path
+from torchmdf.mdf.picture import draw, to_dot
 
 ABC = str(example_path("abc.json"))
 

@@ -18,6 +18,7 @@ import torchmdf
 from torchmdf.frontends import lower_pytorch
 from torchmdf.frontends.export import lower_exported_program, lower_module
 from torchmdf.interpreter import run, run_graph
+from torchmdf.ir import InputMutation
 from zoo import ZOO, get
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -58,10 +59,10 @@ def test_zoo_lowers_and_matches(entry):
     assert set(entry.make_model().state_dict()) <= names
 
     # the calling convention is recorded and matches the model's
-    md = g.metadata
-    assert md["pytorch_input_names"] == [v.name for v in g.inputs]
-    out_spec = pytree.treespec_loads(md["pytorch_out_spec"])
-    in_spec = pytree.treespec_loads(md["pytorch_in_spec"])
+    sig = g.signature
+    assert sig.input_names == [v.name for v in g.inputs]
+    out_spec = pytree.treespec_loads(sig.out_spec)
+    in_spec = pytree.treespec_loads(sig.in_spec)
     assert in_spec.num_leaves == len(g.inputs)
     rebuilt = pytree.tree_unflatten(list(range(out_spec.num_leaves)), out_spec)
     assert pytree.tree_structure(rebuilt) == pytree.tree_structure(_reference(entry))
@@ -119,8 +120,8 @@ def test_non_tensor_outputs_stay_out_of_the_graph():
             return x * 2, None, x.shape[0], 1.5
 
     g = lower_module(M(), (torch.ones(2),), dynamic_shapes=({0: Dim("n")},))
-    assert g.metadata["pytorch_constant_outputs"] == [[1, None], [3, 1.5]]
-    assert g.metadata["pytorch_scalar_outputs"] == [2]  # the symbolic size, a 0-d tensor here
+    assert g.signature.constant_outputs == [(1, None), (3, 1.5)]
+    assert g.signature.scalar_outputs == [2]  # the symbolic size, a 0-d tensor here
     doubled, n = run(g, torch.ones(5))
     torch.testing.assert_close(doubled, torch.full((5,), 2.0))
     assert int(n) == 5
@@ -170,7 +171,7 @@ def test_mutated_buffers_become_state():
     g = lower_module(entry.make_model(), entry.make_inputs())
     assert {sv.name for sv in g.state} == {"mean", "count"}
     assert not ({"mean", "count"} & set(g.parameters))
-    assert g.metadata["pytorch_mutated_buffers"] == ["count", "mean"]
+    assert g.signature.mutated_buffers == ["count", "mean"]
     model, (x,) = entry.make_model(), entry.make_inputs()
     state = None
     for step in range(3):
@@ -202,7 +203,7 @@ def test_mutated_user_input_is_an_extra_output():
     x, acc = torch.ones(3), torch.zeros(3)
     g = lower_module(M(), (x, acc))
     assert len(g.outputs) == 2
-    assert g.metadata["pytorch_input_mutations"] == [{"input": "acc", "output": 1}]
+    assert g.signature.input_mutations == [InputMutation(input="acc", output=1)]
     out, new_acc = run(g, x, acc)
     torch.testing.assert_close(new_acc, torch.ones(3))
     torch.testing.assert_close(acc, torch.zeros(3))  # the IR itself is functional

@@ -43,9 +43,9 @@ def _check(entry, g):
     assert all(v.type.dtype is not None and v.type.is_static for n in g for v in n.outputs)
     names = set(g.parameters) | {sv.name for sv in g.state}
     assert set(entry.make_model().state_dict()) <= names
-    spec = pytree.treespec_loads(g.metadata["pytorch_out_spec"])
-    assert spec.num_leaves == len(g.outputs) - len(g.metadata.get("pytorch_input_mutations", []))
-    assert pytree.treespec_loads(g.metadata["pytorch_in_spec"]).num_leaves == len(g.inputs)
+    spec = pytree.treespec_loads(g.signature.out_spec)
+    assert spec.num_leaves == len(g.outputs) - len(g.signature.input_mutations)
+    assert pytree.treespec_loads(g.signature.in_spec).num_leaves == len(g.inputs)
 
 
 @pytest.mark.parametrize("entry", SCRIPTABLE, ids=lambda e: e.name)

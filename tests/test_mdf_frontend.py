@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 import torchmdf
 from conftest import EXAMPLES
-from torchmdf.frontends import mdf as front
 from torchmdf.frontends.mdf import lower_mdf, program
+from torchmdf.mdf import scheduler as mdf_scheduler
 
 # -- helpers --------------------------------------------------------------------------------------
 
@@ -380,7 +380,7 @@ def test_scheduler_matches_graph_scheduler(monkeypatch, case):
     cs = ConditionSet(node_specific={k: _mdf_condition(v) for k, v in conds.items()},
                       termination=None if term is None else {"environment_state_update": _mdf_condition(term)})
     prog = program(Model(id="m", graphs=[Graph(id="g", nodes=nodes, edges=edges, conditions=cs)]))
-    monkeypatch.setattr(front, "MAX_PASSES", 40)
+    monkeypatch.setattr(mdf_scheduler, "MAX_PASSES", 40)
     got = [[sorted(x) for x in s] for s in prog.schedules(4)]
     assert got == want
 
@@ -462,7 +462,7 @@ def test_error_every_n_calls_cannot_terminate(tmp_path):
 
 
 def test_error_evaluation_that_never_terminates(tmp_path, monkeypatch):
-    monkeypatch.setattr(front, "MAX_PASSES", 50)
+    monkeypatch.setattr(mdf_scheduler, "MAX_PASSES", 50)
     nodes = {"A": _node({"p": {"value": 1}}, {"out": "p"}), "B": _node({"p": {"value": 1}}, {"out": "p"})}
     path = _write(tmp_path, nodes, conditions={"node_specific": {"B": {"type": "Never", "kwargs": {}}}})
     _raises(path, torchmdf.ConversionError, "graph 'g'", "did not terminate after 50 passes")

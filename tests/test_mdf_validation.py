@@ -21,7 +21,7 @@ from torchmdf.mdf import (
     Parameter,
     ParameterCondition,
 )
-from torchmdf.mdf.standard_functions import (
+from torchmdf.mdf.functions import (
     STANDARD_FUNCTIONS,
     function_argument_names,
     is_known_function,

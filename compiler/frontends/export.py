@@ -27,7 +27,7 @@ Design decisions (documented here because the other frontends and the backends r
   ``current`` is the buffer's value on entry, ``next`` its value after the call, ``init`` the
   module's tensor, so the graph is the pure function ``(inputs, state) -> (outputs, state')``.
   Mutated user inputs become extra graph outputs after the user outputs, recorded in
-  ``graph.metadata["pytorch_input_mutations"]``.
+  ``graph.signature.input_mutations``.
 * **Multi-output ops** (``native_layer_norm``, ``max_pool2d_with_indices``...) are one node with
   several outputs; ``operator.getitem`` maps to the right output value.  Ops returning a tensor
   *list* (``split_with_sizes``, ``unbind``) are expanded into one ``slice``/``select`` node per
@@ -38,9 +38,9 @@ Design decisions (documented here because the other frontends and the backends r
   ``torch.export`` fail: that failure is reported, together with every op the registry cannot
   resolve, as one :class:`~torchmdf.errors.UnsupportedOpError` (found with ``draft_export``).
 
-The original calling convention is kept in ``graph.metadata``: ``pytorch_in_spec`` and
-``pytorch_out_spec`` (``treespec_dumps`` strings of the user inputs' and outputs' pytrees) and
-``pytorch_input_names``.
+The original calling convention is kept in ``graph.signature`` (a
+:class:`~torchmdf.ir.GraphSignature`): ``in_spec`` and ``out_spec`` (``treespec_dumps``
+strings of the user inputs' and outputs' pytrees), ``input_names`` and the rest.
 """
 
 from __future__ import annotations
@@ -59,8 +59,11 @@ import torch.fx
 from torch.utils import _pytree as pytree
 
 from ..errors import ConversionError, TorchMDFError, UnsupportedOpError
-from ..ir import Graph, Provenance, TensorType, Value
+from ..ir import Graph, InputMutation, Provenance, TensorType, Value, ValueRole
+from ..ir.meta_keys import PERSISTENT
 from ..ops import registry
+from ..ops.aten_schema import OMIT, aten_signature, op_name_of
+from ._fx_walk import _TORCH_DIR, FxGraphWalker, Unsupported, source_of
 
 ORIGIN = "torch.export"
 
@@ -74,18 +77,10 @@ _SHAPE_QUERIES = frozenset({"sym_size", "sym_numel", "sym_stride", "sym_storage_
 _RESHAPES = frozenset({"aten::view", "aten::_unsafe_view", "aten::reshape"})
 _INT64_MAX = sys.maxsize
 
-_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
-
 
 # ---------------------------------------------------------------------------------------------
 # helpers shared with the TorchScript frontend
 # ---------------------------------------------------------------------------------------------
-
-
-def op_name_of(overload: Any) -> str:
-    """IR op name of an ``OpOverload``: ``aten::add.Tensor``, ``aten::relu`` (default)."""
-    schema = overload._schema
-    return f"{schema.name}.{schema.overload_name}" if schema.overload_name else schema.name
 
 
 def normalize_attr(v: Any) -> Any:
@@ -93,19 +88,6 @@ def normalize_attr(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return [normalize_attr(x) for x in v]
     return v
-
-
-def source_of(stack_trace: str | None) -> str | None:
-    """``"file.py:LINE"`` of the innermost frame outside torch (the user's code), else the
-    innermost frame of ``stack_trace``."""
-    if not stack_trace:
-        return None
-    frames = re.findall(r'File "([^"]+)", line (\d+)', stack_trace)
-    if not frames:
-        return None
-    user = [f for f in frames if not f[0].startswith(_TORCH_DIR)]
-    path, line = (user or frames)[-1]
-    return f"{os.path.basename(path)}:{line}"
 
 
 def type_of(val: Any, dim_name: Callable[[Any], Any] = lambda d: d) -> TensorType:
@@ -314,14 +296,16 @@ def _lowers_directly(ep: torch.export.ExportedProgram) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-class _Lowering:
+class _Lowering(FxGraphWalker):
+    origin = ORIGIN
+
     def __init__(self, ep: torch.export.ExportedProgram, direct: bool = False):
+        super().__init__()
         self.ep = ep
         self.direct = direct  # in-place ops on intermediates become functional (see _lowers_directly)
         self._alias_root: dict[torch.fx.Node, torch.fx.Node] = {}
         self._aliases: dict[torch.fx.Node, list[torch.fx.Node]] = {}
         self.graph = Graph("main")
-        self.unsupported: list[tuple[str, str | None]] = []
         self.sym_names: dict[str, str] = {}  # sympy symbol name -> user-facing name
         self.sym_source: dict[str, tuple[Value, int]] = {}  # symbol name -> (input, dim)
         self._sym_cache: dict[Any, Value] = {}
@@ -368,24 +352,6 @@ class _Lowering:
     def ttype(self, val: Any) -> TensorType:
         return type_of(val, self.dim)
 
-    # -- provenance ----------------------------------------------------------------------------
-    @staticmethod
-    def provenance(node: torch.fx.Node) -> Provenance:
-        stack = node.meta.get("nn_module_stack")
-        path = ""
-        if stack:
-            last = list(stack.values())[-1]
-            raw = last[0] if isinstance(last, tuple) else str(last)
-            if raw and not raw.startswith("_empty_nn_module_stack"):
-                path = _clean_module_path(raw)
-        return Provenance(origin=ORIGIN, module_path=path, source=source_of(node.meta.get("stack_trace")))
-
-    def report(self, what: str, prov: Provenance | None) -> None:
-        loc = str(prov) if prov is not None else None
-        entry = (what, loc or None)
-        if entry not in self.unsupported:
-            self.unsupported.append(entry)
-
     # -- the walk ------------------------------------------------------------------------------
     def run(self) -> Graph:
         ep, g = self.ep, self.graph
@@ -416,7 +382,7 @@ class _Lowering:
                             self.sym_source.setdefault(str(e), (v, i))
                 else:  # a constant (or SymInt) user input: specialized by export
                     env[node] = val
-                    g.metadata.setdefault("pytorch_constant_inputs", {})[node.name] = repr(val)
+                    g.signature.constant_inputs[node.name] = repr(val)
             elif kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
                 target = spec.target
                 tensor = ep.state_dict.get(target) if target in ep.state_dict else ep.constants.get(target)
@@ -429,14 +395,15 @@ class _Lowering:
                 if target in mutated_buffers:
                     sv = g.add_state(target, tensor.detach().clone(), TensorType.of(tensor))
                     if kind == InputKind.BUFFER and getattr(spec, "persistent", True) is False:
-                        sv.current.meta["persistent"] = False
+                        sv.current.meta[PERSISTENT] = False
                     state_of[target] = sv
                     env[node] = sv.current
                 else:
-                    role = {InputKind.PARAMETER: "parameter", InputKind.BUFFER: "buffer"}.get(kind, "constant")
+                    role = {InputKind.PARAMETER: ValueRole.PARAMETER,
+                            InputKind.BUFFER: ValueRole.BUFFER}.get(kind, ValueRole.CONSTANT)
                     env[node] = g.add_parameter(target, tensor, role=role)
                     if kind == InputKind.BUFFER and getattr(spec, "persistent", True) is False:
-                        env[node].meta["persistent"] = False  # not in the original's state_dict
+                        env[node].meta[PERSISTENT] = False  # not in the original's state_dict
             else:  # tokens, custom objects
                 self.report(f"unsupported exported input kind {kind.name} ({node.name})", None)
                 env[node] = None
@@ -474,51 +441,29 @@ class _Lowering:
         for m in mutations:
             m["output"] = len(g.outputs)
             g.outputs.append(m.pop("value"))
-        if mutations:
-            g.metadata["pytorch_input_mutations"] = mutations
-        if const_outs:  # [[output leaf index, value], ...]
-            g.metadata["pytorch_constant_outputs"] = [[i, v] for i, v in sorted(const_outs.items())]
-        if scalar_outs:
-            g.metadata["pytorch_scalar_outputs"] = scalar_outs
+        sig = g.signature
+        sig.input_mutations = [InputMutation(m["input"], m["output"]) for m in mutations]
+        sig.constant_outputs = sorted(const_outs.items())  # [(output leaf index, value), ...]
+        sig.scalar_outputs = scalar_outs
 
-        g.metadata["pytorch_input_names"] = input_names
+        sig.input_names = input_names
         call_spec = ep.call_spec
         if call_spec.in_spec is not None:
-            g.metadata["pytorch_in_spec"] = pytree.treespec_dumps(call_spec.in_spec)
+            sig.in_spec = pytree.treespec_dumps(call_spec.in_spec)
         if call_spec.out_spec is not None:
-            g.metadata["pytorch_out_spec"] = pytree.treespec_dumps(call_spec.out_spec)
-        if state_of:
-            g.metadata["pytorch_mutated_buffers"] = sorted(state_of)
+            sig.out_spec = pytree.treespec_dumps(call_spec.out_spec)
+        sig.mutated_buffers = sorted(state_of)
 
         for n in g:
             if registry.lookup(n.op) is None:
                 self.report(n.op, n.provenance)
-        if self.unsupported:
-            raise UnsupportedOpError(self.unsupported, hint=unsupported_hint())
+        self.raise_unsupported(unsupported_hint())
         return g
 
-    def walk(self, gm: torch.fx.GraphModule, env: dict[torch.fx.Node, Any]) -> list[Any]:
-        """Lower the nodes of ``gm`` (placeholders already bound in ``env``); its outputs."""
-        for node in gm.graph.nodes:
-            if node.op == "placeholder":
-                if node not in env:
-                    raise ConversionError(f"unbound placeholder {node.name!r}")
-            elif node.op == "get_attr":
-                env[node] = _get_attr(gm, node.target)
-            elif node.op == "call_function":
-                try:
-                    env[node] = self.call(node, env)
-                except _Unsupported as u:
-                    self.report(u.what, self.provenance(node))
-                    env[node] = self.dummy(node)
-            elif node.op == "output":
-                res = node.args[0]
-                return [env.get(a) if isinstance(a, torch.fx.Node) else a for a in res]
-            else:
-                self.report(f"fx {node.op} node {node.target}", self.provenance(node))
-        return []
+    def output(self, node: torch.fx.Node, env: dict[torch.fx.Node, Any]) -> list[Any]:
+        return [env.get(a) if isinstance(a, torch.fx.Node) else a for a in node.args[0]]
 
-    def dummy(self, node: torch.fx.Node) -> Any:
+    def failed(self, node: torch.fx.Node) -> Any:
         """A stand-in result for a node that could not be lowered, so the walk can go on and
         report every problem at once."""
         val = node.meta.get("val")
@@ -532,7 +477,7 @@ class _Lowering:
         return val
 
     # -- one call_function -----------------------------------------------------------------------
-    def call(self, node: torch.fx.Node, env: dict[torch.fx.Node, Any]) -> Any:
+    def call_function(self, node: torch.fx.Node, env: dict[torch.fx.Node, Any]) -> Any:
         target = node.target
         prov = self.provenance(node)
         if target is operator.getitem:
@@ -540,7 +485,7 @@ class _Lowering:
             base = env[seq]
             if isinstance(base, (tuple, list)):
                 return base[idx]
-            raise _Unsupported(f"getitem on {type(base).__name__}")
+            raise Unsupported(f"getitem on {type(base).__name__}")
         if isinstance(target, torch._ops.OpOverload):
             name = op_name_of(target)
             base = name.split("::", 1)[1].split(".", 1)[0]
@@ -556,7 +501,7 @@ class _Lowering:
         if _is_sym_function(target):
             # SymInt arithmetic: carried symbolically as the value torch computed
             return node.meta.get("val")
-        raise _Unsupported(f"python call {getattr(target, '__module__', '')}.{getattr(target, '__name__', target)}")
+        raise Unsupported(f"python call {getattr(target, '__module__', '')}.{getattr(target, '__name__', target)}")
 
     def in_place(self, node: torch.fx.Node, overload: Any, prov: Provenance,
                  env: dict[torch.fx.Node, Any]) -> Any:
@@ -576,41 +521,35 @@ class _Lowering:
 
     def emit(self, node: torch.fx.Node, overload: Any, name: str, prov: Provenance,
              env: dict[torch.fx.Node, Any]) -> Any:
-        schema = overload._schema
-        sig = registry.aten_signature(overload)
-        bound = _bind(schema, node.args, node.kwargs)
+        sig = aten_signature(overload)
+        bound = sig.bind(node.args, node.kwargs)
         val = node.meta.get("val")
         g = self.graph
 
         # ops returning a tensor list: one slice/select node per piece
-        if len(schema.returns) == 1 and isinstance(schema.returns[0].type, torch.ListType):
+        if sig.returns_list:
             return self.expand_list_op(name, bound, env, val, prov)
 
         if name.startswith("aten::arange") and any(
                 _is_symbolic(bound.get(k), env) for k in ("start", "end", "step")):
             return self.symbolic_arange(node, bound, env, val, prov)
 
-        inputs: list[Value | None] = []
-        attrs: dict[str, Any] = {}
         shape_entries: list[Any] | None = None
-        for arg, kind in zip(schema.arguments, sig.kinds):
-            if arg.name not in bound:
-                continue
-            a = bound[arg.name]
-            if kind in ("tensor", "tensor?"):
-                inputs.append(self.tensor_input(a, env, prov))
-            elif kind == "tensors":
-                inputs.extend(None if x is None else self.tensor_input(x, env, prov) for x in a)
-            else:
-                try:
-                    attrs[arg.name] = self.attr(a, env, name, arg.name, bound, prov)
-                except _NeedsShapeTensor as nst:
-                    shape_entries = nst.exprs
+
+        def attr(arg: str, a: Any) -> Any:
+            nonlocal shape_entries
+            try:
+                return self.attr(a, env, name, arg, bound, prov)
+            except _NeedsShapeTensor as nst:
+                shape_entries = nst.exprs
+                return OMIT
+
+        inputs, attrs = sig.split(bound, lambda a: self.tensor_input(a, env, prov), attr)
         if shape_entries is not None:
             name, inputs, attrs = self.shape_tensor_op(name, shape_entries, inputs, attrs, val, prov,
                                                        bound, env)
 
-        nret = len(schema.returns)
+        nret = sig.num_returns
         vals = tuple(val) if isinstance(val, (tuple, list)) else (val,)
         n = g.create_node(name, inputs, attrs, num_outputs=nret, provenance=prov, name=node.name)
         for o, mv in zip(n.outputs, vals):
@@ -628,7 +567,7 @@ class _Lowering:
         dim = bound.get("dim", 0)
         pieces = list(val) if isinstance(val, (list, tuple)) else []
         if not isinstance(dim, int) or not pieces:
-            raise _Unsupported(f"{name} (returns a tensor list)")
+            raise Unsupported(f"{name} (returns a tensor list)")
         outs: list[Value] = []
         if base == "unbind":
             for i, mv in enumerate(pieces):
@@ -641,7 +580,7 @@ class _Lowering:
             for mv in pieces:
                 size = _expr(mv.shape[dim])
                 if size is None or not size.is_number:
-                    raise _Unsupported(f"{name} with a symbolic piece size")
+                    raise Unsupported(f"{name} with a symbolic piece size")
                 end = start + int(size)
                 n = g.create_node("aten::slice.Tensor", [x], {"dim": dim, "start": start, "end": end},
                                   provenance=prov)
@@ -649,7 +588,7 @@ class _Lowering:
                 outs.append(n.output)
                 start = end
             return tuple(outs)
-        raise _Unsupported(f"{name} (returns a tensor list)")
+        raise Unsupported(f"{name} (returns a tensor list)")
 
     def symbolic_arange(self, node: torch.fx.Node, bound: dict[str, Any], env: dict[torch.fx.Node, Any],
                         val: Any, prov: Provenance) -> Value:
@@ -681,7 +620,7 @@ class _Lowering:
             if e.is_number:
                 return self.graph.add_constant(int(e) if e.is_integer else float(e))
             return self.sym_to_ir(e, prov)
-        raise _Unsupported(f"tensor argument of type {type(a).__name__}")
+        raise Unsupported(f"tensor argument of type {type(a).__name__}")
 
     def attr(self, a: Any, env: dict[torch.fx.Node, Any], op: str, arg: str, bound: dict[str, Any],
              prov: Provenance) -> Any:
@@ -690,7 +629,7 @@ class _Lowering:
             if isinstance(x, torch.fx.Node):
                 x = env.get(x)
             if isinstance(x, Value):
-                raise _Unsupported(f"{op}: data-dependent value in argument '{arg}'")
+                raise Unsupported(f"{op}: data-dependent value in argument '{arg}'")
             if isinstance(x, (list, tuple)):
                 return [concrete(y) for y in x]
             if isinstance(x, (torch.SymInt, torch.SymFloat, torch.SymBool)):
@@ -734,8 +673,8 @@ class _Lowering:
                 return _INT64_MAX if arg == "end" else None
             raise _NeedsShapeTensor([v.expr])
         shown = v.expr if isinstance(v, _Sym) else [x.expr if isinstance(x, _Sym) else x for x in v]
-        raise _Unsupported(f"{op}: symbolic value {shown} in argument '{arg}' "
-                           f"(export this dimension as static)")
+        raise Unsupported(f"{op}: symbolic value {shown} in argument '{arg}' "
+                          f"(export this dimension as static)")
 
     # -- symbolic sizes in the IR ----------------------------------------------------------------
     def sym_to_ir(self, expr: Any, prov: Provenance) -> Value:
@@ -751,7 +690,7 @@ class _Lowering:
         elif expr.is_Symbol:
             src = self.sym_source.get(str(expr))
             if src is None:
-                raise _Unsupported(f"symbolic size {expr} that no graph input carries")
+                raise Unsupported(f"symbolic size {expr} that no graph input carries")
             x, d = src
             shape = self._shape_cache.get(x)
             if shape is None:
@@ -775,7 +714,7 @@ class _Lowering:
             n.output.type = TensorType(torch.int64, ())
             v = n.output
         else:
-            raise _Unsupported(f"symbolic size expression {expr}")
+            raise Unsupported(f"symbolic size expression {expr}")
         self._sym_cache[expr] = v
         return v
 
@@ -804,10 +743,10 @@ class _Lowering:
         if base == "aten::full" and isinstance(val, torch.Tensor):
             fill = attrs.get("fill_value", 0)
             if not isinstance(fill, (bool, int, float)):
-                raise _Unsupported(f"{name}: symbolic fill value")
+                raise Unsupported(f"{name}: symbolic fill value")
             value = torch.tensor([fill], dtype=val.dtype)
             return "onnx::ConstantOfShape", [self.shape_tensor(entries, prov)], {"value": value}
-        raise _Unsupported(f"{name}: symbolic sizes {entries}")
+        raise Unsupported(f"{name}: symbolic sizes {entries}")
 
     def shape_tensor(self, entries: list[Any], prov: Provenance) -> Value:
         parts = [self.sym_to_ir(e, prov) if not isinstance(e, int) else self.graph.add_constant(e)
@@ -849,7 +788,7 @@ class _Lowering:
             if isinstance(p, bool):
                 return tuple(self.inline(tg if p else fg, ops_))
             if not isinstance(p, Value):
-                raise _Unsupported("torch.cond on a symbolic (shape-dependent) predicate")
+                raise Unsupported("torch.cond on a symbolic (shape-dependent) predicate")
             t_out = self.inline(tg, ops_)
             f_out = self.inline(fg, ops_)
             vals = node.meta.get("val") or ()
@@ -866,13 +805,13 @@ class _Lowering:
             sub = env[sub] if isinstance(sub, torch.fx.Node) else sub
             out = self.inline(sub, [env[a] if isinstance(a, torch.fx.Node) else a for a in rest])
             return tuple(out)
-        raise _Unsupported(f"higher_order::{name}")
+        raise Unsupported(f"higher_order::{name}")
 
     def inline(self, gm: torch.fx.GraphModule, args: Sequence[Any]) -> list[Any]:
         sub_env: dict[torch.fx.Node, Any] = {}
         phs = [n for n in gm.graph.nodes if n.op == "placeholder"]
         if len(phs) != len(args):
-            raise _Unsupported(f"subgraph takes {len(phs)} operands, got {len(args)}")
+            raise Unsupported(f"subgraph takes {len(phs)} operands, got {len(args)}")
         for ph, a in zip(phs, args):
             sub_env[ph] = a
         return self.walk(gm, sub_env)
@@ -883,18 +822,10 @@ class _Lowering:
 # ---------------------------------------------------------------------------------------------
 
 
-class _Unsupported(Exception):
-    """Internal: this node cannot be lowered; ``what`` names the construct."""
-
-    def __init__(self, what: str):
-        super().__init__(what)
-        self.what = what
-
-
 @dataclasses.dataclass(frozen=True)
 class _ConstOut:
-    """A non-tensor output leaf (None, a number, a string): recorded in the graph's metadata
-    as ``pytorch_constant_outputs[leaf index]``, not a graph output."""
+    """A non-tensor output leaf (None, a number, a string): recorded in the graph's signature
+    (``constant_outputs``), not a graph output."""
 
     value: Any
 
@@ -953,37 +884,6 @@ def _is_sym_function(target: Any) -> bool:
         return True
     name = getattr(target, "__name__", "")
     return name.startswith("sym_") and (mod.startswith("torch") or mod == "")
-
-
-def _bind(schema: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Schema argument name -> value, for the arguments that were passed."""
-    out: dict[str, Any] = {}
-    pos = list(args)
-    for i, a in enumerate(schema.arguments):
-        if i < len(pos) and not a.kwarg_only:
-            out[a.name] = pos[i]
-        elif a.name in kwargs:
-            out[a.name] = kwargs[a.name]
-    return out
-
-
-def _get_attr(gm: torch.nn.Module, target: str) -> Any:
-    obj: Any = gm
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def _clean_module_path(raw: str) -> str:
-    """``"L['self'].layer1[0]"`` or ``"layer1.0"`` -> ``"layer1.0"``."""
-    p = raw
-    p = re.sub(r"^L\['self'\]\.?", "", p)
-    p = re.sub(r"^L__self__\.?", "", p)
-    p = re.sub(r"getattr\((.*?), '([^']*)'\)", r"\1.\2", p)
-    p = re.sub(r"\._modules\['([^']*)'\]", r".\1", p)
-    p = re.sub(r"\[(\d+)\]", r".\1", p)
-    p = re.sub(r"\['([^']*)'\]", r".\1", p)
-    return p.strip(".")
 
 
 def _sanitize_name(name: str) -> str:

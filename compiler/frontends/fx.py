@@ -19,8 +19,10 @@ import torch.fx
 from torch import nn
 
 from torchmdf.errors import ConversionError, UnsupportedOpError
-from torchmdf.ir import Graph, Provenance, TensorType, Value
-from torchmdf.ops.registry import aten_signature
+from torchmdf.ir import Graph, Provenance, TensorType, Value, ValueRole
+from torchmdf.ops.aten_schema import match_overload
+
+from ._fx_walk import FxGraphWalker, Unsupported
 
 _OPERATORS = {
     operator.add: "add", operator.sub: "sub", operator.mul: "mul", operator.truediv: "div",
@@ -35,29 +37,31 @@ _RENAME = {"truediv": "div", "sigmoid_": "sigmoid", "relu_": "relu", "softmax": 
            "feature_alpha_dropout": None, "dropout1d": None, "dropout2d": None, "dropout3d": None}
 """Function/method names whose aten spelling differs; None = identity at inference."""
 
-class _Failed:
-    """Marks the result of a call that could not be lowered (its users are not re-reported)."""
-
-
-_FAILED = _Failed()
-
 _VARARG_METHODS = {"view", "reshape", "permute", "repeat", "expand", "tile", "flip"}
+_TENSORS = (Value, torch.Tensor)
 
 
-def _tensor_arg(kind: str) -> bool:
-    return kind in ("tensor", "tensor?")
+def _fx_attr(name: str, val: Any) -> Any:
+    return list(val) if isinstance(val, tuple) else val
 
 
-class _Lowerer:
+class _Lowerer(FxGraphWalker):
+    origin = "fx"
+    reported_errors = (TypeError, ValueError)
+
     def __init__(self, gm: torch.fx.GraphModule, example_inputs: Sequence[Any] | None):
+        super().__init__()
         self.gm = gm
         self.g = Graph(type(gm).__name__ if type(gm).__name__ != "GraphModule" else "main")
         self.env: dict[torch.fx.Node, Any] = {}
-        self.unsupported: list[tuple[str, str]] = []
         self.example_inputs = list(example_inputs) if example_inputs is not None else None
         self.params: dict[int, Value] = {}
         self.param_names = {id(p): n for n, p in gm.named_parameters()}
         self.buffer_names = {id(b): n for n, b in gm.named_buffers()}
+
+    def location(self, node: torch.fx.Node) -> str:
+        prov = self.provenance(node)
+        return f"fx node '{node.name}'" + (f" [{prov}]" if str(prov) else "")
 
     # -- values -------------------------------------------------------------------------------
     def tensor_value(self, t: torch.Tensor, hint: str) -> Value:
@@ -65,11 +69,11 @@ class _Lowerer:
         if key in self.params:
             return self.params[key]
         if key in self.param_names:
-            v = self.g.add_parameter(self.param_names[key], t, role="parameter")
+            v = self.g.add_parameter(self.param_names[key], t, role=ValueRole.PARAMETER)
         elif key in self.buffer_names:
-            v = self.g.add_parameter(self.buffer_names[key], t, role="buffer")
+            v = self.g.add_parameter(self.buffer_names[key], t, role=ValueRole.BUFFER)
         else:
-            v = self.g.add_parameter(hint, t, role="constant")
+            v = self.g.add_parameter(hint, t, role=ValueRole.CONSTANT)
         self.params[key] = v
         return v
 
@@ -85,94 +89,19 @@ class _Lowerer:
         raise TypeError(f"cannot use {type(x).__name__} as a tensor")
 
     # -- ops ----------------------------------------------------------------------------------
-    def emit(self, name: str, args: Sequence[Any], kwargs: dict[str, Any], prov: Provenance,
-             where: str) -> Any:
+    def emit(self, name: str, args: Sequence[Any], kwargs: dict[str, Any], prov: Provenance) -> Any:
         """Emit the aten overload of ``name`` that matches (args, kwargs)."""
-        packet = getattr(torch.ops.aten, name, None)
-        if packet is None:
-            self.unsupported.append((f"{name}", where))
-            return None
-        candidates = []
-        for ov_name in packet.overloads():
-            ov = getattr(packet, ov_name)
-            try:
-                sig = aten_signature(ov)
-            except Exception:  # noqa: BLE001
-                continue
-            if sig.mutable or "out" in sig.arg_names:
-                continue
-            bound = self._bind(sig, args, kwargs)
-            if bound is not None:
-                candidates.append((bound[0], ov_name, sig, bound[1]))
-        if not candidates:
-            self.unsupported.append((f"aten::{name} with these arguments", where))
-            return None
-        candidates.sort(key=lambda c: (c[0], c[1] != "default"))
-        _, ov_name, sig, bound = candidates[0]
-        inputs: list[Value | None] = []
-        attrs: dict[str, Any] = {}
-        for arg_name, kind in zip(sig.arg_names, sig.kinds):
-            if arg_name not in bound:
-                continue
-            val = bound[arg_name]
-            if kind == "tensors":
-                inputs.extend(self.as_value(x) for x in val)
-            elif _tensor_arg(kind):
-                inputs.append(self.as_value(val))
-            else:
-                attrs[arg_name] = list(val) if isinstance(val, tuple) else val
+        if getattr(torch.ops.aten, name, None) is None:
+            raise Unsupported(f"{name}")
+        match = match_overload(name, args, kwargs, _TENSORS)
+        if match is None:
+            raise Unsupported(f"aten::{name} with these arguments")
+        ov_name, sig, bound = match
+        inputs, attrs = sig.split(bound, self.as_value, _fx_attr)
         op = f"aten::{name}" if ov_name == "default" else f"aten::{name}.{ov_name}"
         nret = max(sig.num_returns, 1)
         node = self.g.create_node(op, inputs, attrs, num_outputs=nret, provenance=prov)
         return node.outputs[0] if nret == 1 else tuple(node.outputs)
-
-    @staticmethod
-    def _bind(sig, args, kwargs) -> tuple[int, dict[str, Any]] | None:
-        """Match a call against a schema; returns (cost, bound args) or None."""
-        bound: dict[str, Any] = {}
-        pos = list(args)
-        cost = 0
-        for i, (name, kind, kwo, has_def) in enumerate(zip(sig.arg_names, sig.kinds, sig.kwarg_only,
-                                                            sig.has_default)):
-            if pos and not kwo:
-                val = pos.pop(0)
-            elif name in kwargs:
-                val = kwargs[name]
-            elif has_def:
-                continue
-            else:
-                return None
-            is_t = isinstance(val, (Value, torch.Tensor))
-            if _tensor_arg(kind):
-                if val is None and kind == "tensor?":
-                    pass
-                elif not is_t:
-                    if isinstance(val, (int, float, bool)):
-                        cost += 2  # a number where a Tensor is wanted: prefer Scalar overloads
-                    else:
-                        return None
-            elif kind == "tensors":
-                if not isinstance(val, (list, tuple)) or not all(
-                        isinstance(x, (Value, torch.Tensor)) or x is None for x in val):
-                    return None
-            else:
-                if is_t:
-                    return None
-                if isinstance(val, (list, tuple)) and any(isinstance(x, (Value, torch.Tensor)) for x in val):
-                    return None
-                t = str(sig.overload._schema.arguments[i].type)
-                if t in ("int", "SymInt") and not isinstance(val, int):
-                    return None
-                if t.startswith(("int[", "SymInt[", "List[int]")) and not isinstance(val, (list, tuple, int)):
-                    return None
-                if t in ("float", "Scalar") and not isinstance(val, (int, float, bool)):
-                    return None
-                if t == "str" and not isinstance(val, str):
-                    return None
-            bound[name] = val
-        if pos or any(k not in sig.arg_names for k in kwargs):
-            return None
-        return cost, bound
 
     # -- the walk -------------------------------------------------------------------------------
     def run(self) -> Graph:
@@ -184,125 +113,84 @@ class _Lowerer:
                     and isinstance(self.example_inputs[i], torch.Tensor):
                 ty = TensorType.of(self.example_inputs[i])
             self.env[n] = g.add_input(n.target, ty)
-        for n in self.gm.graph.nodes:
-            if n.op == "placeholder":
-                continue
-            if n.op == "output":
-                if self.unsupported:
-                    break
-                outs = torch.fx.node.map_arg(n.args[0], lambda a: self.env.get(a))
-                flat, spec = torch.utils._pytree.tree_flatten(outs)
-                if any(not isinstance(v, Value) for v in flat):
-                    raise ConversionError("model output is not a tensor or structure of tensors",
-                                          location=f"fx node {n.name}")
-                g.outputs = list(flat)
-                g.metadata["pytorch_out_spec"] = torch.utils._pytree.treespec_dumps(spec)
-                continue
-            prov = Provenance(origin="fx", module_path=self._module_path(n), source=self._source(n))
-            where = f"fx node '{n.name}'" + (f" [{prov}]" if str(prov) else "")
-            if any(self.env.get(a) is _FAILED for a in n.all_input_nodes):
-                self.env[n] = _FAILED
-                continue
-            count = len(self.unsupported)
-            try:
-                out = self.lower_node(n, prov, where)
-            except UnsupportedOpError:
-                raise
-            except (TypeError, ValueError) as e:
-                self.unsupported.append((f"{n.op} {self._target_name(n)} ({e})", where))
-                out = None
-            self.env[n] = _FAILED if len(self.unsupported) > count else out
-        if self.unsupported:
-            raise UnsupportedOpError(self.unsupported, hint="use torchmdf.compile(...) on the nn.Module "
-                                     "(torch.export frontend), or register the missing ops")
+        self.walk(self.gm, self.env)
+        self.raise_unsupported("use torchmdf.compile(...) on the nn.Module (torch.export frontend), "
+                               "or register the missing ops")
         g.verify()
         return g
 
+    def output(self, n: torch.fx.Node, env: dict[torch.fx.Node, Any]) -> None:
+        if self.unsupported:
+            return
+        g = self.g
+        outs = torch.fx.node.map_arg(n.args[0], lambda a: env.get(a))
+        flat, spec = torch.utils._pytree.tree_flatten(outs)
+        if any(not isinstance(v, Value) for v in flat):
+            raise ConversionError("model output is not a tensor or structure of tensors",
+                                  location=f"fx node {n.name}")
+        g.outputs = list(flat)
+        g.signature.out_spec = torch.utils._pytree.treespec_dumps(spec)
+
+    def get_attr(self, n: torch.fx.Node, obj: Any) -> Any:
+        if isinstance(obj, torch.Tensor):
+            return self.tensor_value(obj, str(n.target))
+        return obj
+
     @staticmethod
-    def _target_name(n: torch.fx.Node) -> str:
+    def _call_args(n: torch.fx.Node, env: dict[torch.fx.Node, Any]) -> tuple[Any, Any]:
+        return (torch.fx.node.map_arg(n.args, lambda a: env[a]),
+                torch.fx.node.map_arg(n.kwargs, lambda a: env[a]))
+
+    def call_module(self, n: torch.fx.Node, env: dict[torch.fx.Node, Any]) -> Any:
+        args, kwargs = self._call_args(n, env)
+        mod = self.gm.get_submodule(str(n.target))
+        return self.lower_module(mod, str(n.target), args, kwargs, self.provenance(n))
+
+    def call_method(self, n: torch.fx.Node, env: dict[torch.fx.Node, Any]) -> Any:
+        args, kwargs = self._call_args(n, env)
+        name = str(n.target)
+        if name in ("size", "dim") and args and isinstance(args[0], Value) and args[0].type.shape:
+            shape = args[0].type.shape
+            if name == "dim":
+                return len(shape)
+            if len(args) > 1:
+                d = shape[args[1]]
+                if isinstance(d, int):
+                    return d
+            elif all(isinstance(d, int) for d in shape):
+                return torch.Size(shape)
+        if name in _VARARG_METHODS and len(args) > 2 and all(isinstance(a, int) for a in args[1:]):
+            args = (args[0], list(args[1:]))
+        elif name in _VARARG_METHODS and len(args) == 2 and isinstance(args[1], int):
+            args = (args[0], [args[1]])
+        return self.call(name, args, kwargs, self.provenance(n))
+
+    def call_function(self, n: torch.fx.Node, env: dict[torch.fx.Node, Any]) -> Any:
+        args, kwargs = self._call_args(n, env)
+        prov = self.provenance(n)
         t = n.target
-        return t if isinstance(t, str) else getattr(t, "__name__", str(t))
+        if isinstance(t, torch._ops.OpOverload):
+            pkt = t._schema.name.split("::", 1)[1]
+            return self.emit(pkt, args, kwargs, prov)
+        if t is operator.getitem:
+            return self.getitem(args[0], args[1], prov)
+        if t in _OPERATORS:
+            if all(not isinstance(a, Value) for a in args):
+                return t(*args)  # Python arithmetic on shapes
+            if t in (operator.truediv,) and not isinstance(args[0], Value):
+                return self.emit("mul", [self.emit("reciprocal", [args[1]], {}, prov), args[0]], {}, prov)
+            if not isinstance(args[0], Value):  # 2 - x, 2 * x
+                if t is operator.sub:
+                    return self.emit("rsub", [args[1], args[0]], {}, prov)
+                if t in (operator.add, operator.mul):
+                    args = (args[1], args[0])
+            return self.call(_OPERATORS[t], args, kwargs, prov)
+        if t in (getattr, math.sqrt):
+            return t(*args)
+        name = getattr(t, "__name__", str(t))
+        return self.call(name, args, kwargs, prov)
 
-    def _module_path(self, n: torch.fx.Node) -> str | None:
-        if n.op == "call_module":
-            return str(n.target)
-        stack = n.meta.get("nn_module_stack")
-        if stack:
-            return list(stack.values())[-1][0] or None
-        return None
-
-    @staticmethod
-    def _source(n: torch.fx.Node) -> str | None:
-        st = n.meta.get("stack_trace")
-        if not st:
-            return None
-        lines = [ln.strip() for ln in st.strip().splitlines() if ln.strip().startswith("File ")]
-        if not lines:
-            return None
-        last = lines[-1]
-        try:
-            f = last.split('"')[1]
-            line = last.split("line ")[1].split(",")[0]
-            return f"{f.rsplit('/', 1)[-1]}:{line}"
-        except IndexError:
-            return None
-
-    def lower_node(self, n: torch.fx.Node, prov: Provenance, where: str) -> Any:
-        args = torch.fx.node.map_arg(n.args, lambda a: self.env[a])
-        kwargs = torch.fx.node.map_arg(n.kwargs, lambda a: self.env[a])
-        if n.op == "get_attr":
-            obj = self.gm
-            for p in str(n.target).split("."):
-                obj = getattr(obj, p)
-            if isinstance(obj, torch.Tensor):
-                return self.tensor_value(obj, str(n.target))
-            return obj
-        if n.op == "call_module":
-            mod = self.gm.get_submodule(str(n.target))
-            return self.lower_module(mod, str(n.target), args, kwargs, prov, where)
-        if n.op == "call_method":
-            name = str(n.target)
-            if name in ("size", "dim") and args and isinstance(args[0], Value) and args[0].type.shape:
-                shape = args[0].type.shape
-                if name == "dim":
-                    return len(shape)
-                if len(args) > 1:
-                    d = shape[args[1]]
-                    if isinstance(d, int):
-                        return d
-                elif all(isinstance(d, int) for d in shape):
-                    return torch.Size(shape)
-            if name in _VARARG_METHODS and len(args) > 2 and all(isinstance(a, int) for a in args[1:]):
-                args = (args[0], list(args[1:]))
-            elif name in _VARARG_METHODS and len(args) == 2 and isinstance(args[1], int):
-                args = (args[0], [args[1]])
-            return self.call(name, args, kwargs, prov, where)
-        if n.op == "call_function":
-            t = n.target
-            if isinstance(t, torch._ops.OpOverload):
-                pkt = t._schema.name.split("::", 1)[1]
-                return self.emit(pkt, args, kwargs, prov, where)
-            if t is operator.getitem:
-                return self.getitem(args[0], args[1], prov, where)
-            if t in _OPERATORS:
-                if all(not isinstance(a, Value) for a in args):
-                    return t(*args)  # Python arithmetic on shapes
-                if t in (operator.truediv,) and not isinstance(args[0], Value):
-                    return self.emit("mul", [self.emit("reciprocal", [args[1]], {}, prov, where), args[0]],
-                                     {}, prov, where)
-                if not isinstance(args[0], Value):  # 2 - x, 2 * x
-                    if t is operator.sub:
-                        return self.emit("rsub", [args[1], args[0]], {}, prov, where)
-                    if t in (operator.add, operator.mul):
-                        args = (args[1], args[0])
-                return self.call(_OPERATORS[t], args, kwargs, prov, where)
-            if t in (getattr, math.sqrt):
-                return t(*args)
-            name = getattr(t, "__name__", str(t))
-            return self.call(name, args, kwargs, prov, where)
-        raise ConversionError(f"unknown FX node kind {n.op!r}", location=where)
-
-    def call(self, name: str, args, kwargs, prov, where):
+    def call(self, name: str, args, kwargs, prov):
         if name in _RENAME:
             if _RENAME[name] is None:
                 return args[0] if args else kwargs.get("input")
@@ -317,7 +205,7 @@ class _Lowerer:
             kwargs.pop("_stacklevel", None)
             kwargs.pop("dtype", None)
             dim = kwargs.pop("dim", args[1] if len(args) > 1 else None)
-            return self.emit("_" + name, [args[0], dim, False], {}, prov, where)
+            return self.emit("_" + name, [args[0], dim, False], {}, prov)
         if name == "linear" and len(args) == 2 and "bias" not in kwargs:
             args = (*args, None)
         if name in ("mean", "sum", "amax", "amin") and "dim" in kwargs and isinstance(kwargs["dim"], int):
@@ -326,9 +214,9 @@ class _Lowerer:
             args = (args[0], [args[1]], *args[2:])
         if name in ("cat", "concat", "stack") and "dim" in kwargs:
             args = (*args, kwargs.pop("dim"))
-        return self.emit(name, args, kwargs, prov, where)
+        return self.emit(name, args, kwargs, prov)
 
-    def getitem(self, obj, idx, prov, where):
+    def getitem(self, obj, idx, prov):
         if isinstance(obj, (tuple, list, torch.Size)):
             return obj[idx]
         if not isinstance(obj, Value):
@@ -338,32 +226,32 @@ class _Lowerer:
         dim = 0
         for it in items:
             if isinstance(it, int):
-                out = self.emit("select", [out, dim, it], {}, prov, where)
+                out = self.emit("select", [out, dim, it], {}, prov)
             elif isinstance(it, slice):
                 if it != slice(None):
                     start = 0 if it.start is None else it.start
                     end = 2**63 - 1 if it.stop is None else it.stop
-                    out = self.emit("slice", [out, dim, start, end, it.step or 1], {}, prov, where)
+                    out = self.emit("slice", [out, dim, start, end, it.step or 1], {}, prov)
                 dim += 1
             elif it is None:
-                out = self.emit("unsqueeze", [out, dim], {}, prov, where)
+                out = self.emit("unsqueeze", [out, dim], {}, prov)
                 dim += 1
             else:
                 raise TypeError(f"unsupported index {it!r}")
         return out
 
-    def lower_module(self, mod: nn.Module, path: str, args, kwargs, prov, where):
+    def lower_module(self, mod: nn.Module, path: str, args, kwargs, prov):
         x = args[0] if args else kwargs.get("input")
         p = self.tensor_value
         if isinstance(mod, nn.Linear):
             b = p(mod.bias, f"{path}.bias") if mod.bias is not None else None
-            return self.emit("linear", [x, p(mod.weight, f"{path}.weight"), b], {}, prov, where)
+            return self.emit("linear", [x, p(mod.weight, f"{path}.weight"), b], {}, prov)
         if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and mod.padding_mode == "zeros":
             nd = {nn.Conv1d: 1, nn.Conv2d: 2, nn.Conv3d: 3}[type(mod)]
             b = p(mod.bias, f"{path}.bias") if mod.bias is not None else None
             pad = mod.padding if isinstance(mod.padding, str) else list(mod.padding)
             return self.emit(f"conv{nd}d", [x, p(mod.weight, f"{path}.weight"), b, list(mod.stride), pad,
-                                            list(mod.dilation), mod.groups], {}, prov, where)
+                                            list(mod.dilation), mod.groups], {}, prov)
         if isinstance(mod, nn.modules.batchnorm._BatchNorm):
             training = mod.training or mod.running_mean is None
             w = p(mod.weight, f"{path}.weight") if mod.weight is not None else None
@@ -371,53 +259,51 @@ class _Lowerer:
             rm = p(mod.running_mean, f"{path}.running_mean") if mod.running_mean is not None else None
             rv = p(mod.running_var, f"{path}.running_var") if mod.running_var is not None else None
             if training:
-                self.unsupported.append((f"{type(mod).__name__} in training mode (call .eval())", where))
-                return None
+                raise Unsupported(f"{type(mod).__name__} in training mode (call .eval())")
             return self.emit("batch_norm", [x, w, b, rm, rv, False, mod.momentum or 0.1, mod.eps, False],
-                             {}, prov, where)
+                             {}, prov)
         if isinstance(mod, nn.LayerNorm):
             w = p(mod.weight, f"{path}.weight") if mod.weight is not None else None
             b = p(mod.bias, f"{path}.bias") if getattr(mod, "bias", None) is not None else None
-            return self.emit("layer_norm", [x, list(mod.normalized_shape), w, b, mod.eps], {}, prov, where)
+            return self.emit("layer_norm", [x, list(mod.normalized_shape), w, b, mod.eps], {}, prov)
         if isinstance(mod, nn.Embedding):
-            return self.emit("embedding", [p(mod.weight, f"{path}.weight"), x], {}, prov, where)
+            return self.emit("embedding", [p(mod.weight, f"{path}.weight"), x], {}, prov)
         simple = {nn.ReLU: ("relu", []), nn.Sigmoid: ("sigmoid", []), nn.Tanh: ("tanh", []),
                   nn.SiLU: ("silu", []), nn.Softplus: None, nn.Mish: ("mish", []),
                   nn.Hardswish: ("hardswish", []), nn.Hardsigmoid: ("hardsigmoid", [])}
         if type(mod) in simple and simple[type(mod)] is not None:
             name, extra = simple[type(mod)]
-            return self.emit(name, [x, *extra], {}, prov, where)
+            return self.emit(name, [x, *extra], {}, prov)
         if isinstance(mod, nn.GELU):
-            return self.emit("gelu", [x], {"approximate": mod.approximate}, prov, where)
+            return self.emit("gelu", [x], {"approximate": mod.approximate}, prov)
         if isinstance(mod, nn.LeakyReLU):
-            return self.emit("leaky_relu", [x, mod.negative_slope], {}, prov, where)
+            return self.emit("leaky_relu", [x, mod.negative_slope], {}, prov)
         if isinstance(mod, nn.ELU):
-            return self.emit("elu", [x, mod.alpha], {}, prov, where)
+            return self.emit("elu", [x, mod.alpha], {}, prov)
         if isinstance(mod, nn.Hardtanh):
-            return self.emit("hardtanh", [x, mod.min_val, mod.max_val], {}, prov, where)
+            return self.emit("hardtanh", [x, mod.min_val, mod.max_val], {}, prov)
         if isinstance(mod, (nn.Softmax, nn.LogSoftmax)):
             name = "_softmax" if isinstance(mod, nn.Softmax) else "_log_softmax"
-            return self.emit(name, [x, mod.dim if mod.dim is not None else -1, False], {}, prov, where)
+            return self.emit(name, [x, mod.dim if mod.dim is not None else -1, False], {}, prov)
         if isinstance(mod, (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)):
             if isinstance(mod, nn.Identity) or not mod.training:
                 return x
         if isinstance(mod, nn.Flatten):
-            return self.emit("flatten", [x, mod.start_dim, mod.end_dim], {}, prov, where)
+            return self.emit("flatten", [x, mod.start_dim, mod.end_dim], {}, prov)
         if isinstance(mod, (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)) and not mod.return_indices:
             nd = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}[type(mod)]
             k, s, pd, dl = (_tup(v, nd) for v in (mod.kernel_size, mod.stride or mod.kernel_size, mod.padding,
                                                   mod.dilation))
-            return self.emit(f"max_pool{nd}d", [x, k, s, pd, dl, mod.ceil_mode], {}, prov, where)
+            return self.emit(f"max_pool{nd}d", [x, k, s, pd, dl, mod.ceil_mode], {}, prov)
         if isinstance(mod, (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)):
             nd = {nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}[type(mod)]
             k, s, pd = (_tup(v, nd) for v in (mod.kernel_size, mod.stride or mod.kernel_size, mod.padding))
-            return self.emit(f"avg_pool{nd}d", [x, k, s, pd, mod.ceil_mode, mod.count_include_pad], {}, prov, where)
+            return self.emit(f"avg_pool{nd}d", [x, k, s, pd, mod.ceil_mode, mod.count_include_pad], {}, prov)
         if isinstance(mod, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
             nd = 1 if isinstance(mod, nn.AdaptiveAvgPool1d) else 2
             out = _tup(mod.output_size, nd)
-            return self.emit(f"adaptive_avg_pool{nd}d", [x, out], {}, prov, where)
-        self.unsupported.append((f"module {type(mod).__module__}.{type(mod).__name__}", where))
-        return None
+            return self.emit(f"adaptive_avg_pool{nd}d", [x, out], {}, prov)
+        raise Unsupported(f"module {type(mod).__module__}.{type(mod).__name__}")
 
 
 def _tup(v: Any, nd: int) -> list[int]:

@@ -44,19 +44,24 @@ import torch
 from torch.utils import _pytree as pytree
 
 from ..errors import ConversionError, TorchMDFError, UnsupportedOpError
-from ..ir import Graph, Provenance, TensorType, Value
+from ..ir import Graph, InputMutation, Provenance, TensorType, Value, ValueRole
 from ..ops import registry
-from .export import _TORCH_DIR, lower_exported_program, normalize_attr, type_of, unsupported_hint
+from ..ops.aten_schema import (
+    LAYOUTS,
+    SCALAR_TYPES,
+    SchemaMismatchError,
+    aten_signature,
+    coerce_arg,
+    overload_of_schema,
+    parse_schema,
+    same_value,
+    schema_op_name,
+)
+from ._fx_walk import _TORCH_DIR
+from .export import lower_exported_program, normalize_attr, type_of, unsupported_hint
 
 ORIGIN = "torchscript"
 
-SCALAR_TYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16,
-                torch.float32, torch.float64, torch.complex32, torch.complex64, torch.complex128,
-                torch.bool, torch.qint8, torch.quint8, torch.qint32, torch.bfloat16)
-LAYOUTS = (torch.strided, torch.sparse_coo, torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr,
-           torch.sparse_bsc)
-MEMORY_FORMATS = (torch.contiguous_format, torch.preserve_format, torch.channels_last,
-                  torch.channels_last_3d)
 _DTYPE_CODE = {d: i for i, d in enumerate(SCALAR_TYPES)}
 _MAX_UNROLL = 10_000
 _DROPOUTS = frozenset({"dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout"})
@@ -188,29 +193,6 @@ def _is_dynamic(v: Any) -> bool:
     return False
 
 
-def _coerce(type_str: str, v: Any) -> Any:
-    """TorchScript passes dtypes, layouts and memory formats as ints."""
-    if isinstance(v, int) and not isinstance(v, bool):
-        if "ScalarType" in type_str and 0 <= v < len(SCALAR_TYPES):
-            return SCALAR_TYPES[v]
-        if "Layout" in type_str and 0 <= v < len(LAYOUTS):
-            return LAYOUTS[v]
-        if "MemoryFormat" in type_str and 0 <= v < len(MEMORY_FORMATS):
-            return MEMORY_FORMATS[v]
-    return v
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if type(a) is not type(b):
-        return False
-    try:
-        return bool(a == b)
-    except Exception:  # noqa: BLE001
-        return False
-
-
 def _module_path(n: Any) -> str:
     try:
         h = n.getModuleHierarchy()
@@ -233,18 +215,6 @@ def _source(n: Any) -> str | None:
     user = [f for f in frames if not f[0].startswith(_TORCH_DIR)]
     path, line = (user or frames)[0]
     return f"{path.rsplit('/', 1)[-1]}:{line}"
-
-
-def _overload(schema_str: str) -> Any:
-    try:
-        s = torch._C.parse_schema(schema_str)
-    except Exception:  # noqa: BLE001
-        return None
-    ns, _, base = s.name.partition("::")
-    try:
-        return getattr(getattr(getattr(torch.ops, ns), base), s.overload_name or "default")
-    except (AttributeError, RuntimeError):
-        return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,11 +343,11 @@ class _TSLowering:
         leaves, out_spec = pytree.tree_flatten(result)
         prov = Provenance(origin=ORIGIN, module_path="")
         g.outputs = []
-        const_outs: list[list[Any]] = []
+        const_outs: list[tuple[int, Any]] = []
         scalar_outs: list[int] = []
         for i, leaf in enumerate(leaves):
             if leaf is None or isinstance(leaf, (bool, int, float, str)):
-                const_outs.append([i, leaf])  # not a tensor: kept out of the graph
+                const_outs.append((i, leaf))  # not a tensor: kept out of the graph
                 continue
             if isinstance(leaf, _Dyn):
                 scalar_outs.append(i)
@@ -386,33 +356,28 @@ class _TSLowering:
             except _Unsupported as u:
                 if u.report:
                     self.report(f"output: {u.what}", prov)
-        if scalar_outs:  # leaves that are Python scalars computed from tensor data (0-d here)
-            g.metadata["pytorch_scalar_outputs"] = scalar_outs
-        if const_outs:  # [[output leaf index, value], ...], as in the export frontend
-            g.metadata["pytorch_constant_outputs"] = const_outs
-        mutations = []
+        sig = g.signature
+        sig.scalar_outputs = scalar_outs  # leaves that are Python scalars computed from tensor data (0-d here)
+        sig.constant_outputs = const_outs  # [(output leaf index, value), ...], as in the export frontend
         for v in self.input_values:
             cur = self.input_current.get(v)
             if cur is not None and cur is not v:
-                mutations.append({"input": v.name, "output": len(g.outputs)})
+                sig.input_mutations.append(InputMutation(v.name, len(g.outputs)))
                 g.outputs.append(cur)
-        if mutations:
-            g.metadata["pytorch_input_mutations"] = mutations
         for path, sv in self.state.items():
             sv.next = self.attr_value.get(path, sv.current)
         # parameters and buffers forward never reads (num_batches_tracked in eval mode, the
         # second name of a tied weight) are kept too, so the names cover the state_dict
         for path, t in list(self.params.items()) + list(self.buffers.items()):
             if path not in self.attr_value and path not in g.parameters:
-                g.add_parameter(path, t, role="parameter" if path in self.params else "buffer")
-        if self.state:
-            g.metadata["pytorch_mutated_buffers"] = sorted(self.state)
+                g.add_parameter(path, t, role=ValueRole.PARAMETER if path in self.params else ValueRole.BUFFER)
+        sig.mutated_buffers = sorted(self.state)
 
-        g.metadata["pytorch_input_names"] = input_names
+        sig.input_names = input_names
         ex_struct = tuple(self.examples) if self.examples is not None else tuple(
             object() for _ in ts_inputs[1:])
-        g.metadata["pytorch_in_spec"] = pytree.treespec_dumps(pytree.tree_flatten((ex_struct, {}))[1])
-        g.metadata["pytorch_out_spec"] = pytree.treespec_dumps(out_spec)
+        sig.in_spec = pytree.treespec_dumps(pytree.tree_flatten((ex_struct, {}))[1])
+        sig.out_spec = pytree.treespec_dumps(out_spec)
 
         for n in g:
             if registry.lookup(n.op) is None:
@@ -435,7 +400,7 @@ class _TSLowering:
             items = [self.bind_input(f"{name}_{j}", None, e, names) for j, e in enumerate(ex)]
             return tuple(items) if isinstance(ex, tuple) else items
         if ex is not None:  # a number, a string...: specialized, not a graph input
-            self.graph.metadata.setdefault("pytorch_constant_inputs", {})[name] = repr(ex)
+            self.graph.signature.constant_inputs[name] = repr(ex)
             return ex
         if self.examples is not None or inp is None:  # an explicit None
             return None
@@ -585,7 +550,8 @@ class _TSLowering:
             self.state[path] = sv
             v = sv.current
         else:
-            role = "parameter" if path in self.params else "buffer" if path in self.buffers else "constant"
+            role = ValueRole.PARAMETER if path in self.params else ValueRole.BUFFER if path in self.buffers \
+                else ValueRole.CONSTANT
             v = g.add_parameter(path, t, role=role)
         self.typed(v, self.fake_mode.from_tensor(t.detach()))
         self.attr_value[path] = v
@@ -648,7 +614,7 @@ class _TSLowering:
             if base in ("__is__", "__isnot__"):
                 a, b = ins
                 same = (a is None and b is None) if (a is None or b is None) else (
-                    a is b or (not _is_dynamic([a, b]) and _same(a, b)))
+                    a is b or (not _is_dynamic([a, b]) and same_value(a, b)))
                 return True, [same if base == "__is__" else not same]
             if base == "warn":
                 return True, []
@@ -753,7 +719,7 @@ class _TSLowering:
                 return _Dyn(out) if isinstance(a, _Dyn) and isinstance(b, _Dyn) else out
             if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
                 return type(a)(select(x, y, what) for x, y in zip(a, b))
-            if not _is_dynamic([a, b]) and _same(a, b):
+            if not _is_dynamic([a, b]) and same_value(a, b):
                 return a
             raise _Unsupported(f"data-dependent if whose branches give different {what} "
                                f"({a!r} vs {b!r})")
@@ -797,18 +763,19 @@ class _TSLowering:
     def op(self, n: Any, prov: Provenance) -> list[Any]:
         k = n.kind()
         schema_str = n.schema()
-        ov = _overload(schema_str) if schema_str and schema_str != "(no schema)" else None
+        ov = overload_of_schema(schema_str) if schema_str and schema_str != "(no schema)" else None
         if ov is None:
             raise _Unsupported(f"{k} (no operator schema)")
         schema = ov._schema
+        sig = aten_signature(ov)
         values = [self.get(v) for v in n.inputs()]
         if len(values) != len(schema.arguments):
             raise _Unsupported(f"{k}: {len(values)} inputs for schema {schema}")
-        values = [_coerce(str(a.type), v) for a, v in zip(schema.arguments, values)]
+        values = [coerce_arg(t, v) for t, v in zip(sig.type_names, values)]
         base = schema.name.split("::", 1)[1]
 
         if not _is_dynamic(values) and not n.isNondeterministic():
-            args, kwargs = _split_args(schema, values)
+            args, kwargs = sig.call_args(values)
             out = ov(*args, **kwargs)
             return list(out) if len(schema.returns) > 1 else [out] if schema.returns else []
 
@@ -825,7 +792,7 @@ class _TSLowering:
             return self.decompose(ov, schema, values, prov)
         if not all(_is_tensor_type(r.type) for r in schema.returns):
             # a non-tensor result from tensors: a shape query (static) or data-dependent
-            args, kwargs = _split_args(schema, values)
+            args, kwargs = sig.call_args(values)
             try:
                 out = self.call_fake(ov, args, kwargs)
             except _Unsupported:
@@ -874,24 +841,20 @@ class _TSLowering:
 
     def emit(self, ov: Any, schema: Any, values: list[Any], prov: Provenance) -> list[Any]:
         """One IR node for an ATen op (or several for an op returning a tensor list)."""
-        sig = registry.aten_signature(ov)
-        name = _op_name(schema)
-        inputs: list[Value | None] = []
-        attrs: dict[str, Any] = {}
-        for a, kind, v in zip(schema.arguments, sig.kinds, values):
-            if kind in ("tensor", "tensor?"):
-                inputs.append(self.as_tensor_value(v))
-            elif kind == "tensors":
-                if not isinstance(v, (list, tuple)):
-                    raise _Unsupported(f"{name}: argument '{a.name}' is not a list")
-                inputs.extend(self.as_tensor_value(x) for x in v)
-            else:
-                if _is_dynamic(v):
-                    raise _Unsupported(f"{name}: data-dependent value in argument '{a.name}'")
-                if a.has_default_value() and _same(_coerce(str(a.type), a.default_value), v):
-                    continue
-                attrs[a.name] = normalize_attr(v)
-        args, kwargs = _split_args(schema, values)
+        sig = aten_signature(ov)
+        name = schema_op_name(schema)
+
+        def attr(arg: str, v: Any) -> Any:
+            if _is_dynamic(v):
+                raise _Unsupported(f"{name}: data-dependent value in argument '{arg}'")
+            return normalize_attr(v)
+
+        bound = sig.bind_all(values)
+        try:
+            inputs, attrs = sig.split(bound, self.as_tensor_value, attr, omit_defaults=True)
+        except SchemaMismatchError as e:
+            raise _Unsupported(e.raw_message) from None
+        args, kwargs = sig.call_args(values)
         try:
             fake = self.call_fake(ov, args, kwargs)
         except _Unsupported:
@@ -899,18 +862,17 @@ class _TSLowering:
         except Exception:  # noqa: BLE001 - no fake kernel: the type stays unknown
             fake = None
         rets = schema.returns
-        if len(rets) == 1 and isinstance(rets[0].type, torch.ListType):
-            return [self.expand_list(name, values, schema, inputs[0], fake, prov)]
+        if sig.returns_list:
+            return [self.expand_list(name, bound, inputs[0], fake, prov)]
         outs = self.create(name, inputs, attrs, prov, fake, num_outputs=len(rets))
         if len(rets) == 1 and rets[0].alias_info is not None and not rets[0].alias_info.is_write \
                 and inputs and inputs[0] is not None:
             self.view_parent[outs[0]] = (inputs[0], outs[0].producer)
         return list(outs)
 
-    def expand_list(self, name: str, values: list[Any], schema: Any, x: Value | None, fake: Any,
+    def expand_list(self, name: str, args: dict[str, Any], x: Value | None, fake: Any,
                     prov: Provenance) -> list[Value]:
-        base = schema.name.split("::", 1)[1]
-        args = {a.name: v for a, v in zip(schema.arguments, values)}
+        base = name.split("::", 1)[1].split(".", 1)[0]
         dim = args.get("dim", 0)
         if x is None or not isinstance(fake, (list, tuple)) or not isinstance(dim, int):
             raise _Unsupported(f"{name} (returns a tensor list)")
@@ -947,16 +909,16 @@ class _TSLowering:
         for v in leaves:
             f = self.fake.get(v)
             if f is None:
-                raise _Unsupported(f"{_op_name(schema)} on a tensor of unknown shape")
+                raise _Unsupported(f"{schema_op_name(schema)} on a tensor of unknown shape")
             examples.append(torch.zeros(f.shape, dtype=f.dtype))
-        wrapper = _OneOp(ov, schema, structure)
+        wrapper = _OneOp(ov, structure)
         try:
             ep = torch.export.export(wrapper, tuple(examples), strict=False)
             sub = lower_exported_program(ep)
         except UnsupportedOpError as e:
-            raise _Unsupported(f"{_op_name(schema)} (decomposition: {e.raw_message})") from None
+            raise _Unsupported(f"{schema_op_name(schema)} (decomposition: {e.raw_message})") from None
         except Exception as e:  # noqa: BLE001
-            raise _Unsupported(f"{_op_name(schema)} (could not decompose: {type(e).__name__})") from None
+            raise _Unsupported(f"{schema_op_name(schema)} (could not decompose: {type(e).__name__})") from None
         vmap: dict[Value, Value] = dict(zip(sub.inputs, leaves))
         for p in sub.parameters.values():
             vmap[p] = self.constant(p.tensor)
@@ -969,10 +931,10 @@ class _TSLowering:
                 if o_old.type.is_static and o_old.type.dtype is not None:
                     self.fake[o_new] = self._fake_of(o_old.type)
                 vmap[o_old] = o_new
-        mutations = sub.metadata.get("pytorch_input_mutations", [])
+        mutations = sub.signature.input_mutations
         for m in mutations:
-            idx = next(i for i, v in enumerate(sub.inputs) if v.name == m["input"])
-            self.write(leaves[idx], vmap[sub.outputs[m["output"]]], prov)
+            idx = next(i for i, v in enumerate(sub.inputs) if v.name == m.input)
+            self.write(leaves[idx], vmap[sub.outputs[m.output]], prov)
         outs = [vmap[o] for o in sub.outputs[:len(sub.outputs) - len(mutations)]]
         if not schema.returns:
             return []
@@ -994,9 +956,9 @@ class _TSLowering:
         try:
             fov = getattr(getattr(torch.ops.aten, fname), schema.overload_name or "default")
         except (AttributeError, RuntimeError):
-            raise _Unsupported(f"{_op_name(schema)} (no functional form)") from None
+            raise _Unsupported(f"{schema_op_name(schema)} (no functional form)") from None
         if len(fov._schema.arguments) != len(schema.arguments):
-            raise _Unsupported(f"{_op_name(schema)} (functional form has another signature)")
+            raise _Unsupported(f"{schema_op_name(schema)} (functional form has another signature)")
         new = self.emit(fov, fov._schema, values, prov)[0]
         ft, fn = self.fake.get(target), self.fake.get(new)
         if ft is not None and fn is not None and fn.dtype != ft.dtype:
@@ -1072,7 +1034,7 @@ class _TSLowering:
             ov = registry.resolve_aten(name)
             fake = None
             if ov is not None:
-                sig = registry.aten_signature(ov)
+                sig = aten_signature(ov)
                 args, kwargs = sig.build_call([self.fake.get(i) for i in ins], attrs)
                 try:
                     with self.fake_mode:
@@ -1109,10 +1071,9 @@ class _TSLowering:
 class _OneOp(torch.nn.Module):
     """Calls one op with tensors put back into its argument structure (for decomposition)."""
 
-    def __init__(self, ov: Any, schema: Any, structure: list[Any]):
+    def __init__(self, ov: Any, structure: list[Any]):
         super().__init__()
         self.ov = ov
-        self.schema = schema
         self.structure = structure
 
     def forward(self, *tensors: torch.Tensor) -> Any:
@@ -1123,7 +1084,7 @@ class _OneOp(torch.nn.Module):
                 return type(v)(fill(x) for x in v)
             return v
 
-        args, kwargs = _split_args(self.schema, [fill(v) for v in self.structure])
+        args, kwargs = aten_signature(self.ov).call_args([fill(v) for v in self.structure])
         return self.ov(*args, **kwargs)
 
 
@@ -1142,20 +1103,6 @@ def _is_tensor_type(t: Any) -> bool:
     return isinstance(t, torch.TensorType)
 
 
-def _op_name(schema: Any) -> str:
-    return f"{schema.name}.{schema.overload_name}" if schema.overload_name else schema.name
-
-
-def _split_args(schema: Any, values: list[Any]) -> tuple[list[Any], dict[str, Any]]:
-    args, kwargs = [], {}
-    for a, v in zip(schema.arguments, values):
-        if a.kwarg_only:
-            kwargs[a.name] = v
-        else:
-            args.append(v)
-    return args, kwargs
-
-
 def _mutates_first_schema(schema: Any) -> bool:
     args = schema.arguments
     return bool(args) and args[0].alias_info is not None and args[0].alias_info.is_write
@@ -1169,10 +1116,8 @@ def _mutates_first(n: Any) -> bool:
     s = n.schema() if n.kind().startswith("aten::") else "(no schema)"
     if s == "(no schema)":
         return False
-    try:
-        return _mutates_first_schema(torch._C.parse_schema(s))
-    except Exception:  # noqa: BLE001
-        return False
+    schema = parse_schema(s)
+    return schema is not None and _mutates_first_schema(schema)
 
 
 def _is_view_node(n: Any) -> bool:
@@ -1181,9 +1126,8 @@ def _is_view_node(n: Any) -> bool:
     s = n.schema()
     if s == "(no schema)":
         return False
-    try:
-        sch = torch._C.parse_schema(s)
-    except Exception:  # noqa: BLE001
+    sch = parse_schema(s)
+    if sch is None:
         return False
     rets = sch.returns
     return len(rets) == 1 and rets[0].alias_info is not None and not rets[0].alias_info.is_write

@@ -27,6 +27,8 @@ import torch
 from torch import nn
 
 from torchmdf.errors import ConversionError, TorchMDFError
+from torchmdf.ir import ValueRole
+from torchmdf.ir.meta_keys import MDF_PORT
 
 _VERSIONS = ("mdf.s", "mdf.0")
 
@@ -83,7 +85,7 @@ def pytorch_to_mdf(model: nn.Module | Callable[..., Any] | torch.jit.ScriptModul
     g = lower(model, args, method=method)
     g, _ = run_passes(g, _pipeline(use_onnx_ops))
     _reference_input_names(g)
-    params = {_port_id(name): v.tensor for name, v in g.parameters.items() if v.role in ("parameter", "buffer")}
+    params = {_port_id(name): v.tensor for name, v in g.parameters.items() if v.role.is_named_tensor}
     for sv in g.state:
         if sv.init is not None:
             params[_port_id(sv.name)] = sv.init
@@ -153,7 +155,7 @@ def _set_defaults(gm: torch.fx.GraphModule, g: Any, values: Mapping[str, Any]) -
     names = {}
     for v in g.inputs:
         names[v.name] = v
-        port = v.meta.get("mdf_port")
+        port = v.meta.get(MDF_PORT)
         if port:
             names[port] = v
             names[port.replace(".", "_")] = v
@@ -174,7 +176,7 @@ def _set_defaults(gm: torch.fx.GraphModule, g: Any, values: Mapping[str, Any]) -
 
 def _reference_input_names(g: Any) -> None:
     """The model's inputs named as modeci_mdf names them: ``input1``, ``input2``, ..."""
-    ins = [v for v in g.inputs if v.role == "input"]
+    ins = [v for v in g.inputs if v.role == ValueRole.INPUT]
     targets = [f"input{i + 1}" for i in range(len(ins))]
     taken = {v.name for v in g.inputs} | {v.name for v in g.parameters.values()}
     for v in ins:  # free the target names first (an input may already be called input2)
@@ -185,9 +187,8 @@ def _reference_input_names(g: Any) -> None:
             new = g.unique_name(v.name)
         g._names.add(new)
         v.name = new
-    if isinstance(g.metadata.get("pytorch_input_names"), list) and \
-            len(g.metadata["pytorch_input_names"]) == len(ins):
-        g.metadata["pytorch_input_names"] = [v.name for v in ins]
+    if g.signature.input_names is not None and len(g.signature.input_names) == len(ins):
+        g.signature.input_names = [v.name for v in ins]
 
 
 def _port_id(name: str) -> str:

@@ -10,13 +10,15 @@ from ._core import (
     StateVar,
     TensorType,
     Value,
+    ValueRole,
 )
 from ._printer import format_node, print_graph
+from ._signature import GraphSignature, InputMutation
 from ._verifier import verify
 
 __all__ = [
     "Dim", "Graph", "Node", "Value", "TensorType", "Provenance", "StateVar", "UNKNOWN",
-    "NO_PROVENANCE", "verify", "print_graph", "format_node",
+    "NO_PROVENANCE", "verify", "print_graph", "format_node", "ValueRole", "GraphSignature", "InputMutation",
 ]
 
 from ._regions import captured_values, drive, inline_region, inner_first  # noqa: E402 - regions

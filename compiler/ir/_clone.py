@@ -52,6 +52,7 @@ def clone_graph(g: Graph) -> Graph:
         dst.outputs = [m(v) for v in src.outputs]
         dst.output_names = list(src.output_names) if src.output_names is not None else None
         dst.conditions = src.conditions
+        dst.signature = src.signature.copy()
         dst.metadata = dict(src.metadata)
         dst.meta = {k: _remap(x, vmap) for k, x in src.meta.items()}
     for sv, nsv in zip(g.state, new.state):

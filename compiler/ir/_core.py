@@ -10,12 +10,14 @@ are fine.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import itertools
 from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
 from ..errors import VerificationError
+from ._signature import GraphSignature
 
 Dim = int | str | None
 """A dimension: a concrete size, a symbol name (``"batch"``, ``"s0"``) or unknown (None)."""
@@ -87,18 +89,37 @@ class Provenance:
 NO_PROVENANCE = Provenance()
 
 
+class ValueRole(str, enum.Enum):
+    """What a :class:`Value` is.  A ``str`` enum, so ``v.role == "buffer"`` keeps working and
+    ``str(role)`` is the plain name."""
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+    INPUT = "input"  # a graph input
+    PARAMETER = "parameter"  # a trainable weight (carries its tensor)
+    BUFFER = "buffer"  # a non-trainable named tensor
+    CONSTANT = "constant"  # a literal tensor
+    STATE = "state"  # the current value of a state variable
+    NODE = "node"  # a node's result
+
+    @property
+    def is_named_tensor(self) -> bool:
+        """A parameter or buffer: part of the model's ``state_dict``."""
+        return self in (ValueRole.PARAMETER, ValueRole.BUFFER)
+
+
 class Value:
     """An SSA value.  Produced by exactly one node, or a graph input / parameter / constant.
 
-    ``tensor`` is set for parameters and constants.  ``role`` is one of ``"input"``,
-    ``"parameter"`` (trainable weight), ``"buffer"`` (non-trainable named tensor),
-    ``"constant"`` (literal), ``"state"`` (current value of a state variable) or ``"node"``.
+    ``tensor`` is set for parameters and constants.  ``role`` (a :class:`ValueRole`) says
+    which of these the value is.
     """
 
-    __slots__ = ("name", "type", "producer", "index", "_uses", "tensor", "role", "graph", "meta",
+    __slots__ = ("name", "type", "producer", "index", "_uses", "tensor", "_role", "graph", "meta",
                  "_returned_by")
 
-    def __init__(self, name: str, type: TensorType = UNKNOWN, *, role: str = "node",
+    def __init__(self, name: str, type: TensorType = UNKNOWN, *, role: ValueRole | str = ValueRole.NODE,
                  tensor: torch.Tensor | None = None):
         self.name = name
         self.type = type
@@ -106,10 +127,18 @@ class Value:
         self.index = 0
         self._uses: dict[tuple[Node, int], None] = {}
         self.tensor = tensor
-        self.role = role
+        self._role = _role(role, name)
         self.graph: Graph | None = None
         self.meta: dict[str, Any] = {}
         self._returned_by: dict[Graph, int] | None = None  # regions returning this outer value
+
+    @property
+    def role(self) -> ValueRole:
+        return self._role
+
+    @role.setter
+    def role(self, role: ValueRole | str) -> None:
+        self._role = _role(role, self.name)
 
     def uses(self) -> list[tuple[Node, int]]:
         """``(node, input index)`` pairs that read this value, in insertion order."""
@@ -126,8 +155,14 @@ class Value:
         return len(self._uses)
 
     @property
+    def is_used(self) -> bool:
+        """Whether a node reads this value, or a region returns it (see :meth:`Graph.is_live` for
+        outputs and state)."""
+        return bool(self._uses) or bool(self._returned_by)
+
+    @property
     def is_constant(self) -> bool:
-        return self.tensor is not None and self.role == "constant"
+        return self.tensor is not None and self.role == ValueRole.CONSTANT
 
     @property
     def has_tensor(self) -> bool:
@@ -262,6 +297,9 @@ class Node:
         return f"<Node {self.location()}>"
 
 
+_state_edits = 0  # bumped whenever a state variable's next or init_value changes (see Graph.is_live)
+
+
 @dataclasses.dataclass(slots=True)
 class StateVar:
     """A state variable of a dynamical graph: ``current`` is read inside the graph (role
@@ -272,6 +310,12 @@ class StateVar:
     next: Value | None
     init: torch.Tensor | None = None
     init_value: Value | None = None  # when the initial value is computed in the graph
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in ("next", "init_value"):
+            global _state_edits
+            _state_edits += 1
 
 
 class OutputList(list):
@@ -396,7 +440,8 @@ class Graph:
     ``parameters`` maps names to values that carry tensors (weights, buffers, constants).
     ``state`` lists the state variables of a dynamical graph, which makes it the pure function
     ``(inputs, state) -> (outputs, state')``.  ``conditions`` holds scheduling conditions as
-    data for the backends; ``metadata`` is user metadata, ``meta`` analysis results.
+    data for the backends; ``signature`` the original calling convention of a graph converted
+    from PyTorch; ``metadata`` is user metadata, ``meta`` analysis results.
     A graph may be a region of a node (``parent_node``): see ``_regions.py``.
     """
 
@@ -408,8 +453,10 @@ class Graph:
         self.parameters: dict[str, Value] = {}
         self.state: list[StateVar] = []
         self.conditions: Any = None
+        self.signature = GraphSignature()
         self.metadata: dict[str, Any] = {}
         self.meta: dict[str, Any] = {}
+        self._state_roots: tuple[int, list[StateVar], int, frozenset[int]] | None = None
         self._head: Node | None = None
         self._tail: Node | None = None
         self._count = 0
@@ -493,14 +540,16 @@ class Graph:
 
     # -- inputs, parameters, constants ------------------------------------------------------------
     def add_input(self, name: str, type: TensorType = UNKNOWN) -> Value:
-        v = self._own(Value(name, type, role="input"), name)
+        v = self._own(Value(name, type, role=ValueRole.INPUT), name)
         self.inputs.append(v)
         return v
 
-    def add_parameter(self, name: str, tensor: torch.Tensor, *, role: str = "parameter") -> Value:
-        """A named tensor: ``role`` is "parameter" (trainable), "buffer" or "constant"."""
-        if role not in ("parameter", "buffer", "constant"):
-            raise VerificationError(f"bad parameter role {role!r} for {name!r}")
+    def add_parameter(self, name: str, tensor: torch.Tensor, *,
+                      role: ValueRole | str = ValueRole.PARAMETER) -> Value:
+        """A named tensor: ``role`` is PARAMETER (trainable), BUFFER or CONSTANT."""
+        role = _role(role, name)
+        if role not in _TENSOR_ROLES:
+            raise VerificationError(f"bad parameter role {role.value!r} for {name!r}")
         t = tensor.detach() if isinstance(tensor, torch.Tensor) else torch.as_tensor(tensor)
         v = self._own(Value(name, TensorType.of(t), role=role, tensor=t), name)
         self.parameters[v.name] = v
@@ -508,16 +557,16 @@ class Graph:
 
     def add_constant(self, value: Any, name: str = "const", dtype: torch.dtype | None = None) -> Value:
         t = value.detach() if isinstance(value, torch.Tensor) else torch.as_tensor(value, dtype=dtype)
-        return self.add_parameter(name, t, role="constant")
+        return self.add_parameter(name, t, role=ValueRole.CONSTANT)
 
     def remove_parameter(self, v: Value) -> None:
-        if v._uses or v._returned_by or v in self.outputs:
+        if self.is_live(v):
             raise VerificationError(f"parameter %{v.name} still has uses")
         del self.parameters[v.name]
         self._names.discard(v.name)
 
     def add_state(self, name: str, init: torch.Tensor | None, type: TensorType = UNKNOWN) -> StateVar:
-        cur = self._own(Value(name, type, role="state"), name)
+        cur = self._own(Value(name, type, role=ValueRole.STATE), name)
         sv = StateVar(cur.name, cur, None, init)
         self.state.append(sv)
         return sv
@@ -581,29 +630,28 @@ class Graph:
             self._region_owners += 1
             adopt_regions(node, self)
 
-    def append(self, node: Node) -> Node:
+    def _link(self, node: Node, prev: Node | None, nxt: Node | None) -> Node:
+        """Put a free ``node`` between ``prev`` and ``nxt`` (None: the list's ends)."""
         self._check_free(node)
-        node._prev, node._next = self._tail, None
-        if self._tail is None:
+        node._prev, node._next = prev, nxt
+        if prev is None:
             self._head = node
         else:
-            self._tail._next = node
-        self._tail = node
+            prev._next = node
+        if nxt is None:
+            self._tail = node
+        else:
+            nxt._prev = node
         self._count += 1
         return node
+
+    def append(self, node: Node) -> Node:
+        return self._link(node, self._tail, None)
 
     def insert_before(self, anchor: Node, node: Node) -> Node:
         if anchor.graph is not self or anchor._removed:
             raise VerificationError("anchor node is not in this graph", location=anchor.location())
-        self._check_free(node)
-        node._prev, node._next = anchor._prev, anchor
-        if anchor._prev is None:
-            self._head = node
-        else:
-            anchor._prev._next = node
-        anchor._prev = node
-        self._count += 1
-        return node
+        return self._link(node, anchor._prev, anchor)
 
     def insert_after(self, anchor: Node, node: Node) -> Node:
         if anchor._next is None:
@@ -619,7 +667,7 @@ class Graph:
             raise VerificationError("node is not in this graph", location=node.location())
         if safe:
             for o in node.outputs:
-                if o._uses or o._returned_by or o in self.outputs:
+                if self.is_live(o):
                     raise VerificationError(f"cannot remove: output %{o.name} is still used",
                                             location=node.location())
         node._drop_uses()
@@ -650,6 +698,28 @@ class Graph:
         for o, v in zip(old.outputs, new_values):
             o.replace_all_uses_with(v)
         self.remove(old)
+
+    # -- liveness ---------------------------------------------------------------------------
+    def live_roots(self) -> frozenset[int]:
+        """``id``s of the values read from outside the node list: the graph outputs and each
+        state variable's next and computed initial value."""
+        return frozenset(id(v) for v in self.outputs) | self._state_root_ids()
+
+    def is_live(self, v: Value) -> bool:
+        """Whether anything reads ``v``: a node, the graph's outputs, or a state variable (as its
+        next or computed initial value).  O(1) amortized."""
+        return bool(v._uses) or bool(v._returned_by) or v in self.outputs or id(v) in self._state_root_ids()
+
+    def _state_root_ids(self) -> frozenset[int]:
+        state = self.state
+        if not state:
+            return frozenset()
+        cached = self._state_roots
+        if cached is not None and cached[0] == _state_edits and cached[1] is state and cached[2] == len(state):
+            return cached[3]
+        ids = frozenset(id(x) for sv in state for x in (sv.next, sv.init_value) if x is not None)
+        self._state_roots = (_state_edits, state, len(state), ids)
+        return ids
 
     # -- whole-graph helpers ---------------------------------------------------------------
     def values(self) -> Iterator[Value]:
@@ -726,6 +796,17 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"<Graph {self.name!r}: {len(self)} nodes, {len(self.parameters)} parameters>"
+
+
+_TENSOR_ROLES = frozenset({ValueRole.PARAMETER, ValueRole.BUFFER, ValueRole.CONSTANT})
+
+
+def _role(role: ValueRole | str, name: str) -> ValueRole:
+    """``role`` as a :class:`ValueRole` (its string spelling is accepted)."""
+    try:
+        return ValueRole(role)
+    except ValueError:
+        raise VerificationError(f"bad value role {role!r} for {name!r}") from None
 
 
 def _sanitize(name: str) -> str:

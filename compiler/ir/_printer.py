@@ -60,6 +60,8 @@ def _graph_lines(g: Graph, indent: str, provenance: bool) -> Iterator[str | tupl
     ins = ", ".join(f"%{v.name}: {v.type}" for v in g.inputs)
     head = "region" if g.parent_node is not None else "graph"
     yield f"{indent}{head} {g.name}({ins}) {{"
+    if g.signature:
+        yield f"{indent}  signature {g.signature.describe()}"
     for sv in g.state:
         init = "computed" if sv.init is None else _fmt_attr(sv.init)
         yield f"{indent}  state %{sv.current.name}: {sv.current.type} = {init} -> {_val(sv.next)}"

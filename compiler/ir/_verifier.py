@@ -6,7 +6,7 @@ regions are checked with an explicit stack, so any depth of nesting is fine."""
 from __future__ import annotations
 
 from ..errors import VerificationError
-from ._core import Graph, Node, Value
+from ._core import Graph, Node, Value, ValueRole
 
 
 def _fail(msg: str, node: Node | None = None, graph: Graph | None = None) -> None:
@@ -72,11 +72,11 @@ def verify(graph: Graph) -> None:
         if g is not graph and g.state:
             _fail("a region may not have state variables", None, g)
         for v in g.inputs:
-            if v.producer is not None or v.role != "input":
+            if v.producer is not None or v.role != ValueRole.INPUT:
                 _fail(f"graph input %{v.name} must have no producer and role 'input'", None, g)
             define(v, None, frame)
         for sv in g.state:
-            if sv.current.role != "state":
+            if sv.current.role != ValueRole.STATE:
                 _fail(f"state variable %{sv.name} must have role 'state'", None, g)
             define(sv.current, None, frame)
         for key, v in g.parameters.items():

@@ -1,24 +1,16 @@
 """The MDF side's data layer (``torchmdf.mdf``): the MDF v0.4 object model, JSON/YAML I/O,
 validation and the whitelisted expression language."""
 
+from . import model as _model
 from .expressions import parse_expression
+from .functions import STANDARD_FUNCTIONS, is_known_function
 from .io import dumps, load, loads, save
-from .model import (
-    Condition,
-    ConditionSet,
-    Edge,
-    Function,
-    Graph,
-    InputPort,
-    Model,
-    Node,
-    OutputPort,
-    Parameter,
-    ParameterCondition,
-)
-from .standard_functions import STANDARD_FUNCTIONS, is_known_function
 from .validate import check, validate
 from .weights import ExternalWeightsWarning, inline_weights
+
+#: The object model's classes (see :mod:`torchmdf.mdf.model`).
+Model, Graph, Node, InputPort, OutputPort, Parameter, ParameterCondition, Function, Edge, Condition, \
+    ConditionSet = _model.CLASSES
 
 __all__ = [
     "Model", "Graph", "Node", "InputPort", "OutputPort", "Parameter", "ParameterCondition",

@@ -6,8 +6,8 @@ parsed once with :mod:`ast` (``ast.parse`` only builds a syntax tree, it runs no
 converted through a whitelist into the dataclasses below; anything outside the whitelist
 (attribute access, ``__import__``, lambdas, comprehensions, strings, ...) is an
 :class:`~torchmdf.errors.ExpressionError` that names the construct and its column.  The tree
-is what the MDF frontend lowers to IR and what :func:`evaluate_expression` (a reference
-evaluator for tests) walks with torch ops.
+is what :mod:`torchmdf.mdf.expression_lowering` lowers to IR (:func:`evaluate_expression` is
+a thin use of that lowering).
 
 Conventions worth knowing:
 
@@ -35,6 +35,8 @@ from typing import Any, Iterable, Union
 import numpy as np
 
 from torchmdf.errors import ExpressionError
+
+from .functions import FUNCTIONS, FunctionSpec, expression_function
 
 __all__ = [
     "Num", "Name", "BinOp", "UnaryOp", "Compare", "BoolOp", "IfExp", "Call", "Slice", "Subscript",
@@ -68,12 +70,17 @@ class Name:
 
 
 @dataclass(frozen=True, slots=True)
-class BinOp:
-    """``left op right`` with op in ``+ - * / // % ** @``."""
+class _Binary:
+    """``left op right``: the fields of :class:`BinOp` and :class:`Compare`."""
 
     op: str
     left: Expr
     right: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class BinOp(_Binary):
+    """``left op right`` with op in ``+ - * / // % ** @``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +92,8 @@ class UnaryOp:
 
 
 @dataclass(frozen=True, slots=True)
-class Compare:
+class Compare(_Binary):
     """One comparison ``left op right`` with op in ``== != < <= > >=``."""
-
-    op: str
-    left: Expr
-    right: Expr
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,52 +149,8 @@ Expr = Union[Num, Name, BinOp, UnaryOp, Compare, BoolOp, IfExp, Call, Subscript,
 
 
 # ---------------------------------------------------------------------------------------------
-# Whitelisted functions
+# Function spellings (the functions themselves: :data:`torchmdf.mdf.functions.FUNCTIONS`)
 # ---------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class FunctionSpec:
-    """A function callable inside an expression.
-
-    ``min_args``/``max_args`` bound the positional arity (``max_args=None``: variadic);
-    ``keywords`` (MDF standard functions only) are the argument names, in positional order,
-    that may also be passed by keyword.
-    """
-
-    name: str
-    min_args: int
-    max_args: int | None
-    keywords: tuple[str, ...] = ()
-
-
-def _specs() -> dict[str, FunctionSpec]:
-    out: dict[str, FunctionSpec] = {}
-    one = ["exp", "log10", "log2", "log1p", "expm1", "sqrt", "abs", "sin", "cos", "tan", "sinh",
-           "cosh", "tanh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "floor",
-           "ceil", "trunc", "round", "sign", "square", "float", "int", "sum", "mean", "amax", "amin",
-           "erf"]
-    for n in one:
-        out[n] = FunctionSpec(n, 1, 1)
-    out["log"] = FunctionSpec("log", 1, 2)  # math.log(x[, base])
-    for n in ["pow", "arctan2", "maximum", "minimum", "matmul", "dot", "hypot", "fmod"]:
-        out[n] = FunctionSpec(n, 2, 2)
-    for n in ["where", "clip"]:
-        out[n] = FunctionSpec(n, 3, 3)
-    for n in ["min", "max"]:  # one argument: reduction; several: element-wise
-        out[n] = FunctionSpec(n, 1, None)
-    # MDF standard functions whose names are not shadowed by a math function (sin(x) is math).
-    mdf = {"linear": ("variable0", "slope", "intercept"),
-           "logistic": ("variable0", "gain", "bias", "offset"),
-           "exponential": ("variable0", "scale", "rate", "bias", "offset"),
-           "MatMul": ("A", "B"),
-           "Relu": ("A",)}
-    for n, kws in mdf.items():
-        out[n] = FunctionSpec(n, len(kws), len(kws), kws)
-    return out
-
-
-#: Canonical function name -> spec.  The only functions an expression may call.
-FUNCTIONS: dict[str, FunctionSpec] = _specs()
 
 _MATH_SPELLINGS = {
     "exp": "exp", "log": "log", "log10": "log10", "log2": "log2", "log1p": "log1p", "expm1": "expm1",
@@ -216,17 +175,21 @@ _BARE_SPELLINGS = {n: n for n in FUNCTIONS if n not in ("amax", "amin")}
 _BARE_SPELLINGS.update({"asin": "arcsin", "acos": "arccos", "atan": "arctan", "atan2": "arctan2",
                         "fabs": "abs"})
 _PREFIXES = {"math": _MATH_SPELLINGS, "numpy": _NUMPY_SPELLINGS, "np": _NUMPY_SPELLINGS}
-_CONSTANTS = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan, "tau": math.tau}
+CONSTANTS = {"pi": math.pi, "e": math.e, "inf": math.inf, "nan": math.nan, "tau": math.tau}
 
 
 def canonical_function_name(spelling: str) -> str | None:
     """The canonical name of a function as written in an expression (``numpy.absolute`` ->
-    ``abs``), or None when it is not whitelisted."""
+    ``abs``; a registered ``mdf::<name>`` op as ``<name>``), or None when it is not
+    whitelisted."""
     if "." in spelling:
         prefix, _, attr = spelling.partition(".")
         table = _PREFIXES.get(prefix)
         return table.get(attr) if table is not None else None
-    return _BARE_SPELLINGS.get(spelling)
+    name = _BARE_SPELLINGS.get(spelling)
+    if name is None and spelling not in FUNCTIONS and expression_function(spelling) is not None:
+        return spelling
+    return name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,20 +217,23 @@ _FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__", "open", "getattr", 
 
 
 class _Failure:
-    """A cached parse failure: the message and hint, re-raised with each caller's location."""
+    """A cached parse failure: the message and hint, re-raised with each caller's location;
+    ``unknown``: the unknown function it calls (registering it as an op makes it known)."""
 
-    __slots__ = ("message", "hint")
+    __slots__ = ("message", "hint", "unknown")
 
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, unknown: str | None = None):
         self.message = message
         self.hint = hint
+        self.unknown = unknown
 
 
 class _Reject(Exception):
-    def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+    """Raised inside the converter with the failure it reports."""
+
+    def __init__(self, failure: _Failure):
+        super().__init__(failure.message)
+        self.failure = failure
 
 
 def _quote(text: str, limit: int = 80) -> str:
@@ -280,10 +246,12 @@ class _Converter:
     def __init__(self, text: str):
         self.text = text
 
-    def reject(self, node: ast.AST | None, what: str, hint: str | None = None) -> _Reject:
+    def reject(self, node: ast.AST | None, what: str, hint: str | None = None,
+               unknown: str | None = None) -> _Reject:
         col = getattr(node, "col_offset", None)
         where = f" at column {col + 1}" if col is not None else ""
-        return _Reject(f"{what} is not allowed in an MDF expression{where}: {_quote(self.text)}", hint)
+        return _Reject(_Failure(f"{what} is not allowed in an MDF expression{where}: {_quote(self.text)}",
+                                hint, unknown))
 
     def conv(self, node: ast.AST, depth: int, in_list: bool = False) -> Expr:
         if depth > MAX_EXPRESSION_DEPTH:
@@ -356,8 +324,8 @@ class _Converter:
         name = self.dotted(node)
         if name is not None:
             prefix, _, attr = name.partition(".")
-            if prefix in _PREFIXES and attr in _CONSTANTS:
-                return Num(_CONSTANTS[attr])
+            if prefix in _PREFIXES and attr in CONSTANTS:
+                return Num(CONSTANTS[attr])
         shown = f" {name!r}" if name else ""
         raise self.reject(node, f"attribute access{shown}",
                           "only math./numpy./np. function names and math.pi-style constants are allowed")
@@ -376,8 +344,10 @@ class _Converter:
             if "." in spelling and spelling.partition(".")[0] not in _PREFIXES:
                 raise self.reject(node.func, f"attribute access {spelling!r}")
             raise self.reject(node, f"a call of the unknown function {spelling!r}",
-                              "known functions: " + ", ".join(sorted(FUNCTIONS)))
-        spec = FUNCTIONS[func]
+                              "known functions: " + ", ".join(sorted(FUNCTIONS)), unknown=spelling)
+        spec = expression_function(func)
+        if spec is None:  # pragma: no cover - canonical_function_name said it was known
+            raise self.reject(node, f"a call of the unknown function {spelling!r}")
         args = []
         for a in node.args:
             if isinstance(a, ast.Starred):
@@ -444,7 +414,7 @@ def _parse_cached(text: str) -> Expr | _Failure:
     try:
         return _Converter(text.strip()).conv(tree.body, 0)
     except _Reject as r:
-        return _Failure(r.message, r.hint)
+        return r.failure
     except RecursionError:
         return _Failure(f"expression is nested too deeply: {_quote(text)}")
 
@@ -459,6 +429,10 @@ def parse_expression(text: str, *, location: str | None = None) -> Expr:
         raise ExpressionError(f"an expression must be a string, not {type(text).__name__}",
                               location=location)
     result = _parse_cached(text)
+    if isinstance(result, _Failure) and result.unknown is not None \
+            and expression_function(result.unknown) is not None:  # an op registered since
+        _parse_cached.cache_clear()
+        result = _parse_cached(text)
     if isinstance(result, _Failure):
         raise ExpressionError(result.message, location=location, hint=result.hint)
     return result
@@ -664,19 +638,14 @@ def to_source(expr: Expr) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reference evaluator (tests, constant folding): walks the tree with torch ops, never eval
+# Evaluation: a thin use of the lowering (never eval)
 # ---------------------------------------------------------------------------------------------
-
-def _torch():
-    import torch
-
-    return torch
-
 
 def literal_tensor(v: Any):
     """An MDF literal as a tensor, as modeci_mdf's numpy computes with it: floats (and arrays
     holding floats) float64, ints int64, bools bool."""
-    torch = _torch()
+    import torch
+
     if isinstance(v, torch.Tensor):
         return v
     if isinstance(v, bool):
@@ -689,154 +658,21 @@ def literal_tensor(v: Any):
     return t.double() if t.is_floating_point() else t
 
 
-_t = literal_tensor
-
-
-def _float(x):
-    torch = _torch()
-    return x if x.is_floating_point() or x.is_complex() else x.to(torch.float64)
-
-
-def _arith(x):
-    """Booleans count as 0/1 in arithmetic, as in Python (torch would keep them boolean)."""
-    torch = _torch()
-    return x.to(torch.int64) if x.dtype == torch.bool else x
-
-
-def _pow(a, b):
-    torch = _torch()
-    if not a.is_floating_point() and not b.is_floating_point() and bool((b < 0).any()):
-        return torch.pow(a.to(torch.float64), b)
-    return torch.pow(a, b)
-
-
-def _reduce_minmax(fn, args):
-    torch = _torch()
-    if len(args) == 1:
-        return fn(args[0])
-    out = args[0]
-    for a in args[1:]:
-        out = torch.maximum(out, a) if fn is torch.max else torch.minimum(out, a)
-    return out
-
-
-def _call_table():
-    torch = _torch()
-    f = _float
-    return {
-        "exp": lambda x: torch.exp(f(x)), "log": lambda x, b=None: torch.log(f(x)) if b is None
-        else torch.log(f(x)) / torch.log(f(b)), "log10": lambda x: torch.log10(f(x)),
-        "log2": lambda x: torch.log2(f(x)), "log1p": lambda x: torch.log1p(f(x)),
-        "expm1": lambda x: torch.expm1(f(x)), "sqrt": lambda x: torch.sqrt(f(x)), "abs": torch.abs,
-        "sin": lambda x: torch.sin(f(x)), "cos": lambda x: torch.cos(f(x)),
-        "tan": lambda x: torch.tan(f(x)), "sinh": lambda x: torch.sinh(f(x)),
-        "cosh": lambda x: torch.cosh(f(x)), "tanh": lambda x: torch.tanh(f(x)),
-        "arcsin": lambda x: torch.asin(f(x)), "arccos": lambda x: torch.acos(f(x)),
-        "arctan": lambda x: torch.atan(f(x)), "arcsinh": lambda x: torch.asinh(f(x)),
-        "arccosh": lambda x: torch.acosh(f(x)), "arctanh": lambda x: torch.atanh(f(x)),
-        "arctan2": lambda y, x: torch.atan2(f(y), f(x)), "floor": torch.floor, "ceil": torch.ceil,
-        "trunc": torch.trunc, "round": torch.round, "sign": torch.sign,
-        "square": lambda x: x * x, "float": lambda x: x.to(torch.float64),
-        "int": lambda x: torch.trunc(x).to(torch.int64), "sum": torch.sum,
-        "mean": lambda x: torch.mean(f(x)), "amax": torch.max, "amin": torch.min,
-        "erf": lambda x: torch.erf(f(x)), "pow": _pow, "maximum": torch.maximum,
-        "minimum": torch.minimum, "matmul": torch.matmul, "dot": torch.matmul,
-        "hypot": lambda a, b: torch.hypot(f(a), f(b)), "fmod": torch.fmod,
-        "where": lambda c, a, b: torch.where(c.to(torch.bool), a, b), "clip": torch.clamp,
-        "max": lambda *a: _reduce_minmax(torch.max, a), "min": lambda *a: _reduce_minmax(torch.min, a),
-        "linear": lambda x, slope, intercept: x * slope + intercept,
-        "logistic": lambda x, gain, bias, offset: 1 / (1 + torch.exp(f(-1 * gain * (x + bias) + offset))),
-        "exponential": lambda x, scale, rate, bias, offset: scale * torch.exp(f(rate * x + bias)) + offset,
-        "MatMul": torch.matmul, "Relu": lambda a: a * (a > 0),
-    }
-
-
-_CALLS: dict | None = None
-
-
-def _index_value(i: Any, env: dict):
-    if type(i) is Slice:
-        def part(x):
-            return None if x is None else int(_eval(x, env))
-        return slice(part(i.lower), part(i.upper), part(i.step))
-    v = _eval(i, env)
-    if v.dim() == 0 and not v.is_floating_point() and v.dtype != _torch().bool:
-        return int(v)
-    return v
-
-
-def _eval(e: Any, env: dict):
-    torch = _torch()
-    t = type(e)
-    if t is Num:
-        return _t(e.value)
-    if t is Name:
-        try:
-            return _t(env[e.id])
-        except KeyError:
-            raise ExpressionError(f"no value for the name {e.id!r}") from None
-    if t is BinOp:
-        a, b = _arith(_eval(e.left, env)), _arith(_eval(e.right, env))
-        op = e.op
-        if op == "+":
-            return a + b
-        if op == "-":
-            return a - b
-        if op == "*":
-            return a * b
-        if op == "/":
-            if not a.is_floating_point() and not b.is_floating_point():
-                a = a.to(torch.float64)
-            return torch.true_divide(a, b)
-        if op == "//":
-            return torch.floor_divide(a, b)
-        if op == "%":
-            return torch.remainder(a, b)
-        if op == "**":
-            return _pow(a, b)
-        return torch.matmul(a, b)
-    if t is UnaryOp:
-        v = _eval(e.operand, env)
-        if e.op == "-":
-            return -_arith(v)
-        if e.op == "+":
-            return _arith(v)
-        return torch.logical_not(v)
-    if t is Compare:
-        a, b = _eval(e.left, env), _eval(e.right, env)
-        return {"==": torch.eq, "!=": torch.ne, "<": torch.lt, "<=": torch.le, ">": torch.gt,
-                ">=": torch.ge}[e.op](a, b)
-    if t is BoolOp:
-        fn = torch.logical_and if e.op == "and" else torch.logical_or
-        out = _eval(e.values[0], env)
-        for v in e.values[1:]:
-            out = fn(out, _eval(v, env))
-        return out
-    if t is IfExp:
-        test = _eval(e.test, env).to(torch.bool)
-        body, orelse = _eval(e.body, env), _eval(e.orelse, env)
-        return torch.where(test, body, orelse)
-    if t is Call:
-        global _CALLS
-        if _CALLS is None:
-            _CALLS = _call_table()
-        return _t(_CALLS[e.func](*[_arith(_eval(a, env)) for a in e.args]))
-    if t is Subscript:
-        v = _eval(e.value, env)
-        idx = tuple(_index_value(i, env) for i in e.index) if isinstance(e.index, tuple) \
-            else _index_value(e.index, env)
-        return v[idx]
-    if t is List:
-        vals = [_eval(x, env) for x in e.elts]
-        if not vals:
-            return torch.zeros(0, dtype=torch.float64)
-        vals = torch.broadcast_tensors(*vals)
-        dtype = functools.reduce(torch.promote_types, [v.dtype for v in vals])
-        return torch.stack([v.to(dtype) for v in vals])
-    raise ExpressionError(f"not an expression node: {type(e).__name__}")
-
-
 def evaluate_expression(expr: Expr, env: dict[str, Any]):
     """Evaluate a tree on torch tensors/Python numbers in ``env`` (name -> value); returns a
-    tensor.  A reference for tests: the compiled path goes through the IR instead."""
-    return _eval(expr, env)
+    tensor.  The tree goes through the same lowering as a file's expressions
+    (:class:`~torchmdf.mdf.expression_lowering.ExpressionLowering`), each op run as it is
+    lowered, with the function table's numpy-compat notes applied exactly."""
+    from torchmdf.ir import Graph
+
+    from .expression_lowering import Env, ExpressionLowering
+
+    for name in sorted(free_names(expr)):
+        if name not in env:
+            raise ExpressionError(f"no value for the name {name!r}")
+    g = Graph("expression")
+    lowering = ExpressionLowering(g, {}, "expression", numpy_exact=True, eager=True)
+    scope = Env()
+    for name, v in env.items():
+        scope.set(name, lowering.const(v) if type(v) in (int, float, bool) else g.add_constant(literal_tensor(v)))
+    return lowering.one(lowering.expr(expr, scope, "expression"), "expression").tensor

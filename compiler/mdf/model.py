@@ -337,132 +337,272 @@ def _function_field(ctx: _Ctx, path: tuple, body: dict) -> tuple[Any, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
+# The file form, declared: each field's codec says how it is read and written
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class _Codec:
+    """How one field is read from a file body (``read(ctx, path, body, key, out)`` sets
+    ``out[key]``, reporting problems on ``ctx``) and written (``write(d, key, value, path)``)."""
+
+    read: Callable[[_Ctx, tuple, dict, str, dict], None]
+    write: Callable[[dict, str, Any, tuple], None]
+
+
+def _reader(convert: Callable[[Any], Any]) -> Callable[[_Ctx, tuple, dict, str, dict], None]:
+    def read(ctx: _Ctx, path: tuple, body: dict, key: str, out: dict) -> None:
+        out[key] = convert(body.get(key))
+    return read
+
+
+def _read_mapping(ctx: _Ctx, path: tuple, body: dict, key: str, out: dict) -> None:
+    _dups(ctx, path, body.get(key), key)
+    out[key] = _values(body.get(key))
+
+
+def _read_required(ctx: _Ctx, path: tuple, body: dict, key: str, out: dict) -> None:
+    if key not in body:
+        ctx.error(path, f"missing {key!r}")
+    out[key] = body.get(key)
+
+
+def _read_function(ctx: _Ctx, path: tuple, body: dict, key: str, out: dict) -> None:
+    fn, args = _function_field(ctx, path, body)
+    _dups(ctx, path, args, "args")
+    out["function"], out["args"] = fn, _values(args)
+
+
+def _read_nothing(ctx: _Ctx, path: tuple, body: dict, key: str, out: dict) -> None:
+    """A field another codec reads (``args`` with ``function``; ``id`` from the key)."""
+
+
+def _write_id(d: dict, key: str, value: Any, path: tuple) -> None:
+    d[key] = to_plain(value, path)
+
+
+def _collection_codec(kind: str, build: Callable[[], Callable[..., Any]]) -> _Codec:
+    """``{id: {...}}`` of objects built by ``build()`` (looked up late: classes refer to later ones)."""
+    def read(ctx: _Ctx, path: tuple, body: dict, key: str, out: dict) -> None:
+        out[key] = _collection(ctx, path, body.get(key), kind, key, build())
+
+    def write(d: dict, key: str, items: Any, path: tuple) -> None:
+        if items:
+            d[key] = _dump_collection(items, kind, path)
+    return _Codec(read, write)
+
+
+def _write_condition_list(d: dict, key: str, conds: Any, path: tuple) -> None:
+    if conds:
+        d[key] = [c.to_dict(path + (seg("condition", c.id),)) if isinstance(c, ParameterCondition)
+                  else to_plain(c, path) for c in conds]
+
+
+def _read_condition_set(ctx: _Ctx, path: tuple, body: dict, key: str, out: dict) -> None:
+    cond = body.get(key)
+    out[key] = None
+    if isinstance(cond, dict):
+        out[key] = ConditionSet._build(cond, None, ctx, path + (key,))
+    elif cond is not None:
+        ctx.error(path, f"{key} must be a mapping, got {_tname(cond)}")
+
+
+def _write_condition_set(d: dict, key: str, cs: Any, path: tuple) -> None:
+    if cs is not None:
+        if not isinstance(cs, ConditionSet):
+            raise _SaveError(path + (key,), f"{key} must be a ConditionSet")
+        d[key] = cs.to_dict(path + (key,))
+
+
+def _read_condition_map(ctx: _Ctx, path: tuple, body: dict, key: str, out: dict) -> None:
+    """``{node id or time scale: condition}``."""
+    v = body.get(key)
+    out[key] = None
+    if v is None:
+        return
+    if not isinstance(v, dict):
+        ctx.error(path, f"{key} must be a mapping, got {_tname(v)}")
+        return
+    _dups(ctx, path, v, key)
+    conds = {}
+    for k, c in v.items():
+        p = path + (f"{key} {k!r}",)
+        if not isinstance(c, dict):
+            ctx.error(p, f"expected a condition mapping, got {_tname(c)}")
+            continue
+        conds[k] = Condition._build(c, None, ctx, p)
+    out[key] = conds
+
+
+def _write_condition_map(d: dict, key: str, conds: Any, path: tuple) -> None:
+    if conds is None:
+        return
+    if not isinstance(conds, dict):
+        raise _SaveError(path + (key,), f"{key} must be a mapping, not {_tname(conds)}")
+    d[key] = {k: c.to_dict(path + (f"{key} {k!r}",)) if isinstance(c, Condition)
+              else to_plain(c, path + (f"{key} {k!r}",)) for k, c in conds.items()}
+
+
+_PLAIN = _Codec(_reader(lambda v: v), _put)
+_VALUE = _Codec(_reader(to_value), _put)
+_SHAPE = _Codec(_reader(_shape), _put)
+_MAPPING = _Codec(_read_mapping, _put)
+_REQUIRED = _Codec(_read_required, _put)
+_FUNCTION = _Codec(_read_function, _put)
+_ARGS = _Codec(_read_nothing, _put)
+_ID = _Codec(_read_nothing, _write_id)
+_CONDITION_LIST = _Codec(lambda ctx, path, body, key, out: out.__setitem__(key, _collection(
+    ctx, path, body.get(key), "condition", key, ParameterCondition._build)), _write_condition_list)
+_CONDITION_SET = _Codec(_read_condition_set, _write_condition_set)
+_CONDITION_MAP = _Codec(_read_condition_map, _write_condition_map)
+
+
+def _f(codec: _Codec, default: Any = None, *, required: bool = False,
+       factory: Callable[[], Any] | None = None) -> Any:
+    """A dataclass field that a file holds under its name, read and written by ``codec``."""
+    md = {"mdf": codec}
+    if factory is not None:
+        return field(default_factory=factory, metadata=md)
+    return field(metadata=md) if required else field(default=default, metadata=md)
+
+
+def _list_field(kind: str, build: Callable[[], Callable[..., Any]]) -> Any:
+    """A collection of objects, written as ``{id: {...}}``."""
+    return _f(_collection_codec(kind, build), factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _FileForm:
+    """A class's file form: its keys in the order they are read and written (``"extra"``:
+    the unknown keys kept from a file), the keys a file may hold, and how to list them."""
+
+    order: tuple[tuple[str, _Codec | None], ...]
+    allowed: frozenset
+    shown: str
+
+
+_FORMS: dict[type, _FileForm] = {}
+
+
+def _file_form(cls: type) -> _FileForm:
+    form = _FORMS.get(cls)
+    if form is None:
+        from dataclasses import fields
+
+        codecs = {f.name: f.metadata["mdf"] for f in fields(cls) if "mdf" in f.metadata}
+        keys = [k for k in codecs if k != "id"]
+        order = getattr(cls, "_ORDER", None) or (
+            "extra", *[k for k in ("metadata", "notes") if k in codecs],
+            *[k for k in keys if k not in ("metadata", "notes")])
+        shown = (["id"] if any(f.name == "id" for f in fields(cls)) else []) + keys
+        form = _FORMS[cls] = _FileForm(tuple((k, codecs.get(k)) for k in order), frozenset(shown),
+                                       ", ".join(shown))
+    return form
+
+
+class _FileObject:
+    """The generic file form of the classes below: ``to_dict`` and ``from_dict`` follow the
+    codecs declared on the fields (:func:`_f`), so a class is its field list."""
+
+    __slots__ = ()
+    _KIND = ""
+
+    def to_dict(self, _path: tuple = ()) -> dict:
+        d: dict = {}
+        for key, codec in _file_form(type(self)).order:
+            if codec is None:
+                _put_extra(d, self, _path)
+            else:
+                codec.write(d, key, getattr(self, key), _path)
+        return d
+
+    @classmethod
+    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Any:
+        form = _file_form(cls)
+        extra = _check_keys(ctx, path, body, form.allowed, form.shown)
+        out: dict = {}
+        if "id" in form.allowed:
+            _check_id(ctx, path, body, ident)
+            out["id"] = ident
+        for key, codec in form.order:
+            if codec is not None:
+                codec.read(ctx, path, body, key, out)
+        return _with_extra(extra, cls(**out))
+
+    @classmethod
+    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None,
+                  strict: bool = False) -> Any:
+        """Build the object from its file form (``{field: value}``); one ValidationError lists
+        every structural problem (see :meth:`Model.from_dict`)."""
+        return _from_dict(cls, d, id, location, cls._KIND, strict)
+
+
+# ---------------------------------------------------------------------------------------------
 # The classes
 # ---------------------------------------------------------------------------------------------
 
 @dataclass(slots=True, eq=False)
-class InputPort:
+class InputPort(_FileObject):
     """Where a Node receives a value (from an edge, or ``default_value``, or the caller)."""
 
     id: str
-    shape: tuple[int, ...] | None = None
-    type: str | None = None
-    default_value: Any = None
-    reduce: str | None = None
-    metadata: dict | None = None
-    notes: str | None = None
+    shape: tuple[int, ...] | None = _f(_SHAPE)
+    type: str | None = _f(_PLAIN)
+    default_value: Any = _f(_VALUE)
+    reduce: str | None = _f(_PLAIN)
+    metadata: dict | None = _f(_PLAIN)
+    notes: str | None = _f(_PLAIN)
     extra: dict | None = field(default=None, repr=False)
 
-    _KEYS = _keys("id", "shape", "type", "default_value", "reduce", "metadata", "notes")
-
-    def to_dict(self, _path: tuple = ()) -> dict:
-        d: dict = {}
-        _put_common(d, self, _path)
-        _put(d, "shape", self.shape, _path)
-        _put(d, "type", self.type, _path)
-        _put(d, "default_value", self.default_value, _path)
-        _put(d, "reduce", self.reduce, _path)
-        return d
-
-    @classmethod
-    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> InputPort:
-        extra = _check_keys(ctx, path, body, *cls._KEYS)
-        _check_id(ctx, path, body, ident)
-        g = body.get
-        return _with_extra(extra, cls(ident, _shape(g("shape")), g("type"), to_value(g("default_value")), g("reduce"),
-                   g("metadata"), g("notes")))
-
-    @classmethod
-    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None,
-                  strict: bool = False) -> InputPort:
-        return _from_dict(cls, d, id, location, "input port", strict)
+    _KIND = "input port"
 
 
 @dataclass(slots=True, eq=False)
-class OutputPort:
+class OutputPort(_FileObject):
     """A value a Node exports: an expression over its ports, parameters and functions."""
 
     id: str
-    value: str | None = None
-    shape: tuple[int, ...] | None = None
-    type: str | None = None
-    metadata: dict | None = None
-    notes: str | None = None
+    value: str | None = _f(_PLAIN)
+    shape: tuple[int, ...] | None = _f(_SHAPE)
+    type: str | None = _f(_PLAIN)
+    metadata: dict | None = _f(_PLAIN)
+    notes: str | None = _f(_PLAIN)
     extra: dict | None = field(default=None, repr=False)
 
-    _KEYS = _keys("id", "value", "shape", "type", "metadata", "notes")
-
-    def to_dict(self, _path: tuple = ()) -> dict:
-        d: dict = {}
-        _put_common(d, self, _path)
-        _put(d, "value", self.value, _path)
-        _put(d, "shape", self.shape, _path)
-        _put(d, "type", self.type, _path)
-        return d
-
-    @classmethod
-    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> OutputPort:
-        extra = _check_keys(ctx, path, body, *cls._KEYS)
-        _check_id(ctx, path, body, ident)
-        g = body.get
-        return _with_extra(extra, cls(ident, g("value"), _shape(g("shape")), g("type"), g("metadata"), g("notes")))
-
-    @classmethod
-    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None,
-                  strict: bool = False) -> OutputPort:
-        return _from_dict(cls, d, id, location, "output port", strict)
+    _KIND = "output port"
 
 
 @dataclass(slots=True, eq=False)
-class ParameterCondition:
+class ParameterCondition(_FileObject):
     """When ``test`` holds, the parameter takes ``value`` (evaluated after the parameter)."""
 
-    id: str
-    test: Any = None
-    value: Any = None
+    id: str = _f(_ID, required=True)
+    test: Any = _f(_VALUE)
+    value: Any = _f(_VALUE)
 
     extra: dict | None = field(default=None, repr=False)
 
-    _KEYS = _keys("id", "test", "value")
-
-    def to_dict(self, _path: tuple = ()) -> dict:
-        d: dict = {"id": to_plain(self.id, _path)}
-        _put(d, "test", self.test, _path)
-        _put(d, "value", self.value, _path)
-        _put_extra(d, self, _path)
-        return d
-
-    @classmethod
-    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> ParameterCondition:
-        extra = _check_keys(ctx, path, body, *cls._KEYS)
-        _check_id(ctx, path, body, ident)
-        return _with_extra(extra, cls(ident, to_value(body.get("test")), to_value(body.get("value"))))
-
-    @classmethod
-    def from_dict(cls, d: dict, *, id: str | None = None,
-                  location: str | None = None, strict: bool = False) -> ParameterCondition:
-        return _from_dict(cls, d, id, location, "condition", strict)
+    _KIND = "condition"
+    _ORDER = ("id", "test", "value", "extra")  # written as a list entry: its id first
 
 
 @dataclass(slots=True, eq=False)
-class Parameter:
+class Parameter(_FileObject):
     """A named value of a Node: a constant or expression ``value`` (self-reference makes it
     stateful), a ``function`` with ``args``, or ``default_initial_value`` + ``time_derivative``;
     ``conditions`` override it when their test holds."""
 
     id: str
-    value: Any = None
-    default_initial_value: Any = None
-    time_derivative: str | None = None
-    function: str | None = None
-    args: dict[str, Any] | None = None
-    conditions: list[ParameterCondition] = field(default_factory=list)
-    metadata: dict | None = None
-    notes: str | None = None
+    value: Any = _f(_VALUE)
+    default_initial_value: Any = _f(_VALUE)
+    time_derivative: str | None = _f(_PLAIN)
+    function: str | None = _f(_FUNCTION)
+    args: dict[str, Any] | None = _f(_ARGS)
+    conditions: list[ParameterCondition] = _f(_CONDITION_LIST, factory=list)
+    metadata: dict | None = _f(_PLAIN)
+    notes: str | None = _f(_PLAIN)
     extra: dict | None = field(default=None, repr=False)
 
-    _KEYS = _keys("id", "value", "default_initial_value", "time_derivative", "function", "args",
-                  "conditions", "metadata", "notes")
+    _KIND = "parameter"
 
     def is_stateful(self) -> bool:
         """Stateful as modeci_mdf defines it: a time derivative, an initial value, or a value
@@ -478,89 +618,37 @@ class Parameter:
                 return False
         return False
 
-    def to_dict(self, _path: tuple = ()) -> dict:
-        d: dict = {}
-        _put_common(d, self, _path)
-        _put(d, "value", self.value, _path)
-        _put(d, "default_initial_value", self.default_initial_value, _path)
-        _put(d, "time_derivative", self.time_derivative, _path)
-        _put(d, "function", self.function, _path)
-        _put(d, "args", self.args, _path)
-        if self.conditions:
-            d["conditions"] = [c.to_dict(_path + (seg("condition", c.id),)) if isinstance(
-                c, ParameterCondition) else to_plain(c, _path) for c in self.conditions]
-        return d
-
-    @classmethod
-    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Parameter:
-        extra = _check_keys(ctx, path, body, *cls._KEYS)
-        _check_id(ctx, path, body, ident)
-        g = body.get
-        fn, args = _function_field(ctx, path, body)
-        _dups(ctx, path, args, "args")
-        conds = g("conditions")
-        conditions = _collection(ctx, path, conds, "condition", "conditions", ParameterCondition._build)
-        return _with_extra(extra, cls(ident, to_value(g("value")), to_value(g("default_initial_value")),
-                   g("time_derivative"), fn, _values(args), conditions, g("metadata"), g("notes")))
-
-    @classmethod
-    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None,
-                  strict: bool = False) -> Parameter:
-        return _from_dict(cls, d, id, location, "parameter", strict)
-
 
 @dataclass(slots=True, eq=False)
-class Function:
+class Function(_FileObject):
     """A value computed by a named ``function`` with ``args``, or by a ``value`` expression
     over ``args`` and the node's other values."""
 
     id: str
-    function: str | None = None
-    args: dict[str, Any] | None = None
-    value: Any = None
-    metadata: dict | None = None
-    notes: str | None = None
+    function: str | None = _f(_FUNCTION)
+    args: dict[str, Any] | None = _f(_ARGS)
+    value: Any = _f(_VALUE)
+    metadata: dict | None = _f(_PLAIN)
+    notes: str | None = _f(_PLAIN)
     extra: dict | None = field(default=None, repr=False)
 
-    _KEYS = _keys("id", "function", "args", "value", "metadata", "notes")
-
-    def to_dict(self, _path: tuple = ()) -> dict:
-        d: dict = {}
-        _put_common(d, self, _path)
-        _put(d, "function", self.function, _path)
-        _put(d, "args", self.args, _path)
-        _put(d, "value", self.value, _path)
-        return d
-
-    @classmethod
-    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Function:
-        extra = _check_keys(ctx, path, body, *cls._KEYS)
-        _check_id(ctx, path, body, ident)
-        fn, args = _function_field(ctx, path, body)
-        _dups(ctx, path, args, "args")
-        return _with_extra(extra, cls(ident, fn, _values(args), to_value(body.get("value")), body.get("metadata"),
-                   body.get("notes")))
-
-    @classmethod
-    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None,
-                  strict: bool = False) -> Function:
-        return _from_dict(cls, d, id, location, "function", strict)
+    _KIND = "function"
 
 
 @dataclass(slots=True, eq=False)
-class Node:
+class Node(_FileObject):
     """A unit of evaluation: input ports -> functions and parameters -> output ports."""
 
     id: str
-    input_ports: list[InputPort] = field(default_factory=list)
-    functions: list[Function] = field(default_factory=list)
-    parameters: list[Parameter] = field(default_factory=list)
-    output_ports: list[OutputPort] = field(default_factory=list)
-    metadata: dict | None = None
-    notes: str | None = None
+    input_ports: list[InputPort] = _list_field("input port", lambda: InputPort._build)
+    functions: list[Function] = _list_field("function", lambda: Function._build)
+    parameters: list[Parameter] = _list_field("parameter", lambda: Parameter._build)
+    output_ports: list[OutputPort] = _list_field("output port", lambda: OutputPort._build)
+    metadata: dict | None = _f(_PLAIN)
+    notes: str | None = _f(_PLAIN)
     extra: dict | None = field(default=None, repr=False)
 
-    _KEYS = _keys("id", "input_ports", "functions", "parameters", "output_ports", "metadata", "notes")
+    _KIND = "node"
 
     def get_input_port(self, id: str) -> InputPort | None:
         return next((p for p in self.input_ports if p.id == id), None)
@@ -579,86 +667,29 @@ class Node:
         return ([p.id for p in self.input_ports] + [p.id for p in self.parameters]
                 + [f.id for f in self.functions])
 
-    def to_dict(self, _path: tuple = ()) -> dict:
-        d: dict = {}
-        _put_common(d, self, _path)
-        for key, kind, items in (("input_ports", "input port", self.input_ports),
-                                 ("functions", "function", self.functions),
-                                 ("parameters", "parameter", self.parameters),
-                                 ("output_ports", "output port", self.output_ports)):
-            if items:
-                d[key] = _dump_collection(items, kind, _path)
-        return d
-
-    @classmethod
-    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Node:
-        extra = _check_keys(ctx, path, body, *cls._KEYS)
-        _check_id(ctx, path, body, ident)
-        g = body.get
-        return _with_extra(extra, cls(
-            ident,
-            _collection(ctx, path, g("input_ports"), "input port", "input_ports", InputPort._build),
-            _collection(ctx, path, g("functions"), "function", "functions", Function._build),
-            _collection(ctx, path, g("parameters"), "parameter", "parameters", Parameter._build),
-            _collection(ctx, path, g("output_ports"), "output port", "output_ports", OutputPort._build),
-            g("metadata"), g("notes")))
-
-    @classmethod
-    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None,
-                  strict: bool = False) -> Node:
-        return _from_dict(cls, d, id, location, "node", strict)
-
 
 @dataclass(slots=True, eq=False)
-class Edge:
+class Edge(_FileObject):
     """Carries the value of ``sender``'s ``sender_port`` to ``receiver``'s ``receiver_port``;
     ``parameters["weight"]``, when present, multiplies it element-wise (modeci_mdf:
     ``weight * value``)."""
 
     id: str
-    sender: str
-    receiver: str
-    sender_port: str
-    receiver_port: str
-    parameters: dict[str, Any] | None = None
-    metadata: dict | None = None
-    notes: str | None = None
+    sender: str = _f(_REQUIRED, required=True)
+    receiver: str = _f(_REQUIRED, required=True)
+    sender_port: str = _f(_REQUIRED, required=True)
+    receiver_port: str = _f(_REQUIRED, required=True)
+    parameters: dict[str, Any] | None = _f(_MAPPING)
+    metadata: dict | None = _f(_PLAIN)
+    notes: str | None = _f(_PLAIN)
     extra: dict | None = field(default=None, repr=False)
 
-    _KEYS = _keys("id", "sender", "receiver", "sender_port", "receiver_port", "parameters",
-                  "metadata", "notes")
+    _KIND = "edge"
 
     @property
     def weight(self) -> Any:
         """The edge's weight, or None when it has none (modeci_mdf then passes the value as is)."""
         return None if not isinstance(self.parameters, dict) else self.parameters.get("weight")
-
-    def to_dict(self, _path: tuple = ()) -> dict:
-        d: dict = {}
-        _put_common(d, self, _path)
-        _put(d, "sender", self.sender, _path)
-        _put(d, "receiver", self.receiver, _path)
-        _put(d, "sender_port", self.sender_port, _path)
-        _put(d, "receiver_port", self.receiver_port, _path)
-        _put(d, "parameters", self.parameters, _path)
-        return d
-
-    @classmethod
-    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Edge:
-        extra = _check_keys(ctx, path, body, *cls._KEYS)
-        _check_id(ctx, path, body, ident)
-        g = body.get
-        for k in ("sender", "receiver", "sender_port", "receiver_port"):
-            if k not in body:
-                ctx.error(path, f"missing {k!r}")
-        _dups(ctx, path, g("parameters"), "parameters")
-        return _with_extra(extra, cls(ident, g("sender"), g("receiver"), g("sender_port"), g("receiver_port"),
-                   _values(g("parameters")), g("metadata"), g("notes")))
-
-    @classmethod
-    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None,
-                  strict: bool = False) -> Edge:
-        return _from_dict(cls, d, id, location, "edge", strict)
 
 
 _COND_KEYS = frozenset(["type", "kwargs", "args", "metadata", "notes"])
@@ -768,16 +799,14 @@ def _condition_arg(v: Any, ctx: _Ctx, path: tuple) -> Any:
 
 
 @dataclass(slots=True, eq=False)
-class ConditionSet:
+class ConditionSet(_FileObject):
     """A graph's scheduling: per-node run conditions and per-time-scale termination."""
 
-    node_specific: dict[str, Condition] | None = None
-    termination: dict[str, Condition] | None = None
-    metadata: dict | None = None
-    notes: str | None = None
+    node_specific: dict[str, Condition] | None = _f(_CONDITION_MAP)
+    termination: dict[str, Condition] | None = _f(_CONDITION_MAP)
+    metadata: dict | None = _f(_PLAIN)
+    notes: str | None = _f(_PLAIN)
     extra: dict | None = field(default=None, repr=False)
-
-    _KEYS = _keys("node_specific", "termination", "metadata", "notes")
 
     def __post_init__(self) -> None:
         # modeci_mdf scripts key termination by graph_scheduler's TimeScale and node_specific
@@ -787,42 +816,6 @@ class ConditionSet:
         if isinstance(self.node_specific, dict):
             self.node_specific = {(k.id if isinstance(k, (Node, Graph)) else k): c
                                   for k, c in self.node_specific.items()}
-
-    def to_dict(self, _path: tuple = ()) -> dict:
-        d: dict = {}
-        _put_common(d, self, _path)
-        for key, conds in (("node_specific", self.node_specific), ("termination", self.termination)):
-            if conds is None:
-                continue
-            if not isinstance(conds, dict):
-                raise _SaveError(_path + (key,), f"{key} must be a mapping, not {_tname(conds)}")
-            d[key] = {k: c.to_dict(_path + (f"{key} {k!r}",)) if isinstance(c, Condition)
-                      else to_plain(c, _path + (f"{key} {k!r}",)) for k, c in conds.items()}
-        return d
-
-    @classmethod
-    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> ConditionSet:
-        extra = _check_keys(ctx, path, body, *cls._KEYS)
-        out = {}
-        for key in ("node_specific", "termination"):
-            v = body.get(key)
-            if v is None:
-                out[key] = None
-                continue
-            if not isinstance(v, dict):
-                ctx.error(path, f"{key} must be a mapping, got {_tname(v)}")
-                out[key] = None
-                continue
-            _dups(ctx, path, v, key)
-            conds = {}
-            for k, c in v.items():
-                p = path + (f"{key} {k!r}",)
-                if not isinstance(c, dict):
-                    ctx.error(p, f"expected a condition mapping, got {_tname(c)}")
-                    continue
-                conds[k] = Condition._build(c, None, ctx, p)
-            out[key] = conds
-        return _with_extra(extra, cls(out["node_specific"], out["termination"], body.get("metadata"), body.get("notes")))
 
     @classmethod
     def from_dict(cls, d: dict, *, location: str | None = None) -> ConditionSet:
@@ -836,20 +829,21 @@ class ConditionSet:
 
 
 @dataclass(slots=True, eq=False)
-class Graph:
+class Graph(_FileObject):
     """Nodes connected by edges, with optional global ``parameters`` and scheduling
     ``conditions``.  ``nodes`` may hold nested Graphs (see the module docstring)."""
 
     id: str
-    nodes: list[Node | Graph] = field(default_factory=list)
-    edges: list[Edge] = field(default_factory=list)
-    parameters: dict[str, Any] | None = None
-    conditions: ConditionSet | None = None
-    metadata: dict | None = None
-    notes: str | None = None
+    nodes: list[Node | Graph] = _list_field("node", lambda: _build_node_or_graph)
+    edges: list[Edge] = _list_field("edge", lambda: Edge._build)
+    parameters: dict[str, Any] | None = _f(_MAPPING)
+    conditions: ConditionSet | None = _f(_CONDITION_SET)
+    metadata: dict | None = _f(_PLAIN)
+    notes: str | None = _f(_PLAIN)
     extra: dict | None = field(default=None, repr=False)
 
-    _KEYS = _keys("id", "nodes", "edges", "parameters", "conditions", "metadata", "notes")
+    _KIND = "graph"
+    _ORDER = ("extra", "metadata", "notes", "parameters", "conditions", "nodes", "edges")
 
     def get_node(self, id: str) -> Node | Graph | None:
         return next((n for n in self.nodes if n.id == id), None)
@@ -871,41 +865,6 @@ class Graph:
         return [(n, p) for n in self.nodes if isinstance(n, Node) for p in n.input_ports
                 if (n.id, p.id) not in fed]
 
-    def to_dict(self, _path: tuple = ()) -> dict:
-        d: dict = {}
-        _put_common(d, self, _path)
-        _put(d, "parameters", self.parameters, _path)
-        if self.conditions is not None:
-            if not isinstance(self.conditions, ConditionSet):
-                raise _SaveError(_path + ("conditions",), "conditions must be a ConditionSet")
-            d["conditions"] = self.conditions.to_dict(_path + ("conditions",))
-        if self.nodes:
-            d["nodes"] = _dump_collection(self.nodes, "node", _path)
-        if self.edges:
-            d["edges"] = _dump_collection(self.edges, "edge", _path)
-        return d
-
-    @classmethod
-    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Graph:
-        extra = _check_keys(ctx, path, body, *cls._KEYS)
-        _check_id(ctx, path, body, ident)
-        g = body.get
-        _dups(ctx, path, g("parameters"), "parameters")
-        cond = g("conditions")
-        conditions = None
-        if isinstance(cond, dict):
-            conditions = ConditionSet._build(cond, None, ctx, path + ("conditions",))
-        elif cond is not None:
-            ctx.error(path, f"conditions must be a mapping, got {_tname(cond)}")
-        return _with_extra(extra, cls(ident, _collection(ctx, path, g("nodes"), "node", "nodes", _build_node_or_graph),
-                   _collection(ctx, path, g("edges"), "edge", "edges", Edge._build),
-                   _values(g("parameters")), conditions, g("metadata"), g("notes")))
-
-    @classmethod
-    def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None,
-                  strict: bool = False) -> Graph:
-        return _from_dict(cls, d, id, location, "graph", strict)
-
 
 #: Deepest nesting of graphs in graphs a file may have (modeci_mdf writes one level).
 MAX_GRAPH_NESTING = 32
@@ -923,22 +882,22 @@ def _build_node_or_graph(body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Node
 
 
 @dataclass(slots=True, eq=False)
-class Model:
+class Model(_FileObject):
     """The top level: graphs plus file-level information.  ``source`` is the file it was
     loaded from (used in error locations; never written)."""
 
     id: str
-    graphs: list[Graph] = field(default_factory=list)
-    format: str | None = MDF_FORMAT
-    generating_application: str | None = field(default_factory=_generating_application)
-    onnx_opset_version: int | str | None = None
-    metadata: dict | None = None
-    notes: str | None = None
+    graphs: list[Graph] = _list_field("graph", lambda: Graph._build)
+    format: str | None = _f(_PLAIN, MDF_FORMAT)
+    generating_application: str | None = _f(_PLAIN, factory=_generating_application)
+    onnx_opset_version: int | str | None = _f(_PLAIN)
+    metadata: dict | None = _f(_PLAIN)
+    notes: str | None = _f(_PLAIN)
     source: str | None = field(default=None, repr=False)
     extra: dict | None = field(default=None, repr=False)
 
-    _KEYS = _keys("id", "format", "generating_application", "onnx_opset_version", "metadata", "notes",
-                  "graphs")
+    _KIND = "model"
+    _ORDER = ("format", "generating_application", "onnx_opset_version", "extra", "metadata", "notes", "graphs")
 
     def get_graph(self, id: str) -> Graph | None:
         return next((g for g in self.graphs if g.id == id), None)
@@ -955,13 +914,7 @@ class Model:
         path = (seg("model", self.id),)
         token = _KEEP_ARRAYS.set(keep_arrays)
         try:
-            body: dict = {}
-            _put(body, "format", self.format, path)
-            _put(body, "generating_application", self.generating_application, path)
-            _put(body, "onnx_opset_version", self.onnx_opset_version, path)
-            _put_common(body, self, path)
-            if self.graphs:
-                body["graphs"] = _dump_collection(self.graphs, "graph", path)
+            body = _FileObject.to_dict(self, path)
             if not isinstance(self.id, (str, int, float, bool)):
                 raise _SaveError(path, f"the model id must be a string, not {_tname(self.id)}")
         except _SaveError as e:
@@ -1010,8 +963,8 @@ class Model:
         ``Model.to_graph_image``; ``engine``, ``view_on_render``, ``is_horizontal`` and
         ``solid_color`` are accepted and ignored).  Returns the file written, or None when it
         failed and ``only_warn_on_fail`` is set."""
-        from torchmdf.backends.picture import draw
         from torchmdf.errors import TorchMDFError
+        from torchmdf.mdf.picture import draw
 
         path = f"{filename_root or self.id}.{output_format}"
         try:
@@ -1045,15 +998,6 @@ class Model:
 
     from_json_file = from_file
     from_yaml_file = from_file
-
-    @classmethod
-    def _build(cls, body: dict, ident: Any, ctx: _Ctx, path: tuple) -> Model:
-        extra = _check_keys(ctx, path, body, *cls._KEYS)
-        _check_id(ctx, path, body, ident)
-        g = body.get
-        return _with_extra(extra, cls(ident, _collection(ctx, path, g("graphs"), "graph", "graphs", Graph._build),
-                   g("format"), g("generating_application"), g("onnx_opset_version"), g("metadata"),
-                   g("notes")))
 
     @classmethod
     def from_dict(cls, d: dict, *, location: str | None = None, source: str | None = None,
@@ -1125,3 +1069,8 @@ def _from_dict(cls, d: Any, ident: Any, location: str | None, kind: str, strict:
     ctx.raise_if_any()
     ctx.warn_unknown()
     return obj
+
+
+#: The object model's classes, as ``torchmdf.mdf`` exports them.
+CLASSES = (Model, Graph, Node, InputPort, OutputPort, Parameter, ParameterCondition, Function, Edge, Condition,
+           ConditionSet)

@@ -1,8 +1,10 @@
-"""The ``metadata: {"torchmdf": {...}}`` entries torchmdf writes and reads: one schema each.
+"""The ``metadata: {"torchmdf": {...}}`` entries torchmdf writes and reads: one typed schema each.
 
-A model file is untrusted, so every key the project reads from it is listed here with its
-type and checked by validation (:func:`problems`); keys not listed are never read, and only
-listed keys reach a lowered graph (:func:`graph_metadata`).  The PyTorch call structures
+A model file is untrusted, so every key the project reads from it is a field of a schema here
+(:class:`ModelMetadata`, :class:`NodeMetadata`, :class:`ParameterMetadata`,
+:class:`PortMetadata`) with its check; readers get a parsed, checked object from
+``Schema.read(metadata)`` and never touch the raw mapping.  Validation reports the same checks
+(:func:`problems`); keys not listed are never read.  The PyTorch call structures
 (``pytorch_in_spec``/``pytorch_out_spec``, torch's pytree ``treespec_dumps`` JSON) are parsed by
 :func:`load_treespec`, which admits only tuples, lists, dicts and leaves before torch sees the
 text, so a file can never make pytree look up or import a type it names.
@@ -10,17 +12,20 @@ text, so a file can never make pytree look up or import a type it names.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from typing import Any, Callable
+import re
+from typing import Any, Callable, ClassVar, TypeVar
 
-__all__ = ["MODEL_KEYS", "NODE_KEYS", "PARAMETER_KEYS", "problems", "graph_metadata", "load_treespec",
-           "treespec_problem"]
+__all__ = ["ModelMetadata", "NodeMetadata", "ParameterMetadata", "PortMetadata", "MODEL_KEYS", "NODE_KEYS",
+           "PARAMETER_KEYS", "PORT_KEYS", "problems", "graph_metadata", "load_treespec", "treespec_problem"]
 
 _DTYPES = frozenset({"float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
                      "uint16", "uint32", "uint64", "bool", "complex64", "complex128"})
 _SPEC_TYPES = frozenset({None, "builtins.tuple", "builtins.list", "builtins.dict", "collections.OrderedDict"})
 _MAX_SPEC_DEPTH = 100
 _MAX_SPEC_NODES = 1_000_000
+_DIM_NAME = re.compile(r"[\w*+\- /()]+")
 
 
 def _str(v: Any) -> str | None:
@@ -45,37 +50,137 @@ def _spec(v: Any) -> str | None:
     return treespec_problem(v)
 
 
+def _shape(v: Any) -> str | None:
+    ok = isinstance(v, list) and len(v) <= 64 and all(
+        (type(d) is int and d >= 0) or (isinstance(d, str) and 0 < len(d) <= 200 and _DIM_NAME.fullmatch(d))
+        for d in v)
+    return None if ok else "a list of non-negative ints and dim names"
+
+
+_S = TypeVar("_S", bound="_Schema")
+
+
+class _Schema:
+    """A ``metadata["torchmdf"]`` entry: each dataclass field is one file key, checked."""
+
+    #: file key -> (field name, check(value) returning None when valid, else what it must be)
+    FIELDS: ClassVar[dict[str, tuple[str, Callable[[Any], str | None]]]] = {}
+
+    @classmethod
+    def checks(cls) -> dict[str, Callable[[Any], str | None]]:
+        return {key: check for key, (_, check) in cls.FIELDS.items()}
+
+    @classmethod
+    def read(cls: type[_S], metadata: Any, location: str | None = None, *, lenient: bool = False) -> _S:
+        """The checked entry of an object's ``metadata``.  A wrong value raises a located
+        :class:`~torchmdf.errors.ValidationError`; with ``lenient`` it is left out instead
+        (for hints that validation has already reported)."""
+        values = {}
+        for key, value, want in _entries(metadata, cls.checks()):
+            if want is None:
+                values[cls.FIELDS[key][0]] = value
+            elif not lenient:
+                from torchmdf.errors import ValidationError
+
+                what = "torchmdf" if key == "torchmdf" else f"torchmdf.{key}"
+                raise ValidationError(f"metadata {what} {want}", location=location)
+        return cls(**values)
+
+    def to_metadata(self) -> dict[str, Any]:
+        """The entry as written to a file: the keys whose values are set, in schema order."""
+        return {key: getattr(self, name) for key, (name, _) in self.FIELDS.items()
+                if getattr(self, name) is not None}
+
+
+def _entries(metadata: Any, keys: dict[str, Callable[[Any], str | None]]):
+    """``(key, value, None or "must be ...")`` for each listed key of ``metadata["torchmdf"]``."""
+    if not isinstance(metadata, dict) or "torchmdf" not in metadata:
+        return
+    tm = metadata["torchmdf"]
+    if not isinstance(tm, dict):
+        yield "torchmdf", tm, "must be a mapping"
+        return
+    for k, check in keys.items():
+        if k in tm:
+            want = check(tm[k])
+            yield k, tm[k], None if want is None else f"must be {want}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelMetadata(_Schema):
+    """A model's (or graph's) entry: the outputs torchmdf wrote, in order, and the original
+    PyTorch calling convention (see :class:`torchmdf.ir.GraphSignature`)."""
+
+    output_ports: list[str] | None = None  # "node.port" of each graph output
+    output_names: list[str] | None = None  # the names a source MDF gave them
+    in_spec: str | None = None
+    out_spec: str | None = None
+    input_names: list[str] | None = None
+
+    FIELDS: ClassVar = {"output_ports": ("output_ports", _str_list), "output_names": ("output_names", _str_list),
+                        "pytorch_in_spec": ("in_spec", _spec), "pytorch_out_spec": ("out_spec", _spec),
+                        "pytorch_input_names": ("input_names", _str_list)}
+
+    def signature(self) -> Any:
+        """The part of a :class:`~torchmdf.ir.GraphSignature` a file carries."""
+        from torchmdf.ir import GraphSignature
+
+        return GraphSignature(input_names=None if self.input_names is None else list(self.input_names),
+                              in_spec=self.in_spec, out_spec=self.out_spec)
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeMetadata(_Schema):
+    """A state node's entry (a mutated buffer written as a node): its name and dtype."""
+
+    state: str | None = None
+    dtype: str | None = None
+
+    FIELDS: ClassVar = {"state": ("state", _str), "dtype": ("dtype", _dtype)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ParameterMetadata(_Schema):
+    """A weight's entry: its PyTorch name, whether it is a parameter or a buffer, its dtype."""
+
+    name: str | None = None
+    role: str | None = None
+    dtype: str | None = None
+
+    FIELDS: ClassVar = {"name": ("name", _str), "role": ("role", _role), "dtype": ("dtype", _dtype)}
+
+
+@dataclasses.dataclass(frozen=True)
+class PortMetadata(_Schema):
+    """An input port's entry: its shape with symbolic dims (``["batch", 16]``), which MDF's
+    ``shape`` (ints only) cannot hold."""
+
+    shape: list[int | str] | None = None
+
+    FIELDS: ClassVar = {"shape": ("shape", _shape)}
+
+
 #: key -> check(value) returning None when valid, else what the value must be
-MODEL_KEYS: dict[str, Callable[[Any], str | None]] = {
-    "output_ports": _str_list, "output_names": _str_list, "pytorch_in_spec": _spec,
-    "pytorch_out_spec": _spec, "pytorch_input_names": _str_list,
-}
-NODE_KEYS: dict[str, Callable[[Any], str | None]] = {"state": _str, "dtype": _dtype}
-PARAMETER_KEYS: dict[str, Callable[[Any], str | None]] = {"name": _str, "role": _role, "dtype": _dtype}
+MODEL_KEYS: dict[str, Callable[[Any], str | None]] = ModelMetadata.checks()
+NODE_KEYS: dict[str, Callable[[Any], str | None]] = NodeMetadata.checks()
+PARAMETER_KEYS: dict[str, Callable[[Any], str | None]] = ParameterMetadata.checks()
+PORT_KEYS: dict[str, Callable[[Any], str | None]] = PortMetadata.checks()
 
 
 def problems(metadata: Any, keys: dict[str, Callable[[Any], str | None]]) -> list[tuple[str, str]]:
     """``(key, message)`` for each listed key of ``metadata["torchmdf"]`` whose value is wrong."""
-    if not isinstance(metadata, dict) or "torchmdf" not in metadata:
-        return []
-    tm = metadata["torchmdf"]
-    if not isinstance(tm, dict):
-        return [("torchmdf", "must be a mapping")]
-    out = []
-    for k, check in keys.items():
-        if k in tm:
-            want = check(tm[k])
-            if want is not None:
-                out.append((k, f"must be {want}"))
-    return out
+    return [(k, want) for k, _, want in _entries(metadata, keys) if want is not None]
 
 
-def graph_metadata(metadata: Any) -> dict[str, Any]:
-    """The model-level entries a lowered graph takes over (listed keys only)."""
-    tm = metadata.get("torchmdf") if isinstance(metadata, dict) else None
-    if not isinstance(tm, dict):
-        return {}
-    return {k: tm[k] for k in MODEL_KEYS if k in tm and MODEL_KEYS[k](tm[k]) is None}
+def graph_metadata(*metadata: Any) -> ModelMetadata:
+    """The model-level entry a lowered graph takes over: valid keys only, each mapping's (a
+    graph's) over the ones before it (its model's)."""
+    values: dict[str, Any] = {}
+    for md in metadata:
+        entry = ModelMetadata.read(md, lenient=True)
+        values.update((f.name, getattr(entry, f.name)) for f in dataclasses.fields(entry)
+                      if getattr(entry, f.name) is not None)
+    return ModelMetadata(**values)
 
 
 def treespec_problem(text: str) -> str | None:

@@ -8,7 +8,7 @@ What is checked, and the modeci_mdf behaviour each rule follows:
   because expressions refer to them by id; output ports among themselves);
 * edges name an existing sender/receiver node and an output/input port on it;
 * ``function`` names pass :func:`is_known_function`; ``args`` are names the function takes
-  (MDF standard functions: the table in :mod:`.standard_functions`; ``onnx::`` ops: the inputs
+  (MDF standard functions: the table in :mod:`.functions`; ``onnx::`` ops: the inputs
   and attributes of ``onnx.defs.get_schema``; variadic ops take any name); an argument the
   function needs must be in ``args`` or be a value of the node with that name (modeci_mdf passes
   the node's values to the function too, which is how ``onnx::Cast`` gets ``to``);
@@ -22,7 +22,8 @@ What is checked, and the modeci_mdf behaviour each rule follows:
   either loops forever ordering the edges (no root node) or graph_scheduler refuses the cycle.
   Stateful parameters do not help it.  So a cycle of edges is an error unless an edge on it
   feeds an input port with a ``default_value``;
-* conditions: known graph_scheduler types, node ids that exist, Threshold parameters that exist.
+* conditions: known graph_scheduler types (the table in :mod:`.conditions`), node ids that
+  exist, Threshold parameters that exist.
 
 Files declaring a format older than v0.4 (PsyNeuLink writes v0.1) predate the v0.4 function
 ontology: their function names and extra arguments come from the generating application, so
@@ -42,7 +43,14 @@ import torch
 from torchmdf.errors import ExpressionError, ValidationError
 
 from . import torchmdf_metadata
+from .conditions import KNOWN_CONDITION_TYPES, NODE_ARGUMENTS
 from .expressions import free_names, parse_in_scope
+from .functions import (
+    STANDARD_FUNCTIONS,
+    function_argument_names,
+    is_known_function,
+    onnx_signature,
+)
 from .model import (
     Condition,
     ConditionSet,
@@ -59,27 +67,10 @@ from .model import (
     format_location,
     seg,
 )
-from .standard_functions import (
-    STANDARD_FUNCTIONS,
-    function_argument_names,
-    is_known_function,
-    onnx_signature,
-)
+from .scheduler import flatten
 
 __all__ = ["validate", "check", "is_known_function", "KNOWN_CONDITION_TYPES", "format_version",
            "string_attribute_names"]
-
-#: graph_scheduler (1.2) condition classes a Condition's ``type`` may name.
-KNOWN_CONDITION_TYPES = frozenset("""
-AfterCall AfterConsiderationSetExecution AfterEnvironmentSequence AfterEnvironmentStateUpdate
-AfterNCalls AfterNCallsCombined AfterNConsiderationSetExecutions AfterNEnvironmentSequences
-AfterNEnvironmentStateUpdates AfterNPasses AfterPass All AllHaveRun Always And Any
-AtConsiderationSetExecution AtEnvironmentSequence AtEnvironmentSequenceNStart
-AtEnvironmentSequenceStart AtEnvironmentStateUpdate AtEnvironmentStateUpdateNStart
-AtEnvironmentStateUpdateStart AtNCalls AtPass BeforeConsiderationSetExecution
-BeforeEnvironmentStateUpdate BeforeNCalls BeforePass EveryNCalls EveryNPasses JustRan NWhen Never
-Not Or Threshold TimeInterval TimeTermination WhenFinished WhenFinishedAll WhenFinishedAny While
-WhileNot""".split())
 
 _REDUCE = ("overwrite", "add", "multiply")
 _VERSION_RE = re.compile(r"v?(\d{1,9})\.(\d{1,9})")  # bounded: linear on any string
@@ -322,7 +313,7 @@ class _Validator:
 
     def input_port(self, path: tuple, p: InputPort) -> None:
         self.ident(path, p, "input port")
-        self.common(path, p)
+        self.common(path, p, torchmdf_metadata.PORT_KEYS)
         self.shape(path, p.shape)
         if p.type is not None and not isinstance(p.type, str):
             self.type_err(path, "type", "a string", p.type)
@@ -415,7 +406,7 @@ class _Validator:
         else:
             known = is_known_function(name)
             refusal = None
-            if not known and "::" in name and not name.startswith("onnx::"):
+            if not known and name.startswith("aten::"):  # (only aten:: names are refused by the allow-list)
                 from torchmdf.ops.registry import file_op_refusal
 
                 refusal = file_op_refusal(name)
@@ -581,7 +572,7 @@ class _Validator:
             for item in items:
                 if isinstance(item, Condition):
                     self.condition(kp, item, by_id, depth + 1)
-                elif k in ("dependency", "dependencies") and isinstance(item, str) and item not in by_id:
+                elif k in NODE_ARGUMENTS and isinstance(item, str) and item not in by_id:
                     self.err(kp, f"the condition depends on the node {item!r}, which does not exist",
                              hint=_close(item, by_id))
         if c.type == "Threshold":
@@ -723,7 +714,7 @@ def _evaluations_differ(prog: Any, s0: list, s1: list) -> bool:
 
 def _lowering_problems(model: Model) -> list[ValidationError]:
     from torchmdf.errors import TorchMDFError
-    from torchmdf.frontends.mdf import _flatten, program
+    from torchmdf.frontends.mdf import program
     from torchmdf.limits import check_graph_sizes
     from torchmdf.passes import run_passes
 
@@ -734,11 +725,11 @@ def _lowering_problems(model: Model) -> list[ValidationError]:
             if prog.dynamic_condition is not None:
                 continue  # simulate schedules it between node runs: conditions parsed above
             scheds = prog.schedules(2)
-            s0 = _flatten(next(scheds))
+            s0 = flatten(next(scheds))
             segs = [prog.segment(s0, first=True, dt=None)]
             s1 = next(scheds, None)
-            if s1 is not None and _evaluations_differ(prog, s0, _flatten(s1)):
-                segs.append(prog.segment(_flatten(s1), first=False, dt=0.01, ran_before=frozenset(s0)))
+            if s1 is not None and _evaluations_differ(prog, s0, flatten(s1)):
+                segs.append(prog.segment(flatten(s1), first=False, dt=0.01, ran_before=frozenset(s0)))
             for seg in segs:
                 g = prog.finish(seg)
                 g, _ = run_passes(g, None, verify_each=False)

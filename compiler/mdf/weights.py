@@ -56,6 +56,7 @@ import torch
 from torchmdf.errors import TorchMDFError, ValidationError
 
 from .model import Edge, Function, Graph, InputPort, Model, Node, Parameter, format_location, seg
+from .torchmdf_metadata import ParameterMetadata
 
 __all__ = ["AUTO_THRESHOLD", "WEIGHTS_MODES", "ExternalWeightsWarning", "is_reference",
            "resolve_references", "plan_external", "write_safetensors", "read_safetensors",
@@ -151,9 +152,7 @@ def _slots(model: Model) -> Iterator[_Slot]:
                 if not isinstance(p, Parameter):
                     continue
                 ppath = npath + (seg("parameter", p.id),)
-                tm = p.metadata.get("torchmdf") if isinstance(p.metadata, dict) else None
-                tname = tm.get("name") if isinstance(tm, dict) else None
-                tname = tname if isinstance(tname, str) and tname else f"{base}.{p.id}"
+                tname = ParameterMetadata.read(p.metadata, lenient=True).name or f"{base}.{p.id}"
                 yield _attr(p, "value", ppath, tname)
                 yield _attr(p, "default_initial_value", ppath + ("default_initial_value",),
                             f"{base}.{p.id}.default_initial_value")

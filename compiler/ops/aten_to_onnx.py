@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .registry import register_canonicalization
+from .registry import attach, register_canonicalization
 
 INT64_MAX = 9223372036854775807
 Rule = Callable[..., Any]
@@ -246,11 +246,35 @@ def _bitwise_not(node, rw):
 # ---------------------------------------------------------------------------------------------
 
 
-@rule("gelu")
-def _gelu(node, rw):
-    if not _is_float(rw.dtype(rw.input(0))):
-        return None
-    return [rw.op("onnx::Gelu", [rw.input(0)], {"approximate": rw.arg("approximate")})]
+_FLOAT_ACTIVATIONS: dict[str, tuple[str, Callable[[Any], dict | None] | None]] = {
+    "gelu": ("onnx::Gelu", lambda rw: {"approximate": rw.arg("approximate")}),
+    "leaky_relu": ("onnx::LeakyRelu", lambda rw: {"alpha": float(rw.arg("negative_slope"))}),
+    "celu": ("onnx::Celu", lambda rw: {"alpha": float(rw.arg("alpha"))}),
+    "selu": ("onnx::Selu", None),
+    "softplus": ("onnx::Softplus", lambda rw: {} if rw.arg("beta") == 1 and rw.arg("threshold") == 20 else None),
+    # HardSigmoid(alpha=1/6, beta=1/2) is torch's hardsigmoid: the torch implementation of the
+    # ONNX op runs torch's kernel for exactly these attributes, so values do not move
+    "hardsigmoid": ("onnx::HardSigmoid", lambda rw: {"alpha": 1.0 / 6.0, "beta": 0.5}),
+    "hardswish": ("onnx::HardSwish", None),
+}
+"""ATen activations that are one ONNX op on floating-point input: (the op, its attributes from
+the node's arguments, None where this instance has no ONNX form)."""
+
+
+def _float_activation(aten_name: str, onnx_op: str, attrs: Callable[[Any], dict | None] | None) -> Rule:
+    def r(node, rw):
+        if not _is_float(rw.dtype(rw.input(0))):
+            return None
+        a = attrs(rw) if attrs is not None else {}
+        return None if a is None else [rw.op(onnx_op, [rw.input(0)], a)]
+
+    r.__name__ = f"rule_{aten_name}"
+    r.__doc__ = f"aten::{aten_name} -> {onnx_op}"
+    return r
+
+
+for _a, (_o, _attrs) in _FLOAT_ACTIVATIONS.items():
+    rule(_a)(_float_activation(_a, _o, _attrs))
 
 
 @rule("silu")
@@ -318,13 +342,6 @@ def _clamp_tensor(node, rw):
     return [out]
 
 
-@rule("leaky_relu")
-def _leaky_relu(node, rw):
-    if not _is_float(rw.dtype(rw.input(0))):
-        return None
-    return [rw.op("onnx::LeakyRelu", [rw.input(0)], {"alpha": float(rw.arg("negative_slope"))})]
-
-
 @rule("elu")
 def _elu(node, rw):
     """elu(alpha, scale=1, input_scale=1) is Elu; scale != 1 is Selu; input_scale = 1/alpha is Celu."""
@@ -339,43 +356,6 @@ def _elu(node, rw):
     if scale == 1.0 and alpha != 0 and iscale == 1.0 / alpha:
         return [rw.op("onnx::Celu", [x], {"alpha": alpha})]
     return None
-
-
-@rule("celu")
-def _celu(node, rw):
-    if not _is_float(rw.dtype(rw.input(0))):
-        return None
-    return [rw.op("onnx::Celu", [rw.input(0)], {"alpha": float(rw.arg("alpha"))})]
-
-
-@rule("selu")
-def _selu(node, rw):
-    if not _is_float(rw.dtype(rw.input(0))):
-        return None
-    return [rw.op("onnx::Selu", [rw.input(0)])]
-
-
-@rule("softplus")
-def _softplus(node, rw):
-    if not _is_float(rw.dtype(rw.input(0))) or rw.arg("beta") != 1 or rw.arg("threshold") != 20:
-        return None
-    return [rw.op("onnx::Softplus", [rw.input(0)])]
-
-
-@rule("hardsigmoid")
-def _hardsigmoid(node, rw):
-    """HardSigmoid(alpha=1/6, beta=1/2): torch's hardsigmoid (the torch implementation of the
-    ONNX op runs torch's kernel for exactly these attributes, so values do not move)."""
-    if not _is_float(rw.dtype(rw.input(0))):
-        return None
-    return [rw.op("onnx::HardSigmoid", [rw.input(0)], {"alpha": 1.0 / 6.0, "beta": 0.5})]
-
-
-@rule("hardswish")
-def _hardswish(node, rw):
-    if not _is_float(rw.dtype(rw.input(0))):
-        return None
-    return [rw.op("onnx::HardSwish", [rw.input(0)])]
 
 
 @rule("_softmax", "_log_softmax")
@@ -830,40 +810,18 @@ def _bn(rw, x, weight, bias, mean, var, eps):
     return rw.op("onnx::BatchNormalization", [x, weight, bias, mean, var], {"epsilon": float(eps)})
 
 
-@rule("_native_batch_norm_legit_no_training")
-def _bn_no_training(node, rw):
-    if rw.used(1) or rw.used(2):
-        return None
-    out = _bn(rw, rw.input(0), rw.input(1), rw.input(2), rw.input(3), rw.input(4), rw.arg("eps"))
-    return None if out is None else [out, None, None]
-
-
-@rule("native_batch_norm", "_native_batch_norm_legit.default", "_native_batch_norm_legit")
-def _bn_legit(node, rw):
-    if rw.arg("training") or rw.used(1) or rw.used(2):
-        return None
-    mean, var = rw.input(3), rw.input(4)
-    if mean is None or var is None:
-        return None
-    out = _bn(rw, rw.input(0), rw.input(1), rw.input(2), mean, var, rw.arg("eps"))
-    return None if out is None else [out, None, None]
-
-
-@rule("batch_norm")
-def _batch_norm(node, rw):
+def _bn_eval(rw):
+    """Eval-mode batch norm of the node's (input, weight, bias, mean, var), or None."""
     if rw.arg("training"):
         return None
     mean, var = rw.input(3), rw.input(4)
     if mean is None or var is None:
         return None
-    out = _bn(rw, rw.input(0), rw.input(1), rw.input(2), mean, var, rw.arg("eps"))
-    return None if out is None else [out]
+    return _bn(rw, rw.input(0), rw.input(1), rw.input(2), mean, var, rw.arg("eps"))
 
 
-@rule("native_layer_norm")
-def _layer_norm(node, rw):
-    if rw.used(1) or rw.used(2):
-        return None
+def _layer_norm_op(rw):
+    """LayerNormalization of the node's (input, weight, bias) over ``normalized_shape``, or None."""
     x, w, b = rw.input(0), rw.input(1), rw.input(2)
     dt = rw.dtype(x)
     ns = list(rw.arg("normalized_shape"))
@@ -872,21 +830,28 @@ def _layer_norm(node, rw):
     if w is None:
         w = rw.const(torch.ones(ns, dtype=dt))
     ins = [x, w] + ([b] if b is not None else [])
-    out = rw.op("onnx::LayerNormalization", ins, {"axis": -len(ns), "epsilon": float(rw.arg("eps"))})
-    return [out, None, None]
+    return rw.op("onnx::LayerNormalization", ins, {"axis": -len(ns), "epsilon": float(rw.arg("eps"))})
 
 
-@rule("layer_norm")
-def _layer_norm_composite(node, rw):
-    x, w, b = rw.input(0), rw.input(1), rw.input(2)
-    dt = rw.dtype(x)
-    ns = list(rw.arg("normalized_shape"))
-    if not _is_float(dt) or not _all_ints(ns):
-        return None
-    if w is None:
-        w = rw.const(torch.ones(ns, dtype=dt))
-    ins = [x, w] + ([b] if b is not None else [])
-    return [rw.op("onnx::LayerNormalization", ins, {"axis": -len(ns), "epsilon": float(rw.arg("eps"))})]
+def _normalization(make: Callable[[Any], Any], native: bool) -> Rule:
+    """The rule whose first output is ``make(rw)``; ``native``: the op also returns saved
+    statistics (outputs 1 and 2), which must be unread."""
+
+    def r(node, rw):
+        if native and (rw.used(1) or rw.used(2)):
+            return None
+        out = make(rw)
+        return None if out is None else [out, None, None] if native else [out]
+
+    return r
+
+
+rule("_native_batch_norm_legit_no_training")(_normalization(
+    lambda rw: _bn(rw, rw.input(0), rw.input(1), rw.input(2), rw.input(3), rw.input(4), rw.arg("eps")), True))
+rule("native_batch_norm", "_native_batch_norm_legit.default", "_native_batch_norm_legit")(_normalization(_bn_eval, True))
+rule("batch_norm")(_normalization(_bn_eval, False))
+rule("native_layer_norm")(_normalization(_layer_norm_op, True))
+rule("layer_norm")(_normalization(_layer_norm_op, False))
 
 
 @rule("group_norm")
@@ -1644,5 +1609,9 @@ def _copy(node, rw):
 
 for _name, _rule in RULES.items():
     register_canonicalization(_name, _rule)
+for _name in FLOAT_RESULT_OPS:
+    attach(f"aten::{_name}", type_promotion="int_to_float", keep_existing=True)
+for _name in ("logical_not", "isnan", "isinf"):
+    attach(f"aten::{_name}", type_promotion="always_bool", keep_existing=True)
 
 __all__ = ["RULES", "rule", "result_dtype", "dtype_arg", "FLOAT_RESULT_OPS", "INT64_MAX"]

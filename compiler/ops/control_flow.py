@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..errors import ConversionError
-from ..ir import Node, TensorType
+from ..ir import Node, TensorType, ValueRole
 from ..ir._regions import RegionCoroutine, inline_region, walk_nodes
 from . import registry
 
@@ -126,7 +126,7 @@ def _if_infer(n: Node, reset: Callable[[Node], None]) -> RegionCoroutine:
 
 def _if_static(n: Node) -> int | None:
     c = n.inputs[0]
-    if c is None or c.tensor is None or c.role != "constant" or c.tensor.numel() != 1:
+    if c is None or c.tensor is None or c.role != ValueRole.CONSTANT or c.tensor.numel() != 1:
         return None
     return 0 if bool(c.tensor) else 1
 

@@ -1,8 +1,9 @@
 """ONNX ops (opset 18 semantics) implemented in torch.
 
 Inputs follow the ONNX schema order (a missing optional input is ``None``), attributes are
-keyword arguments with the schema's names and defaults.  ``fx_target``/``fx_args`` let the FX
-backend call the fastest torch function directly instead of these wrappers.
+keyword arguments with the schema's names and defaults (the entries' attribute schemas are read
+from them).  ``fx_target`` lets the FX backend call the fastest torch function directly instead
+of these wrappers.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ ONNX_OPSET = 18
 
 
 def _reg(name: str, impl, inputs: Sequence[str], *, num_outputs=1, variadic=False, fx_target=None,
-         fx_args=None, attr_defaults=None, pure=True):
+         pure=True, min_opset=None):
+    """One ONNX op; its attribute schema is ``impl``'s keyword parameters (names, defaults)."""
     register(OpDef(name=f"onnx::{name}", impl=impl, input_names=tuple(inputs), onnx_name=name,
                    mdf_name=f"onnx::{name}", num_outputs=num_outputs, variadic=variadic,
-                   fx_target=fx_target, fx_args=fx_args, attr_defaults=attr_defaults or {}, pure=pure,
-                   doc=(impl.__doc__ or "").strip()))
+                   fx_target=fx_target, pure=pure, min_opset=min_opset, doc=(impl.__doc__ or "").strip()))
 
 
 # -- elementwise ---------------------------------------------------------------------------
@@ -188,12 +189,13 @@ def hardmax(input, axis: int = -1):
 
 
 for _n, _f, _ins in [("LeakyRelu", leaky_relu, ("X",)), ("Elu", elu, ("X",)), ("Selu", selu, ("X",)),
-                     ("Celu", celu, ("X",)), ("Gelu", gelu, ("X",)), ("Softplus", softplus, ("X",)),
+                     ("Celu", celu, ("X",)), ("Softplus", softplus, ("X",)),
                      ("HardSigmoid", hard_sigmoid, ("X",)), ("HardSwish", hard_swish, ("X",)),
                      ("PRelu", prelu, ("X", "slope")), ("Clip", clip, ("input", "min", "max")),
                      ("Softmax", softmax, ("input",)), ("LogSoftmax", log_softmax, ("input",)),
                      ("Hardmax", hardmax, ("input",))]:
     _reg(_n, _f, _ins)
+_reg("Gelu", gelu, ("X",), min_opset=20)  # new in opset 20
 
 
 # -- linear algebra --------------------------------------------------------------------------
@@ -359,7 +361,7 @@ def group_norm(X, scale, bias, num_groups: int, epsilon: float = 1e-5, stash_typ
 
 
 _reg("BatchNormalization", batch_norm, ("X", "scale", "B", "input_mean", "input_var"))
-_reg("GroupNormalization", group_norm, ("X", "scale", "bias"))
+_reg("GroupNormalization", group_norm, ("X", "scale", "bias"), min_opset=21)  # opset 21's per-channel form
 _reg("LayerNormalization", layer_norm, ("X", "Scale", "B"))
 _reg("InstanceNormalization", instance_norm, ("input", "scale", "B"))
 _reg("LpNormalization", lp_normalization, ("input",))

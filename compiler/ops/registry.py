@@ -1,23 +1,65 @@
 """The op registry: the single place that knows an op.
 
-Each :class:`OpDef` holds an op's name (``domain::name``), its torch implementation (used by
-the FX backend, constant folding and shape inference on meta tensors), its MDF spelling and
-argument names, its ONNX schema where it has one, and how to canonicalize it.
+Each :class:`OpDef` holds everything about one op (``domain::name``): its torch implementation
+(used by the FX backend, constant folding and shape inference on meta tensors), its attribute
+schema, its shape/dtype function, its FX lowering, its ONNX opset range, its dtype promotion,
+whether it is pure, its MDF spelling and argument names, and how to canonicalize it.  Every
+consumer (``infer_shapes``, ``fold_constants``, ``canonicalize``, the FX, ONNX and MDF
+backends) reads the entry and nothing else.
 
-``aten::`` ops need no hand-written entry: any overload of ``torch.ops.aten`` is resolved on
-first use from its TorchScript schema (tensor arguments become IR inputs, everything else
-attributes), so the ATen fallback always runs and round-trips.
+An op is defined once, with :func:`register` (or :func:`define`, or the :func:`op`
+decorator); a family of definitions kept in another module adds its part to the entries with
+:func:`attach` (or the :func:`shape_function` / :func:`fx_lowering` decorators).  ``aten::``
+ops need no hand-written entry: any overload of ``torch.ops.aten`` is resolved on first use
+from its TorchScript schema (tensor arguments become IR inputs, everything else attributes),
+so the ATen fallback always runs and round-trips; what was attached to its name is added then.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import threading
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import torch
 
 from ..errors import UnsupportedOpError
+from .aten_schema import TENSOR_LIST, AtenSignature, aten_signature
+
+if TYPE_CHECKING:  # the types of the hooks' arguments (no import of passes or backends here)
+    from ..ir import Node, TensorType
+
+ShapeFn = Callable[["Sequence[TensorType | None]", "dict[str, Any]", "Node | None"], "list[TensorType] | None"]
+"""``shape_fn(input_types, attrs, node) -> list[TensorType] | None`` (None: cannot tell)."""
+
+FxLowering = Callable[[Any, "Node", Sequence[Any]], Any]
+"""``fx_lower(builder, node, args)``: ``builder`` is the FX backend's ``FxBuilder``, ``args[i]``
+the FX value of input ``i`` (emitted on first access) or None.  Returns an FX node (a list of
+them for several outputs, None for an output nobody reads), or None to fall back to
+``fx_target``, then to ``impl``."""
+
+TYPE_PROMOTIONS = ("default", "int_to_float", "always_bool")
+"""How an elementwise op's result dtype follows its inputs' (torch's ``ELEMENTWISE_TYPE_PROMOTION_KIND``):
+``default`` torch's promotion, ``int_to_float`` integers and bools give the default float dtype,
+``always_bool`` the result is bool."""
+
+REQUIRED: Any = inspect.Parameter.empty
+"""The default of an attribute that must be given."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Attr:
+    """One attribute of an op: its name, its type (``"int"``, ``"float"``, ``"str"``,
+    ``"ints"``, ``"tensor"``... or None when any value goes) and its default."""
+
+    name: str
+    type: str | None = None
+    default: Any = REQUIRED
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
 
 
 @dataclasses.dataclass
@@ -32,6 +74,7 @@ class OpDef:
     input_names: Sequence[str] | None = None
     """MDF argument names of the tensor inputs, in order (``variadic``: one name, repeated)."""
     attr_defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """The defaults of the optional attributes (kept in step with ``attrs``)."""
     mdf_name: str | None = None
     """How MDF writes the function (``"linear"``, ``"onnx::Gemm"``); default: ``name``."""
     onnx_name: str | None = None
@@ -39,8 +82,9 @@ class OpDef:
     variadic: bool = False
     canonicalize: Callable[..., Any] | None = None
     """``rule(node, rewriter) -> list[Value] | None``: rewrite into preferred (ONNX) ops."""
-    shape_fn: Callable[..., Any] | None = None
-    """Fast shape inference ``f(input_types, attrs) -> list[TensorType]``; meta tensors otherwise."""
+    shape_fn: ShapeFn | None = None
+    """Fast shape and dtype inference (:data:`ShapeFn`); meta tensors run ``impl`` otherwise.
+    A function of two arguments ``f(input_types, attrs)`` is accepted and adapted."""
     fx_target: Callable[..., Any] | None = None
     """A torch callable the FX backend calls directly (``fx_args`` maps IR args to its args)."""
     fx_args: Callable[..., Any] | None = None
@@ -49,6 +93,33 @@ class OpDef:
     regions: Any = None
     """For ops whose nodes own regions (If, Loop): their ``RegionSemantics`` (control_flow.py)."""
     doc: str = ""
+    attrs: Sequence[Attr] | None = None
+    """The attribute schema; None: derived from ``attr_defaults``, else from the ATen schema
+    (``aten::`` ops) or from ``impl``'s keyword parameters after the tensor inputs."""
+    fx_lower: FxLowering | None = None
+    """How the FX backend writes the op as torch calls (:data:`FxLowering`)."""
+    min_opset: int | None = None
+    """The lowest ONNX opset that has this op as the impl computes it (None: any)."""
+    max_opset: int | None = None
+    """The highest ONNX opset that still has it (None: no limit)."""
+    type_promotion: str | None = None
+    """How the result dtype follows the inputs' (one of :data:`TYPE_PROMOTIONS`), for
+    elementwise ops whose shape function reads it."""
+    static_value: Callable[[Node], torch.Tensor | None] | None = None
+    """``f(node)``: the output's value when what the input types fix decides it (a shape query
+    on a static shape), else None; constant folding uses it on non-constant inputs."""
+
+    def __post_init__(self) -> None:
+        if self.attrs is not None:
+            self.attrs = tuple(self.attrs)
+            if not self.attr_defaults:
+                self.attr_defaults = {a.name: a.default for a in self.attrs if not a.required}
+        self.shape_fn = _three_argument_shape_fn(self.shape_fn)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key == "shape_fn":
+            value = _three_argument_shape_fn(value)
+        object.__setattr__(self, key, value)
 
     @property
     def domain(self) -> str:
@@ -61,6 +132,20 @@ class OpDef:
     @property
     def mdf_function(self) -> str:
         return self.mdf_name or self.name
+
+    @property
+    def attr_schema(self) -> tuple[Attr, ...]:
+        """The attributes the op takes (see ``attrs``); computed once."""
+        if self.attrs is None:
+            self.attrs = _derived_attrs(self)
+            if not self.attr_defaults:
+                self.attr_defaults = {a.name: a.default for a in self.attrs if not a.required}
+        return tuple(self.attrs)
+
+    def attr_default(self, name: str) -> Any:
+        """The default of attribute ``name`` (None when it has none)."""
+        self.attr_schema  # noqa: B018 - fills attr_defaults where it is derived
+        return self.attr_defaults.get(name)
 
     def outputs_for(self, attrs: dict[str, Any], num_inputs: int) -> int:
         n = self.num_outputs
@@ -85,8 +170,81 @@ class OpDef:
         return (out,)
 
 
+def _three_argument_shape_fn(fn: Callable[..., Any] | None) -> ShapeFn | None:
+    """``fn`` as a :data:`ShapeFn`: one of two arguments ``(types, attrs)`` is wrapped once,
+    here, so that every caller calls ``fn(types, attrs, node)``."""
+    if fn is None or getattr(fn, "_torchmdf_shape_fn", False):
+        return fn
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # a builtin: assume the full signature
+        params = []
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if params and len(positional) < 3 and not any(p.kind == p.VAR_POSITIONAL for p in params):
+        two = fn
+
+        def fn(types, attrs, node=None):
+            return two(types, attrs)
+
+        fn.__wrapped__ = two  # type: ignore[attr-defined]
+        fn.__doc__ = two.__doc__
+    try:
+        fn._torchmdf_shape_fn = True  # type: ignore[union-attr]
+    except (AttributeError, TypeError):  # a bound method or builtin: it is checked again next time
+        pass
+    return fn
+
+
+def _type_name(annotation: Any, default: Any) -> str | None:
+    if isinstance(annotation, str) and annotation not in ("", "Any"):
+        return annotation.split("|", 1)[0].strip()
+    if isinstance(annotation, type) and annotation is not inspect.Parameter.empty:
+        return annotation.__name__
+    if default is not None and default is not REQUIRED:
+        return type(default).__name__
+    return None
+
+
+def _derived_attrs(d: OpDef) -> tuple[Attr, ...]:
+    """The attribute schema read from ``attr_defaults``, the ATen schema or ``impl``."""
+    if d.attr_defaults:
+        return tuple(Attr(k, _type_name(None, v), v) for k, v in d.attr_defaults.items())
+    if d.name.startswith("aten::") and isinstance(d.fx_target, torch._ops.OpOverload):
+        sig = aten_signature(d.fx_target)
+        return tuple(Attr(n, None, v if has else REQUIRED)
+                     for n, k, v, has in zip(sig.arg_names, sig.kinds, sig.defaults, sig.has_default) if k == "attr")
+    if d.input_names is None:
+        return ()
+    try:
+        params = list(inspect.signature(d.impl).parameters.values())
+    except (TypeError, ValueError):  # a builtin: no attributes to read
+        return ()
+    skip = 0 if d.variadic else len(d.input_names)
+    out = []
+    for p in params:
+        if p.kind == p.VAR_POSITIONAL or p.kind == p.VAR_KEYWORD:
+            skip = 0
+            continue
+        if p.kind != p.KEYWORD_ONLY and skip:
+            skip -= 1
+            continue
+        out.append(Attr(p.name, _type_name(p.annotation, p.default), p.default))
+    return tuple(out)
+
+
 _REGISTRY: dict[str, OpDef] = {}
+_ATTACHED: dict[str, dict[str, Any]] = {}
+"""Fields attached by name (:func:`attach`): given to an entry made later (a lazily resolved
+``aten::`` op, a re-registration) where it leaves them unset."""
 _LOCK = threading.Lock()
+_FIELDS = frozenset(f.name for f in dataclasses.fields(OpDef))
+
+
+def _fill_attached(opdef: OpDef) -> OpDef:
+    for key, value in _ATTACHED.get(opdef.name, {}).items():
+        if getattr(opdef, key) is None:
+            setattr(opdef, key, value)
+    return opdef
 
 
 def register(opdef: OpDef, *, replace: bool = False) -> OpDef:
@@ -96,8 +254,52 @@ def register(opdef: OpDef, *, replace: bool = False) -> OpDef:
     with _LOCK:
         if opdef.name in _REGISTRY and not replace:
             raise ValueError(f"op {opdef.name} is already registered")
-        _REGISTRY[opdef.name] = opdef
+        _REGISTRY[opdef.name] = _fill_attached(opdef)
     return opdef
+
+
+def define(name: str, impl: Callable[..., Any], *, replace: bool = False, **fields: Any) -> OpDef:
+    """``register(OpDef(name, impl, **fields))``: one call that defines an op."""
+    return register(OpDef(name=name, impl=impl, **fields), replace=replace)
+
+
+def attach(name: str, *, keep_existing: bool = False, **fields: Any) -> None:
+    """Set fields of op ``name``'s entry (``shape_fn=``, ``fx_lower=``, ``canonicalize=``...):
+    now where the entry exists, and on any entry made later under that name (a lazily
+    resolved ``aten::`` op, a re-registration) that leaves them unset.  ``keep_existing``:
+    only where nothing was set or attached yet (how built-in tables give their defaults, so
+    that they never override what a user registered)."""
+    unknown = set(fields) - _FIELDS
+    if unknown:
+        raise TypeError(f"OpDef has no field(s) {', '.join(sorted(unknown))}")
+    with _LOCK:
+        pending = _ATTACHED.setdefault(name, {})
+        d = _REGISTRY.get(name)
+        for key, value in fields.items():
+            if keep_existing and key in pending:
+                continue
+            pending[key] = value
+            if d is not None and not (keep_existing and getattr(d, key) is not None):
+                setattr(d, key, value)
+
+
+def _attacher(field: str, names: Sequence[str], keep_existing: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for n in names:
+            attach(n, keep_existing=keep_existing, **{field: fn})
+        return fn
+
+    return deco
+
+
+def shape_function(*names: str, keep_existing: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: ``fn(types, attrs, node)`` is the ``shape_fn`` of the ops ``names``."""
+    return _attacher("shape_fn", names, keep_existing)
+
+
+def fx_lowering(*names: str, keep_existing: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: ``fn(builder, node, args)`` is the ``fx_lower`` of the ops ``names``."""
+    return _attacher("fx_lower", names, keep_existing)
 
 
 def op(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -119,7 +321,7 @@ def lookup(name: str) -> OpDef | None:
         d = _aten_opdef(name)
         if d is not None:
             with _LOCK:
-                _REGISTRY.setdefault(name, d)
+                d = _REGISTRY.setdefault(name, _fill_attached(d))
         return d
     return None
 
@@ -148,82 +350,6 @@ def names(domain: str | None = None) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # ATen: generic entries from torch schemas
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class AtenSignature:
-    """How an ATen overload's arguments split into IR inputs and attributes."""
-
-    overload: Any
-    arg_names: tuple[str, ...]
-    kinds: tuple[str, ...]  # "tensor", "tensor?", "tensors", "attr"
-    kwarg_only: tuple[bool, ...]
-    defaults: tuple[Any, ...]
-    has_default: tuple[bool, ...]
-    num_returns: int
-    mutable: bool
-
-    @property
-    def tensor_arg_names(self) -> list[str]:
-        return [n for n, k in zip(self.arg_names, self.kinds) if k != "attr"]
-
-    def build_call(self, inputs: Sequence[Any], attrs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
-        """Positional args and kwargs for calling the overload with IR inputs and attrs."""
-        fixed = sum(1 for k in self.kinds if k in ("tensor", "tensor?"))
-        list_len = len(inputs) - fixed
-        args: list[Any] = []
-        kwargs: dict[str, Any] = {}
-        pos = 0
-        positional_ok = True
-        for name, kind, kwo in zip(self.arg_names, self.kinds, self.kwarg_only):
-            if kind in ("tensor", "tensor?"):
-                val = inputs[pos] if pos < len(inputs) else None
-                pos += 1
-            elif kind == "tensors":
-                val = list(inputs[pos:pos + list_len])
-                pos += list_len
-            elif name in attrs:
-                val = attrs[name]
-                if isinstance(val, tuple):
-                    val = list(val)
-            else:
-                positional_ok = False
-                continue
-            if kwo or not positional_ok:
-                kwargs[name] = val
-            else:
-                args.append(val)
-        return args, kwargs
-
-
-def _arg_kind(arg: Any) -> str:
-    """Classify a schema argument: "tensor", "tensor?", "tensors" (Tensor[] / Tensor?[]) or "attr"."""
-    t = arg.type
-    if isinstance(t, torch._C.TensorType):
-        return "tensor"
-    if isinstance(t, torch._C.OptionalType) and isinstance(t.getElementType(), torch._C.TensorType):
-        return "tensor?"
-    if isinstance(t, torch._C.ListType):
-        el = t.getElementType()
-        if isinstance(el, torch._C.OptionalType):
-            el = el.getElementType()
-        if isinstance(el, torch._C.TensorType):
-            return "tensors"
-    return "attr"
-
-
-def aten_signature(overload: Any) -> AtenSignature:
-    schema = overload._schema
-    names_, kinds, kwo, defaults, has_def = [], [], [], [], []
-    for a in schema.arguments:
-        names_.append(a.name)
-        kinds.append(_arg_kind(a))
-        kwo.append(bool(a.kwarg_only))
-        has_def.append(a.has_default_value())
-        defaults.append(a.default_value if a.has_default_value() else None)
-    mutable = any(a.alias_info is not None and a.alias_info.is_write for a in schema.arguments)
-    return AtenSignature(overload, tuple(names_), tuple(kinds), tuple(kwo), tuple(defaults),
-                         tuple(has_def), len(schema.returns), mutable)
 
 
 def resolve_aten(name: str) -> Any | None:
@@ -257,7 +383,7 @@ def _aten_opdef(name: str) -> OpDef | None:
         impl=impl,
         num_outputs=max(nret, 1) if nret != 0 else 0,
         input_names=tensor_names,
-        variadic=any(k == "tensors" for k in sig.kinds),
+        variadic=TENSOR_LIST in sig.kinds,
         mdf_name=name,
         fx_target=ov,
         canonicalize=_CANONICALIZATIONS.get(name),
@@ -273,10 +399,8 @@ def register_canonicalization(name: str, rule: Callable[..., Any]) -> None:
     """Attach ``rule(node, rewriter) -> list[Value] | None`` as ``OpDef.canonicalize`` of
     ``name``: now for an entry that exists, on first lookup for a lazily resolved aten op."""
     with _LOCK:
-        _CANONICALIZATIONS[name] = rule
-        d = _REGISTRY.get(name)
-    if d is not None:
-        d.canonicalize = rule
+        _CANONICALIZATIONS[name] = rule  # also what a file may name (file_op_refusal)
+    attach(name, canonicalize=rule)
 
 
 _RANDOM = ("rand", "randn", "randint", "dropout", "bernoulli", "normal", "uniform", "multinomial",
@@ -420,7 +544,8 @@ def file_allowed_aten_ops() -> list[str]:
 
 
 __all__ = [
-    "OpDef", "register", "op", "lookup", "get", "require_all", "names", "AtenSignature",
+    "OpDef", "Attr", "REQUIRED", "TYPE_PROMOTIONS", "register", "define", "attach", "shape_function",
+    "fx_lowering", "op", "lookup", "get", "require_all", "names", "AtenSignature",
     "aten_signature", "resolve_aten", "register_canonicalization", "file_op_refusal", "lookup_for_file",
     "file_allowed_aten_ops", "FILE_FORBIDDEN_ATTRS",
 ]

@@ -1,7 +1,8 @@
 """Simulation of MDF models as compiled torch code: modeci_mdf's ``evaluate()`` once, then
 ``evaluate(time_increment=dt)`` for each further step, with the state carried between steps.
 
-The scheduler of :mod:`torchmdf.frontends.mdf` says which nodes run in each evaluation.
+The scheduler (:mod:`torchmdf.mdf.scheduler`, through :mod:`torchmdf.frontends.mdf`) says which
+nodes run in each evaluation.
 Without value-dependent conditions the schedule does not depend on values: it is streamed
 step by step, and each distinct
 evaluation (first or later, the node runs, which nodes ran before) is lowered once to an IR
@@ -24,8 +25,11 @@ from typing import Any
 import torch
 
 from torchmdf.errors import ConversionError, TorchMDFError
-from torchmdf.ir import Graph, Value
+from torchmdf.ir import Graph, Value, ValueRole
+from torchmdf.ir.meta_keys import DEFAULT, MDF_PORT
 from torchmdf.limits import LIMITS
+from torchmdf.mdf.conditions import threshold_getter
+from torchmdf.mdf.scheduler import flatten
 
 
 def stateless(g: Graph, outputs: list[Value]) -> tuple[Graph, list[Any]]:
@@ -97,14 +101,12 @@ def _run_static(prog: Any, steps: int, dt: float, inputs: dict[str, Any] | None,
     """Stream the schedule: each evaluation's key (first or later, the node runs, which nodes
     ran before) is computed as the loop reaches it, and lowered and compiled the first time it
     is seen, so memory does not grow with ``steps`` beyond the trajectories themselves."""
-    from torchmdf.frontends.mdf import _flatten
-
     compiled: dict[tuple, _Compiled] = {}
     feed: list[Any] | None = None
     port_items = list(traj.items())
     ran: frozenset[str] = frozenset()
     for k, sched in enumerate(prog.schedules(steps)):
-        execs = tuple(_flatten(sched))
+        execs = tuple(flatten(sched))
         key = (k == 0, execs, ran)
         ran = ran | frozenset(execs) if not ran.issuperset(execs) else ran
         c = compiled.get(key)
@@ -152,7 +154,7 @@ def _run_dynamic(prog: Any, steps: int, dt: float, inputs: dict[str, Any] | None
                  traj: dict) -> None:
     """Threshold conditions: the scheduler runs in Python between compiled node runs."""
     sch = prog.scheduler()
-    value_of = prog.threshold_getter(state)
+    value_of = threshold_getter(prog, state)
     cache: dict[tuple, _Compiled] = {}
     ran: set[str] = set()
     feed: list[Any] | None = None
@@ -202,12 +204,12 @@ def _feed(g: Graph, inputs: dict[str, Any] | None) -> list[Any]:
     inputs = dict(inputs or {})
     out = []
     for v in g.inputs:
-        if v.role != "input" or "mdf_port" not in v.meta:
+        if v.role != ValueRole.INPUT or MDF_PORT not in v.meta:
             continue
-        key = v.name if v.name in inputs else v.meta.get("mdf_port")
-        out.append(torch.as_tensor(inputs.pop(key)) if key in inputs else v.meta["default"])
+        key = v.name if v.name in inputs else v.meta.get(MDF_PORT)
+        out.append(torch.as_tensor(inputs.pop(key)) if key in inputs else v.meta[DEFAULT])
     if inputs:
-        known = ", ".join(f"{v.name} ({v.meta['mdf_port']})" for v in g.inputs if "mdf_port" in v.meta)
+        known = ", ".join(f"{v.name} ({v.meta[MDF_PORT]})" for v in g.inputs if MDF_PORT in v.meta)
         raise ConversionError(f"unknown input(s) {', '.join(map(str, inputs))}; the graph's inputs are "
                               f"{known or '(none)'}")
     return out

@@ -1,0 +1,252 @@
+"""graph_scheduler's ``Scheduler.run`` over node ids and counters: which nodes run in one
+MDF evaluation, and in what consideration sets (see :mod:`torchmdf.frontends.mdf` for the
+semantics).  Conditions arrive compiled (:class:`CompiledCondition`, built from the table in
+:mod:`torchmdf.mdf.conditions`); the scheduler only counts and asks them.
+
+Linear in the graph: no n x n tables, and every condition check of one evaluation is counted
+against ``LIMITS.max_schedule_work``."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable, Iterator
+
+from torchmdf.errors import ConversionError, ValidationError
+from torchmdf.limits import LIMITS
+
+__all__ = ["CSE", "PASS", "ESU", "ES", "LIFE", "TIME_SCALES", "time_scale", "CompiledCondition",
+           "Scheduler", "MAX_PASSES", "consideration_queue", "schedules", "flatten"]
+
+#: Passes one evaluation may take before it is declared non-terminating.
+MAX_PASSES = 10_000
+
+#: graph_scheduler's time scales, finest first (a count at one scale resets at each coarser one).
+CSE, PASS, ESU, ES, LIFE = range(5)
+TIME_SCALES = {"CONSIDERATION_SET_EXECUTION": CSE, "PASS": PASS, "ENVIRONMENT_STATE_UPDATE": ESU,
+               "ENVIRONMENT_SEQUENCE": ES, "LIFE": LIFE}
+
+
+def time_scale(v: Any) -> int | None:
+    """``"TimeScale.PASS"``, ``"PASS"``, ``"pass"`` -> the scale, or None."""
+    if not isinstance(v, str):
+        return None
+    name = v.strip()
+    name = name[len("TimeScale"):] if name.startswith("TimeScale") else name
+    return TIME_SCALES.get(name.lstrip(".").upper()) if len(name) < 64 else None
+
+
+class CompiledCondition:
+    """A compiled condition: ``ok(scheduler)``; ``history``: it reads counters that survive a
+    run; ``dynamic``: it reads computed values (Threshold); ``cost``: the work of one check
+    (counted against ``LIMITS.max_schedule_work``)."""
+
+    __slots__ = ("ok", "history", "justran", "dynamic", "where", "cost")
+
+    def __init__(self, ok: Callable[[Scheduler], bool], where: str, *, history: bool = False,
+                 justran: bool = False, dynamic: bool = False, parts: tuple[CompiledCondition, ...] = (),
+                 cost: int = 1):
+        self.ok = ok
+        self.where = where
+        self.history = history or any(p.history for p in parts)
+        self.justran = justran or any(p.justran for p in parts)
+        self.dynamic = dynamic or any(p.dynamic for p in parts)
+        self.cost = cost + sum(p.cost for p in parts)
+
+
+class Scheduler:
+    """graph_scheduler's ``Scheduler.run`` over node ids: each :meth:`run` is one evaluation
+    and yields its consideration set executions (lists of node ids, in run order).
+
+    ``value_of(node, name)`` answers Threshold conditions (None: refuse them).
+
+    Linear in the graph: graph_scheduler keeps an n x n table of "useable" counts for
+    EveryNCalls; here each node counts its runs since the evaluation began, and a node that
+    owns ``EveryNCalls(dep)`` notes ``dep``'s count when it runs (``watch`` lists those pairs),
+    so the useable count is a difference.  The condition checks of one evaluation are counted
+    against ``LIMITS.max_schedule_work``."""
+
+    def __init__(self, nodes: list[str], queue: list[list[str]], conds: dict[str, CompiledCondition],
+                 term_esu: CompiledCondition, term_es: CompiledCondition, where: str,
+                 watch: dict[str, list[str]] | None = None):
+        self.nodes = nodes
+        self.queue = queue
+        self.conds = conds
+        self.term_esu = term_esu
+        self.term_es = term_es
+        self.where = where
+        self.counts = [dict.fromkeys(nodes, 0) for _ in range(5)]
+        self.watch = watch or {}
+        self.calls: dict[str, int] = dict.fromkeys(nodes, 0)  # runs since this evaluation began
+        self.snap: dict[str, dict[str, int]] = {}  # owner -> dep -> calls[dep] when owner last ran
+        self.ran_this_run = 0  # nodes with counts[ESU] >= 1 (AllHaveRun without dependencies)
+        self.last: list[str] | None = None  # the last consideration set execution, for JustRan
+        self.last_set: frozenset[str] = frozenset()
+        self.pass_run = self.pass_total = 0
+        self.cse_pass = self.cse_run = self.cse_total = 0
+        self.runs = 0
+        self.work = 0
+        self.value_of: Callable[[str, str], Any] | None = None
+        allc = [*conds.values(), term_esu, term_es]
+        self.history = any(c.history for c in allc)
+        self.justran = any(c.justran for c in allc)
+        self.dynamic = any(c.dynamic for c in allc)
+
+    def useable(self, dep: str, owner: str) -> int:
+        """Runs of ``dep`` since ``owner`` last ran (in this evaluation)."""
+        return self.calls[dep] - self.snap.get(owner, {}).get(dep, 0)
+
+    def relative(self, query: int, base: int, where: str) -> int:
+        """``Clock.get_total_times_relative(query, base)`` for the current time."""
+        if query == PASS and base == ESU:
+            return self.pass_run
+        if query == PASS and base in (ES, LIFE):
+            return self.pass_total
+        if query == CSE and base == PASS:
+            return self.cse_pass
+        if query == CSE and base == ESU:
+            return self.cse_run
+        if query == CSE and base in (ES, LIFE):
+            return self.cse_total
+        if query == ESU and base in (ES, LIFE):
+            return self.runs
+        if query == ES and base == LIFE:
+            return 0
+        raise ConversionError("this condition counts a time scale relative to one that is not coarser",
+                              location=where)
+
+    def _check(self, c: CompiledCondition) -> bool:
+        self.work += c.cost
+        if self.work > LIMITS.max_schedule_work:
+            raise ConversionError(f"scheduling one evaluation took more than {LIMITS.max_schedule_work:,} "
+                                  "condition checks", location=self.where,
+                                  hint="the conditions make the scheduler loop (or the graph is huge); raise "
+                                  "torchmdf.limits.LIMITS.max_schedule_work if the file is trusted")
+        return c.ok(self)
+
+    def _terminated(self) -> bool:
+        return self._check(self.term_esu) or self._check(self.term_es)
+
+    def _ran(self, node: str) -> None:
+        if self.counts[ESU][node] == 0:
+            self.ran_this_run += 1
+        for ts in range(5):
+            self.counts[ts][node] += 1
+        deps = self.watch.get(node)
+        if deps:
+            snap = self.snap.setdefault(node, {})
+            for d in deps:
+                snap[d] = self.calls[d]
+        self.calls[node] += 1
+
+    def run(self, value_of: Callable[[str, str], Any] | None = None) -> Iterator[list[str]]:
+        """One evaluation; a generator, so that a Threshold sees the values of the executions
+        yielded before it is checked."""
+        self.value_of = value_of
+        self.work = 0
+        self.calls = dict.fromkeys(self.nodes, 0)
+        self.snap = {}
+        self.ran_this_run = 0
+        for ts in (CSE, PASS, ESU):
+            self.counts[ts] = dict.fromkeys(self.nodes, 0)
+        self.pass_run = self.cse_run = 0
+        while not self._terminated():
+            for ts in (CSE, PASS):
+                self.counts[ts] = dict.fromkeys(self.nodes, 0)
+            self.cse_pass = 0
+            changed = False
+            for cs in self.queue:
+                if self._terminated():
+                    break
+                ex: list[str] = []
+                done: set[str] = set()
+                added = True
+                while added:
+                    added = False
+                    for node in cs:
+                        if node not in done and self._check(self.conds[node]):
+                            ex.append(node)
+                            done.add(node)
+                            added = changed = True
+                            self._ran(node)
+                if ex:
+                    self.last = ex
+                    self.last_set = frozenset(ex)
+                    yield ex
+                    self._tick_cse()
+            if not changed:
+                self.last = []
+                self.last_set = frozenset()
+                self._tick_cse()
+            self.pass_run += 1
+            self.pass_total += 1
+            if self.pass_run > MAX_PASSES:
+                raise ConversionError(f"an evaluation did not terminate after {MAX_PASSES} passes",
+                                      location=self.where,
+                                      hint="check the environment_state_update termination condition "
+                                      "(default AllHaveRun: every node must be able to run)")
+        self.runs += 1
+
+    def _tick_cse(self) -> None:
+        self.cse_pass += 1
+        self.cse_run += 1
+        self.cse_total += 1
+
+
+def consideration_queue(ids: list[str], deps: dict[str, list[str]], dep_sets: dict[str, dict[str, None]],
+                        where: str) -> list[list[str]]:
+    """Topological levels of the dependencies, nodes of a level in file order (Kahn's
+    algorithm: linear in nodes and edges).  A cycle nothing breaks (a self-edge included:
+    graph_scheduler's default condition for it, EveryNCalls of itself, never holds) is an
+    error, as in the validator."""
+    order = {i: k for k, i in enumerate(ids)}
+    indeg = {i: len(deps[i]) for i in ids}
+    users: dict[str, list[str]] = {i: [] for i in ids}
+    for i in ids:
+        for d in deps[i]:
+            users[d].append(i)
+    loops = [i for i in ids if i in dep_sets[i]]
+    queue: list[list[str]] = []
+    level = [i for i in ids if indeg[i] == 0]
+    placed = 0
+    while level and not loops:
+        queue.append(level)
+        placed += len(level)
+        nxt = []
+        for i in level:
+            for u in users[i]:
+                indeg[u] -= 1
+                if indeg[u] == 0:
+                    nxt.append(u)
+        nxt.sort(key=order.__getitem__)
+        level = nxt
+    if loops or placed < len(ids):
+        comp = loops[:1] or [i for i in ids if indeg[i] > 0]
+        raise ValidationError("the edges between the nodes " + ", ".join(map(repr, comp[:20])) +
+                              (f" (and {len(comp) - 20} more)" if len(comp) > 20 else "") +
+                              " form a cycle that nothing breaks", location=where,
+                              hint="give an input port on the cycle a default_value (its edge then "
+                              "carries the previous evaluation's value, as in modeci_mdf)")
+    return queue
+
+
+def schedules(sch: Scheduler, count: int) -> Iterator[list[list[str]]]:
+    """The consideration set executions of ``count`` evaluations (no Threshold).  When no
+    condition reads counters that survive a run, a run's schedule depends at most on the
+    last consideration set before it (JustRan), so schedules are computed once per case."""
+    memo: dict[Any, tuple[list[list[str]], list[str] | None]] = {}
+    for _ in range(count):
+        sig = (tuple(sch.last) if sch.last is not None else None) if sch.justran else 0
+        if not sch.history and sig in memo:
+            sched, last = memo[sig]
+            sch.last = last
+            sch.last_set = frozenset(last or ())
+            yield sched
+            continue
+        sched = list(sch.run())
+        memo[sig] = (sched, sch.last)
+        yield sched
+
+
+def flatten(schedule: list[list[str]]) -> list[str]:
+    """The node runs of one evaluation's schedule, in order."""
+    return list(itertools.chain.from_iterable(schedule))

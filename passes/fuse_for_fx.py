@@ -1,0 +1,363 @@
+"""Fusions for the FX backend: patterns the canonical (ONNX) form spells with several ops,
+rewritten into the one torch call the original model made.
+
+* ``MatMul(x, Transpose(W))`` [``+ bias``] -> ``torchmdf::linear(x, W[, bias])`` (``F.linear``);
+* ``torch.export``'s ``view(-1, K) -> addmm -> view(*lead, N)`` around ``nn.Linear`` on an N-d
+  input -> ``torchmdf::linear`` on the N-d input;
+* the reshapes to ``[prod(B), M, K]`` around a batched matmul -> one ``MatMul`` on the N-d
+  operands;
+* ``MatMul(Softmax([Where(keep, | Add(] Mul(MatMul(q, Transpose(k)), scale) [, mask)]), v)`` (how
+  ``scaled_dot_product_attention`` canonicalizes) -> ``torchmdf::scaled_dot_product_attention``;
+* ``x * Sigmoid(x)`` (how SiLU canonicalizes) -> ``torchmdf::silu``.
+
+Every match is found on the graph as it is given (one plan, then the rewrites), so fusing one
+pattern never makes another match.  The fused ops are registry entries like any other (impl
+and FX lowering here); the FX backend runs this pass on its own copy of the graph
+(:func:`fused_for_fx`), so MDF and ONNX never see them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from torchmdf.ir import Graph, Node, Value
+from torchmdf.ops import registry
+
+from ._infra import Pass, PassResult
+
+# -- the fused ops -----------------------------------------------------------------------------
+
+
+def _linear_impl(input, weight, bias=None):  # noqa: A002 - torch's names
+    return F.linear(input, weight, bias)
+
+
+def _linear_fx(b: Any, n: Node, a: Any) -> Any:
+    return b.call(F.linear, tuple(a))
+
+
+def _sdpa_impl(query, key, value, attn_mask=None, scale: float | None = None, is_causal: bool = False):
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, is_causal=is_causal, scale=scale)
+
+
+def _sdpa_fx(b: Any, n: Node, a: Any) -> Any:
+    kw: dict[str, Any] = {"scale": n.attrs["scale"]}
+    if len(n.inputs) > 3 and n.inputs[3] is not None:
+        kw["attn_mask"] = a[3]
+    if n.attrs.get("is_causal"):
+        kw["is_causal"] = True
+    return b.call(F.scaled_dot_product_attention, (a[0], a[1], a[2]), kw)
+
+
+def _silu_fx(b: Any, n: Node, a: Any) -> Any:
+    return b.call(F.silu, (a[0],))
+
+
+LINEAR = registry.define("torchmdf::linear", _linear_impl, input_names=("input", "weight", "bias"),
+                         fx_lower=_linear_fx, doc="F.linear: input @ weight.T + bias").name
+SDPA = registry.define("torchmdf::scaled_dot_product_attention", _sdpa_impl,
+                       input_names=("query", "key", "value", "attn_mask"), fx_lower=_sdpa_fx,
+                       doc="F.scaled_dot_product_attention").name
+SILU = registry.define("torchmdf::silu", F.silu, input_names=("input",), fx_lower=_silu_fx,
+                       doc="F.silu: x * sigmoid(x)").name
+
+
+# -- finding the patterns ----------------------------------------------------------------------
+
+
+def _rank(v: Value | None) -> int | None:
+    return None if v is None else v.type.rank
+
+
+def _const(v: Value | None) -> torch.Tensor | None:
+    return v.tensor if v is not None and v.is_constant else None
+
+
+def _live_out(graph: Graph) -> set[Value]:
+    """Values read from outside the node list: outputs, state's next and computed initial values
+    (the same set as :meth:`Graph.live_roots`, as values)."""
+    return set(graph.outputs) | {x for sv in graph.state for x in (sv.next, sv.init_value) if x is not None}
+
+
+def _only_use(v: Value | None, op: str, outs: set[Value]) -> Node | None:
+    """The producer of ``v`` if it is an ``op`` node whose single output is read only once."""
+    p = v.producer if v is not None else None
+    if p is None or p.op != op or len(p.outputs) != 1 or v.num_uses != 1 or v in outs:
+        return None
+    return p
+
+
+def _transposed_2d(v: Value | None) -> Value | None:
+    """``W`` if ``v`` is ``Transpose(W, perm=[1, 0])`` of a 2-d ``W``."""
+    p = v.producer if v is not None else None
+    if p is None or p.op != "onnx::Transpose" or p.attrs.get("perm") != [1, 0] \
+            or p.inputs[0].type.rank != 2:
+        return None
+    return p.inputs[0]
+
+
+def _linear_of(n: Node) -> Value | None:
+    """``W`` when MatMul node ``n`` is ``x @ W^T`` with ``x`` of rank >= 1 (``F.linear``)."""
+    if n.op != "onnx::MatMul" or _rank(n.inputs[0]) in (None, 0):
+        return None
+    w = _transposed_2d(n.inputs[1])
+    if w is None or w.type.dtype != n.inputs[0].type.dtype:
+        return None
+    return w
+
+
+def _sdpa_of(n: Node, outs: set[Value]) -> tuple | None:
+    """(q, k, v, mask, is_causal, scale) when MatMul node ``n`` ends the attention pattern."""
+    sm = _only_use(n.inputs[0], "onnx::Softmax", outs)
+    if sm is None or n.inputs[1].type.rank is None or n.inputs[1].type.rank < 2:
+        return None
+    s = sm.inputs[0]
+    rank = s.type.rank
+    if rank is None or rank < 2 or sm.attrs.get("axis", -1) not in (-1, rank - 1):
+        return None
+    mask, causal = None, False
+    p = s.producer
+    if p is not None and p.op in ("onnx::Where", "onnx::Add") and s.num_uses == 1 and s not in outs:
+        if p.op == "onnx::Where":
+            keep, inner, other = p.inputs
+            t = _const(other)
+            if t is None or t.numel() != 1 or not bool(torch.isneginf(t).all()) or keep.type.dtype != torch.bool:
+                return None
+            kt = _const(keep)
+            ks = inner.type.shape
+            if kt is not None and kt.dim() == 2 and ks is not None and tuple(kt.shape) == tuple(ks[-2:]) \
+                    and bool((kt == torch.ones_like(kt).tril()).all()):
+                causal = True
+            else:
+                mask = keep
+        else:
+            inner, mask = p.inputs
+            if mask.type.dtype != s.type.dtype:
+                return None
+        s = inner
+    mul = _only_use(s, "onnx::Mul", outs)
+    if mul is None:
+        return None
+    scores, sc = mul.inputs
+    t = _const(sc)
+    if t is None or t.numel() != 1:
+        return None
+    mm = _only_use(scores, "onnx::MatMul", outs)
+    tr = _only_use(mm.inputs[1], "onnx::Transpose", outs) if mm is not None else None
+    if tr is None:
+        return None
+    k = tr.inputs[0]
+    rk = k.type.rank
+    if rk is None or rk < 2 or tr.attrs.get("perm") != list(range(rk - 2)) + [rk - 1, rk - 2]:
+        return None
+    q = mm.inputs[0]
+    if q.type.rank is None or q.type.rank < 2 or q.type.rank != rk or q.type.rank != n.inputs[1].type.rank:
+        return None
+    return q, k, n.inputs[1], mask, causal, float(t.reshape(()).item())
+
+
+def _fused_add(n: Node, outs: set[Value]) -> list[Value] | None:
+    """``MatMul(x, Transpose(W)) + bias`` (nn.Linear on an N-d input): linear's inputs."""
+    for i in (0, 1):
+        mm = _only_use(n.inputs[i], "onnx::MatMul", outs)
+        bias = n.inputs[1 - i]
+        w = _linear_of(mm) if mm is not None else None
+        if w is None or bias.type.shape is None or len(bias.type.shape) != 1 or w.type.shape is None \
+                or bias.type.shape[0] != w.type.shape[0] or bias.type.dtype != w.type.dtype:
+            continue
+        return [mm.inputs[0], w, bias]
+    return None
+
+
+def _fused_mul(n: Node, outs: set[Value]) -> Value | None:
+    """``x`` when Mul node ``n`` is ``x * Sigmoid(x)``."""
+    for i in (0, 1):
+        sg = _only_use(n.inputs[i], "onnx::Sigmoid", outs)
+        if sg is not None and sg.inputs[0] is n.inputs[1 - i]:
+            return n.inputs[1 - i]
+    return None
+
+
+def _known(shape: Any) -> bool:
+    """Every dim is a number or a symbol (equal symbols are equal sizes; unknown dims are not)."""
+    return shape is not None and all(d is not None for d in shape)
+
+
+@dataclasses.dataclass
+class _Plan:
+    """What to rewrite: reshapes to drop (``skip_in``: the value keeps its own type,
+    ``skip_out``: it takes the reshape's), and nodes to replace by a fused op."""
+
+    skip_in: set[Node] = dataclasses.field(default_factory=set)
+    skip_out: set[Node] = dataclasses.field(default_factory=set)
+    fused: dict[Node, tuple[str, list[Value | None], dict[str, Any]]] = dataclasses.field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.skip_in or self.skip_out or self.fused)
+
+
+def _plan_nd_linear(graph: Graph, plan: _Plan, outs: set[Value]) -> None:
+    """``view(-1, K) -> Gemm(transB=1) -> view(*lead, N)`` is ``F.linear`` on the N-d input."""
+    for r1 in graph:
+        if r1.op != "onnx::Reshape" or len(r1.outputs) != 1 or r1.output in outs:
+            continue
+        x = r1.inputs[0]
+        xs, ys = x.type.shape, r1.output.type.shape
+        if not _known(xs) or not _known(ys) or len(xs) < 3 or len(ys) != 2 or xs[-1] != ys[1] \
+                or not isinstance(ys[1], int):
+            continue
+        uses = r1.output.uses()
+        if not uses:
+            continue
+        plan_g: list[Node] = []
+        plan_r: list[Node] = []
+        ok = True
+        for g, i in uses:
+            if g.op != "onnx::Gemm" or i != 0 or g.attrs.get("transA", 0) or not g.attrs.get("transB", 0) \
+                    or g.attrs.get("alpha", 1.0) != 1.0 or g.output in outs:
+                ok = False
+                break
+            c = g.inputs[2] if len(g.inputs) > 2 else None
+            w = g.inputs[1].type.shape
+            if c is not None and (g.attrs.get("beta", 1.0) != 1.0 or c.type.shape is None or len(c.type.shape) != 1
+                                  or w is None or c.type.shape[0] != w[0]):
+                ok = False
+                break
+            gs = g.output.type.shape
+            g_uses = g.output.uses()
+            if not _known(gs) or not g_uses:
+                ok = False
+                break
+            for r2, j in g_uses:
+                if r2.op != "onnx::Reshape" or j != 0 or r2.output.type.shape != tuple(xs[:-1]) + (gs[1],):
+                    ok = False
+                    break
+                plan_r.append(r2)
+            if not ok:
+                break
+            plan_g.append(g)
+        if not ok:
+            continue
+        plan.skip_in.add(r1)
+        for g in plan_g:
+            c = g.inputs[2] if len(g.inputs) > 2 else None
+            plan.fused[g] = (LINEAR, [g.inputs[0], g.inputs[1], c], {})
+        plan.skip_out.update(plan_r)
+
+
+def _plan_nd_matmul(graph: Graph, plan: _Plan, outs: set[Value]) -> None:
+    """``matmul`` on ``[*B, M, K] @ [*B, K, N]`` exported as reshapes to 3-d around a 3-d
+    MatMul and a reshape back: the MatMul takes the N-d operands (as the original did)."""
+    for mm in graph:
+        if mm.op != "onnx::MatMul" or mm.output in outs:
+            continue
+        rs = [v.producer for v in mm.inputs]
+        if any(r is None or r.op != "onnx::Reshape" or r in plan.skip_in or r in plan.skip_out
+               or r.output.num_uses != 1 or r.output in outs for r in rs):
+            continue
+        xa, xb = rs[0].inputs[0].type.shape, rs[1].inputs[0].type.shape
+        ya, yb = rs[0].output.type.shape, rs[1].output.type.shape
+        if not all(map(_known, (xa, xb, ya, yb))) or len(xa) < 4 or len(ya) != 3 or len(yb) != 3 \
+                or tuple(xa[:-2]) != tuple(xb[:-2]) or tuple(xa[-2:]) != tuple(ya[1:]) \
+                or tuple(xb[-2:]) != tuple(yb[1:]):
+            continue
+        uses = mm.output.uses()
+        want = tuple(xa[:-2]) + (xa[-2], xb[-1])
+        if not uses or any(r.op != "onnx::Reshape" or j != 0 or r.output.type.shape != want for r, j in uses):
+            continue
+        plan.skip_in.update(rs)
+        plan.skip_out.update(r for r, _ in uses)
+
+
+def plan_fusions(graph: Graph) -> _Plan:
+    """Every fusion of ``graph``, found on the graph as it is."""
+    outs = _live_out(graph)
+    plan = _Plan()
+    _plan_nd_linear(graph, plan, outs)
+    _plan_nd_matmul(graph, plan, outs)
+    for n in graph:
+        if n in plan.fused or n in plan.skip_in or n in plan.skip_out:
+            continue
+        if n.op == "onnx::MatMul":
+            att = _sdpa_of(n, outs)
+            if att is not None:
+                q, k, v, mask, causal, scale = att
+                plan.fused[n] = (SDPA, [q, k, v] + ([mask] if mask is not None else []),
+                                 {"scale": scale, "is_causal": causal})
+                continue
+            w = _linear_of(n)
+            if w is not None:
+                plan.fused[n] = (LINEAR, [n.inputs[0], w], {})
+        elif n.op == "onnx::Add":
+            ins = _fused_add(n, outs)
+            if ins is not None:
+                plan.fused[n] = (LINEAR, ins, {})
+        elif n.op == "onnx::Mul":
+            x = _fused_mul(n, outs)
+            if x is not None:
+                plan.fused[n] = (SILU, [x], {})
+    return plan
+
+
+# -- rewriting ---------------------------------------------------------------------------------
+
+
+def _rewrite(graph: Graph, plan: _Plan) -> None:
+    alias: dict[Value, Value] = {}
+
+    def resolve(v: Value | None) -> Value | None:
+        while v is not None and v in alias:
+            v = alias[v]
+        return v
+
+    feeders: set[Node] = set()  # producers of what the fused ops read: dead once fused
+    for n in graph:
+        if n in plan.skip_in or n in plan.skip_out:
+            src = n.inputs[0]
+            if n in plan.skip_out:
+                src.type = n.output.type
+            alias[n.output] = src
+            n.output.replace_all_uses_with(src)
+            graph.remove(n)
+        elif n in plan.fused:
+            op, ins, attrs = plan.fused[n]
+            new = graph.create_node(op, [resolve(v) for v in ins], attrs, provenance=n.provenance, before=n)
+            old = n.output
+            new.output.type, new.output.meta = old.type, dict(old.meta)
+            alias[old] = new.output
+            old.replace_all_uses_with(new.output)
+            feeders.update(v.producer for v in n.inputs if v is not None and v.producer is not None)
+            graph.remove(n)
+            new.output.name = graph.unique_name(old.name)
+    outs = _live_out(graph)
+    for n in graph.reversed():
+        d = registry.lookup(n.op) if n in feeders else None
+        if d is not None and d.pure and all(o.num_uses == 0 and o not in outs for o in n.outputs):
+            feeders.update(v.producer for v in n.inputs if v is not None and v.producer is not None)
+            graph.remove(n)
+
+
+class FuseForFx(Pass):
+    """Rewrite the patterns of the module docstring into fused ``torchmdf::`` ops."""
+
+    def call(self, graph: Graph) -> PassResult:
+        plan = plan_fusions(graph)
+        if plan:
+            _rewrite(graph, plan)
+        return PassResult(graph, bool(plan))
+
+
+def fused_for_fx(graph: Graph) -> Graph:
+    """``graph`` itself when nothing fuses, else a copy of it with the fusions made."""
+    if not plan_fusions(graph):
+        return graph
+    copy = graph.clone()
+    FuseForFx()(copy)
+    return copy
+
+
+__all__ = ["FuseForFx", "fused_for_fx", "plan_fusions", "LINEAR", "SDPA", "SILU"]
