@@ -80,9 +80,20 @@ def backend_for_path(path: str | os.PathLike) -> Backend:
 # ---------------------------------------------------------------------------------------------
 
 
+def _no_regions(graph, target: str) -> None:
+    """Until a backend writes control flow, a graph with regions is refused, never half-written."""
+    if graph.has_regions:
+        from torchmdf.errors import UnsupportedOpError
+
+        owners = [(n.op, n.location()) for n in graph.walk() if n.regions]
+        raise UnsupportedOpError(owners, message=f"{len(owners)} control-flow op(s) cannot be emitted to "
+                                 f"{target} yet:", hint="run the graph with torchmdf.interpreter.run_graph")
+
+
 def _emit_mdf(graph, **options):
     from .mdf import emit_mdf
 
+    _no_regions(graph, "mdf")
     return emit_mdf(graph, **options)
 
 
@@ -95,6 +106,7 @@ def _write_mdf(model, path, *, weights: str = "auto") -> None:
 def _emit_fx(graph, **options):
     from .fx import emit_fx
 
+    _no_regions(graph, "fx")
     if graph.metadata.get("mdf_source"):  # an MDF model's free inputs default to the file's values
         options.setdefault("input_defaults", True)
     return emit_fx(graph, **options)
@@ -103,6 +115,7 @@ def _emit_fx(graph, **options):
 def _emit_onnx(graph, **options):
     from .onnx import emit_onnx
 
+    _no_regions(graph, "onnx")
     return emit_onnx(graph, **options)
 
 

@@ -83,7 +83,7 @@ class FoldConstants(Pass):
         modified = False
         entries: dict[str, Any] = {}
         roles = self._roles
-        guard = bool(graph.metadata.get("mdf_source"))  # data from a file: sizes checked first
+        guard = bool(graph.root.metadata.get("mdf_source"))  # data from a file (regions: their root's)
         for node in graph:
             if node.regions:
                 modified |= inline_static_region(node)
