@@ -196,3 +196,18 @@ def test_fusions_are_a_pass_on_a_copy():
     torch.testing.assert_close(gm(xv), torch.nn.functional.silu(xv @ w.tensor.T + b.tensor))
 
     assert not FuseForFx()(fused).modified  # nothing left to fuse
+
+
+def test_builtin_entries_are_complete_whoever_looks_first():
+    """A fresh interpreter that imports only torchmdf.ops gets entries with their shape function
+    and FX lowering (attached by the modules that hold them, loaded on the first lookup)."""
+    import subprocess
+    import sys
+
+    code = ("import torchmdf.ops as o\n"
+            "for n in ('onnx::Conv', 'onnx::Gemm', 'onnx::Reshape', 'onnx::Softmax'):\n"
+            "    d = o.lookup(n)\n"
+            "    assert d.shape_fn is not None and d.fx_lower is not None, n\n"
+            "assert o.lookup('onnx::Relu').shape_fn is not None\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr

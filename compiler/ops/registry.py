@@ -312,8 +312,26 @@ def op(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[...,
     return deco
 
 
+#: Modules that attach the built-in shape functions and FX lowerings to the entries (each
+#: next to the machinery it needs).  They are imported on the first lookup, so an entry is
+#: complete whichever part of torchmdf asks first.
+DEFINITION_MODULES = ("torchmdf.passes.infer_shapes", "torchmdf.backends.fx")
+_definitions_loaded = False
+
+
+def _load_definitions() -> None:
+    global _definitions_loaded
+    _definitions_loaded = True  # first: the modules themselves look ops up while importing
+    import importlib
+
+    for m in DEFINITION_MODULES:
+        importlib.import_module(m)
+
+
 def lookup(name: str) -> OpDef | None:
     """The op's definition, or None.  ``aten::`` names resolve from torch's schemas."""
+    if not _definitions_loaded:
+        _load_definitions()
     d = _REGISTRY.get(name)
     if d is not None:
         return d
