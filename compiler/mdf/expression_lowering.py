@@ -424,10 +424,11 @@ class NodeLowering(ExpressionLowering):
     def _registered(self, d: Any, fname: str, args: dict[str, Any], scope: Env, env: Env, where: str) -> Any:
         """An MDF standard function or an op registered in another domain: its tensor inputs
         by ``input_names`` (from args or node values of those names), its attributes (the
-        names of ``attr_defaults``) from args or node values, as constants."""
+        entry's attribute schema) from args or node values, as constants."""
         names = tuple(d.input_names or ())
+        attr_names = [a.name for a in d.attr_schema]
         missing = [n for n in names if n not in scope]
-        extra = [n for n in args if n not in names and n not in d.attr_defaults]
+        extra = [n for n in args if n not in names and n not in attr_names]
         if missing or extra:
             raise ValidationError(f"function {fname!r} takes arguments {', '.join(names)}"
                                   + (f"; missing {', '.join(missing)}" if missing else "")
@@ -435,7 +436,7 @@ class NodeLowering(ExpressionLowering):
                                   location=self.loc(where))
         ins = [self.one(self.lookup(n, scope, where), where) for n in names]
         attrs: dict[str, Any] = {}
-        for a in d.attr_defaults:
+        for a in attr_names:
             if a in args:
                 raw = args[a]
                 attrs[a] = self._constant_attr(a, self.value(raw, f"{where} > argument '{a}'", env)

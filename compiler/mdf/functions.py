@@ -386,4 +386,4 @@ def function_argument_names(name: str) -> frozenset[str] | None:
     d = registered_op(name)
     if d is None or d.input_names is None or d.variadic or ("::" in name and d.domain in ("mdf", "onnx")):
         return None  # (an "mdf::linear" spelling has always taken any argument names)
-    return frozenset(d.input_names) | frozenset(d.attr_defaults)
+    return frozenset(d.input_names) | frozenset(a.name for a in d.attr_schema)
