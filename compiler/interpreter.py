@@ -14,8 +14,10 @@ from .ops import registry
 
 
 def run_graph(graph: Graph, inputs: Sequence[Any] = (), state: dict[str, Any] | None = None,
-              ) -> tuple[list[Any], dict[str, Any]]:
-    """Evaluate ``graph`` once.  Returns (outputs, next state by state-variable name)."""
+              values: dict[str, Any] | None = None) -> tuple[list[Any], dict[str, Any]]:
+    """Evaluate ``graph`` once.  Returns (outputs, next state by state-variable name).
+    ``values``, when given, receives every node output by value name (``torchmdf verify``
+    compares them with a backend's to find the first node that diverges)."""
     env: dict[Value, Any] = {}
     if len(inputs) != len(graph.inputs):
         raise ConversionError(f"graph '{graph.name}' takes {len(graph.inputs)} inputs, got {len(inputs)}")
@@ -40,6 +42,8 @@ def run_graph(graph: Graph, inputs: Sequence[Any] = (), state: dict[str, Any] | 
                                   location=node.location()) from e
         for o, r in zip(node.outputs, outs):
             env[o] = r
+            if values is not None:
+                values[o.name] = r
     outs = [env[v] for v in graph.outputs]
     nxt = {sv.name: env[sv.next] for sv in graph.state if sv.next is not None}
     return outs, nxt
