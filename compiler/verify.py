@@ -16,7 +16,9 @@ The first IR node (in topological order) whose two values differ beyond the tole
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import re
 import tempfile
 from pathlib import Path
@@ -24,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .errors import TorchMDFError
+from .errors import TorchMDFError, UnsupportedOpError
 
 _LOCATION = re.compile(r"^node %([^\s,=]+) =")
 
@@ -129,6 +131,7 @@ class PathResult:
     name: str
     outputs: Any = None
     skipped: str | None = None
+    failed: str | None = None
     abs_diff: float = 0.0
     rel_diff: float = 0.0
     ok: bool = True
@@ -144,11 +147,18 @@ class Verification:
     def ok(self) -> bool:
         return all(p.ok for p in self.paths)
 
+    @property
+    def differs(self) -> bool:
+        """Whether some path ran and gave different outputs (a failed path is not located)."""
+        return any(not p.ok and p.failed is None for p in self.paths)
+
     def table(self) -> str:
         rows = [f"{'path':<34} {'max abs diff':>13} {'max rel diff':>13}  result"]
         for p in self.paths:
             if p.skipped:
                 rows.append(f"{p.name:<34} {'-':>13} {'-':>13}  skipped: {p.skipped}")
+            elif p.failed:
+                rows.append(f"{p.name:<34} {'-':>13} {'-':>13}  FAILED: {p.failed}")
             elif p.name == self.reference:
                 rows.append(f"{p.name:<34} {'':>13} {'':>13}  reference")
             else:
@@ -156,32 +166,73 @@ class Verification:
         return "\n".join(rows)
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:120]
+
+
 def _run_path(name: str, fn: Callable[[], Any], optional: tuple[type[BaseException], ...] = ()) -> PathResult:
+    """Run one path: its outputs; skipped when a tool is missing or the path does not apply
+    (``optional`` errors); failed (a mismatch) when it breaks otherwise."""
     try:
-        return PathResult(name, outputs=fn())
+        with torch.no_grad():
+            return PathResult(name, outputs=fn())
     except ImportError as e:
         return PathResult(name, skipped=f"{e.name or e} is not installed")
     except optional as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return PathResult(name, skipped=msg[:120])
+        return PathResult(name, skipped=_first_line(e))
+    except Exception as e:  # noqa: BLE001 - a path that breaks is reported in the table, not raised
+        return PathResult(name, failed=f"{type(e).__name__}: {_first_line(e)}", ok=False)
 
 
 def _compare(result: Verification, atol: float, rtol: float) -> None:
     ref = next(p for p in result.paths if p.name == result.reference)
+    if ref.outputs is None:
+        raise TorchMDFError(f"the reference ({ref.name}) did not run: {ref.failed or ref.skipped}")
     for p in result.paths:
-        if p.skipped or p is ref:
+        if p.skipped or p.failed or p is ref:
             continue
         p.abs_diff, p.rel_diff = diff_abs(p.outputs, ref.outputs)
         p.ok = close(p.outputs, ref.outputs, atol, rtol)
 
 
+class _NotApplicable(Exception):
+    """A path that does not apply to this model (skipped, not failed)."""
+
+
+def _onnx_outputs(graph: Any, inputs: Sequence[Any]) -> list[torch.Tensor]:
+    """onnxruntime on the graph's ONNX form; not applicable where it has none (an op without an
+    ONNX form, or state).  Every other failure (the checker, onnxruntime refusing the model)
+    is a failure of the path."""
+    import onnxruntime  # noqa: F401 - the path is skipped where it is not installed
+
+    import torchmdf
+
+    if graph.state:
+        raise _NotApplicable("a stateful graph has no ONNX form")
+    try:
+        model = torchmdf.emit(graph.clone(), "onnx")
+    except UnsupportedOpError as e:
+        raise _NotApplicable(f"{len(e.ops) if hasattr(e, 'ops') else 'some'} op(s) have no ONNX form") from e
+    return _onnx_run(model, inputs)
+
+
 def _onnx_run(onnx_model: Any, inputs: Sequence[Any]) -> list[torch.Tensor]:
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # its error comes back as the exception; no log line besides
+    sess = ort.InferenceSession(onnx_model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()]
     feed = {n: torch.as_tensor(x).numpy() for n, x in zip(names, inputs)}
     return [torch.from_numpy(r) for r in sess.run(None, feed)]
+
+
+def emit_fx(graph: Any) -> torch.fx.GraphModule:
+    """The FX module verified (a function of its own so a test can stand in a faulty backend)."""
+    from torchmdf.backends import get_backend
+
+    return get_backend("fx").emit(graph)
 
 
 def verify_module(model: torch.nn.Module, inputs: Sequence[Any], *, atol: float = 1e-5,
@@ -199,7 +250,7 @@ def verify_module(model: torch.nn.Module, inputs: Sequence[Any], *, atol: float 
     optimized, _ = run_passes(optimized, None)
     from torchmdf.backends import get_backend
 
-    gm = get_backend("fx").emit(optimized)
+    gm = emit_fx(optimized)
     paths.append(_run_path("torchmdf FX module", lambda: gm(*inputs)))
 
     def from_file() -> Any:
@@ -209,12 +260,11 @@ def verify_module(model: torch.nn.Module, inputs: Sequence[Any], *, atol: float 
             return torchmdf.compile(f, target="fx")(*inputs)
 
     paths.append(_run_path("MDF file -> FX", from_file))
-    paths.append(_run_path("onnxruntime", lambda: _onnx_run(torchmdf.emit(optimized.clone(), "onnx"), inputs),
-                           optional=(TorchMDFError,)))
+    paths.append(_run_path("onnxruntime", lambda: _onnx_outputs(optimized, inputs), optional=(_NotApplicable,)))
     result = Verification("native torch", paths)
     _compare(result, atol, rtol)
-    if not result.ok:
-        result.divergence = _locate_module(model, inputs, graph, optimized, gm, atol, rtol)
+    if result.differs:
+        result.divergence = _locating(lambda: _locate_module(model, inputs, graph, optimized, gm, atol, rtol))
     return result
 
 
@@ -248,8 +298,9 @@ def _modeci_outputs(path: str, port_names: list[str]) -> dict[str, Any]:
     from modeci_mdf.utils import load_mdf
 
     m = load_mdf(path)
-    eg = EvaluableGraph(m.graphs[0], verbose=False)
-    eg.evaluate()
+    with contextlib.redirect_stdout(io.StringIO()):  # modeci_mdf prints its progress
+        eg = EvaluableGraph(m.graphs[0], verbose=False)
+        eg.evaluate()
     out = {}
     for key in port_names:
         node, port = key.split(".", 1)
@@ -263,7 +314,6 @@ def verify_mdf_file(path: str, *, atol: float = 1e-5, rtol: float = 1e-4) -> Ver
     import torchmdf
     from torchmdf.passes import run_passes
 
-    from .backends import get_backend
 
     graph = torchmdf.lower(path)
     defaults = [v.meta.get("default") for v in graph.inputs]
@@ -277,24 +327,36 @@ def verify_mdf_file(path: str, *, atol: float = 1e-5, rtol: float = 1e-4) -> Ver
 
     paths = [_run_path("IR interpreter (no passes)", interpreted)]
     optimized, _ = run_passes(graph.clone(), None)
-    gm = get_backend("fx").emit(optimized)
+    gm = emit_fx(optimized)
     paths.append(_run_path("MDF file -> FX module", lambda: dict(gm())))
     names = list(paths[0].outputs or {})
+    # modeci_mdf failing on a model is modeci_mdf's limit, not a torchmdf mismatch
     paths.append(_run_path("modeci_mdf EvaluableGraph", lambda: _modeci_outputs(path, names),
                            optional=(Exception,)))
-    paths.append(_run_path("onnxruntime", lambda: dict(zip(names, _onnx_run(torchmdf.emit(optimized.clone(), "onnx"),
-                                                                            defaults))),
-                           optional=(TorchMDFError,)))
+    paths.append(_run_path("onnxruntime", lambda: dict(zip(names, _onnx_outputs(optimized, defaults))),
+                           optional=(_NotApplicable,)))
     result = Verification("IR interpreter (no passes)", paths)
     _compare(result, atol, rtol)
-    if not result.ok:
-        ir_raw = ir_values(graph, defaults)
-        ir_opt = ir_values(optimized, defaults)
-        found = first_divergence(optimized, ir_raw, ir_opt, atol, rtol)
-        if found:
-            result.divergence = _describe(*found, "IR before vs after the passes")
-        else:
-            found = first_divergence(optimized, ir_opt, fx_values_by_ir_name(gm, ()), atol, rtol)
-            result.divergence = _describe(*found, "IR interpreter vs FX module") if found else \
-                "no single IR node diverges inside torchmdf: the difference is at the outputs (modeci_mdf or ONNX)"
+    if result.differs:
+        result.divergence = _locating(lambda: _locate_file(graph, optimized, gm, defaults, atol, rtol))
     return result
+
+
+def _locating(fn: Callable[[], str]) -> str:
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - the table is still worth printing
+        return f"could not locate the divergence: {type(e).__name__}: {_first_line(e)}"
+
+
+def _locate_file(graph: Any, optimized: Any, gm: Any, defaults: list, atol: float, rtol: float) -> str:
+    ir_raw = ir_values(graph, defaults)
+    ir_opt = ir_values(optimized, defaults)
+    found = first_divergence(optimized, ir_raw, ir_opt, atol, rtol)
+    if found:
+        return _describe(*found, "IR before vs after the passes")
+    found = first_divergence(optimized, ir_opt, fx_values_by_ir_name(gm, ()), atol, rtol)
+    if found:
+        return _describe(*found, "IR interpreter vs FX module")
+    return "no IR node diverges inside torchmdf (interpreter, passes, FX agree): the difference is " \
+           "in modeci_mdf's or onnxruntime's evaluation"
