@@ -313,7 +313,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if inputs is None:
             raise TorchMDFError("the program was saved without example inputs", location=args.src,
                                 hint="save it with torch.export.save from torch >= 2.5, or use module.py:factory")
-        result = verify.verify_module(ep.module(), inputs, **tol)
+        result = verify.verify_module(ep, inputs, **tol)
     else:
         result = verify.verify_mdf_file(args.src, **tol)
     print(f"{args.src}: every path on the same inputs, against {result.reference} "

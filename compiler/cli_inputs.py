@@ -69,13 +69,23 @@ def load_factory(spec: str) -> tuple[torch.nn.Module, tuple[Any, ...]]:
 
 def load_pt2(path: str | os.PathLike) -> torch.export.ExportedProgram:
     """A program saved by ``torch.export.save``."""
+    import logging
+    import zipfile
+
     if not Path(path).is_file():
         raise ConversionError("no such file", location=os.fspath(path))
+    if not zipfile.is_zipfile(path):
+        raise ConversionError("not a torch.export program (a .pt2 file is a zip archive)", location=os.fspath(path))
+    log = logging.getLogger("torch.export")
+    level = log.level
+    log.setLevel(logging.ERROR)  # torch logs a traceback of its own before raising
     try:
         return torch.export.load(os.fspath(path))
     except Exception as e:
         raise ConversionError(f"not a torch.export program: {type(e).__name__}: {str(e)[:200]}",
                               location=os.fspath(path)) from e
+    finally:
+        log.setLevel(level)
 
 
 def pt2_example_inputs(ep: torch.export.ExportedProgram) -> tuple[Any, ...] | None:

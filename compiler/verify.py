@@ -235,14 +235,15 @@ def emit_fx(graph: Any) -> torch.fx.GraphModule:
     return get_backend("fx").emit(graph)
 
 
-def verify_module(model: torch.nn.Module, inputs: Sequence[Any], *, atol: float = 1e-5,
-                  rtol: float = 1e-4) -> Verification:
+def verify_module(model: torch.nn.Module | torch.export.ExportedProgram, inputs: Sequence[Any], *,
+                  atol: float = 1e-5, rtol: float = 1e-4) -> Verification:
     """Native torch (the reference), the converted FX module, the MDF file written and read back,
-    and onnxruntime, on ``inputs``."""
+    and onnxruntime, on ``inputs``.  ``model``: an nn.Module or an ExportedProgram."""
     import torchmdf
 
     inputs = tuple(inputs)
-    paths = [_run_path("native torch", lambda: model(*inputs))]
+    native = model.module() if isinstance(model, torch.export.ExportedProgram) else model
+    paths = [_run_path("native torch", lambda: native(*inputs))]
     graph = torchmdf.lower(model, inputs)
     optimized = graph.clone()
     from torchmdf.passes import run_passes
@@ -277,7 +278,7 @@ def _locate_module(model: Any, inputs: tuple, graph: Any, optimized: Any, gm: An
                    rtol: float) -> str:
     ir_raw = ir_values(graph, inputs)
     try:
-        ep = torch.export.export(model, inputs)
+        ep = model if isinstance(model, torch.export.ExportedProgram) else torch.export.export(model, inputs)
         found = first_divergence(graph, exported_values(ep, inputs), ir_raw, atol, rtol)
         if found:
             return _describe(*found, "torch.export program vs IR interpreter")
