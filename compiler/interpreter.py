@@ -16,8 +16,10 @@ from .ops import registry
 
 
 def run_graph(graph: Graph, inputs: Sequence[Any] = (), state: dict[str, Any] | None = None,
-              ) -> tuple[list[Any], dict[str, Any]]:
-    """Evaluate ``graph`` once.  Returns (outputs, next state by state-variable name)."""
+              values: dict[str, Any] | None = None) -> tuple[list[Any], dict[str, Any]]:
+    """Evaluate ``graph`` once.  Returns (outputs, next state by state-variable name).
+    ``values``, when given, receives every node output by value name (``torchmdf verify``
+    compares them with a backend's to find the first node that diverges)."""
     env: dict[Value, Any] = {}
     if len(inputs) != len(graph.inputs):
         raise ConversionError(f"graph '{graph.name}' takes {len(graph.inputs)} inputs, got {len(inputs)}")
@@ -40,6 +42,8 @@ def run_graph(graph: Graph, inputs: Sequence[Any] = (), state: dict[str, Any] | 
             raise _located(node, e)  # noqa: B904 - _located chains it
         for o, r in zip(node.outputs, outs):
             env[o] = r
+            if values is not None:
+                values[o.name] = r
 
     def region_node(node: Node) -> RegionCoroutine:
         """Runs a control-flow node: its op's semantics asks for the regions to run."""
@@ -53,9 +57,11 @@ def run_graph(graph: Graph, inputs: Sequence[Any] = (), state: dict[str, Any] | 
             raise _located(node, e)  # noqa: B904 - _located chains it
         for o, r in zip(node.outputs, outs):
             env[o] = r
+            if values is not None:
+                values[o.name] = r
 
-    def enter(region: Graph, values: Sequence[Any]) -> None:
-        for v, x in zip(region.inputs, values):
+    def enter(region: Graph, region_args: Sequence[Any]) -> None:
+        for v, x in zip(region.inputs, region_args):
             env[v] = x
         for v in region.parameters.values():
             env[v] = v.tensor

@@ -1,5 +1,6 @@
-"""Built-in examples: a small PyTorch model for the demo and MDF files shipped as package
-data (``importlib.resources.files("torchmdf.examples")``)."""
+"""Built-in examples: a small PyTorch model for the demo, MDF files shipped as package
+data (``importlib.resources.files("torchmdf.examples")``), and the runnable examples, one
+module each (``python -m torchmdf.examples.NAME`` or ``torchmdf example NAME``)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,23 @@ def example_path(name: str) -> Path:
 
 def example_names() -> list[str]:
     return sorted(p.name for p in resources.files(__name__).iterdir() if p.name.endswith((".json", ".yaml")))
+
+
+#: The runnable examples: module name -> what it shows.
+EXAMPLES = {
+    "abcd": "the A->B->C->D MDF model to PyTorch and ONNX; every node compared at each input",
+    "mlp": "a 3-layer MLP in pure MDF trained on the digits (>= 97%); -graph draws it, -run plots results",
+    "simple_pytorch_to_mdf": "a small CNN (224x224x3, 2 classes) to MDF, pictures at level 1 and 3, compared",
+    "inception": "Inception blocks to MDF through torch.export and TorchScript, run from the file, compared",
+}
+
+
+def run_example(name: str, argv: list[str] | None = None) -> int:
+    """Run example ``name`` with command-line arguments ``argv``; its exit status."""
+    import importlib
+
+    from torchmdf.errors import TorchMDFError
+
+    if name not in EXAMPLES:
+        raise TorchMDFError(f"no example named {name!r}", hint=f"the examples: {', '.join(EXAMPLES)}")
+    return importlib.import_module(f"{__name__}.{name}").main(argv or [])
