@@ -33,17 +33,19 @@ def run_graph(graph: Graph, inputs: Sequence[Any] = (), state: dict[str, Any] | 
         else:
             env[sv.current] = sv.init
 
-    def plain(node: Node) -> None:
-        d = registry.get(node.op, node.location())
-        args = [None if v is None else env[v] for v in node.inputs]
-        try:
-            outs = d.run(args, node.attrs)
-        except Exception as e:
-            raise _located(node, e)  # noqa: B904 - _located chains it
+    def store(node: Node, outs: Sequence[Any]) -> None:
         for o, r in zip(node.outputs, outs):
             env[o] = r
             if values is not None:
                 values[o.name] = r
+
+    def plain(node: Node) -> None:
+        d = registry.get(node.op, node.location())
+        try:
+            outs = d.run([None if v is None else env[v] for v in node.inputs], node.attrs)
+        except Exception as e:
+            raise _located(node, e)  # noqa: B904 - _located chains it
+        store(node, outs)
 
     def region_node(node: Node) -> RegionCoroutine:
         """Runs a control-flow node: its op's semantics asks for the regions to run."""
@@ -55,10 +57,7 @@ def run_graph(graph: Graph, inputs: Sequence[Any] = (), state: dict[str, Any] | 
             outs = yield from sem.run(node, args)
         except Exception as e:
             raise _located(node, e)  # noqa: B904 - _located chains it
-        for o, r in zip(node.outputs, outs):
-            env[o] = r
-            if values is not None:
-                values[o.name] = r
+        store(node, outs)
 
     def enter(region: Graph, region_args: Sequence[Any]) -> None:
         for v, x in zip(region.inputs, region_args):
