@@ -106,7 +106,6 @@ def _write_mdf(model, path, *, weights: str = "auto") -> None:
 def _emit_fx(graph, **options):
     from .fx import emit_fx
 
-    _no_regions(graph, "fx")
     if graph.metadata.get("mdf_source"):  # an MDF model's free inputs default to the file's values
         options.setdefault("input_defaults", True)
     return emit_fx(graph, **options)
@@ -115,7 +114,6 @@ def _emit_fx(graph, **options):
 def _emit_onnx(graph, **options):
     from .onnx import emit_onnx
 
-    _no_regions(graph, "onnx")
     return emit_onnx(graph, **options)
 
 

@@ -1149,7 +1149,7 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
     inputs updated with ``copy_``); a dict ``{name: tensor}`` when ``graph.output_names`` is
     set (MDF graphs) or ``output_dict``; else a tensor or tuple.
     """
-    missing = [(n.op, n.location()) for n in graph if registry.lookup(n.op) is None]
+    missing = [(n.op, n.location()) for n in graph.walk() if registry.lookup(n.op) is None]
     if missing:
         raise UnsupportedOpError(missing, hint="register the ops with torchmdf.ops.register()")
     if graph.state and not _stateful_ok(graph):
@@ -1182,24 +1182,7 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
         mod.register_buffer(leaf, sv.init.clone())
         b.env[sv.current] = _Lazy(target)
 
-    # nodes
-    for n in graph:
-        mark = len(fx.nodes)
-        try:
-            _lower_node(b, n)
-        except TorchMDFError as e:
-            if e.location:
-                raise
-            raise type(e)(e.raw_message, location=n.location(), hint=e.hint) from e
-        except Exception as e:  # noqa: BLE001 - name the node whose lowering failed
-            raise ConversionError(f"cannot build the torch code of {n.op}: {type(e).__name__}: {e}",
-                                  location=n.location()) from e
-        new = len(fx.nodes) - mark
-        if new > 0:  # where each FX node came from, for run-time errors
-            it = reversed(fx.nodes)
-            loc = n.location()
-            for _ in range(new):
-                next(it).meta.setdefault("torchmdf_location", loc)
+    lower_nodes(b, graph)
 
     outs = [b.get(v) for v in graph.outputs]
     for v in graph.outputs:  # a state's current value returned: keep it from the update below
@@ -1514,8 +1497,38 @@ def _orig_arg_names(ispec: Any, leaf_names: list[str]) -> list[str]:
     return names
 
 
+def lower_nodes(b: FxBuilder, graph: Graph) -> None:
+    """Lower every node of ``graph`` (the root or a region) into ``b``; a failure is located at
+    its IR node, and each FX node remembers where it came from (for run-time errors)."""
+    fx = b.fx
+    for n in graph:
+        mark = len(fx.nodes)
+        try:
+            _lower_node(b, n)
+        except TorchMDFError as e:
+            if e.location:
+                raise
+            raise type(e)(e.raw_message, location=n.location(), hint=e.hint) from e
+        except Exception as e:  # noqa: BLE001 - name the node whose lowering failed
+            raise ConversionError(f"cannot build the torch code of {n.op}: {type(e).__name__}: {e}",
+                                  location=n.location()) from e
+        new = len(fx.nodes) - mark
+        if new > 0:  # where each FX node came from, for run-time errors
+            it = reversed(fx.nodes)
+            loc = n.location()
+            for _ in range(new):
+                next(it).meta.setdefault("torchmdf_location", loc)
+
+
 def _lower_node(b: FxBuilder, n: Node) -> None:
-    """The op's entry decides: its ``fx_lower``, else its ``fx_target``, else its ``impl``."""
+    """The op's entry decides: its ``fx_lower``, else its ``fx_target``, else its ``impl``;
+    control flow is emitted by :mod:`torchmdf.backends.fx_control_flow`."""
+    if n.regions:
+        from .fx_control_flow import lower_region_node
+
+        for o, x in zip(n.outputs, lower_region_node(b, n)):
+            b.env[o] = x
+        return
     sv = _eval_shape(b, n)
     if sv is not None:
         b.shapes[n.outputs[0]] = sv
@@ -1562,4 +1575,4 @@ def _generic(b: FxBuilder, n: Node, a: _Args, d: Any) -> torch.fx.Node:
     return b.call(_named_target(d.impl), tuple(args), dict(n.attrs))
 
 
-__all__ = ["emit_fx", "fx_rule", "FxBuilder", "TorchMDFGraphModule", "locate_runtime_error"]
+__all__ = ["emit_fx", "fx_rule", "FxBuilder", "TorchMDFGraphModule", "locate_runtime_error", "lower_nodes"]

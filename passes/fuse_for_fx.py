@@ -84,11 +84,21 @@ def _live_out(graph: Graph) -> set[Value]:
 
 
 def _only_use(v: Value | None, op: str, outs: set[Value]) -> Node | None:
-    """The producer of ``v`` if it is an ``op`` node whose single output is read only once."""
+    """The producer of ``v`` if it is an ``op`` node whose single output is read only once,
+    in the producer's own graph (fusions never cross a region's boundary)."""
     p = v.producer if v is not None else None
-    if p is None or p.op != op or len(p.outputs) != 1 or v.num_uses != 1 or v in outs:
+    if p is None or p.op != op or len(p.outputs) != 1 or v.num_uses != 1 or v in outs or v._returned_by \
+            or v.uses()[0][0].graph is not p.graph:
         return None
     return p
+
+
+def _local_uses(v: Value) -> list[tuple[Node, int]] | None:
+    """The uses of ``v``, if all are in its own graph and no region returns it; else None."""
+    uses = v.uses()
+    if v._returned_by or any(u.graph is not v.graph for u, _ in uses):
+        return None
+    return uses
 
 
 def _transposed_2d(v: Value | None) -> Value | None:
@@ -121,7 +131,7 @@ def _sdpa_of(n: Node, outs: set[Value]) -> tuple | None:
         return None
     mask, causal = None, False
     p = s.producer
-    if p is not None and p.op in ("onnx::Where", "onnx::Add") and s.num_uses == 1 and s not in outs:
+    if p is not None and p.op in ("onnx::Where", "onnx::Add") and _only_use(s, p.op, outs) is not None:
         if p.op == "onnx::Where":
             keep, inner, other = p.inputs
             t = _const(other)
@@ -210,7 +220,7 @@ def _plan_nd_linear(graph: Graph, plan: _Plan, outs: set[Value]) -> None:
         if not _known(xs) or not _known(ys) or len(xs) < 3 or len(ys) != 2 or xs[-1] != ys[1] \
                 or not isinstance(ys[1], int):
             continue
-        uses = r1.output.uses()
+        uses = _local_uses(r1.output)
         if not uses:
             continue
         plan_g: list[Node] = []
@@ -228,7 +238,7 @@ def _plan_nd_linear(graph: Graph, plan: _Plan, outs: set[Value]) -> None:
                 ok = False
                 break
             gs = g.output.type.shape
-            g_uses = g.output.uses()
+            g_uses = _local_uses(g.output)
             if not _known(gs) or not g_uses:
                 ok = False
                 break
@@ -255,9 +265,8 @@ def _plan_nd_matmul(graph: Graph, plan: _Plan, outs: set[Value]) -> None:
     for mm in graph:
         if mm.op != "onnx::MatMul" or mm.output in outs:
             continue
-        rs = [v.producer for v in mm.inputs]
-        if any(r is None or r.op != "onnx::Reshape" or r in plan.skip_in or r in plan.skip_out
-               or r.output.num_uses != 1 or r.output in outs for r in rs):
+        rs = [_only_use(v, "onnx::Reshape", outs) for v in mm.inputs]
+        if any(r is None or r in plan.skip_in or r in plan.skip_out for r in rs):
             continue
         xa, xb = rs[0].inputs[0].type.shape, rs[1].inputs[0].type.shape
         ya, yb = rs[0].output.type.shape, rs[1].output.type.shape
@@ -265,7 +274,7 @@ def _plan_nd_matmul(graph: Graph, plan: _Plan, outs: set[Value]) -> None:
                 or tuple(xa[:-2]) != tuple(xb[:-2]) or tuple(xa[-2:]) != tuple(ya[1:]) \
                 or tuple(xb[-2:]) != tuple(yb[1:]):
             continue
-        uses = mm.output.uses()
+        uses = _local_uses(mm.output)
         want = tuple(xa[:-2]) + (xa[-2], xb[-1])
         if not uses or any(r.op != "onnx::Reshape" or j != 0 or r.output.type.shape != want for r, j in uses):
             continue
@@ -274,7 +283,8 @@ def _plan_nd_matmul(graph: Graph, plan: _Plan, outs: set[Value]) -> None:
 
 
 def plan_fusions(graph: Graph) -> _Plan:
-    """Every fusion of ``graph``, found on the graph as it is."""
+    """Every fusion of ``graph`` (one graph of a nest: a region's are planned on the region),
+    found on the graph as it is."""
     outs = _live_out(graph)
     plan = _Plan()
     _plan_nd_linear(graph, plan, outs)
@@ -330,14 +340,16 @@ def _rewrite(graph: Graph, plan: _Plan) -> None:
             new.output.type, new.output.meta = old.type, dict(old.meta)
             alias[old] = new.output
             old.replace_all_uses_with(new.output)
-            feeders.update(v.producer for v in n.inputs if v is not None and v.producer is not None)
+            feeders.update(v.producer for v in n.inputs if v is not None and v.producer is not None
+                           and v.producer.graph is graph)
             graph.remove(n)
             new.output.name = graph.unique_name(old.name)
     outs = _live_out(graph)
     for n in graph.reversed():
         d = registry.lookup(n.op) if n in feeders else None
-        if d is not None and d.pure and all(o.num_uses == 0 and o not in outs for o in n.outputs):
-            feeders.update(v.producer for v in n.inputs if v is not None and v.producer is not None)
+        if d is not None and d.pure and not any(o in outs or graph.is_live(o) for o in n.outputs):
+            feeders.update(v.producer for v in n.inputs if v is not None and v.producer is not None
+                           and v.producer.graph is graph)
             graph.remove(n)
 
 
@@ -345,15 +357,18 @@ class FuseForFx(Pass):
     """Rewrite the patterns of the module docstring into fused ``torchmdf::`` ops."""
 
     def call(self, graph: Graph) -> PassResult:
-        plan = plan_fusions(graph)
-        if plan:
-            _rewrite(graph, plan)
-        return PassResult(graph, bool(plan))
+        changed = False
+        for g in list(graph.graphs()):  # each region on its own: nothing fuses across a boundary
+            plan = plan_fusions(g)
+            if plan:
+                _rewrite(g, plan)
+                changed = True
+        return PassResult(graph, changed)
 
 
 def fused_for_fx(graph: Graph) -> Graph:
     """``graph`` itself when nothing fuses, else a copy of it with the fusions made."""
-    if not plan_fusions(graph):
+    if not any(plan_fusions(g) for g in graph.graphs()):
         return graph
     copy = graph.clone()
     FuseForFx()(copy)

@@ -32,9 +32,14 @@ Design decisions (documented here because the other frontends and the backends r
   several outputs; ``operator.getitem`` maps to the right output value.  Ops returning a tensor
   *list* (``split_with_sizes``, ``unbind``) are expanded into one ``slice``/``select`` node per
   piece, so every IR value is a tensor.
-* **Control flow.**  ``torch.cond`` is lowered to both branches followed by ``aten::where.self``
-  on the predicate (branches are functional, so this is exact); ``wrap_with_set_grad_enabled``
-  is inlined.  Runtime assertion nodes are dropped.  Data-dependent Python control flow makes
+* **Control flow** becomes regions (:mod:`torchmdf.ops.control_flow`): ``torch.cond`` an
+  ``onnx::If`` (a predicate torch already knows is inlined as the branch it picks),
+  ``torch.while_loop`` a ``torchmdf::While`` (carried values are region inputs),
+  ``scan`` and ``map`` an ``onnx::Loop`` over dim 0 of ``xs`` (slice ``i`` taken with
+  ``onnx::Gather``, the trip count a constant or computed from the shapes) whose extra results
+  are scan outputs.  A subgraph's operands and additional inputs are read directly from the
+  enclosing scope; region inputs get the types of export's placeholders.  Nesting works the
+  same at any depth.  ``wrap_with_set_grad_enabled`` is inlined.  Runtime assertion nodes are dropped.  Data-dependent Python control flow makes
   ``torch.export`` fail: that failure is reported, together with every op the registry cannot
   resolve, as one :class:`~torchmdf.errors.UnsupportedOpError` (found with ``draft_export``).
 
@@ -461,7 +466,9 @@ class _Lowering(FxGraphWalker):
         return g
 
     def output(self, node: torch.fx.Node, env: dict[torch.fx.Node, Any]) -> list[Any]:
-        return [env.get(a) if isinstance(a, torch.fx.Node) else a for a in node.args[0]]
+        outs = node.args[0]
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]  # a while_loop's cond returns one value
+        return [env.get(a) if isinstance(a, torch.fx.Node) else a for a in outs]
 
     def failed(self, node: torch.fx.Node) -> Any:
         """A stand-in result for a node that could not be lowered, so the walk can go on and
@@ -778,34 +785,132 @@ class _Lowering(FxGraphWalker):
     def higher_order(self, node: torch.fx.Node, hop: Any, prov: Provenance,
                      env: dict[torch.fx.Node, Any]) -> Any:
         name = getattr(hop, "__name__", None) or getattr(hop, "_name", str(hop))
+
+        def arg(a: Any) -> Any:
+            return env[a] if isinstance(a, torch.fx.Node) else a
+
+        def args(seq: Any) -> list[Any]:
+            return [arg(a) for a in seq]
+
         if name == "cond":
             pred, true_gm, false_gm, operands = node.args[:4]
-            p = env[pred] if isinstance(pred, torch.fx.Node) else pred
-            ops_ = [env[a] if isinstance(a, torch.fx.Node) else a for a in operands]
-            tg, fg = (env[x] if isinstance(x, torch.fx.Node) else x for x in (true_gm, false_gm))
+            p = arg(pred)
             if isinstance(p, (bool, torch.SymBool)) and _expr(p) is not None and _expr(p).is_number:
                 p = bool(_expr(p))
             if isinstance(p, bool):
-                return tuple(self.inline(tg if p else fg, ops_))
+                return tuple(self.inline(arg(true_gm) if p else arg(false_gm), args(operands)))
             if not isinstance(p, Value):
                 raise Unsupported("torch.cond on a symbolic (shape-dependent) predicate")
-            t_out = self.inline(tg, ops_)
-            f_out = self.inline(fg, ops_)
-            vals = node.meta.get("val") or ()
-            outs = []
-            for i, (a, b) in enumerate(zip(t_out, f_out)):
-                a = self.tensor_input(a, {}, prov)
-                b = self.tensor_input(b, {}, prov)
-                n = self.graph.create_node("aten::where.self", [p, a, b], provenance=prov)
-                n.output.type = self.ttype(vals[i]) if i < len(vals) else a.type
-                outs.append(n.output)
-            return tuple(outs)
+            return self.lower_cond(node, p, arg(true_gm), arg(false_gm), args(operands), prov)
+        if name == "while_loop":
+            cond_gm, body_gm, carried, additional = node.args[:4]
+            return self.lower_while(node, arg(cond_gm), arg(body_gm), args(carried), args(additional), prov)
+        if name == "scan":
+            combine, init, xs, additional = node.args[:4]
+            return self.lower_scan(node, arg(combine), args(init), list(xs), args(additional), env, prov)
+        if name == "map_impl":
+            body, xs, rest = node.args[:3]
+            return self.lower_scan(node, arg(body), [], list(xs), args(rest), env, prov)
         if name == "wrap_with_set_grad_enabled":
             _enabled, sub, *rest = node.args
-            sub = env[sub] if isinstance(sub, torch.fx.Node) else sub
-            out = self.inline(sub, [env[a] if isinstance(a, torch.fx.Node) else a for a in rest])
-            return tuple(out)
+            return tuple(self.inline(arg(sub), args(rest)))
         raise Unsupported(f"higher_order::{name}")
+
+    # -- control flow as regions (see torchmdf.ops.control_flow) --------------------------------
+    def lower_region(self, region: Graph, gm: torch.fx.GraphModule, args: Sequence[Any],
+                     prov: Provenance) -> list[Value]:
+        """Lower ``gm`` into ``region`` with its placeholders bound to ``args`` (region inputs
+        or values of the enclosing scope, which a region reads directly); returns its outputs.
+        Values made inside (symbolic sizes included) stay inside."""
+        saved = self.graph, self._sym_cache, self._shape_cache
+        self.graph, self._sym_cache, self._shape_cache = region, dict(self._sym_cache), dict(self._shape_cache)
+        try:
+            outs = self.inline(gm, args)
+            region.outputs = [self.tensor_input(o, {}, prov) for o in outs]
+        finally:
+            self.graph, self._sym_cache, self._shape_cache = saved
+        return list(region.outputs)
+
+    def region_inputs(self, region: Graph, gm: torch.fx.GraphModule, count: int) -> list[Value]:
+        """Declared inputs of ``region`` for the first ``count`` placeholders of ``gm``."""
+        phs = [n for n in gm.graph.nodes if n.op == "placeholder"][:count]
+        return [region.add_input(ph.name, self.ttype(ph.meta.get("val"))) for ph in phs]
+
+    def control_node(self, node: torch.fx.Node, op: str, inputs: list[Value | None], regions: list[Graph],
+                     prov: Provenance) -> tuple[Value, ...]:
+        vals = node.meta.get("val") or ()
+        vals = tuple(vals) if isinstance(vals, (list, tuple)) else (vals,)
+        n = self.graph.create_node(op, inputs, num_outputs=len(vals), provenance=prov, name=node.name,
+                                   regions=regions)
+        for o, mv in zip(n.outputs, vals):
+            o.type = self.ttype(mv)
+        return tuple(n.outputs)
+
+    def lower_cond(self, node: torch.fx.Node, pred: Value, true_gm: Any, false_gm: Any, operands: list[Any],
+                   prov: Provenance) -> tuple[Value, ...]:
+        """``torch.cond``: an ``onnx::If`` whose branches read the operands directly."""
+        then, other = self.graph.new_region("then_branch"), self.graph.new_region("else_branch")
+        operands = [self.tensor_input(a, {}, prov) if isinstance(a, torch.Tensor) else a for a in operands]
+        self.lower_region(then, true_gm, operands, prov)
+        self.lower_region(other, false_gm, operands, prov)
+        return self.control_node(node, "onnx::If", [pred], [then, other], prov)
+
+    def lower_while(self, node: torch.fx.Node, cond_gm: Any, body_gm: Any, carried: list[Any],
+                    additional: list[Any], prov: Provenance) -> tuple[Value, ...]:
+        """``torch.while_loop``: a ``torchmdf::While``; the carried values are region inputs,
+        the additional inputs values of the enclosing scope."""
+        carried = [self.tensor_input(a, {}, prov) for a in carried]
+        additional = [self.tensor_input(a, {}, prov) if isinstance(a, torch.Tensor) else a for a in additional]
+        regions = []
+        for region_name, gm in (("cond", cond_gm), ("body", body_gm)):
+            region = self.graph.new_region(region_name)
+            ins = self.region_inputs(region, gm, len(carried))
+            self.lower_region(region, gm, ins + additional, prov)
+            regions.append(region)
+        return self.control_node(node, "torchmdf::While", carried, regions, prov)
+
+    def lower_scan(self, node: torch.fx.Node, fn: Any, init: list[Any], xs_nodes: list[Any], additional: list[Any],
+                   env: dict[torch.fx.Node, Any], prov: Provenance) -> tuple[Value, ...]:
+        """``scan`` (``map`` without ``init``): an ``onnx::Loop`` over dim 0 of ``xs`` with
+        ``init`` carried; the body takes slice ``i`` of each ``xs`` (``Gather``) and its
+        other results are the scan outputs."""
+        if not xs_nodes:
+            raise Unsupported("scan/map without xs")
+        init = [self.tensor_input(a, {}, prov) for a in init]
+        xs = [self.tensor_input(a, env, prov) for a in xs_nodes]
+        additional = [self.tensor_input(a, {}, prov) if isinstance(a, torch.Tensor) else a for a in additional]
+        first = xs_nodes[0]
+        trips = self.trip_count(first.meta.get("val") if isinstance(first, torch.fx.Node) else None, xs[0], prov)
+        body = self.graph.new_region("body")
+        i = body.add_input("iteration_num", TensorType(torch.int64, ()))
+        keep = body.add_input("cond_in", TensorType(torch.bool, ()))
+        phs = [n for n in fn.graph.nodes if n.op == "placeholder"]
+        carried = [body.add_input(ph.name, self.ttype(ph.meta.get("val"))) for ph in phs[:len(init)]]
+        saved = self.graph
+        self.graph = body
+        try:
+            slices = []
+            for x, ph in zip(xs, phs[len(init):len(init) + len(xs)]):
+                n = body.create_node("onnx::Gather", [x, i], {"axis": 0}, provenance=prov, name=f"{ph.name}_i")
+                n.output.type = self.ttype(ph.meta.get("val"))
+                slices.append(n.output)
+        finally:
+            self.graph = saved
+        outs = self.lower_region(body, fn, carried + slices + additional, prov)
+        body.outputs = [keep] + outs
+        return self.control_node(node, "onnx::Loop", [trips, None, *init], [body], prov)
+
+    def trip_count(self, fake: Any, x: Value, prov: Provenance) -> Value:
+        """Dim 0 of ``x`` (whose fake tensor is ``fake``) as a 0-d int64 value: a constant, else
+        computed from the graph inputs' shapes."""
+        if isinstance(fake, torch.Tensor) and fake.dim() > 0:
+            return self.tensor_input(fake.shape[0], {}, prov)
+        shape = self.graph.create_node("onnx::Shape", [x], provenance=prov).output
+        shape.type = TensorType(torch.int64, None if x.type.shape is None else (len(x.type.shape),))
+        n = self.graph.create_node("onnx::Gather", [shape, self.graph.add_constant(torch.tensor(0))],
+                                   {"axis": 0}, provenance=prov)
+        n.output.type = TensorType(torch.int64, ())
+        return n.output
 
     def inline(self, gm: torch.fx.GraphModule, args: Sequence[Any]) -> list[Any]:
         sub_env: dict[torch.fx.Node, Any] = {}
@@ -908,7 +1013,7 @@ def _export_failure(model: Any, args: tuple, kwargs: dict, dynamic_shapes: Any, 
             code = _error_code(msg)
             problems.insert(0, ("data-dependent control flow" + (f": `{code}`" if code else ""), loc))
         hint = ("Python control flow on tensor values cannot be exported: rewrite it with torch.cond "
-                "(torchmdf lowers it to both branches + where), or convert with method='script' "
+                "or torch.while_loop (torchmdf keeps them as control flow), or convert with method='script' "
                 "(TorchScript).  torch.export said: " + first[:300])
     elif "dynamic_shapes" in msg and ("mismatch" in msg.lower() or "invalid" in msg.lower()):
         return ConversionError(f"invalid dynamic_shapes for torch.export: {first}",
