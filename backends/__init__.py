@@ -93,7 +93,6 @@ def _no_regions(graph, target: str) -> None:
 def _emit_mdf(graph, **options):
     from .mdf import emit_mdf
 
-    _no_regions(graph, "mdf")
     return emit_mdf(graph, **options)
 
 

@@ -32,7 +32,7 @@ def run_graph(graph: Graph, inputs: Sequence[Any] = (), state: dict[str, Any] | 
             env[sv.current] = sv.init
 
     def plain(node: Node) -> None:
-        d = registry.get(node.op, node.location())
+        d = registry.lookup(node.op) or registry.get(node.op, node.location())  # location only on error
         args = [None if v is None else env[v] for v in node.inputs]
         try:
             outs = d.run(args, node.attrs)
