@@ -80,20 +80,9 @@ def backend_for_path(path: str | os.PathLike) -> Backend:
 # ---------------------------------------------------------------------------------------------
 
 
-def _no_regions(graph, target: str) -> None:
-    """Until a backend writes control flow, a graph with regions is refused, never half-written."""
-    if graph.has_regions:
-        from torchmdf.errors import UnsupportedOpError
-
-        owners = [(n.op, n.location()) for n in graph.walk() if n.regions]
-        raise UnsupportedOpError(owners, message=f"{len(owners)} control-flow op(s) cannot be emitted to "
-                                 f"{target} yet:", hint="run the graph with torchmdf.interpreter.run_graph")
-
-
 def _emit_mdf(graph, **options):
     from .mdf import emit_mdf
 
-    _no_regions(graph, "mdf")
     return emit_mdf(graph, **options)
 
 

@@ -8,6 +8,9 @@ one output port per result, and an edge per use.  Weights are written into the f
 parameter values (the reference implementation drops them) and keep their PyTorch names in
 metadata, so the way back gives the same ``state_dict``.  Each graph input becomes an input
 node with one free input port.  Node ids are readable, derived from provenance.
+Control flow (``onnx::If``/``onnx::Loop``) is written as modeci_mdf's ONNX importer writes it:
+each region is a nested graph, the value of a parameter named as the ONNX attribute
+(``{"body": {"value": {"graph_body": {...}}}}``), see :meth:`_Emitter.emit_region`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 
 from torchmdf.errors import ConversionError, UnsupportedOpError
 from torchmdf.ir import Graph, Node, Value
+from torchmdf.ir._regions import captured_values
 from torchmdf.ir.meta_keys import DEFAULT
 from torchmdf.mdf import Edge, InputPort, Model, OutputPort, Parameter
 from torchmdf.mdf import Graph as MGraph
@@ -91,21 +95,16 @@ class _Emitter:
 
     def run(self, model_id: str | None) -> Model:
         g = self.g
-        unsupported = [(n.op, n.location()) for n in g if registry.lookup(n.op) is None]
+        unsupported = [(n.op, n.location()) for n in g.walk() if registry.lookup(n.op) is None]
         if unsupported:
             raise UnsupportedOpError(unsupported)
+        deep = _too_deep(g)
+        if deep is not None:
+            raise ConversionError(f"control flow nested more than {MAX_REGION_NESTING} levels deep cannot be "
+                                  "written to MDF", location=deep.location())
         for sv in g.state:
             self.emit_state(sv)
-        for v in g.inputs:
-            nid = self.uid(f"input_{v.name}")
-            port = _ident(v.name)
-            default = v.meta.get(DEFAULT)
-            ip = InputPort(id=port, shape=tuple(v.type.shape) if v.type.is_static else None,
-                           type=_dtype_name(v.type.dtype),
-                           default_value=default if default is not None and default.numel() <= 4096 else None,
-                           metadata=_symbolic_shape(v))
-            self.nodes.append(MNode(id=nid, input_ports=[ip], output_ports=[OutputPort(id="out", value=port)]))
-            self.port_of[v] = (nid, "out")
+        self.emit_inputs(g.inputs)
         for n in g:
             self.emit_node(n)
         for sv in g.state:  # the back edge: next value -> the state node's port
@@ -115,8 +114,32 @@ class _Emitter:
             nid = self.port_of[sv.current][0]
             self.edges.append(Edge(id=self.uid(f"{src}_{nid}_next"), sender=src, receiver=nid,
                                    sender_port=port, receiver_port="next"))
+        out_names = self.emit_outputs(g.outputs)
+        sig = g.signature
+        names = list(g.output_names) if g.output_names is not None and len(g.output_names) == len(out_names) \
+            else None  # the names the source MDF gave them
+        md = ModelMetadata(output_ports=out_names, output_names=names, in_spec=sig.in_spec, out_spec=sig.out_spec,
+                           input_names=sig.input_names).to_metadata()
+        mg = MGraph(id=_ident(g.name), nodes=self.nodes, edges=self.edges)
+        return Model(id=_ident(model_id or g.name), graphs=[mg], metadata={"torchmdf": md})
+
+    def emit_inputs(self, inputs: list[Value]) -> None:
+        """Each input as an input node with one free input port."""
+        for v in inputs:
+            nid = self.uid(f"input_{v.name}")
+            port = _ident(v.name)
+            default = v.meta.get(DEFAULT)
+            ip = InputPort(id=port, shape=tuple(v.type.shape) if v.type.is_static else None,
+                           type=_dtype_name(v.type.dtype),
+                           default_value=default if default is not None and default.numel() <= 4096 else None,
+                           metadata=_symbolic_shape(v))
+            self.nodes.append(MNode(id=nid, input_ports=[ip], output_ports=[OutputPort(id="out", value=port)]))
+            self.port_of[v] = (nid, "out")
+
+    def emit_outputs(self, outputs: list[Value]) -> list[str]:
+        """``"node.port"`` of each output (a constant output gets a node that holds it)."""
         out_names = []
-        for i, v in enumerate(g.outputs):
+        for i, v in enumerate(outputs):
             if v in self.port_of:
                 a, b = self.port_of[v]
             else:  # a graph output that is a parameter/constant: a node that holds it
@@ -125,13 +148,71 @@ class _Emitter:
                                         output_ports=[OutputPort(id="out", value="value")]))
                 a, b = nid, "out"
             out_names.append(f"{a}.{b}")
-        sig = g.signature
-        names = list(g.output_names) if g.output_names is not None and len(g.output_names) == len(out_names) \
-            else None  # the names the source MDF gave them
-        md = ModelMetadata(output_ports=out_names, output_names=names, in_spec=sig.in_spec, out_spec=sig.out_spec,
-                           input_names=sig.input_names).to_metadata()
-        mg = MGraph(id=_ident(g.name), nodes=self.nodes, edges=self.edges)
-        return Model(id=_ident(model_id or g.name), graphs=[mg], metadata={"torchmdf": md})
+        return out_names
+
+    def emit_region(self, region: Graph, captures: list[Value], capture_ports: list[str]) -> MGraph:
+        """A region as a nested MDF graph, as modeci_mdf's ONNX importer nests a subgraph: an
+        input node per region input, then one per captured outer value (the owner's input
+        ports ``capture_ports`` feed them), its nodes and edges; metadata names its outputs."""
+        sub = _Emitter(region)
+        sub.emit_inputs(list(region.inputs) + captures)
+        for n in region:
+            sub.emit_node(n)
+        outs = sub.emit_outputs(list(region.outputs))
+        md = ModelMetadata(output_ports=outs, captures=capture_ports or None).to_metadata()
+        return MGraph(id=_ident(region.name), nodes=sub.nodes, edges=sub.edges, metadata={"torchmdf": md})
+
+    def emit_control_flow(self, n: Node, d: Any, nid: str) -> None:
+        """``onnx::If``/``onnx::Loop``: the inputs as ports (``args`` name them: ``M``, ``cond``,
+        ``v_initial`` a list), the regions as graph-valued parameters ``{"graph_<id>": graph}``
+        named as the ONNX attributes (``then_branch``, ``else_branch``, ``body``)."""
+        input_ports: list[InputPort] = []
+        params: list[Parameter] = []
+        args: dict[str, Any] = {}
+        carried: list[str] = []
+        names = list(d.input_names or [])
+
+        def port(v: Value, local: str) -> None:
+            if v.tensor is not None and v.producer is None:
+                params.append(self.param(local, v))
+                return
+            input_ports.append(InputPort(id=local, shape=tuple(v.type.shape) if v.type.is_static else None,
+                                         type=_dtype_name(v.type.dtype)))
+            src_node, src_port = self.port_of[v]
+            self.edges.append(Edge(id=self.uid(f"{src_node}_{nid}_{local}"), sender=src_node, receiver=nid,
+                                   sender_port=src_port, receiver_port=local))
+
+        for i, v in enumerate(n.inputs):
+            if v is None:
+                continue
+            if i < len(names) - 1 or not d.variadic:
+                local = names[i] if i < len(names) else f"input{i}"
+                args[local] = local
+            else:
+                local = f"{names[-1]}_{i - len(names) + 1}"
+                carried.append(local)
+            port(v, local)
+        if carried:
+            args[names[-1]] = "[" + ", ".join(f"'{x}'" for x in carried) + "]"
+        captures = captured_values(n)
+        capture_ports = [f"capture_{k}" for k in range(len(captures))]
+        for v, local in zip(captures, capture_ports):
+            port(v, local)
+        attr_names = _REGION_ATTRS.get(n.op) or [r.name for r in n.regions]
+        for aname, region in zip(attr_names, n.regions):
+            mg = self.emit_region(region, captures, capture_ports)
+            params.append(Parameter(id=aname, value={f"graph_{mg.id}": mg.to_dict()}))
+        fn_id = "op"
+        params.append(Parameter(id=fn_id, function=d.mdf_function, args=args))
+        outs = []
+        for k, o in enumerate(n.outputs):
+            pid = "out" if len(n.outputs) == 1 else f"out{k}"
+            outs.append(OutputPort(id=pid, value=f"{fn_id}[{k}]" if len(n.outputs) > 1 else fn_id,
+                                   shape=tuple(o.type.shape) if o.type.is_static else None,
+                                   type=_dtype_name(o.type.dtype)))
+            self.port_of[o] = (nid, pid)
+        md = {"source": n.provenance.source} if n.provenance.source else None
+        self.nodes.append(MNode(id=nid, input_ports=input_ports, parameters=params, output_ports=outs, metadata=md))
 
     def emit_state(self, sv) -> None:
         """A state variable (a mutated buffer) as an MDF node whose input port is fed by a back
@@ -166,6 +247,9 @@ class _Emitter:
         short = n.name.split(".")[0]
         base = f"{n.provenance.module_path}_{short}" if n.provenance.module_path else short
         nid = self.uid(base)
+        if n.regions:
+            self.emit_control_flow(n, d, nid)
+            return
         fn_id = _ident(short) if _ident(short) not in ("value",) else "op"
         input_ports: list[InputPort] = []
         params: list[Parameter] = []
@@ -250,6 +334,24 @@ class _Emitter:
         if len(names) < len(n.inputs):
             names += [f"input{j}" for j in range(len(names), len(n.inputs))]
         return [(x, None) for x in names]
+
+
+_REGION_ATTRS = {"onnx::If": ["then_branch", "else_branch"], "onnx::Loop": ["body"],
+                 "torchmdf::While": ["cond", "body"]}
+MAX_REGION_NESTING = 32
+"""Deepest nesting of control flow written to (and read from) a file: each level is a graph
+inside a node's parameter."""
+
+
+def _too_deep(g: Graph) -> Node | None:
+    """The first control-flow node nested more than MAX_REGION_NESTING levels deep, or None."""
+    depth = {g: 0}
+    for r in g.graphs():
+        if r.parent_node is not None:
+            depth[r] = depth[r.parent_node.graph] + 1
+            if depth[r] > MAX_REGION_NESTING:
+                return r.parent_node
+    return None
 
 
 def emit_mdf(graph: Graph, *, model_id: str | None = None) -> Model:

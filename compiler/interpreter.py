@@ -40,7 +40,7 @@ def run_graph(graph: Graph, inputs: Sequence[Any] = (), state: dict[str, Any] | 
                 values[o.name] = r
 
     def plain(node: Node) -> None:
-        d = registry.get(node.op, node.location())
+        d = registry.lookup(node.op) or registry.get(node.op, node.location())  # location only on error
         try:
             outs = d.run([None if v is None else env[v] for v in node.inputs], node.attrs)
         except Exception as e:

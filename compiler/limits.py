@@ -37,6 +37,9 @@ class Limits:
     """Most condition checks the MDF scheduler may make in one evaluation (graph_scheduler
     re-checks a consideration set until nothing more runs; this bounds a file whose
     conditions make that quadratic or endless)."""
+    max_loop_iterations: int = 1_000_000
+    """Most iterations one run of an ``onnx::Loop`` read from a file may make (a loop whose
+    condition never turns false would otherwise run forever)."""
 
     def check_elements(self, n: int, what: str, location: str | None = None) -> None:
         """Raise a located error if a tensor of ``n`` elements exceeds ``max_elements``."""

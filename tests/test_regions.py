@@ -513,11 +513,3 @@ def test_pass_regions_order_and_contract():
     assert node_is_pure(node)
     node.regions[0].create_node("onnx::RandomNormalLike", [g.inputs[1]])
     assert not node_is_pure(node)
-
-
-@pytest.mark.parametrize("target", ["mdf"])  # fx and onnx write regions: test_control_flow_torch.py
-def test_backends_refuse_regions_they_cannot_write_yet(target):
-    import torchmdf
-
-    with pytest.raises(torchmdf.UnsupportedOpError, match="onnx::If"):
-        torchmdf.emit(_if_graph(), target=target)

@@ -76,17 +76,27 @@ derivatives take their initial values, at every run of the node in that evaluati
 
 **Several graphs.**  A model may hold several graphs: ``graph=`` picks one by id; without it
 the first graph is lowered (as modeci_mdf's ``execution_engine.main`` does) and
-``g.metadata["mdf_graph"]`` names it.  A graph nested inside a graph (modeci_mdf's PyTorch
-importer writes the body of an ``onnx::Loop`` that way) is refused with a located error.
+``g.metadata["mdf_graph"]`` names it.
+
+**Control flow.**  An ``onnx::If``/``onnx::Loop`` node holds its regions as graph-valued
+parameters named as the ONNX attributes (``then_branch``, ``else_branch``, ``body``; value
+``{"graph_<id>": graph}``, as modeci_mdf's ONNX importer writes them): each is lowered as one
+evaluation of its own (:func:`lower_region_graph`: its free input ports in file order are the
+region's inputs, then the owner's ports its ``captures`` metadata names; its ``output_ports``
+metadata the outputs) and becomes a region; nesting is bounded by ``MAX_REGION_NESTING`` and
+each loop by ``LIMITS.max_loop_iterations``, both located errors.  A graph nested directly inside
+a graph (modeci_mdf's PyTorch importer writes the body of an ``onnx::Loop`` that way, without
+saying which ports are the body's inputs and outputs) is refused with a located error.
 """
 
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from typing import Any, Callable, Iterator
 
-from torchmdf.errors import ConversionError, TorchMDFError, ValidationError
-from torchmdf.ir import Graph, TensorType, Value, ValueRole
+from torchmdf.errors import ConversionError, TorchMDFError, UnsupportedOpError, ValidationError
+from torchmdf.ir import Graph, GraphSignature, TensorType, Value, ValueRole
 from torchmdf.ir.meta_keys import DEFAULT, MDF_PORT, PYSCALAR
 from torchmdf.mdf.attributes import as_tensor, is_pyscalar, port_default, symbolic_port_shape, with_dtype
 from torchmdf.mdf.conditions import ConditionCompiler
@@ -140,13 +150,14 @@ class MDFProgram:
     """One graph of an MDF model, checked and ready to lower: node order and scheduler
     conditions are parsed once; :meth:`segment` lowers a sequence of node runs."""
 
-    def __init__(self, model: Any, mg: Any):
+    def __init__(self, model: Any, mg: Any, *, within: str | None = None, file: str | None = None):
         from torchmdf.mdf.model import Graph as MGraph
 
         self.model = model
         self.mg = mg
+        self.within = within  # a region's graph: where it is ("graph 'g' > node 'L' > parameter 'body'")
         src = getattr(model, "source", None)
-        self.file = os.path.basename(src) if src else None
+        self.file = file or (os.path.basename(src) if src else None)
         nested = [n for n in mg.nodes if isinstance(n, MGraph)]
         if nested:
             ng = nested[0]
@@ -197,6 +208,8 @@ class MDFProgram:
         return f"file '{self.file}' > {where}" if self.file else where
 
     def base(self) -> str:
+        if self.within is not None:
+            return f"{self.within} > graph '{self.mg.id}'"
         return f"model '{self.model.id}' > graph '{self.mg.id}'"
 
     def node_where(self, n: Any) -> str:
@@ -220,6 +233,8 @@ class MDFProgram:
         return s
 
     def is_literal_attr(self, n: Any, p: Any) -> bool:
+        if is_graph_value(p.value):  # a region of a control-flow op: read by the op, never a value
+            return True
         return isinstance(p.value, str) and p.id in self.string_attrs(n) and \
             p.value not in {q.id for q in n.parameters} | {q.id for q in n.input_ports} | \
             {f.id for f in n.functions}
@@ -325,7 +340,7 @@ class MDFProgram:
             try:
                 self._run_node(seg, node)
             except TorchMDFError as e:
-                if e.location:
+                if e.location or isinstance(e, UnsupportedOpError):  # the latter locates each op
                     raise
                 raise type(e)(e.raw_message, location=self.loc(self.node_where(node)), hint=e.hint) from e
             except RecursionError as e:
@@ -605,4 +620,44 @@ def lower_mdf(model: Any, *, graph: str | None = None, first: bool = True, dt: f
     return prog.finish(seg)
 
 
-__all__ = ["lower_mdf", "as_tensor", "program", "MDFProgram"]
+def is_graph_value(v: Any) -> bool:
+    """A parameter value holding a nested graph, ``{"graph_<id>": {...}}``."""
+    return type(v) is dict and len(v) == 1 and isinstance(next(iter(v.values())), dict)
+
+
+_REGION_DEPTH: ContextVar[int] = ContextVar("torchmdf_mdf_region_depth", default=0)
+
+
+def lower_region_graph(prog: MDFProgram, body: Any, gid: str, where: str) -> tuple[Graph, list[str]]:
+    """Lower the nested graph ``body`` (its file form) held by a control-flow node's parameter
+    (``where``) as one evaluation of its own: its free input ports are the inputs, in file
+    order, its metadata's ``output_ports`` the outputs.  Returns the graph and its
+    ``captures`` (the owner's ports its last inputs stand for).  Nesting is bounded by
+    ``MAX_REGION_NESTING`` (a located error, never a RecursionError)."""
+    from torchmdf.backends.mdf import MAX_REGION_NESTING
+    from torchmdf.mdf import Model
+    from torchmdf.mdf.model import Graph as MGraph
+    from torchmdf.mdf.torchmdf_metadata import graph_metadata
+
+    depth = _REGION_DEPTH.get()
+    if depth >= MAX_REGION_NESTING:
+        raise ConversionError(f"control flow is nested more than {MAX_REGION_NESTING} levels deep",
+                              location=prog.loc(where))
+    mg = MGraph.from_dict(body, id=gid, location=prog.loc(where))
+    if any(isinstance(n, MGraph) for n in mg.nodes) or mg.conditions is not None:
+        raise ConversionError("a control-flow region is a graph of nodes without conditions",
+                              location=prog.loc(f"{where} > graph '{gid}'"))
+    sub = MDFProgram(Model(id=prog.model.id, graphs=[mg], metadata=prog.model.metadata), mg, within=where,
+                     file=prog.file)
+    token = _REGION_DEPTH.set(depth + 1)
+    try:
+        g = sub.finish(sub.segment(flatten(next(sub.schedules(1))), first=True, dt=None))
+    finally:
+        _REGION_DEPTH.reset(token)
+    g.name = gid
+    g.signature = GraphSignature()  # the model's calling convention is the root graph's
+    g.metadata = {}
+    return g, list(graph_metadata(mg.metadata).captures or [])
+
+
+__all__ = ["lower_mdf", "as_tensor", "program", "MDFProgram", "lower_region_graph"]

@@ -6,7 +6,7 @@ shapes, dtypes, lists, module attributes: everything that does not depend on ten
 an IR value (a tensor computed at run time).  Static computations are done right away
 (``aten::size``, ``aten::dim``, integer arithmetic, ``prim::If``/``prim::Loop`` on static
 conditions are inlined/unrolled, list and tuple plumbing disappears), so the IR holds tensor
-ops only.  Shapes and dtypes of IR values come from running each op on fake tensors built from
+ops and control flow on tensor data only.  Shapes and dtypes of IR values come from running each op on fake tensors built from
 ``example_inputs`` (or from the TorchScript types of a traced graph), which is also what
 answers ``x.size(0)``: the IR of a TorchScript model is specialized to the example's shapes.
 
@@ -24,11 +24,20 @@ Other decisions (kept in line with the export frontend):
   of ``x`` read the new value; a write into a view (``z[:, 0] = 1``) is scattered back into
   its base (``select_scatter``/``slice_scatter``/reshape/transpose/permute).  A buffer written
   in place or by ``prim::SetAttr`` becomes a graph state variable, as in the export frontend.
-* ``prim::If`` on a data-dependent condition (``aten::Bool`` of a tensor) lowers both branches
-  and selects with ``aten::where.self``; a branch that only raises is treated as an assert and
-  dropped.  ``torch.is_grad_enabled()`` is taken as True, so the fused inference fast paths of
+* Control flow on tensor data becomes regions (see :mod:`torchmdf.ops.control_flow`): a
+  ``prim::If`` on a data-dependent condition (``aten::Bool`` of a tensor) is an ``onnx::If``
+  whose branches are the two blocks (only the taken one runs); its outputs are the block
+  results and every outer value a branch writes (in-place ops, attributes).  A branch that
+  only raises is treated as an assert and dropped.  ``prim::Loop`` has ONNX Loop semantics
+  (trip count, condition, carried values): a loop whose trip count and condition are static
+  is unrolled while they stay static (its body may build lists or index modules with ``i``),
+  up to ``_MAX_UNROLL`` iterations; from the iteration where the condition depends on data
+  (a ``while`` on a tensor, a ``break``), or when the trip count does (``range(n.item())``),
+  or beyond that count, it is an ``onnx::Loop``.  Carried values that stay static through the
+  body stay static; the others become loop-carried tensors.  ``torch.is_grad_enabled()`` is
+  taken as True, so the fused inference fast paths of
   ``nn.TransformerEncoderLayer``/``nn.MultiheadAttention`` are not chosen (they compute the
-  same thing).  Loops with a data-dependent trip count are reported as unsupported.
+  same thing).
 
 Provenance: origin ``"torchscript"``, ``module_path`` from the node's module hierarchy
 (``"layer1.0.conv1"``), ``source`` ``"file.py:LINE"`` from its source range.
@@ -45,6 +54,7 @@ from torch.utils import _pytree as pytree
 
 from ..errors import ConversionError, TorchMDFError, UnsupportedOpError
 from ..ir import Graph, InputMutation, Provenance, TensorType, Value, ValueRole
+from ..ir._regions import walk_graphs
 from ..ops import registry
 from ..ops.aten_schema import (
     LAYOUTS,
@@ -57,6 +67,7 @@ from ..ops.aten_schema import (
     same_value,
     schema_op_name,
 )
+from ..ops.control_flow import join_types
 from ._fx_walk import _TORCH_DIR
 from .export import lower_exported_program, normalize_attr, type_of, unsupported_hint
 
@@ -64,12 +75,17 @@ ORIGIN = "torchscript"
 
 _DTYPE_CODE = {d: i for i, d in enumerate(SCALAR_TYPES)}
 _MAX_UNROLL = 10_000
+_INT_MAX = 2**63 - 1  # TorchScript's trip count of a ``while`` loop
 _DROPOUTS = frozenset({"dropout", "feature_dropout", "alpha_dropout", "feature_alpha_dropout"})
 _DYN_FROM_TENSOR = frozenset({"Bool", "Int", "Float", "ScalarImplicit", "item", "is_nonzero"})
 _DYN_BINARY = {"eq": "aten::eq.Tensor", "ne": "aten::ne.Tensor", "lt": "aten::lt.Tensor",
                "le": "aten::le.Tensor", "gt": "aten::gt.Tensor", "ge": "aten::ge.Tensor",
                "add": "aten::add.Tensor", "sub": "aten::sub.Tensor", "mul": "aten::mul.Tensor",
                "div": "aten::div.Tensor", "__and__": "aten::logical_and", "__or__": "aten::logical_or"}
+
+_TENSOR_SCALAR = {**{b: "Tensor" for b in ("add", "sub", "mul", "div", "rsub", "eq", "ne", "lt", "le", "gt",
+                                           "ge", "remainder", "fmod", "maximum", "minimum")},
+                  "pow": "Tensor_Tensor"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,10 +94,10 @@ _DYN_BINARY = {"eq": "aten::eq.Tensor", "ne": "aten::ne.Tensor", "lt": "aten::lt
 
 
 def lower_script_module(sm: torch.jit.ScriptModule, example_inputs: Sequence[Any] | None = None) -> Graph:
-    """Lower a scripted or traced module's ``forward``.  ``example_inputs`` give input shapes
+    """Lower a scripted or traced module's ``forward`` (or a scripted function).  ``example_inputs`` give input shapes
     (needed for scripted modules whose code asks for ``x.dim()``/``x.size()``)."""
-    if not isinstance(sm, (torch.jit.ScriptModule, torch.jit.RecursiveScriptModule)):
-        raise ConversionError(f"expected a torch.jit.ScriptModule, got {type(sm).__name__}")
+    if not isinstance(sm, (torch.jit.ScriptModule, torch.jit.RecursiveScriptModule, torch.jit.ScriptFunction)):
+        raise ConversionError(f"expected a torch.jit.ScriptModule or ScriptFunction, got {type(sm).__name__}")
     ex = None
     if example_inputs is not None:
         ex = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
@@ -172,6 +188,26 @@ class _Uninit:
 _UNINIT = _Uninit()
 
 
+@dataclasses.dataclass
+class _Snapshot:
+    """The lowering's mutable state before a region is lowered (to lower it again, or the
+    other branch, from the same point)."""
+
+    env: dict[int, Any]
+    attr: dict[str, Any]
+    inputs: dict[Value, Value]
+    lists: dict[int, tuple[list, list]]
+    reported: int
+
+
+def _discard(region: Graph) -> None:
+    """Forget a region that will not be attached: its nodes' uses of outer values go."""
+    for g in walk_graphs(region):
+        g.outputs = []
+        for n in g:
+            n._drop_uses()
+
+
 class _Raised(Exception):
     """A ``prim::RaiseException`` was reached on a static path."""
 
@@ -228,13 +264,16 @@ class _TSLowering:
 
         self.sm = sm
         self.examples = example_inputs
-        self.graph = Graph(re.sub(r"\W", "_", getattr(sm, "original_name", None) or "main"))
+        self.graph = Graph(re.sub(r"\W", "_", getattr(sm, "original_name", None) or getattr(sm, "name", None)
+                                  or "main"))
+        self.root = self.graph  # inputs, parameters and state live here; self.graph is where nodes go
         self.fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
         self.fake: dict[Value, Any] = {}
         self.env: dict[int, Any] = {}
         self.unsupported: list[tuple[str, str | None]] = []
-        self.params = dict(_named(sm.named_parameters))
-        self.buffers = dict(_named(sm.named_buffers))
+        is_fn = isinstance(sm, torch.jit.ScriptFunction)
+        self.params = {} if is_fn else dict(_named(sm.named_parameters))
+        self.buffers = {} if is_fn else dict(_named(sm.named_buffers))
         self.by_id: dict[int, str] = {}
         for k, v in list(self.params.items()) + list(self.buffers.items()):
             self.by_id.setdefault(id(v), k)
@@ -312,15 +351,19 @@ class _TSLowering:
     # -- setup ---------------------------------------------------------------------------------
     def run(self) -> Graph:
         g = self.graph
-        ts = self.sm.forward.graph.copy()
+        fn = self.sm if isinstance(self.sm, torch.jit.ScriptFunction) else self.sm.forward
+        ts = fn.graph.copy()
         torch._C._jit_pass_inline(ts)
         ts_inputs = list(ts.inputs())
-        self.set(ts_inputs[0], _Obj("", self.sm))
-        self.prescan(ts.block(), {ts_inputs[0].unique(): ""})
+        if fn is self.sm:  # a scripted function: no ``self`` argument
+            ts_inputs.insert(0, None)
+        else:
+            self.set(ts_inputs[0], _Obj("", self.sm))
+            self.prescan(ts.block(), {ts_inputs[0].unique(): ""})
 
         input_names: list[str] = []
         try:
-            sargs = list(self.sm.forward.schema.arguments)[1:]
+            sargs = list(fn.schema.arguments)[1 if fn is not self.sm else 0:]
         except Exception:  # noqa: BLE001
             sargs = []
         for i, inp in enumerate(ts_inputs[1:]):
@@ -379,13 +422,13 @@ class _TSLowering:
         sig.in_spec = pytree.treespec_dumps(pytree.tree_flatten((ex_struct, {}))[1])
         sig.out_spec = pytree.treespec_dumps(out_spec)
 
-        for n in g:
+        for n in g.walk():
             if registry.lookup(n.op) is None:
                 self.report(n.op, n.provenance)
         if self.unsupported:
             raise UnsupportedOpError(self.unsupported, hint=unsupported_hint() + "; TorchScript "
-                                     "control flow on tensor data can only be lowered when both "
-                                     "branches are pure tensor code")
+                                     "control flow on tensor data is lowered when its blocks are "
+                                     "tensor code (they may not change lists)")
         return g
 
     def bind_input(self, name: str, inp: Any, ex: Any, names: list[str]) -> Any:
@@ -544,7 +587,7 @@ class _TSLowering:
     def tensor_attr(self, path: str, t: torch.Tensor) -> Value:
         if path in self.attr_value:
             return self.attr_value[path]
-        g = self.graph
+        g = self.root
         if path in self.mutated_paths:
             sv = g.add_state(path, t.detach().clone(), TensorType.of(t))
             self.state[path] = sv
@@ -685,79 +728,272 @@ class _TSLowering:
         except _Raised as r:
             raise ConversionError(f"the model raises for these inputs: {r}", location=str(prov)) from None
 
+    def snapshot(self) -> _Snapshot:
+        lists = {id(v): (v, list(v)) for v in self.env.values() if isinstance(v, list)}
+        return _Snapshot(dict(self.env), dict(self.attr_value), dict(self.input_current), lists,
+                         len(self.unsupported))
+
+    def restore(self, snap: _Snapshot, keep_reports: bool = False) -> None:
+        """Back to ``snap``; tensor attributes first read since then stay known (they are
+        parameters of the root graph), and so do the problems reported if ``keep_reports``."""
+        read = {p: v for p, v in self.attr_value.items()
+                if p not in snap.attr and isinstance(v, Value) and v.graph is self.root}
+        self.env, self.input_current = dict(snap.env), dict(snap.inputs)
+        self.attr_value = {**snap.attr, **read}
+        for lst, items in snap.lists.values():
+            lst[:] = items
+        if not keep_reports:
+            del self.unsupported[snap.reported:]
+
+    def changed_slots(self, snap: _Snapshot) -> dict[tuple[str, Any], Any]:
+        """The outer mutable slots (TorchScript values written in place, tensor attributes,
+        mutated inputs) a block changed, with their new values; a changed list is refused."""
+        out: dict[tuple[str, Any], Any] = {}
+        for key, old in snap.env.items():
+            new = self.env.get(key, old)
+            if new is not old:
+                out[("env", key)] = new
+        for path, new in self.attr_value.items():
+            old = snap.attr.get(path)
+            if new is not old and not (old is None and isinstance(new, Value) and new.graph is self.root):
+                out[("attr", path)] = new
+        for key, new in self.input_current.items():
+            if new is not snap.inputs.get(key):
+                out[("input", key)] = new
+        for lst, items in snap.lists.values():
+            if len(lst) != len(items) or any(a is not b for a, b in zip(lst, items)):
+                raise _Unsupported("control flow on tensor data that changes a list")
+        return out
+
+    def slot_value(self, snap: _Snapshot, slot: tuple[str, Any]) -> Any:
+        kind, key = slot
+        src = snap.env if kind == "env" else snap.attr if kind == "attr" else snap.inputs
+        return src.get(key, _UNINIT)
+
+    def set_slot(self, slot: tuple[str, Any], val: Any) -> None:
+        kind, key = slot
+        if kind == "env":
+            self.env[key] = val
+        elif kind == "attr":
+            self.attr_value[key] = val
+            if isinstance(val, Value):
+                self.value_attr[val] = key
+        else:
+            self.input_current[key] = val
+
+    def in_region(self, region: Graph, fn: Any) -> Any:
+        outer, self.graph = self.graph, region
+        try:
+            return fn()
+        finally:
+            self.graph = outer
+
     def dynamic_if(self, n: Any, pred: Value, then_b: Any, else_b: Any, prov: Provenance) -> list[Any]:
-        """Both branches, then ``where``; a branch that raises is an assert and is dropped."""
-        snap_env, snap_attr = dict(self.env), dict(self.attr_value)
-        results = []
-        for b in (then_b, else_b):
-            self.env, self.attr_value = dict(snap_env), dict(snap_attr)
+        """An ``onnx::If`` whose regions are the two blocks: only the taken branch runs.  The
+        If's outputs are the block results that differ (or are tensors) and the outer slots
+        a branch writes.  A branch that only raises is an assert: the other one is inlined."""
+        snap = self.snapshot()
+        outer = self.graph
+        lowered = []
+        for b, name in ((then_b, "then_branch"), (else_b, "else_branch")):
+            self.restore(snap, keep_reports=True)
+            region = outer.new_region(name)
             try:
-                outs = self.block(b)
-                results.append((outs, self.env, self.attr_value))
+                outs = self.in_region(region, lambda b=b: self.block(b))
+                lowered.append((region, outs, self.changed_slots(snap)))
             except _Raised:
-                results.append(None)
-        self.env, self.attr_value = snap_env, snap_attr
-        ok = [r for r in results if r is not None]
+                _discard(region)
+                lowered.append(None)
+        self.restore(snap, keep_reports=True)
+        ok = [r for r in lowered if r is not None]
         if not ok:
             raise ConversionError("both branches of a data-dependent if raise", location=str(prov))
-        if len(ok) == 1:  # an assert: keep the branch that does not raise
-            outs, self.env, self.attr_value = ok[0]
-            return outs
-        (t_out, t_env, t_attr), (f_out, f_env, f_attr) = ok
+        if len(ok) == 1:  # an assert: lower the branch that does not raise here
+            for r in ok:
+                _discard(r[0])
+            return self.block(then_b if lowered[0] is not None else else_b)
+        (t_reg, t_out, t_slots), (f_reg, f_out, f_slots) = ok
+        slots = list(dict.fromkeys([*t_slots, *f_slots]))
+        pairs = [(a, b) for a, b in zip(t_out, f_out)]
+        pairs += [(t_slots.get(s, self.slot_value(snap, s)), f_slots.get(s, self.slot_value(snap, s)))
+                  for s in slots]
+        t_res: list[Value] = []
+        f_res: list[Value] = []
+        kinds: list[bool] = []  # per If output: whether it is a data-dependent scalar
 
-        def select(a: Any, b: Any, what: str) -> Any:
+        def merge(a: Any, b: Any, what: str) -> Any:
             if a is b:
                 return a
             if isinstance(a, (Value, _Dyn)) or isinstance(b, (Value, _Dyn)):
-                av, bv = self.as_tensor_value(a), self.as_tensor_value(b)
-                fa, fb = self.fake.get(av), self.fake.get(bv)
-                fake = None
-                if fa is not None and fb is not None:
-                    with self.fake_mode:
-                        fake = torch.where(self.fake[pred], fa, fb)
-                out = self.create("aten::where.self", [pred, av, bv], {}, prov, fake)[0]
-                return _Dyn(out) if isinstance(a, _Dyn) and isinstance(b, _Dyn) else out
+                if a is _UNINIT or b is _UNINIT:
+                    raise _Unsupported(f"data-dependent if that sets {what} in one branch only")
+                t_res.append(self.in_region(t_reg, lambda: self.as_tensor_value(a)))
+                f_res.append(self.in_region(f_reg, lambda: self.as_tensor_value(b)))
+                kinds.append(isinstance(a, _Dyn) and isinstance(b, _Dyn))
+                return ("__if_output__", len(t_res) - 1)
             if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
-                return type(a)(select(x, y, what) for x, y in zip(a, b))
+                return type(a)(merge(x, y, what) for x, y in zip(a, b))
             if not _is_dynamic([a, b]) and same_value(a, b):
                 return a
-            raise _Unsupported(f"data-dependent if whose branches give different {what} "
-                               f"({a!r} vs {b!r})")
+            raise _Unsupported(f"data-dependent if whose branches give different {what} ({a!r} vs {b!r})")
 
-        outs = [select(a, b, "results") for a, b in zip(t_out, f_out)]
-        for key in set(t_env) | set(f_env):
-            a, b = t_env.get(key, _UNINIT), f_env.get(key, _UNINIT)
-            if key in self.env and (a is not self.env[key] or b is not self.env[key]):
-                self.env[key] = select(a, b, "mutations")
-        for path in set(t_attr) | set(f_attr):
-            a, b = t_attr.get(path), f_attr.get(path)
-            if a is not None and b is not None and (a is not self.attr_value.get(path) or
-                                                    b is not self.attr_value.get(path)):
-                self.attr_value[path] = select(a, b, f"values of {path}")
-        return outs
+        merged = [merge(a, b, "results" if i < len(t_out) else "values")
+                  for i, (a, b) in enumerate(pairs)]
+        if not t_res:
+            _discard(t_reg)
+            _discard(f_reg)
+            return merged[:len(t_out)]
+        t_reg.outputs, f_reg.outputs = t_res, f_res
+        node = outer.create_node("onnx::If", [pred], num_outputs=len(t_res), provenance=prov,
+                                 regions=[t_reg, f_reg])
+        for o, a, b in zip(node.outputs, t_res, f_res):
+            o.type = join_types(a.type, b.type, o.name)
+            fa, fb = self.fake.get(a), self.fake.get(b)
+            if fa is not None and fb is not None and fa.shape == fb.shape and fa.dtype == fb.dtype:
+                self.fake[o] = fa
+        results = [_Dyn(o) if dyn else o for o, dyn in zip(node.outputs, kinds)]
+
+        def fill(v: Any) -> Any:
+            if isinstance(v, tuple) and len(v) == 2 and v[0] == "__if_output__":
+                return results[v[1]]
+            if isinstance(v, (list, tuple)):
+                return type(v)(fill(x) for x in v)
+            return v
+
+        merged = [fill(v) for v in merged]
+        for s, v in zip(slots, merged[len(t_out):]):
+            self.set_slot(s, v)
+        return merged[:len(t_out)]
 
     def loop(self, n: Any, prov: Provenance) -> list[Any]:
+        """``prim::Loop`` (ONNX Loop semantics).  A loop whose trip count and condition are
+        static is unrolled while they stay static (static bodies build lists, index modules,
+        read ``i`` as a Python int); from the iteration where the condition depends on data, or
+        when the trip count does, or beyond ``_MAX_UNROLL`` iterations, it is an ``onnx::Loop``."""
         ins = list(n.inputs())
         trips = self.get(ins[0])
         cond = self.get(ins[1])
         carried = [self.get(v) for v in ins[2:]]
         body = list(n.blocks())[0]
         params = list(body.inputs())
-        if _is_dynamic([trips, cond]):
-            raise _Unsupported("prim::Loop with a data-dependent trip count or condition")
         i = 0
-        while cond and i < trips:
+        if not _is_dynamic(trips) and trips > _MAX_UNROLL and trips < _INT_MAX:
+            return self.region_loop(n, trips, cond, carried, 0, prov)
+        while not _is_dynamic([trips, cond]) and cond and i < trips:
             if i >= _MAX_UNROLL:
-                raise _Unsupported(f"prim::Loop with more than {_MAX_UNROLL} iterations")
+                return self.region_loop(n, trips - i if trips < _INT_MAX else trips, cond, carried, i, prov)
             self.set(params[0], i)
             for p, c in zip(params[1:], carried):
                 self.set(p, c)
             outs = self.block(body)
             cond, carried = outs[0], outs[1:]
-            if _is_dynamic(cond):
-                raise _Unsupported("prim::Loop whose condition depends on tensor data")
             i += 1
-        return carried
+        if not _is_dynamic([trips, cond]):
+            return carried
+        if not _is_dynamic(trips) and trips < _INT_MAX:
+            trips -= i
+        return self.region_loop(n, trips, cond, carried, i, prov)
+
+    def region_loop(self, n: Any, trips: Any, cond: Any, carried: list[Any], start: int,
+                    prov: Provenance) -> list[Any]:
+        """An ``onnx::Loop`` for the rest of a ``prim::Loop`` from iteration ``start``.  Carried
+        values that stay static through the body stay static; the others (and outer slots the
+        body writes) become loop-carried tensors, found by lowering the body again until the
+        set does not grow."""
+        body = list(n.blocks())[0]
+        params = list(body.inputs())
+        outer = self.graph
+        snap = self.snapshot()
+        dynamic = [_is_dynamic(c) for c in carried]
+        slots: list[tuple[str, Any]] = []
+        for _attempt in range(len(carried) + 8):
+            self.restore(snap)
+            region = outer.new_region("body")
+            it = region.add_input("iteration_num", TensorType(torch.int64, ()))
+            self.fake[it] = self._fake_of(it.type)
+            region.add_input("cond_in", TensorType(torch.bool, ()))
+            ins: list[Value] = []
+            for j, c in enumerate(carried):
+                if dynamic[j]:
+                    init = self.as_tensor_value(c)
+                    arg = self.typed(region.add_input(init.name, init.type), self.fake.get(init))
+                    ins.append(init)
+                    self.set(params[1 + j], arg if isinstance(c, (Value, torch.Tensor)) else _Dyn(arg))
+                else:
+                    self.set(params[1 + j], c)
+            for s in slots:
+                init = self.as_tensor_value(self.slot_value(snap, s))
+                ins.append(init)
+                self.set_slot(s, self.typed(region.add_input(init.name, init.type), self.fake.get(init)))
+
+            def lower_body() -> list[Any]:
+                index = _Dyn(it)
+                if start:
+                    index = _Dyn(self.create("aten::add.Tensor", [it, self.constant(start)], {}, prov,
+                                             self._fake_call(torch.ops.aten.add.Tensor, it, it))[0])
+                self.set(params[0], index)
+                try:
+                    return self.block(body)
+                except _Raised as r:
+                    raise ConversionError(f"a loop body raises: {r}", location=str(prov)) from None
+
+            outs = self.in_region(region, lower_body)
+            try:
+                new_slots = [s for s in self.changed_slots(snap) if s not in slots]
+            except _Unsupported:
+                _discard(region)
+                self.restore(snap, keep_reports=True)
+                raise
+            grow = [j for j, c in enumerate(carried) if not dynamic[j] and not (
+                outs[1 + j] is c or (not _is_dynamic([outs[1 + j], c]) and same_value(outs[1 + j], c)))]
+            if grow or new_slots:
+                _discard(region)
+                for j in grow:
+                    dynamic[j] = True
+                slots += new_slots
+                continue
+            break
+        else:  # pragma: no cover - the set of carried values only grows
+            raise _Unsupported("prim::Loop whose carried values do not settle")
+        slot_outs = [self.slot_now(s) for s in slots]
+        cond_out = outs[0]
+        static_cond = not _is_dynamic(cond) and bool(cond) and not _is_dynamic(cond_out) and bool(cond_out)
+        if not _is_dynamic(cond_out) and not bool(cond_out) and not _is_dynamic(cond):
+            trips = 1 if _is_dynamic(trips) or trips >= 1 else 0  # a body that always stops: at most one pass
+        res = [self.in_region(region, lambda: self.as_tensor_value(cond_out if _is_dynamic(cond_out)
+                                                                   else bool(cond_out)))]
+        res += [self.in_region(region, lambda o=outs[1 + j]: self.as_tensor_value(o))
+                for j in range(len(carried)) if dynamic[j]]
+        res += [self.in_region(region, lambda o=o: self.as_tensor_value(o)) for o in slot_outs]
+        self.restore(snap, keep_reports=True)
+        region.outputs = res
+        m = None if not _is_dynamic(trips) and trips >= _INT_MAX else self.as_tensor_value(
+            trips if _is_dynamic(trips) else torch.tensor(trips, dtype=torch.int64))
+        c0 = None if static_cond else self.as_tensor_value(cond if _is_dynamic(cond) else bool(cond))
+        node = outer.create_node("onnx::Loop", [m, c0, *ins], num_outputs=len(ins), provenance=prov,
+                                 regions=[region])
+        for o, init, r in zip(node.outputs, ins, res[1:]):
+            o.type = join_types(init.type, r.type, o.name)
+            f = self.fake.get(init)
+            if f is not None and o.type == init.type:
+                self.fake[o] = f
+        k = 0
+        results = []
+        for j, c in enumerate(carried):
+            if dynamic[j]:
+                o = node.outputs[k]
+                results.append(o if isinstance(c, (Value, torch.Tensor)) else _Dyn(o))
+                k += 1
+            else:
+                results.append(c)
+        for s in slots:
+            self.set_slot(s, node.outputs[k])
+            k += 1
+        return results
+
+    def slot_now(self, slot: tuple[str, Any]) -> Any:
+        kind, key = slot
+        return (self.env if kind == "env" else self.attr_value if kind == "attr" else self.input_current)[key]
 
     # -- ops -----------------------------------------------------------------------------------
     def op(self, n: Any, prov: Provenance) -> list[Any]:
@@ -831,6 +1067,11 @@ class _TSLowering:
             ov = torch.ops.aten.div.Tensor_mode
             return [_Dyn(self.create("aten::div.Tensor_mode", [a, b], {"rounding_mode": "floor"}, prov,
                                      self._fake_call(ov, a, b, rounding_mode="floor"))[0])]
+        if base in _TENSOR_SCALAR and isinstance(values[0], Value) and isinstance(values[1], _Dyn):
+            # tensor <op> data-dependent scalar: the op's tensor-tensor overload
+            ov = registry.resolve_aten(f"aten::{base}.{_TENSOR_SCALAR[base]}")
+            if ov is not None and len(ov._schema.arguments) == len(values):
+                return self.emit(ov, ov._schema, [values[0], values[1].value, *values[2:]], prov)
         raise _Unsupported(f"aten::{base} on a data-dependent scalar")
 
     def _fake_call(self, ov: Any, *args: Any, **kwargs: Any) -> Any:
@@ -1005,7 +1246,7 @@ class _TSLowering:
     def make_state(self, path: str, param: Value) -> Value:
         """Turn a tensor attribute found to be written (by an op that hides the write from
         its schema) into a state variable; returns its current value."""
-        g = self.graph
+        g = self.root
         sv = g.add_state(f"{path}__state", param.tensor.clone(), param.type)
         param.replace_all_uses_with(sv.current)
         for key, val in list(self.env.items()):

@@ -4,7 +4,9 @@
 Differences from modeci_mdf (kept small, and only where the original's behaviour is an
 artefact of how it is built):
 
-* ``pytorch_to_mdf`` lowers through ``torch.export`` by default (modeci_mdf scripts the model
+* ``pytorch_to_mdf`` scripts a plain function with ``torch.jit.script`` (as modeci_mdf does;
+  ``torch.export`` when it cannot be scripted), so its control flow on tensor data becomes
+  If/Loop regions.  A module is lowered through ``torch.export`` by default (modeci_mdf scripts the model
   with TorchScript and goes through the ONNX exporter); ``trace=True`` uses ``torch.jit.trace``
   as there.  It returns ``(model, params_dict)`` like modeci_mdf: the model's inputs are
   ``input1``, ``input2``, ... and ``params_dict`` holds the weights keyed as modeci_mdf keys
@@ -44,6 +46,21 @@ class _FunctionModule(nn.Module):
         return self.fn(*args)
 
 
+def _lower_function(fn: Callable[..., Any], args: tuple[Any, ...], name: str) -> Any:
+    """A plain function scripted with ``torch.jit.script``, as modeci_mdf does, so its
+    control flow on tensor data (``if``/``while``/``for``) becomes If/Loop regions; None
+    when it cannot be scripted (then it is exported like a module)."""
+    from torchmdf.frontends.torchscript import lower_script_module
+
+    try:
+        sf = fn if isinstance(fn, torch.jit.ScriptFunction) else torch.jit.script(fn)
+    except Exception:  # noqa: BLE001 - not scriptable: torch.export instead
+        return None
+    g = lower_script_module(sf, args)
+    g.name = name
+    return g
+
+
 def _pipeline(use_onnx_ops: bool) -> list[Any]:
     from torchmdf.passes import DEFAULT_PIPELINE, Canonicalize
 
@@ -72,17 +89,20 @@ def pytorch_to_mdf(model: nn.Module | Callable[..., Any] | torch.jit.ScriptModul
     if args is None and not isinstance(model, torch.jit.ScriptModule):
         raise TorchMDFError(f"converting a {type(model).__name__} needs example inputs",
                             hint="pytorch_to_mdf(model, args=(x,))")
+    g = None
     if not isinstance(model, nn.Module):
         if not callable(model):
             raise ConversionError(f"cannot convert a {type(model).__name__}",
                                   hint="pass an nn.Module, a ScriptModule or a function")
-        cls = type(_ident(getattr(model, "__name__", "function")), (_FunctionModule,), {})
-        model = cls(model)  # the class name becomes the MDF model id
-    if isinstance(model, torch.jit.ScriptModule):
-        method = None
-    else:
-        method = "trace" if trace else "export"
-    g = lower(model, args, method=method)
+        name = _ident(getattr(model, "__name__", "function"))
+        if not trace:
+            g = _lower_function(model, args, name)
+        if g is None:
+            cls = type(name, (_FunctionModule,), {})
+            model = cls(model)  # the class name becomes the MDF model id
+    if g is None:
+        method = None if isinstance(model, torch.jit.ScriptModule) else "trace" if trace else "export"
+        g = lower(model, args, method=method)
     g, _ = run_passes(g, _pipeline(use_onnx_ops))
     _reference_input_names(g)
     params = {_port_id(name): v.tensor for name, v in g.parameters.items() if v.role.is_named_tensor}

@@ -27,4 +27,9 @@ MDF_PORT = "mdf_port"
 #: ``state_dict`` (a non-persistent buffer).  Written by the export frontend; read by the FX backend.
 PERSISTENT = "persistent"
 
-__all__ = ["PYSCALAR", "DEFAULT", "MDF_PORT", "PERSISTENT"]
+#: int.  The most iterations one run of an ``onnx::Loop`` node may make (a located error beyond).
+#: Written by the MDF frontend (``LIMITS.max_loop_iterations``) on loops read from a file; read by
+#: the Loop's run semantics.
+MAX_ITERATIONS = "max_iterations"
+
+__all__ = ["PYSCALAR", "DEFAULT", "MDF_PORT", "PERSISTENT", "MAX_ITERATIONS"]

@@ -25,12 +25,16 @@ import torch
 
 from torchmdf.errors import ConversionError, TorchMDFError, ValidationError
 from torchmdf.ir import Graph, Provenance, Value
-from torchmdf.ir.meta_keys import PYSCALAR
+from torchmdf.ir.meta_keys import MAX_ITERATIONS, PYSCALAR
+from torchmdf.limits import LIMITS
 from torchmdf.ops import registry
 
 from . import expressions as E
 from .attributes import as_tensor, cast_attr, decode_attr, is_pyscalar, string_attr_types
 from .functions import expression_function
+
+_REGION_ATTRS = {"onnx::If": ("then_branch", "else_branch"), "onnx::Loop": ("body",),
+                 "torchmdf::While": ("cond", "body")}
 
 __all__ = ["NO_VALUE", "Env", "ordered_env", "warm", "ExpressionLowering", "NodeLowering", "MultiOutput"]
 
@@ -415,6 +419,8 @@ class NodeLowering(ExpressionLowering):
             d = registry.lookup(f"mdf::{fname}")
         if d is None:
             return self.value(fname, where, scope)
+        if d.regions is not None:
+            return self._control_flow(d, args, scope, where)
         if d.domain == "onnx":
             return self._onnx(d, args, scope, env, where)
         if d.domain == "aten":
@@ -533,6 +539,55 @@ class NodeLowering(ExpressionLowering):
             # Files torchmdf wrote before it indexed them may use a one-output sequence whole.
             return MultiOutput(outs, whole_ok=self.prog.written_by_torchmdf and len(outs) == 1)
         return outs[0] if n_out == 1 else list(outs)
+
+    def _control_flow(self, d: Any, args: dict[str, Any], scope: Env, where: str) -> Any:
+        """``onnx::If``/``onnx::Loop`` (and ``torchmdf::While``, regions ``cond`` and ``body``):
+        each region is the nested graph held by the parameter named as the ONNX attribute (``{"graph_<id>": graph}``, as modeci_mdf's ONNX importer
+        and torchmdf write it), lowered on its own (its free input ports, in file order, are
+        the region's inputs, then the values named by its ``captures``) and attached."""
+        from torchmdf.frontends.mdf import lower_region_graph
+
+        names = list(d.input_names or ())
+        inputs: list[Value | None] = []
+        for i, n in enumerate(names):
+            raw = args.get(n)
+            if d.variadic and i == len(names) - 1:
+                items = raw if isinstance(raw, list) else _QUOTED_ITEM.findall(raw) if isinstance(raw, str) and \
+                    _QUOTED_LIST.fullmatch(raw) else [raw] if raw is not None else []
+                inputs += [self.one(self.value(x, f"{where} > argument '{n}'", scope), where) for x in items]
+            else:
+                inputs.append(None if raw is None else self.one(self.value(raw, f"{where} > argument '{n}'", scope),
+                                                                where))
+        unknown = [a for a in args if a not in names]
+        if unknown:
+            raise ValidationError(f"{d.name} has no input {', '.join(map(repr, unknown))}", location=self.loc(where))
+        params = self.prog.params_by_id(self.node)
+        regions = []
+        for aname in _REGION_ATTRS.get(d.name, ()):
+            pwhere = f"{self.prog.node_where(self.node)} > parameter '{aname}'"
+            p = params.get(aname)
+            body = p.value if p is not None else None
+            if not (isinstance(body, dict) and len(body) == 1 and isinstance(next(iter(body.values())), dict)):
+                raise ValidationError(f"{d.name} needs a parameter {aname!r} whose value is "
+                                      "{\"graph_<id>\": <graph>}", location=self.loc(pwhere))
+            key, gd = next(iter(body.items()))
+            gid = key[6:] if isinstance(key, str) and key.startswith("graph_") and len(key) > 6 else str(key)
+            region, captures = lower_region_graph(self.prog, gd, gid, pwhere)
+            for arg, port in zip(region.inputs[len(region.inputs) - len(captures):], captures):
+                if port not in scope or scope[port] is NO_VALUE:
+                    raise ValidationError(f"graph {gid!r} captures {port!r}, which the node does not have",
+                                          location=self.loc(pwhere))
+                arg.replace_all_uses_with(self.one(self.lookup(port, scope, where), where))
+            if captures:
+                del region.inputs[len(region.inputs) - len(captures):]
+            regions.append(region)
+        n_out = len(regions[-1].outputs) - (1 if d.name == "onnx::Loop" else 0)
+        node = self.g.create_node(d.name, inputs, {}, num_outputs=max(n_out, 0), provenance=self.provenance(where),
+                                  name=self.node.id, regions=regions)
+        if d.name == "onnx::Loop":  # a loop from a file is bounded
+            node.meta[MAX_ITERATIONS] = LIMITS.max_loop_iterations
+        outs = node.outputs
+        return outs[0] if len(outs) == 1 else list(outs)
 
     def _as_onnx_input(self, x: Value | None) -> Value | None:
         """modeci_mdf's ``convert_type``: a Python number becomes ``np.atleast_1d``.  Not in

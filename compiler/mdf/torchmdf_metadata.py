@@ -116,10 +116,11 @@ class ModelMetadata(_Schema):
     in_spec: str | None = None
     out_spec: str | None = None
     input_names: list[str] | None = None
+    captures: list[str] | None = None  # a region: its owner's input ports its last inputs read
 
     FIELDS: ClassVar = {"output_ports": ("output_ports", _str_list), "output_names": ("output_names", _str_list),
                         "pytorch_in_spec": ("in_spec", _spec), "pytorch_out_spec": ("out_spec", _spec),
-                        "pytorch_input_names": ("input_names", _str_list)}
+                        "pytorch_input_names": ("input_names", _str_list), "captures": ("captures", _str_list)}
 
     def signature(self) -> Any:
         """The part of a :class:`~torchmdf.ir.GraphSignature` a file carries."""

@@ -277,6 +277,24 @@ for _a, (_o, _attrs) in _FLOAT_ACTIVATIONS.items():
     rule(_a)(_float_activation(_a, _o, _attrs))
 
 
+@rule("normal.Tensor_Tensor", "normal.Tensor_float", "normal.float_Tensor")
+def _normal(node, rw):
+    """``torch.normal(mean, std)`` = mean + std * N(0, 1) of the result's shape (a model file
+    may not name random ATen ops; ONNX RandomNormalLike it may)."""
+    mean, std = rw.input(0), rw.input(1)
+    dt, shape = rw.out_dtype(0), rw.out_shape(0)
+    if dt is None or not _is_float(dt) or shape is None:
+        return None
+    mean = mean if mean is not None else rw.const(rw.arg("mean"), dtype=dt)
+    std = std if std is not None else rw.const(rw.arg("std"), dtype=dt)
+    like = next((v for v in (rw.input(0), rw.input(1)) if v is not None and rw.shape(v) == shape
+                 and rw.dtype(v) == dt), None)
+    if like is None:
+        return None
+    z = rw.op("onnx::RandomNormalLike", [like])
+    return [rw.op("onnx::Add", [rw.cast(mean, dt), rw.op("onnx::Mul", [rw.cast(std, dt), z])])]
+
+
 @rule("silu")
 def _silu(node, rw):
     x = rw.input(0)

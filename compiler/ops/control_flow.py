@@ -26,6 +26,7 @@ import torch
 from ..errors import ConversionError
 from ..ir import Node, TensorType, ValueRole
 from ..ir._regions import RegionCoroutine, inline_region, walk_nodes
+from ..ir.meta_keys import MAX_ITERATIONS
 from . import registry
 
 
@@ -168,7 +169,12 @@ def _loop_run(n: Node, args: list[Any]) -> RegionCoroutine:
     keep = True if cond is None else bool(cond)
     scans: list[list[Any]] = []
     i = 0
+    limit = n.meta.get(MAX_ITERATIONS)
     while keep and (max_trips is None or i < max_trips):
+        if limit is not None and i >= limit:
+            raise ConversionError(f"the Loop ran more than {limit:,} iterations", location=n.location(),
+                                  hint="raise torchmdf.limits.LIMITS.max_loop_iterations if the loop is meant "
+                                  "to run that long")
         outs = yield (body, [torch.tensor(i, dtype=torch.int64), torch.tensor(keep), *carried])
         if cond is not None:  # without a cond input, ONNX ignores cond_out
             keep = bool(outs[0])
