@@ -1163,8 +1163,9 @@ def emit_fx(graph: Graph, *, input_defaults: bool = False, output_dict: bool | N
     # inputs: one placeholder per leaf of the original call (constant leaves included)
     in_names = _add_inputs(b, input_defaults)
 
-    # parameters and buffers: all registered (state_dict keys as in the original), fetched lazily
-    for name, v in graph.parameters.items():
+    # parameters and buffers: all registered (state_dict keys as in the original), fetched lazily;
+    # a region's own weights too (names are unique across the nest), passed in as operands
+    for name, v in ((k, x) for g_ in graph.graphs() for k, x in g_.parameters.items()):
         if v.role == ValueRole.CONSTANT:
             continue  # registered on first use as a tensor (0-d ones are often inlined)
         target = b.attr_name(name)

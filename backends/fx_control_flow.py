@@ -38,7 +38,7 @@ import torch
 import torch.fx
 
 from torchmdf.errors import ConversionError
-from torchmdf.ir import Graph, Node, Value, ValueRole
+from torchmdf.ir import Graph, Node, Value
 
 from .fx import FxBuilder, _attr_part, _eliminate_dead_code, lower_nodes
 
@@ -58,7 +58,7 @@ class RegionBuilder(FxBuilder):
             return super().get(v)
         ph = self.captured.get(v)
         if ph is None:
-            if v.graph is self.ir and not (v.role == ValueRole.CONSTANT and v.tensor is not None):
+            if v.graph is self.ir and v.tensor is None:  # a region's own weights come from the root
                 raise ConversionError(f"value %{v.name} is used before it is defined")
             ph = self.captured[v] = self.fx.placeholder(_attr_part(v.name.replace(".", "_")))
         return ph
