@@ -149,6 +149,16 @@ def lower_traced(model: torch.nn.Module, example_inputs: Sequence[Any] | Any) ->
 # ---------------------------------------------------------------------------------------------
 
 
+def _fill_slots(v: Any, tag: str, values: Any) -> Any:
+    """``v`` with every ``(tag, i)`` placeholder, at any depth of lists and tuples, replaced
+    by ``values[i]``."""
+    if isinstance(v, tuple) and len(v) == 2 and v[0] == tag:
+        return values[v[1]]
+    if isinstance(v, (list, tuple)):
+        return type(v)(_fill_slots(x, tag, values) for x in v)
+    return v
+
+
 @dataclasses.dataclass(frozen=True)
 class _Obj:
     """A module (or scripted object) reached by ``prim::GetAttr`` from ``self``."""
@@ -853,14 +863,7 @@ class _TSLowering:
                 self.fake[o] = fa
         results = [_Dyn(o) if dyn else o for o, dyn in zip(node.outputs, kinds)]
 
-        def fill(v: Any) -> Any:
-            if isinstance(v, tuple) and len(v) == 2 and v[0] == "__if_output__":
-                return results[v[1]]
-            if isinstance(v, (list, tuple)):
-                return type(v)(fill(x) for x in v)
-            return v
-
-        merged = [fill(v) for v in merged]
+        merged = [_fill_slots(v, "__if_output__", results) for v in merged]
         for s, v in zip(slots, merged[len(t_out):]):
             self.set_slot(s, v)
         return merged[:len(t_out)]
@@ -1318,14 +1321,8 @@ class _OneOp(torch.nn.Module):
         self.structure = structure
 
     def forward(self, *tensors: torch.Tensor) -> Any:
-        def fill(v: Any) -> Any:
-            if isinstance(v, tuple) and len(v) == 2 and v[0] == "__tensor__":
-                return tensors[v[1]]
-            if isinstance(v, (list, tuple)):
-                return type(v)(fill(x) for x in v)
-            return v
-
-        args, kwargs = aten_signature(self.ov).call_args([fill(v) for v in self.structure])
+        args, kwargs = aten_signature(self.ov).call_args([_fill_slots(v, "__tensor__", tensors)
+                                                          for v in self.structure])
         return self.ov(*args, **kwargs)
 
 
