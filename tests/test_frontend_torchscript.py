@@ -206,3 +206,16 @@ def test_script_without_example_inputs_uses_torchscript_types():
     g.verify()
     assert g.inputs[0].type.shape == (4, 16)
     _assert_close(run(g, *entry.make_inputs()), _reference(entry))
+
+
+class _DtypeArgs(torch.nn.Module):
+    def forward(self, x):
+        return x.to(torch.float64).sum(dtype=torch.float32)
+
+
+def test_scalar_type_codes_become_dtypes():
+    """TorchScript passes dtypes as int codes; the schema's real type (ScalarType) makes them
+    torch dtypes in the IR, so files and passes see ``torch.float64``, not ``7``."""
+    g = torchmdf.lower(torch.jit.script(_DtypeArgs()), example_inputs=(torch.ones(3),))
+    dtypes = [n.attrs["dtype"] for n in g.nodes if "dtype" in n.attrs]
+    assert dtypes == [torch.float64, torch.float32]

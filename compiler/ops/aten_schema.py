@@ -225,7 +225,8 @@ class AtenSignature:
                     raise self.mismatch(f"argument '{name}' is not a list", location)
                 inputs.extend(tensor(x) for x in v)
             else:
-                if omit_defaults and self.has_default[i] and same_value(self.coerced_defaults[i], v):
+                if omit_defaults and self.has_default[i] and same_value(
+                        self.coerced_defaults[i], coerce_arg(self.type_names[i], v)):
                     continue
                 a = attr(name, v)
                 if a is not OMIT:
@@ -290,7 +291,7 @@ def _build_signature(overload: Any) -> AtenSignature:
         kwo.append(bool(a.kwarg_only))
         has_def.append(a.has_default_value())
         defaults.append(a.default_value if a.has_default_value() else None)
-        types.append(str(a.type))
+        types.append(str(getattr(a, "real_type", a.type)))  # "ScalarType", not the "int" it travels as
     mutable = any(a.alias_info is not None and a.alias_info.is_write for a in schema.arguments)
     return AtenSignature(overload, tuple(names_), tuple(kinds), tuple(kwo), tuple(defaults), tuple(has_def),
                          len(schema.returns), mutable, tuple(types),
