@@ -842,3 +842,38 @@ def gru(X, W, R, B=None, sequence_lens=None, initial_h=None, activation_alpha=No
 
 _reg("LSTM", lstm, ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"), num_outputs=3)
 _reg("GRU", gru, ("X", "W", "R", "B", "sequence_lens", "initial_h"), num_outputs=2)
+
+
+# -- scatters (torch.onnx.export writes them for in-place index assignment) -----------------------
+_SCATTER_REDUCE = {"add": "sum", "mul": "prod", "max": "amax", "min": "amin"}
+
+
+def scatter_elements(data, indices, updates, axis: int = 0, reduction: str = "none"):
+    """ONNX ScatterElements: ``data`` with ``updates`` written (or reduced) at ``indices`` along ``axis``."""
+    indices = torch.where(indices < 0, indices + data.shape[axis], indices)
+    if reduction == "none":
+        return torch.scatter(data, axis, indices, updates)
+    return torch.scatter_reduce(data, axis, indices, updates, _SCATTER_REDUCE[reduction], include_self=True)
+
+
+def scatter_nd(data, indices, updates, reduction: str = "none"):
+    """ONNX ScatterND: ``data`` with slices ``data[indices[..., :]]`` replaced by (or reduced with) ``updates``."""
+    k = indices.shape[-1]
+    idx = indices.reshape(-1, k)
+    idx = torch.where(idx < 0, idx + torch.tensor(data.shape[:k], device=idx.device), idx)
+    upd = updates.reshape((-1,) + tuple(data.shape[k:]))
+    out = data.clone()
+    key = tuple(idx[:, j] for j in range(k))
+    if reduction == "none":
+        out[key] = upd
+    elif reduction == "add":
+        out.index_put_(key, upd, accumulate=True)
+    else:
+        for row in range(idx.shape[0]):  # mul/max/min: in order, as the reference does
+            at = tuple(int(i) for i in idx[row])
+            out[at] = {"mul": torch.mul, "max": torch.maximum, "min": torch.minimum}[reduction](out[at], upd[row])
+    return out
+
+
+_reg("ScatterElements", scatter_elements, ("data", "indices", "updates"))
+_reg("ScatterND", scatter_nd, ("data", "indices", "updates"))
