@@ -293,8 +293,8 @@ class _Reader:
             elif not _is_schema_default(schema, k, a):
                 raise ConversionError(f"attribute {k}={v!r} of {n.op_type} is not supported by torchmdf",
                                       location=self.loc(n))
-        num = d.outputs_for(attrs, len(inputs))
-        node = g.create_node(name, inputs, attrs, num_outputs=max(num, len(n.outputs)) if d.variadic else num,
+        num = len(n.outputs) if callable(d.num_outputs) or d.regions is not None else d.num_outputs  # Split, If, Loop
+        node = g.create_node(name, inputs, attrs, num_outputs=num,
                              provenance=self.provenance(n), name=n.outputs[0].name if n.outputs else "")
         for k in _REGION_ATTRS.get(n.op_type, ()):
             if k not in n.attributes:
