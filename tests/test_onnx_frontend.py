@@ -27,8 +27,9 @@ import torchmdf  # noqa: E402
 from torchmdf.errors import ConversionError, TorchMDFError, UnsupportedOpError  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-import zoo  # noqa: E402
 from test_onnx_backend import assert_close, run_ort  # noqa: E402
+
+import zoo  # noqa: E402
 
 FAST_EXPORTS = {"mlp", "lstm", "inception", "buffer_inplace"}
 """Zoo models whose torch.onnx.export takes a few seconds; the others are marked slow."""
