@@ -13,7 +13,8 @@
 
 A model file is untrusted: it is read with the MDF reader's size cap, tensors stored as
 *external data* are refused (no path named in a file is ever opened), tensor sizes are
-checked against ``torchmdf.limits``, nesting of subgraphs is bounded, and an unknown op, an
+checked against ``torchmdf.limits``, nesting of subgraphs is bounded, each ``Loop`` makes at
+most ``LIMITS.max_loop_iterations`` iterations, and an unknown op, an
 attribute torchmdf does not implement or a value read before it is made is a located
 :class:`~torchmdf.errors.TorchMDFError` naming the node and its op type.
 """
@@ -32,6 +33,7 @@ from onnx_ir.tensor_adapters import to_torch_dtype
 
 from torchmdf.errors import ConversionError, UnsupportedOpError
 from torchmdf.ir import Graph, Provenance, TensorType, Value, ValueRole
+from torchmdf.ir.meta_keys import MAX_ITERATIONS
 from torchmdf.limits import LIMITS
 from torchmdf.ops import registry
 from torchmdf.ops.onnx_ops import ONNX_OPSET
@@ -296,6 +298,8 @@ class _Reader:
         num = len(n.outputs) if callable(d.num_outputs) or d.regions is not None else d.num_outputs  # Split, If, Loop
         node = g.create_node(name, inputs, attrs, num_outputs=num,
                              provenance=self.provenance(n), name=n.outputs[0].name if n.outputs else "")
+        if n.op_type == "Loop":  # a loop whose condition never turns false would run forever
+            node.meta[MAX_ITERATIONS] = LIMITS.max_loop_iterations
         for k in _REGION_ATTRS.get(n.op_type, ()):
             if k not in n.attributes:
                 raise ConversionError(f"{n.op_type} has no '{k}' subgraph", location=self.loc(n))
