@@ -386,3 +386,33 @@ def test_cli_convert_reads_onnx(tmp_path):
         assert main(["convert", str(src), "-o", str(out)]) == 0
     x = torch.tensor([-1.0, 2.0])
     assert_close(torchmdf.compile(str(out), target="fx")(x), torch.relu(x))
+
+
+def _torchvision_params():
+    import os
+
+    quick = bool(os.environ.get("TORCHMDF_TORCHVISION_QUICK"))
+    for e in zoo.TORCHVISION:
+        marks = [pytest.mark.slow]
+        if "slow" in e.tags:
+            marks.append(pytest.mark.skipif(quick, reason="heavy torchvision model (TORCHMDF_TORCHVISION_QUICK=1)"))
+        yield pytest.param(e.name, marks=marks)
+
+
+@pytest.mark.parametrize("name", list(_torchvision_params()))
+def test_torchvision_zoo_round_trips_through_onnx(name):
+    """torchvision's models: torchmdf's ONNX file runs in onnxruntime as torch; it and
+    torch.onnx.export's file read back equal to torch (8 s to 2 min each here)."""
+    pytest.importorskip("torchvision")
+    e = zoo.get(name)
+    model, args = e.make_model(), e.make_inputs()
+    with torch.no_grad():
+        ref = model(*args)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = torchmdf.compile(model, target="onnx", example_inputs=args)
+    onnx.checker.check_model(ours, full_check=True)
+    assert_close(run_ort(ours, [a.numpy() for a in args]), ref, rtol=1e-3, atol=1e-4)
+    for proto in (ours, torch_onnx_export(e.make_model(), args)):
+        with torch.no_grad():
+            assert_close(torchmdf.compile(proto, target="fx")(*args), ref, rtol=1e-3, atol=1e-4)
