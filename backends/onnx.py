@@ -263,7 +263,8 @@ class _Writer:
         for i, v in enumerate(n.inputs):
             if v is not None and v.type.dtype is not None:
                 formal = schema.inputs[min(i, len(schema.inputs) - 1)]
-                groups.setdefault(formal.type_str, []).append(i)
+                if formal.is_homogeneous:  # a Loop's carried values each have their own type
+                    groups.setdefault(formal.type_str, []).append(i)
         ins = list(ins)
         for idx in groups.values():
             dtypes = {n.inputs[i].type.dtype for i in idx}

@@ -183,3 +183,24 @@ def test_a_graph_without_outputs_is_a_located_error_not_an_empty_file():
 
     ort_path = next(p for p in verify_mdf_file(str(path)).paths if p.name == "onnxruntime")
     assert ort_path.skipped and "no outputs" in ort_path.skipped
+
+
+def test_loop_carried_values_keep_their_own_dtypes():
+    """A Loop's carried values are heterogeneous (type "V"): no Cast between them."""
+    g = Graph("g")
+    n0 = g.add_input("n", TensorType(torch.int64, ()))
+    x0 = g.add_input("x", TensorType(torch.float32, (2,)))
+    loop = g.create_node("onnx::Loop", [g.add_constant(torch.tensor(3)), None, n0, x0], num_outputs=2)
+    body = loop.add_region("body")
+    body.add_input("i", TensorType(torch.int64, ()))
+    body.add_input("c", TensorType(torch.bool, ()))
+    n, x = body.add_input("n_in", TensorType(torch.int64, ())), body.add_input("x_in", TensorType(torch.float32, (2,)))
+    one = body.add_constant(torch.tensor(1))
+    body.outputs = [body.add_constant(torch.tensor(True)), body.create_node("onnx::Add", [n, one]).output,
+                    body.create_node("onnx::Add", [x, x]).output]
+    g.outputs = list(loop.outputs)
+    proto = emit_onnx(g)
+    assert "Cast" not in [nd.op_type for nd in proto.graph.node]
+    n_out, x_out = run_ort(proto, [np.array(2), np.ones(2, np.float32)])
+    assert n_out == 5 and n_out.dtype == np.int64
+    np.testing.assert_array_equal(x_out, np.full(2, 8.0, np.float32))
