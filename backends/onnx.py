@@ -1,50 +1,91 @@
-"""ONNX backend: IR -> ``onnx.ModelProto`` (opset 18, or the newest ``min_opset`` of the ops'
-registry entries).
+"""ONNX backend: IR -> ``onnx.ModelProto``, built with onnx-ir (``ir.Model``/``Graph``/``Node``,
+serialized by ``ir.serde``), the IR library torch.onnx and onnxscript use.
 
-``onnx::`` nodes map one to one (attributes as ONNX attributes), parameters and constants
-become initializers.  ``mdf::`` standard functions and ``aten::`` ops have no ONNX form:
-run ``canonicalize`` first; whatever is left is reported, all at once, as unsupported.
-Control flow is written with subgraphs: ``onnx::If`` branches and ``onnx::Loop`` bodies as
-they are, ``torchmdf::While`` as a ``Loop`` (see :class:`_Writer`).
+* ``onnx::`` nodes map one to one; attributes take the type the op's ONNX schema gives them
+  (a number given to a tensor attribute becomes a one-element tensor, as ``ConstantOfShape``
+  wants).  Parameters and constants become initializers.
+* The opset is 18, or the highest ``min_opset`` of the ops used (Gelu: 20, GroupNormalization:
+  21); an op outside its range at the chosen opset is a located error.
+* ``aten::`` ops with no ONNX form are written as nodes of the custom domain
+  :data:`ATEN_DOMAIN` (op type: the overload, ``"slice_scatter"``); each attribute is a string
+  holding its JSON (dtypes as ``{"dtype": "float32"}``, as MDF files write them), and the
+  model's ``metadata_props`` declare the torch schema of every such op, so the file is
+  complete: ``onnx.checker`` (full check) accepts it and the ONNX frontend reads it back.
+  onnxruntime refuses these nodes (it has no kernel for the domain).
+* Control flow is written with subgraphs: ``onnx::If`` branches and ``onnx::Loop`` bodies as
+  they are, ``torchmdf::While`` as a ``Loop`` (see :class:`_Writer`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, Callable
 
-import numpy as np
 import onnx
+import onnx_ir as ir
 import torch
-from onnx import helper, numpy_helper
+from onnx_ir.tensor_adapters import TorchTensor
 
 from torchmdf.errors import ConversionError, UnsupportedOpError
 from torchmdf.ir import Graph, Node, TensorType, Value
 from torchmdf.ops import registry
 from torchmdf.ops.onnx_ops import ONNX_OPSET, torch_to_onnx_dtype
 
-
-def _tensor_proto(name: str, t: torch.Tensor) -> onnx.TensorProto:
-    arr = t.detach().cpu()
-    if arr.dtype == torch.bfloat16:
-        arr = arr.float()
-    # np.asarray keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-d)
-    return numpy_helper.from_array(np.asarray(arr.contiguous().numpy()), name)
+ATEN_DOMAIN = "pkg.torchmdf.aten"
+"""The ONNX domain of ``aten::`` fallback nodes (read back by the ONNX frontend)."""
+ATEN_SCHEMA_PREFIX = ATEN_DOMAIN + ":"
+"""``metadata_props`` key prefix of the declared torch schema of each fallback op."""
 
 
-def _value_info(v: Value, name: str) -> onnx.ValueInfoProto:
-    if v.type.dtype is None:  # unknown type: ONNX allows a bare name (run infer_shapes for more)
-        return onnx.ValueInfoProto(name=name)
-    dtype = torch_to_onnx_dtype(v.type.dtype)
-    shape = None if v.type.shape is None else [d if isinstance(d, (int, str)) else None for d in v.type.shape]
-    return helper.make_tensor_value_info(name, dtype, shape)
+def _tensor(name: str, t: torch.Tensor) -> ir.Tensor:
+    return TorchTensor(t.detach().cpu().contiguous(), name=name)
 
 
-def _attr(v: Any) -> Any:
-    if isinstance(v, torch.Tensor):
-        return _tensor_proto("value", v)
+def _type_shape(ov: ir.Value, v: Value) -> ir.Value:
+    """Give ``ov`` the IR value's dtype and shape where known (symbolic dims by name)."""
+    if v.type.dtype is not None:
+        ov.type = ir.TensorType(ir.DataType(torch_to_onnx_dtype(v.type.dtype)))
+        if v.type.shape is not None:
+            ov.shape = ir.Shape([d if isinstance(d, (int, str)) else None for d in v.type.shape])
+    return ov
+
+
+_T = onnx.defs.OpSchema.AttrType
+
+
+def _onnx_attr(name: str, v: Any, schema_type: Any) -> ir.Attr:
+    """An attribute of an ``onnx::`` node as the ONNX schema types it (``schema_type``, or
+    inferred from the value where the schema does not know the attribute)."""
     if isinstance(v, tuple):
-        return list(v)
-    return v
+        v = list(v)
+    if schema_type == _T.TENSOR and not isinstance(v, torch.Tensor):
+        v = torch.tensor(v if isinstance(v, list) else [v])
+    if isinstance(v, torch.Tensor):
+        if schema_type == _T.TENSOR and v.dim() == 0:
+            v = v.reshape(1)  # ConstantOfShape's value: a one-element 1-D tensor
+        return ir.AttrTensor(name, _tensor(name, v))
+    if isinstance(v, bool) or schema_type == _T.INT:
+        return ir.AttrInt64(name, int(v))
+    if schema_type == _T.FLOAT:
+        return ir.AttrFloat32(name, float(v))
+    if schema_type == _T.INTS:
+        return ir.AttrInt64s(name, [int(x) for x in v])
+    if schema_type == _T.FLOATS:
+        return ir.AttrFloat32s(name, [float(x) for x in v])
+    if isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v) \
+            and any(isinstance(x, float) for x in v):
+        return ir.AttrFloat32s(name, [float(x) for x in v])
+    try:
+        return ir.convenience.convert_attribute(name, v)
+    except (TypeError, ValueError) as e:
+        raise ConversionError(f"attribute '{name}' = {v!r} has no ONNX form ({e})") from e
+
+
+def encode_aten_attr(v: Any) -> str:
+    """An ``aten::`` attribute as the JSON text a :data:`ATEN_DOMAIN` node holds."""
+    from .mdf import _encode_attr
+
+    return json.dumps(_encode_attr(v), allow_nan=True)
 
 
 def _opset_for(graph: Graph, opset: int | None) -> int:
@@ -54,7 +95,7 @@ def _opset_for(graph: Graph, opset: int | None) -> int:
     defs = {}
     for n in graph.walk():
         d = registry.lookup(n.op)
-        if d is not None and n.op not in defs:
+        if d is not None and n.domain == "onnx" and n.op not in defs:
             defs[n.op] = (d, n)
     if opset is None:
         opset = max([ONNX_OPSET] + [d.min_opset or 0 for d, _ in defs.values()])
@@ -66,14 +107,19 @@ def _opset_for(graph: Graph, opset: int | None) -> int:
 
 
 def emit_onnx(graph: Graph, *, opset: int | None = None, check: bool = True) -> onnx.ModelProto:
-    """``opset``: the ONNX opset to declare (default: 18, or higher when an op needs it)."""
-    bad = [(n.op, n.location()) for n in graph.walk() if n.domain != "onnx" and n.op not in _LOWERED]
+    """``opset``: the ONNX opset to declare (default: 18, or higher when an op needs it).
+    ``aten::`` ops left after canonicalization are written in :data:`ATEN_DOMAIN`."""
+    bad = [(n.op, n.location()) for n in graph.walk() if n.domain not in ("onnx", "aten") and n.op not in _LOWERED]
     if bad:
         raise UnsupportedOpError(bad, message=f"{len(bad)} op(s) have no ONNX form:",
-                                 hint="run the 'canonicalize' pass first; ops left as aten:: or mdf:: "
+                                 hint="run the 'canonicalize' pass first; ops left as mdf:: or custom ops "
                                  "cannot be written as ONNX")
     if graph.state:
         raise ConversionError(f"graph '{graph.name}' has state; ONNX export covers stateless graphs")
+    if not graph.outputs:
+        raise ConversionError(f"graph '{graph.name}' has no outputs; an ONNX model needs at least one "
+                              "(onnxruntime refuses an empty one)",
+                              hint="give the MDF graph output ports, or select the values to return")
     if any(v is not None and (v.type.dtype is None or v.type.shape is None)
            for g in graph.graphs() for v in g.outputs):
         from torchmdf.passes import get_pass
@@ -82,18 +128,23 @@ def emit_onnx(graph: Graph, *, opset: int | None = None, check: bool = True) -> 
         get_pass("infer_shapes")(graph)  # ONNX wants typed graph outputs
     opset = _opset_for(graph, opset)
     w = _Writer()
-    inits = [_tensor_proto(w.name(v), v.tensor) for v in graph.parameters.values() if graph.is_live(v)]
-    inputs = [_value_info(v, w.name(v)) for v in graph.inputs]
-    nodes = w.nodes(graph)
-    outputs = [_value_info(v, w.name(v)) for v in graph.outputs]
-    g = helper.make_graph(nodes, graph.name, inputs, outputs, initializer=inits)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="torchmdf")
+    main = w.graph(graph)
+    imports = {"": opset}
+    if w.aten_schemas:
+        imports[ATEN_DOMAIN] = 1
+    main.opset_imports.update(imports)
+    ir_version = onnx.helper.find_min_ir_version_for(
+        [onnx.helper.make_opsetid(d, v) for d, v in imports.items()], ignore_unknown=True)
+    model = ir.Model(main, ir_version=max(ir_version, 8), producer_name="torchmdf")
+    for op, schema in sorted(w.aten_schemas.items()):
+        model.metadata_props[ATEN_SCHEMA_PREFIX + op] = schema
+    proto = ir.serde.serialize_model(model)
     if check:
         try:
-            onnx.checker.check_model(model)
-        except onnx.checker.ValidationError as e:
+            onnx.checker.check_model(proto, full_check=True)
+        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
             raise ConversionError(f"the ONNX model does not pass onnx.checker: {e}") from e
-    return model
+    return proto
 
 
 _LOWERED = frozenset({"torchmdf::While"})  # written as an ONNX Loop
@@ -103,23 +154,15 @@ class _Writer:
     """Writes nodes, and the regions of control-flow nodes as subgraphs (``If`` branches,
     ``Loop`` bodies; a ``torchmdf::While`` as a ``Loop`` whose condition region is written
     once before the loop and once at the end of its body).  Subgraphs read values of the
-    enclosing scopes by name, as ONNX allows.  Regions are written recursively; protobuf's
+    enclosing scopes directly, as ONNX allows.  Regions are written recursively; protobuf's
     nesting limit (hit by onnx.checker and onnxruntime at about 30 nested subgraphs) bounds
     the useful depth long before Python's recursion limit."""
 
     def __init__(self) -> None:
-        self.rename: dict[Value, str] = {}
+        self.values: dict[Value, ir.Value] = {}
         self.used: set[str] = set()
         self.count = 0
-
-    def name(self, v: Value | None) -> str:
-        if v is None:
-            return ""
-        n = self.rename.get(v)
-        if n is None:
-            n = self.rename[v] = v.name
-            self.used.add(n)
-        return n
+        self.aten_schemas: dict[str, str] = {}
 
     def fresh(self, base: str) -> str:
         name = base
@@ -129,86 +172,175 @@ class _Writer:
         self.used.add(name)
         return name
 
-    def node(self, n: Node, inputs: list[str], outputs: list[str], **extra: Any) -> onnx.NodeProto:
-        attrs = {k: _attr(a) for k, a in n.attrs.items() if a is not None and not k.startswith("_")}
-        attrs.update(extra)
-        return helper.make_node(n.name, inputs, outputs, name=self.fresh(f"{n.name}_{self.count}"),
-                                doc_string=str(n.provenance) or None, **attrs)
+    def value(self, v: Value | None) -> ir.Value | None:
+        if v is None:
+            return None
+        ov = self.values.get(v)
+        if ov is None:
+            ov = self.values[v] = ir.Value(name=self.fresh(v.name))
+        return ov
 
-    def nodes(self, graph: Graph) -> list[onnx.NodeProto]:
-        out: list[onnx.NodeProto] = []
+    def bind(self, v: Value, name: str | None = None, typed: bool = False) -> ir.Value:
+        """A new ONNX value for ``v`` (a graph input, a node output)."""
+        ov = ir.Value(name=name or self.fresh(v.name))
+        self.values[v] = ov
+        return _type_shape(ov, v) if typed else ov
+
+    def initializers(self, g: Graph) -> list[ir.Value]:
+        out = []
+        for v in g.parameters.values():
+            if g.is_live(v):
+                ov = self.bind(v)
+                ov.const_value = _tensor(ov.name, v.tensor)
+                out.append(_type_shape(ov, v))
+        return out
+
+    def attrs(self, n: Node) -> list[ir.Attr]:
+        items = [(k, a) for k, a in n.attrs.items() if not k.startswith("_")]
+        if n.domain == "aten":
+            out = []
+            for k, a in items:
+                if isinstance(a, torch.Tensor):
+                    out.append(ir.AttrTensor(k, _tensor(k, a)))
+                else:
+                    try:
+                        out.append(ir.AttrString(k, encode_aten_attr(a)))
+                    except (ConversionError, TypeError, ValueError) as e:
+                        raise ConversionError(f"attribute '{k}' = {a!r} cannot be written", location=n.location()) \
+                            from e
+            return out
+        d = registry.lookup(n.op)
+        schema = d.onnx_schema() if d is not None else None
+        types = {k: s.type for k, s in schema.attributes.items()} if schema is not None else {}
+        try:
+            return [_onnx_attr(k, a, types.get(k)) for k, a in items if a is not None]
+        except ConversionError as e:
+            raise ConversionError(e.message, location=n.location()) from e
+
+    def node(self, n: Node, inputs: list[ir.Value | None], op_type: str | None = None,
+             extra: list[ir.Attr] = (), outputs: list[ir.Value] | None = None) -> ir.Node:
+        domain = ""
+        if n.domain == "aten":
+            domain, op_type = ATEN_DOMAIN, n.name
+            d = registry.lookup(n.op)
+            self.aten_schemas.setdefault(n.name, d.doc if d is not None else n.op)
+        if outputs is None:
+            outputs = [self.bind(o) for o in n.outputs]
+        return ir.Node(domain, op_type or n.name, inputs, [*self.attrs(n), *extra], outputs=outputs,
+                       name=self.fresh(f"{n.name}_{self.count}"), doc_string=str(n.provenance) or None)
+
+    def nodes(self, graph: Graph) -> list[ir.Node]:
+        out: list[ir.Node] = []
         for n in graph:
             if n.op == "torchmdf::While":
                 out += self.while_loop(n)
                 continue
-            ins, outs = [self.name(v) for v in n.inputs], [self.name(o) for o in n.outputs]
+            ins = [self.value(v) for v in n.inputs]
+            if n.domain == "onnx":
+                ins = self.same_types(n, ins, out)
             if n.op == "onnx::If":
                 then, other = n.regions
-                out.append(self.node(n, ins, outs, then_branch=self.subgraph(then), else_branch=self.subgraph(other)))
+                extra = [ir.AttrGraph("then_branch", self.graph(then)), ir.AttrGraph("else_branch", self.graph(other))]
+                out.append(self.node(n, ins, extra=extra))
             elif n.op == "onnx::Loop":
-                out.append(self.node(n, ins, outs, body=self.subgraph(n.regions[0])))
+                out.append(self.node(n, ins, extra=[ir.AttrGraph("body", self.graph(n.regions[0]))]))
             elif n.regions:
                 raise UnsupportedOpError([(n.op, n.location())], message="a control-flow op with no ONNX form:")
             else:
-                out.append(self.node(n, ins, outs))
+                out.append(self.node(n, ins))
         return out
 
-    def subgraph(self, region: Graph, inputs: list[onnx.ValueInfoProto] | None = None,
-                 tail: list[onnx.NodeProto] | None = None, outputs: list[tuple[Value, str]] | None = None
-                 ) -> onnx.GraphProto:
-        """``region`` as a GraphProto; ``inputs``/``outputs`` replace its own, ``tail`` nodes
-        go after its nodes.  An output not computed inside (an input, an outer value, one
-        returned twice) goes through an ``Identity``."""
-        inits = [_tensor_proto(self.name(v), v.tensor) for v in region.parameters.values() if region.is_live(v)]
-        if inputs is None:
-            inputs = [_value_info(v, self.name(v)) for v in region.inputs]
-        nodes = self.nodes(region) + list(tail or [])
-        made = {o for nd in nodes for o in nd.output}
-        if outputs is None:
-            outputs = [(v, self.name(v)) for v in region.outputs]
-        infos, seen = [], set()
-        for v, name in outputs:
-            if name not in made or name in seen:
-                new = self.fresh(f"{name}_out")
-                nodes.append(helper.make_node("Identity", [name], [new], name=self.fresh("Identity")))
-                name = new
-            seen.add(name)
-            infos.append(_value_info(v, name))
-        return helper.make_graph(nodes, self.fresh(region.name), inputs, infos, initializer=inits)
+    def same_types(self, n: Node, ins: list[ir.Value | None], out: list[ir.Node]) -> list[ir.Value | None]:
+        """``ins`` with a ``Cast`` (appended to ``out``) where inputs that the ONNX schema
+        gives one type constraint have different dtypes (an MDF file's float64 literal as
+        the ``constant_value`` of a float32 ``Pad``): the registry's torch impls promote,
+        ONNX refuses.  The first non-constant input of the group sets the type."""
+        d = registry.lookup(n.op)
+        schema = d.onnx_schema() if d is not None else None
+        if schema is None or not schema.inputs:
+            return ins
+        groups: dict[str, list[int]] = {}
+        for i, v in enumerate(n.inputs):
+            if v is not None and v.type.dtype is not None:
+                formal = schema.inputs[min(i, len(schema.inputs) - 1)]
+                if formal.is_homogeneous:  # a Loop's carried values each have their own type
+                    groups.setdefault(formal.type_str, []).append(i)
+        ins = list(ins)
+        for idx in groups.values():
+            dtypes = {n.inputs[i].type.dtype for i in idx}
+            if len(dtypes) < 2:
+                continue
+            ref = next((i for i in idx if not n.inputs[i].is_constant), idx[0])
+            to = n.inputs[ref].type.dtype
+            for i in idx:
+                if n.inputs[i].type.dtype != to:
+                    cast = ir.Value(name=self.fresh(f"{ins[i].name}_cast"))
+                    out.append(ir.Node("", "Cast", [ins[i]], [ir.AttrInt64("to", torch_to_onnx_dtype(to))],
+                                       outputs=[cast], name=self.fresh("Cast")))
+                    ins[i] = cast
+        return ins
 
-    def copy_of(self, region: Graph, args: list[str]) -> tuple[list[onnx.NodeProto], list[str]]:
-        """The nodes of ``region`` once more, under fresh names, its inputs bound to ``args``;
-        returns them and the names of its outputs."""
-        saved = dict(self.rename)
-        for g in region.graphs():
-            for v in [*g.inputs, *g.parameters.values(), *(o for n in g for o in n.outputs)]:
-                self.rename[v] = self.fresh(v.name)
+    def graph(self, region: Graph, inputs: list[ir.Value] | None = None,
+              write: Callable[[], tuple[list[ir.Node], list[tuple[Value, ir.Value]]]] | None = None) -> ir.Graph:
+        """``region`` (or the top-level graph) as an ``ir.Graph``; ``inputs`` replace its own,
+        ``write()`` (nodes, (IR value, output) pairs) its nodes and outputs.  An output not
+        computed by a node here (an input, an outer value, a weight, one returned twice) goes
+        through an ``Identity``."""
+        inits = self.initializers(region)
+        if inputs is None:
+            inputs = [self.bind(v, typed=True) for v in region.inputs]
+        if write is None:
+            nodes, outputs = self.nodes(region), [(v, self.value(v)) for v in region.outputs]
+        else:
+            nodes, outputs = write()
+        made = {id(o) for nd in nodes for o in nd.outputs}
+        outs, seen = [], set()
+        for v, ov in outputs:
+            if id(ov) not in made or id(ov) in seen:
+                new = ir.Value(name=self.fresh(f"{ov.name}_out"))
+                nodes.append(ir.Node("", "Identity", [ov], outputs=[new], name=self.fresh("Identity")))
+                ov = new
+            seen.add(id(ov))
+            outs.append(_type_shape(ov, v))
+        return ir.Graph(inputs, outs, nodes=nodes, initializers=inits, name=self.fresh(region.name))
+
+    def copy_of(self, region: Graph, args: list[ir.Value]) -> tuple[list[ir.Node], list[ir.Value]]:
+        """The nodes of ``region`` once more, under fresh names, its inputs bound to ``args``
+        (its weights as ``Constant`` nodes); returns them and its outputs."""
+        saved = dict(self.values)
         for v, a in zip(region.inputs, args):
-            self.rename[v] = a
-        inits = [numpy_helper.from_array(np.asarray(v.tensor.detach().cpu().numpy()), self.name(v))
-                 for v in region.parameters.values() if region.is_live(v)]
-        consts = [helper.make_node("Constant", [], [t.name], name=self.fresh("Constant"), value=t) for t in inits]
+            self.values[v] = a
+        consts = []
+        for v in region.parameters.values():
+            if region.is_live(v):
+                ov = self.bind(v)
+                consts.append(ir.Node("", "Constant", [], [ir.AttrTensor("value", _tensor("value", v.tensor))],
+                                      outputs=[ov], name=self.fresh("Constant")))
         nodes = consts + self.nodes(region)
-        outs = [self.name(v) for v in region.outputs]
-        self.rename = {**saved, **{k: v for k, v in self.rename.items() if k not in saved and k.graph is not region}}
+        outs = [self.value(v) for v in region.outputs]
+        self.values = saved
         return nodes, outs
 
-    def while_loop(self, n: Node) -> list[onnx.NodeProto]:
+    def while_loop(self, n: Node) -> list[ir.Node]:
         """``torchmdf::While(v...)`` as ``Loop("", cond(v), v...)`` whose body ends with cond(v')."""
         cond, body = n.regions
-        init = [self.name(v) for v in n.inputs]
+        init = [self.value(v) for v in n.inputs]
         before, (keep0,) = self.copy_of(cond, init)
-        body_outs = [self.name(v) for v in body.outputs]
-        tail, (keep,) = self.copy_of(cond, body_outs)
-        it, cond_in = self.fresh(f"{n.outputs[0].name}_i"), self.fresh(f"{n.outputs[0].name}_cond")
-        ins = [helper.make_tensor_value_info(it, onnx.TensorProto.INT64, []),
-               helper.make_tensor_value_info(cond_in, onnx.TensorProto.BOOL, [])]
-        ins += [_value_info(v, self.name(v)) for v in body.inputs]
-        bool_scalar = Value(keep, TensorType(torch.bool, ()))
-        graph = self.subgraph(body, ins, tail, [(bool_scalar, keep)] + [(v, self.name(v)) for v in body.outputs])
-        loop = helper.make_node("Loop", ["", keep0, *init], [self.name(o) for o in n.outputs],
-                                name=self.fresh("Loop"), body=graph, doc_string=str(n.provenance) or None)
+        base = n.outputs[0].name
+        it = _type_shape(ir.Value(name=self.fresh(f"{base}_i")), Value("i", TensorType(torch.int64, ())))
+        cond_in = _type_shape(ir.Value(name=self.fresh(f"{base}_cond")), Value("c", TensorType(torch.bool, ())))
+        ins = [it, cond_in] + [self.bind(v, typed=True) for v in body.inputs]
+
+        def write() -> tuple[list[ir.Node], list[tuple[Value, ir.Value]]]:
+            nodes = self.nodes(body)
+            outs = [self.value(v) for v in body.outputs]
+            tail, (keep,) = self.copy_of(cond, outs)
+            return nodes + tail, [(Value("keep", TensorType(torch.bool, ())), keep), *zip(body.outputs, outs)]
+
+        loop = ir.Node("", "Loop", [None, keep0, *init], [ir.AttrGraph("body", self.graph(body, ins, write))],
+                       outputs=[self.bind(o) for o in n.outputs], name=self.fresh("Loop"),
+                       doc_string=str(n.provenance) or None)
         return before + [loop]
 
 
-__all__ = ["emit_onnx"]
+__all__ = ["emit_onnx", "ATEN_DOMAIN", "encode_aten_attr"]

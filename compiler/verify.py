@@ -210,10 +210,16 @@ def _onnx_outputs(graph: Any, inputs: Sequence[Any]) -> list[torch.Tensor]:
 
     if graph.state:
         raise _NotApplicable("a stateful graph has no ONNX form")
+    if not graph.outputs:
+        raise _NotApplicable("the graph has no outputs")
     try:
         model = torchmdf.emit(graph.clone(), "onnx")
     except UnsupportedOpError as e:
         raise _NotApplicable(f"{len(e.ops) if hasattr(e, 'ops') else 'some'} op(s) have no ONNX form") from e
+    from torchmdf.backends.onnx import ATEN_DOMAIN
+
+    if any(o.domain == ATEN_DOMAIN for o in model.opset_import):  # onnxruntime has no kernels for them
+        raise _NotApplicable("ops with no ONNX form are written as aten:: fallbacks")
     return _onnx_run(model, inputs)
 
 

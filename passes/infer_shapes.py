@@ -554,7 +554,7 @@ def _split(types: Types, attrs: dict, node: Node | None = None) -> list[TensorTy
 @_shape("onnx::ConstantOfShape")
 def _constant_of_shape(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
     v = attrs.get("value")
-    dtype = v.dtype if isinstance(v, torch.Tensor) else torch.float32
+    dtype = torch.float32 if v is None else torch.as_tensor(v).dtype  # as the impl: [0] is int64
     shape = _ints(_const(node, 0))
     if shape is None:
         s = _t(types[0]).shape

@@ -456,3 +456,14 @@ def test_canonicalized_zoo_runs_in_onnxruntime(name):
     ref = ref if isinstance(ref, (tuple, list)) else (ref,)
     for o, r in zip(outs, ref):
         np.testing.assert_allclose(o, r.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("reduction", ["none", "add", "mul", "max", "min"])
+def test_scatters(reduction):
+    data = f32(4, 5)
+    check("ScatterElements", [data, i64(1, 0, -1, 2).reshape(2, 2), f32(2, 2)],
+          {"axis": 1, "reduction": reduction})
+    if reduction == "none":
+        check("ScatterND", [data, i64(2, 0).reshape(2, 1), f32(2, 5)])
+    else:
+        check("ScatterND", [data, i64(1, 2, 1, 2, 3, 4).reshape(3, 2), f32(3)], {"reduction": reduction})

@@ -165,6 +165,20 @@ def _plain_module(obj: Any) -> bool:
     return isinstance(obj, torch.nn.Module) and not isinstance(obj, (torch.fx.GraphModule, torch.jit.ScriptModule))
 
 
+def _lower_onnx(obj: Any, example_inputs: Any = None, **options: Any) -> Graph:
+    from .onnx import lower_onnx
+
+    return lower_onnx(obj)
+
+
+def _is_onnx_model(obj: Any) -> bool:
+    if not (type(obj).__module__ or "").startswith("onnx"):  # no onnx import for other objects
+        return False
+    from .onnx import is_onnx_model
+
+    return is_onnx_model(obj)
+
+
 register_frontend("ir", _lower_graph, accepts=lambda o: isinstance(o, Graph), doc="a torchmdf.ir.Graph, as it is")
 register_frontend("mdf", _lower_mdf, accepts=_is_mdf_model, suffixes=(".json", ".yaml", ".yml"),
                   doc="an MDF model or file (JSON/YAML)")
@@ -178,5 +192,7 @@ register_frontend("export", _torch_frontend("export"),
                   doc="an nn.Module through torch.export, an ExportedProgram, a ScriptModule")
 register_frontend("fx", _lower_fx, accepts=lambda o: isinstance(o, torch.fx.GraphModule),
                   doc="a torch.fx GraphModule (an nn.Module: symbolic_trace)")
+register_frontend("onnx", _lower_onnx, accepts=_is_onnx_model, suffixes=(".onnx",),
+                  doc="an ONNX model or file (onnx.ModelProto, onnx_ir.Model), opset 13 or newer")
 
 __all__ = ["Frontend", "register_frontend", "unregister_frontend", "frontends", "select_frontend", "lower_pytorch"]

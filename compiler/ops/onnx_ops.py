@@ -751,3 +751,129 @@ for _n, _f, _ins in [("RandomUniform", random_uniform, ()), ("RandomNormal", ran
                      ("RandomNormalLike", random_normal_like, ("input",)),
                      ("Bernoulli", bernoulli, ("input",)), ("Multinomial", multinomial, ("input",))]:
     _reg(_n, _f, _ins, pure=False)
+
+
+# -- recurrent layers (what torch.onnx.export writes for nn.LSTM / nn.GRU) ------------------------
+_RNN_DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
+
+
+def _rnn(op: str, step, X, W, R, B, sequence_lens, initial, *, activations, clip, direction, layout,
+         n_gates: int, n_states: int):
+    """The direction loop shared by ONNX LSTM and GRU: ``step(x_t, states, d, w, r, wb, rb, clip)``
+    gives the new states (hidden first); returns Y and the final states, ONNX-shaped."""
+    if activations is not None and [a.lower() for a in activations] != \
+            [a.lower() for a in _RNN_DEFAULT_ACTIVATIONS[op]] * (2 if direction == "bidirectional" else 1):
+        raise ValueError(f"ONNX {op}: only the default activations are implemented, not {activations}")
+    if sequence_lens is not None and bool((sequence_lens != X.shape[1 - layout]).any()):
+        raise ValueError(f"ONNX {op}: sequence_lens shorter than the sequence are not implemented")
+    if layout:
+        X = X.transpose(0, 1)
+        initial = [None if s is None else s.transpose(0, 1) for s in initial]
+    num_dir, hidden = W.shape[0], R.shape[-1]
+    batch = X.shape[1]
+    ys, finals = [], [[] for _ in range(n_states)]
+    for d in range(num_dir):
+        wb, rb = (B[d].chunk(2) if B is not None else
+                  (X.new_zeros(n_gates * hidden), X.new_zeros(n_gates * hidden)))
+        states = [initial[k][d] if initial[k] is not None else X.new_zeros(batch, hidden) for k in range(n_states)]
+        reverse = direction == "reverse" or d == 1
+        steps = range(X.shape[0] - 1, -1, -1) if reverse else range(X.shape[0])
+        out = [None] * X.shape[0]
+        for t in steps:
+            states = step(X[t], states, d, W[d], R[d], wb, rb, clip)
+            out[t] = states[0]
+        ys.append(torch.stack(out) if out else X.new_zeros(0, batch, hidden))
+        for k in range(n_states):
+            finals[k].append(states[k])
+    Y = torch.stack(ys, 1)  # [seq, num_dir, batch, hidden]
+    finals = [torch.stack(f) for f in finals]
+    if layout:
+        return (Y.permute(2, 0, 1, 3), *(f.transpose(0, 1) for f in finals))
+    return (Y, *finals)
+
+
+def _clipped(x, clip):
+    return x if clip is None else x.clamp(-clip, clip)
+
+
+def lstm(X, W, R, B=None, sequence_lens=None, initial_h=None, initial_c=None, P=None,
+         activation_alpha=None, activation_beta=None, activations=None, clip: float | None = None,
+         direction: str = "forward", hidden_size: int | None = None, input_forget: int = 0, layout: int = 0):
+    """ONNX LSTM (gates i, o, f, c; peepholes P), default activations."""
+    if input_forget:
+        raise ValueError("ONNX LSTM: input_forget=1 is not implemented")
+
+    def step(x, states, d, w, r, wb, rb, clip):
+        h, c = states
+        i, o, f, g = (x @ w.T + h @ r.T + wb + rb).chunk(4, -1)
+        if P is not None:
+            pi, po, pf = P[d].chunk(3)
+            i, f = i + pi * c, f + pf * c
+        i, f, g = torch.sigmoid(_clipped(i, clip)), torch.sigmoid(_clipped(f, clip)), torch.tanh(_clipped(g, clip))
+        c = f * c + i * g
+        if P is not None:
+            o = o + po * c
+        return [torch.sigmoid(_clipped(o, clip)) * torch.tanh(c), c]
+
+    return _rnn("LSTM", step, X, W, R, B, sequence_lens, [initial_h, initial_c], activations=activations, clip=clip,
+                direction=direction, layout=layout, n_gates=4, n_states=2)
+
+
+def gru(X, W, R, B=None, sequence_lens=None, initial_h=None, activation_alpha=None, activation_beta=None,
+        activations=None, clip: float | None = None, direction: str = "forward", hidden_size: int | None = None,
+        layout: int = 0, linear_before_reset: int = 0):
+    """ONNX GRU (gates z, r, h), default activations."""
+    def step(x, states, d, w, r, wb, rb, clip):
+        (h,) = states
+        wz, wr, wh = (x @ w.T + wb).chunk(3, -1)
+        rz, rr, rh = r.chunk(3, 0)
+        rbz, rbr, rbh = rb.chunk(3)
+        z = torch.sigmoid(_clipped(wz + h @ rz.T + rbz, clip))
+        rt = torch.sigmoid(_clipped(wr + h @ rr.T + rbr, clip))
+        if linear_before_reset:
+            n = torch.tanh(_clipped(wh + rt * (h @ rh.T + rbh), clip))
+        else:
+            n = torch.tanh(_clipped(wh + (rt * h) @ rh.T + rbh, clip))
+        return [(1 - z) * n + z * h]
+
+    return _rnn("GRU", step, X, W, R, B, sequence_lens, [initial_h], activations=activations, clip=clip,
+                direction=direction, layout=layout, n_gates=3, n_states=1)
+
+
+_reg("LSTM", lstm, ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c", "P"), num_outputs=3)
+_reg("GRU", gru, ("X", "W", "R", "B", "sequence_lens", "initial_h"), num_outputs=2)
+
+
+# -- scatters (torch.onnx.export writes them for in-place index assignment) -----------------------
+_SCATTER_REDUCE = {"add": "sum", "mul": "prod", "max": "amax", "min": "amin"}
+
+
+def scatter_elements(data, indices, updates, axis: int = 0, reduction: str = "none"):
+    """ONNX ScatterElements: ``data`` with ``updates`` written (or reduced) at ``indices`` along ``axis``."""
+    indices = torch.where(indices < 0, indices + data.shape[axis], indices)
+    if reduction == "none":
+        return torch.scatter(data, axis, indices, updates)
+    return torch.scatter_reduce(data, axis, indices, updates, _SCATTER_REDUCE[reduction], include_self=True)
+
+
+def scatter_nd(data, indices, updates, reduction: str = "none"):
+    """ONNX ScatterND: ``data`` with slices ``data[indices[..., :]]`` replaced by (or reduced with) ``updates``."""
+    k = indices.shape[-1]
+    idx = indices.reshape(-1, k)
+    idx = torch.where(idx < 0, idx + torch.tensor(data.shape[:k], device=idx.device), idx)
+    upd = updates.reshape((-1,) + tuple(data.shape[k:]))
+    out = data.clone()
+    key = tuple(idx[:, j] for j in range(k))
+    if reduction == "none":
+        out[key] = upd
+    elif reduction == "add":
+        out.index_put_(key, upd, accumulate=True)
+    else:
+        for row in range(idx.shape[0]):  # mul/max/min: in order, as the reference does
+            at = tuple(int(i) for i in idx[row])
+            out[at] = {"mul": torch.mul, "max": torch.maximum, "min": torch.minimum}[reduction](out[at], upd[row])
+    return out
+
+
+_reg("ScatterElements", scatter_elements, ("data", "indices", "updates"))
+_reg("ScatterND", scatter_nd, ("data", "indices", "updates"))
