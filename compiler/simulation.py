@@ -74,10 +74,11 @@ def stateless(g: Graph, outputs: list[Value], keys: list[Any] | None = None) -> 
 
 class _Compiled:
     """One lowered evaluation (or node run) compiled to FX: ``args`` says where each argument
-    comes from (``("port", "node.port")``, ``("param", name)``, ``("dt",)``, ``("state", key)``),
-    ``out_keys`` the state keys of what it returns."""
+    comes from (``("port", "node.port")``, ``("param", name)``, ``("dt",)``, ``("state", key)``,
+    ``("const", tensor)``), ``out_keys`` the state keys of what it returns, ``fixed`` the
+    values it leaves that are constants (set without being computed)."""
 
-    __slots__ = ("fn", "gm", "args", "out_keys")
+    __slots__ = ("fn", "gm", "args", "out_keys", "fixed")
 
     def __init__(self, seg: Any, params: list[str], method: str, device: Any):
         from torchmdf.backends.fx import emit_fx
@@ -87,6 +88,15 @@ class _Compiled:
         pure, _ = stateless(seg.g, [seg.values[k] for k in out_keys], list(seg.states))
         pure, _ = run_passes(pure, [("parameters_to_inputs", {"names": params}), ("integrate", {"method": method}),
                                     "fold_constants", "eliminate_dead_code"])
+        # values that are constants after folding (unchanged parameters): set once, not returned
+        self.fixed = [(k, v.tensor if device is None else v.tensor.to(device))
+                      for k, v in zip(out_keys, pure.outputs) if v.is_constant]
+        if self.fixed and len(self.fixed) < len(out_keys):
+            keep = [(k, v) for k, v in zip(out_keys, pure.outputs) if not v.is_constant]
+            out_keys = [k for k, _ in keep]
+            pure.outputs = [v for _, v in keep]
+        else:
+            self.fixed = []
         self.args: list[tuple] = []
         for v in pure.inputs:
             if _STATE_KEY in v.meta:
@@ -100,10 +110,30 @@ class _Compiled:
         gm = emit_fx(pure, output_dict=False)
         if device is not None:
             gm = gm.to(device)
+        self._constants_as_arguments(gm)
         fwd = gm.forward  # the generated code itself: no nn.Module hook machinery per step
         self.fn = (lambda *a: (fwd(*a),)) if len(out_keys) == 1 else fwd
         self.gm = gm
         self.out_keys = out_keys
+
+    def _constants_as_arguments(self, gm: torch.fx.GraphModule) -> None:
+        """Each tensor the module fetches from its attributes becomes an argument given once
+        per call (``("const", tensor)``): a module attribute lookup per use and step costs
+        as much as the arithmetic of a small model."""
+        graph = gm.graph
+        for node in [n for n in graph.nodes if n.op == "get_attr"]:
+            value = gm
+            for part in node.target.split("."):
+                value = getattr(value, part)
+            if not isinstance(value, torch.Tensor):
+                continue
+            first = next(n for n in graph.nodes if n.op != "placeholder")
+            with graph.inserting_before(first):
+                ph = graph.placeholder(f"simulation_constant_{len(self.args)}")
+            node.replace_all_uses_with(ph)
+            graph.erase_node(node)
+            self.args.append(("const", value))
+        gm.recompile()
 
     def __call__(self, run: _Run, state: dict) -> None:
         """Run it once and keep the values it leaves in ``state``."""
@@ -111,7 +141,7 @@ class _Compiled:
         for a in self.args:
             kind = a[0]
             vals.append(state[a[1]] if kind == "state" else run.feed[a[1]] if kind == "port"
-                        else run.params[a[1]] if kind == "param" else run.dt)
+                        else run.params[a[1]] if kind == "param" else a[1] if kind == "const" else run.dt)
         try:
             outs = self.fn(*vals)
         except TorchMDFError:
@@ -124,6 +154,8 @@ class _Compiled:
                 raise ConversionError(f"the simulation failed: {type(e).__name__}: {str(e)[:300]}") from e
             raise located from e
         for k, v in zip(self.out_keys, outs):
+            state[k] = v
+        for k, v in self.fixed:
             state[k] = v
 
 
@@ -370,8 +402,8 @@ def _chunk_function(c: _Compiled, state_keys: list, recorded: list, chunk: int) 
         _CHUNK_CACHE[key] = compiled
 
     def call(r: _Run, state: list[Any]) -> tuple[list[Any], tuple]:
-        vals = [r.feed[a[1]] if a[0] == "port" else r.params[a[1]] if a[0] == "param" else r.dt
-                for _, a in feed_pos]
+        vals = [r.feed[a[1]] if a[0] == "port" else r.params[a[1]] if a[0] == "param"
+                else a[1] if a[0] == "const" else r.dt for _, a in feed_pos]
         return compiled(*vals, *state)
     return call
 
