@@ -67,3 +67,12 @@ def test_the_integrate_pass_refuses_an_unknown_method():
 
     with pytest.raises(torchmdf.TorchMDFError, match="midpoint"):
         Integrate(method="midpoint")
+
+
+@pytest.mark.slow
+def test_compiled_chunks_equal_the_step_by_step_run():
+    """compile=True: chunks of unrolled steps under torch.compile, the rest step by step."""
+    model = _oscillator()
+    eager = torchmdf.simulate(model, steps=23, dt=0.05, method="rk4")["n.x"]
+    chunked = torchmdf.simulate(model, steps=23, dt=0.05, method="rk4", compile=True, chunk=4)["n.x"]
+    torch.testing.assert_close(chunked, eager, rtol=1e-12, atol=1e-12)
