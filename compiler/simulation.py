@@ -22,10 +22,14 @@ it, so every trajectory is ``[steps, B, ...]`` and column ``i`` is the run with 
 values.  Nothing runs under ``no_grad``: gradients flow to every tensor given that requires
 grad.  ``device=`` places inputs, parameters and the compiled modules.
 
-**Threshold.**  A ``Threshold`` condition makes the schedule depend on values: the scheduler
-runs in Python between compiled node runs (each node run compiled the same way) and the
-condition reads the state dict.  Such schedules are not compiled into the program (no masks
-yet); a batch runs one element at a time and is stacked.
+**Conditions.**  Conditions that read only counters (every supported type but Threshold)
+never look at values: the scheduler runs on counters before the values exist, so each
+evaluation's node runs are fixed when it is lowered, and the run is compiled calls only.  A
+``Threshold`` condition makes the schedule depend on values: it falls back to the scheduler
+running in Python between compiled node runs (each node run compiled the same way), the
+condition reading the state dict; it is not compiled into the program as counters and masks,
+and a batch runs one element at a time and is stacked.  Absolute-time conditions
+(TimeInterval, TimeTermination) are refused, as before.
 
 Output ports of a node that has not run yet are NaN in the trajectory (modeci_mdf holds None).
 A port whose shape changes between steps has a list of per-step tensors as its trajectory
@@ -341,11 +345,14 @@ class _Plan:
         state_keys = [a[1] for a in c.args if a[0] == "state"]
         recorded = [k for k in self.port_keys if k in c.out_keys]
         fixed = [k for k in self.port_keys if k not in c.out_keys]
-        if self._chunk_fn is None:
+        # a chunk threads the state it computes; one that reads a value it does not compute
+        # (a constant, another node's port) runs step by step
+        chunked = all(k in c.out_keys for k in state_keys)
+        if self._chunk_fn is None and chunked:
             self._chunk_fn = _chunk_function(c, state_keys, recorded, self.chunk)
         blocks: dict[tuple, list[Any]] = {k: [] for k in self.port_keys}
         done = 0
-        while count - done >= self.chunk:
+        while chunked and count - done >= self.chunk:
             ins = [state[k] for k in state_keys]
             outs, new_state = self._chunk_fn(r, ins)
             for k, v in zip(recorded, outs):
@@ -401,10 +408,22 @@ def _chunk_function(c: _Compiled, state_keys: list, recorded: list, chunk: int) 
             _CHUNK_CACHE.pop(next(iter(_CHUNK_CACHE)))
         _CHUNK_CACHE[key] = compiled
 
+    box = [compiled]
+
     def call(r: _Run, state: list[Any]) -> tuple[list[Any], tuple]:
         vals = [r.feed[a[1]] if a[0] == "port" else r.params[a[1]] if a[0] == "param"
                 else a[1] if a[0] == "const" else r.dt for _, a in feed_pos]
-        return compiled(*vals, *state)
+        try:
+            return box[0](*vals, *state)
+        except Exception as e:  # noqa: BLE001 - no working torch.compile here: the same chunk, eager
+            if box[0] is chunk_gm:
+                raise
+            import warnings
+
+            warnings.warn(f"torch.compile failed ({type(e).__name__}: {str(e)[:200]}); the chunks run "
+                          "eagerly", RuntimeWarning, stacklevel=2)
+            box[0] = _CHUNK_CACHE[key] = chunk_gm
+            return chunk_gm(*vals, *state)
     return call
 
 
