@@ -48,7 +48,7 @@ class Integrate(Pass):
         nodes = [n for n in graph if n.op == INTEGRATE]
         if not nodes:
             return PassResult(graph, False)
-        if self.method == "euler" or not nodes:
+        if self.method == "euler":
             for n in nodes:
                 old, td, dt = n.inputs
                 step = graph.create_node("onnx::Mul", [td, dt], provenance=n.provenance, before=n).output
@@ -65,6 +65,10 @@ def _rk4(graph: Graph, nodes: list[Node]) -> None:
     dt = nodes[0].inputs[2]
     if any(n.inputs[2] is not dt for n in nodes):
         raise ConversionError("rk4 needs one time step for every integrate node", location=nodes[0].location())
+    if any(v.producer is not None and v.producer.op == INTEGRATE for v in olds):
+        raise ConversionError("rk4 integrates each value once per evaluation; here a node runs more than "
+                              "once in one evaluation", location=nodes[0].location(),
+                              hint="use method='euler' (modeci_mdf's) for this schedule")
     sources = {id(v) for v in olds} | {id(n.output) for n in nodes}
     # the nodes between the integrated values and the derivatives, in graph order
     wanted: set[int] = set()

@@ -76,3 +76,14 @@ def test_compiled_chunks_equal_the_step_by_step_run():
     eager = torchmdf.simulate(model, steps=23, dt=0.05, method="rk4")["n.x"]
     chunked = torchmdf.simulate(model, steps=23, dt=0.05, method="rk4", compile=True, chunk=4)["n.x"]
     torch.testing.assert_close(chunked, eager, rtol=1e-12, atol=1e-12)
+
+
+def test_rk4_refuses_a_node_that_runs_twice_in_one_evaluation():
+    node = mdf.Node("n", parameters=[mdf.Parameter("y", default_initial_value=1.0, time_derivative="-y")],
+                    output_ports=[mdf.OutputPort("y", value="y")])
+    twice = mdf.ConditionSet(termination={"environment_state_update": mdf.Condition("AfterNCalls", dependency="n", n=2)})
+    model = mdf.Model("m", graphs=[mdf.Graph("g", nodes=[node], conditions=twice)])
+    with pytest.raises(torchmdf.TorchMDFError, match="more than once"):
+        torchmdf.simulate(model, steps=3, dt=0.1, method="rk4")
+    y = torchmdf.simulate(model, steps=3, dt=0.1)["n.y"]  # Euler: two steps per evaluation
+    assert y.tolist() == pytest.approx([1.0, 0.9 ** 2, 0.9 ** 4], rel=1e-12)
