@@ -199,6 +199,30 @@ def _set_param(model: Any, assignment: str) -> None:
     param.value = value
 
 
+def _sweep_params(model: Any, assignments: Sequence[str]) -> dict[str, Any]:
+    """``--param node.p=v``: a number or JSON list for a parameter with a literal value goes to
+    ``simulate(params=...)`` (a list one dimension longer than the parameter is a batch: one
+    trajectory column per value); anything else (an expression) is set in the model."""
+    from torchmdf.frontends.mdf import program, settable_parameters
+
+    params: dict[str, Any] = {}
+    settable: set[str] | None = None
+    for assignment in assignments:
+        target, sep, text = assignment.partition("=")
+        try:
+            value = json.loads(text) if sep else None
+        except ValueError:
+            value = None
+        if isinstance(value, (int, float, list)) and not isinstance(value, bool):
+            if settable is None:
+                settable = set(settable_parameters(program(model)))
+            if target.strip() in settable:
+                params[target.strip()] = value
+                continue
+        _set_param(model, assignment)
+    return params
+
+
 def _cuda_device(device: str | None) -> Any:
     import contextlib
 
@@ -282,10 +306,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise TorchMDFError(f"--steps {args.steps}: must be at least 1")
     model = mdf.load(args.file)
-    for assignment in args.param or ():
-        _set_param(model, assignment)
-    with _cuda_device(args.device):
-        traj = _with_progress(lambda: torchmdf.simulate(model, steps=args.steps, dt=args.dt), args.steps)
+    params = _sweep_params(model, args.param or ())
+    device = None if args.device in (None, "cpu") else _cuda_device(args.device)
+    traj = _with_progress(lambda: torchmdf.simulate(model, steps=args.steps, dt=args.dt, params=params,
+                                                    device=device), args.steps)
     traj = {k: ([x.cpu() for x in v] if isinstance(v, list) else v.cpu()) for k, v in traj.items()}
     if args.csv:
         _write_csv(traj, args.steps, args.dt, args.csv)
@@ -398,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, required=True)
     s.add_argument("--dt", type=float, required=True)
     s.add_argument("--param", action="append", metavar="NODE.P=V",
-                   help="set parameter P of node NODE to V (a number, JSON list or expression); repeatable")
+                   help="set parameter P of node NODE to V (a number, JSON list or expression); a list for "
+                   "a scalar parameter is a batch (one trajectory column per value); repeatable")
     s.add_argument("--csv", help="write the trajectories to this CSV file")
     s.add_argument("--plot", help="plot the trajectories to this picture (needs matplotlib)")
     s.add_argument("--device", help="cpu (default) or cuda")

@@ -1,16 +1,35 @@
 """Simulation of MDF models as compiled torch code: modeci_mdf's ``evaluate()`` once, then
 ``evaluate(time_increment=dt)`` for each further step, with the state carried between steps.
 
-The scheduler (:mod:`torchmdf.mdf.scheduler`, through :mod:`torchmdf.frontends.mdf`) says which
-nodes run in each evaluation.
-Without value-dependent conditions the schedule does not depend on values: it is streamed
-step by step, and each distinct
-evaluation (first or later, the node runs, which nodes ran before) is lowered once to an IR
-graph, made stateless (state currents become inputs, the values the evaluation leaves extra
-outputs, :func:`stateless`) and compiled to a ``torch.fx.GraphModule``; the step loop then only
-calls compiled code and moves tensors between a dict of state and those calls.  With a
-``Threshold`` condition the scheduler runs between node runs, each node run compiled the same
-way, and the condition reads the state dict.
+**The program.**  The scheduler (:mod:`torchmdf.mdf.scheduler`, through
+:mod:`torchmdf.frontends.mdf`) says which nodes run in each evaluation.  Each distinct
+evaluation (first or later, the node runs, which nodes ran before) is lowered once in the
+frontend's program form: the time step ``dt`` is an input, literal parameter values are
+constants tagged with their ``"node.parameter"`` name and time derivatives are
+``torchmdf::Integrate`` nodes.  Then, before folding, ``parameters_to_inputs`` makes the
+parameters given in ``params=`` inputs (they stay named, and are never folded), the
+``integrate`` pass lowers the integrate nodes (``method="euler"``, modeci_mdf's forward Euler,
+or ``"rk4"``), and the graph is made stateless (:func:`stateless`: state currents are inputs,
+the values the evaluation leaves are outputs) and compiled to a ``torch.fx.GraphModule``.  A run
+is then a loop of compiled calls and nothing else: no lowering, no scheduling, no per-node
+Python.  ``compile=True`` also compiles the steady state (every later evaluation alike) as
+chunks of ``chunk`` steps, unrolled, with ``torch.compile``: one call per chunk (a compile
+of tens of seconds on a small CPU, paid back only on long runs).
+
+**Batches, gradients, devices.**  A value in ``params``/``inputs`` whose leading dimension is
+one more than the parameter's or port's own is a batch: the whole run is ``torch.vmap``-ed over
+it, so every trajectory is ``[steps, B, ...]`` and column ``i`` is the run with the ``i``-th
+values.  Nothing runs under ``no_grad``: gradients flow to every tensor given that requires
+grad.  ``device=`` places inputs, parameters and the compiled modules.
+
+**Conditions.**  Conditions that read only counters (every supported type but Threshold)
+never look at values: the scheduler runs on counters before the values exist, so each
+evaluation's node runs are fixed when it is lowered, and the run is compiled calls only.  A
+``Threshold`` condition makes the schedule depend on values: it falls back to the scheduler
+running in Python between compiled node runs (each node run compiled the same way), the
+condition reading the state dict; it is not compiled into the program as counters and masks,
+and a batch runs one element at a time and is stacked.  Absolute-time conditions
+(TimeInterval, TimeTermination) are refused, as before.
 
 Output ports of a node that has not run yet are NaN in the trajectory (modeci_mdf holds None).
 A port whose shape changes between steps has a list of per-step tensors as its trajectory
@@ -20,23 +39,26 @@ A port whose shape changes between steps has a list of per-step tensors as its t
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from torchmdf.errors import ConversionError, TorchMDFError
-from torchmdf.ir import Graph, Value, ValueRole
-from torchmdf.ir.meta_keys import DEFAULT, MDF_PORT
+from torchmdf.ir import Graph, Value
+from torchmdf.ir.meta_keys import MDF_PARAM, MDF_PORT, TIME_STEP
 from torchmdf.limits import LIMITS
+from torchmdf.mdf.attributes import as_tensor, port_default
 from torchmdf.mdf.conditions import threshold_getter
-from torchmdf.mdf.scheduler import flatten
+from torchmdf.mdf.scheduler import flatten, schedules
+
+_STATE_KEY = "simulation_state_key"  # meta of a stateless graph's state inputs: the key they read
 
 
-def stateless(g: Graph, outputs: list[Value]) -> tuple[Graph, list[Any]]:
+def stateless(g: Graph, outputs: list[Value], keys: list[Any] | None = None) -> tuple[Graph, list[Any]]:
     """A copy of stateful ``g`` as a pure function: inputs are ``g``'s inputs then one per
-    state variable (its current value), outputs are ``outputs`` (values of ``g``).  Returns
-    the copy and the state variables' names in input order, so ``emit_fx`` (which refuses
-    state) can compile it."""
+    state variable (its current value, tagged with its entry of ``keys``), outputs are
+    ``outputs`` (values of ``g``).  Returns the copy and the state variables' names in input
+    order, so ``emit_fx`` (which refuses state) can compile it."""
     saved = g.outputs
     g.outputs = list(outputs)
     try:
@@ -44,8 +66,9 @@ def stateless(g: Graph, outputs: list[Value]) -> tuple[Graph, list[Any]]:
     finally:
         g.outputs = saved
     names = []
-    for sv in c.state:
+    for i, sv in enumerate(c.state):
         inp = c.add_input(f"state_{sv.name}", sv.current.type)
+        inp.meta[_STATE_KEY] = keys[i] if keys is not None else sv.name
         sv.current.replace_all_uses_with(inp)
         names.append(sv.name)
     c.state = []
@@ -54,92 +77,378 @@ def stateless(g: Graph, outputs: list[Value]) -> tuple[Graph, list[Any]]:
 
 
 class _Compiled:
-    """One lowered evaluation (or node run) compiled to FX, with the state keys it reads and
-    the keys of the values it returns."""
+    """One lowered evaluation (or node run) compiled to FX: ``args`` says where each argument
+    comes from (``("port", "node.port")``, ``("param", name)``, ``("dt",)``, ``("state", key)``,
+    ``("const", tensor)``), ``out_keys`` the state keys of what it returns, ``fixed`` the
+    values it leaves that are constants (set without being computed)."""
 
-    __slots__ = ("fn", "gm", "in_keys", "out_keys")
+    __slots__ = ("fn", "gm", "args", "out_keys", "fixed")
 
-    def __init__(self, seg: Any, needed: set | None):
+    def __init__(self, seg: Any, params: list[str], method: str, device: Any):
         from torchmdf.backends.fx import emit_fx
         from torchmdf.passes import run_passes
 
-        g = seg.g
-        in_keys = list(seg.states)
-        out_keys = [k for k in seg.values if needed is None or k in needed]
-        pure, _ = stateless(g, [seg.values[k] for k in out_keys])
-        pure, _ = run_passes(pure, ["fold_constants", "eliminate_dead_code"])
+        out_keys = list(seg.values)
+        pure, _ = stateless(seg.g, [seg.values[k] for k in out_keys], list(seg.states))
+        pure, _ = run_passes(pure, [("parameters_to_inputs", {"names": params}), ("integrate", {"method": method}),
+                                    "fold_constants", "eliminate_dead_code"])
+        # values that are constants after folding (unchanged parameters): set once, not returned
+        self.fixed = [(k, v.tensor if device is None else v.tensor.to(device))
+                      for k, v in zip(out_keys, pure.outputs) if v.is_constant]
+        if self.fixed and len(self.fixed) < len(out_keys):
+            keep = [(k, v) for k, v in zip(out_keys, pure.outputs) if not v.is_constant]
+            out_keys = [k for k, _ in keep]
+            pure.outputs = [v for _, v in keep]
+        else:
+            self.fixed = []
+        self.args: list[tuple] = []
+        for v in pure.inputs:
+            if _STATE_KEY in v.meta:
+                self.args.append(("state", v.meta[_STATE_KEY]))
+            elif MDF_PARAM in v.meta:
+                self.args.append(("param", v.meta[MDF_PARAM]))
+            elif v.meta.get(TIME_STEP):
+                self.args.append(("dt",))
+            else:
+                self.args.append(("port", v.meta[MDF_PORT]))
         gm = emit_fx(pure, output_dict=False)
+        if device is not None:
+            gm = gm.to(device)
+        self._constants_as_arguments(gm)
         fwd = gm.forward  # the generated code itself: no nn.Module hook machinery per step
         self.fn = (lambda *a: (fwd(*a),)) if len(out_keys) == 1 else fwd
         self.gm = gm
-        self.in_keys = in_keys
         self.out_keys = out_keys
+
+    def _constants_as_arguments(self, gm: torch.fx.GraphModule) -> None:
+        """Each tensor the module fetches from its attributes becomes an argument given once
+        per call (``("const", tensor)``): a module attribute lookup per use and step costs
+        as much as the arithmetic of a small model."""
+        graph = gm.graph
+        for node in [n for n in graph.nodes if n.op == "get_attr"]:
+            value = gm
+            for part in node.target.split("."):
+                value = getattr(value, part)
+            if not isinstance(value, torch.Tensor):
+                continue
+            first = next(n for n in graph.nodes if n.op != "placeholder")
+            with graph.inserting_before(first):
+                ph = graph.placeholder(f"simulation_constant_{len(self.args)}")
+            node.replace_all_uses_with(ph)
+            graph.erase_node(node)
+            self.args.append(("const", value))
+        gm.recompile()
+
+    def __call__(self, run: _Run, state: dict) -> None:
+        """Run it once and keep the values it leaves in ``state``."""
+        vals = []
+        for a in self.args:
+            kind = a[0]
+            vals.append(state[a[1]] if kind == "state" else run.feed[a[1]] if kind == "port"
+                        else run.params[a[1]] if kind == "param" else a[1] if kind == "const" else run.dt)
+        try:
+            outs = self.fn(*vals)
+        except TorchMDFError:
+            raise
+        except Exception as e:  # noqa: BLE001 - name the MDF node and parameter that failed
+            from torchmdf.backends.fx import locate_runtime_error
+
+            located = locate_runtime_error(self.gm, e)
+            if located is None:
+                raise ConversionError(f"the simulation failed: {type(e).__name__}: {str(e)[:300]}") from e
+            raise located from e
+        for k, v in zip(self.out_keys, outs):
+            state[k] = v
+        for k, v in self.fixed:
+            state[k] = v
+
+
+class _Run:
+    """The values one run reads: free input ports by ``"node.port"``, parameters by name, dt."""
+
+    __slots__ = ("feed", "params", "dt")
+
+    def __init__(self, feed: dict[str, Any], params: dict[str, Any], dt: Any):
+        self.feed, self.params, self.dt = feed, params, dt
+
+
+class _Bindings:
+    """``inputs``/``params``/``device`` of a simulate call, checked against the program:
+    names (located errors listing the valid ones), batch (a leading dimension one more than
+    the port's or parameter's own; every batch the same size) and dtype (a floating value
+    takes the file's floating dtype)."""
+
+    def __init__(self, prog: Any, inputs: dict[str, Any] | None, params: dict[str, Any] | None, device: Any):
+        from torchmdf.frontends.mdf import settable_parameters
+
+        self.device = torch.device(device) if device is not None else None
+        self.batch: int | None = None
+        self.batched: dict[tuple[str, str], bool] = {}
+        self.feed: dict[str, Any] = {}
+        self.params: dict[str, Any] = {}
+        where = prog.loc(prog.base())
+        names = [p.id for _, p in prog.free_ports]
+        by_name: dict[str, str] = {}
+        for n, p in prog.free_ports:
+            key = f"{n.id}.{p.id}"
+            by_name[key] = key
+            by_name[p.id if names.count(p.id) == 1 else f"{n.id}_{p.id}"] = key
+            self.feed[key] = self._to_device(port_default(p))
+        for name, value in (inputs or {}).items():
+            key = by_name.get(name)
+            if key is None:
+                known = ", ".join(sorted({f"{n.id}.{p.id}" for n, p in prog.free_ports})) or "(none)"
+                raise ConversionError(f"unknown input(s) {name}; the graph's inputs are {known}", location=where)
+            self.feed[key] = self._bind(("port", key), value, self.feed[key], where)
+        settable = settable_parameters(prog)
+        defaults = {}
+        for n in prog.nodes:
+            for p in n.parameters:
+                defaults[f"{n.id}.{p.id}"] = p.value
+        for name, value in (params or {}).items():
+            if name not in settable:
+                raise ConversionError(f"unknown parameter {name!r} for params=", location=where,
+                                      hint="the parameters with a literal value: " +
+                                      (", ".join(settable[:200]) or "(none)"))
+            self.params[name] = self._bind(("param", name), value, self._to_device(as_tensor(defaults[name])), where)
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        return t.to(self.device) if self.device is not None else t
+
+    def _bind(self, key: tuple[str, str], value: Any, base: torch.Tensor, where: str) -> torch.Tensor:
+        t = value if isinstance(value, torch.Tensor) else as_tensor(value)
+        if t.is_floating_point() and base.is_floating_point() and t.dtype != base.dtype:
+            t = t.to(base.dtype)  # differentiable: gradients reach the caller's tensor
+        t = self._to_device(t)
+        if t.dim() == base.dim() + 1:
+            b = t.shape[0]
+            if self.batch is not None and b != self.batch:
+                first = next(k for k, v in self.batched.items() if v)
+                raise ConversionError(f"{key[1]} has a batch of {b} values but {first[1]} has {self.batch}; "
+                                      "every batched input and parameter needs the same batch size",
+                                      location=where)
+            self.batch = b
+            self.batched[key] = True
+        elif t.dim() != base.dim() and base.dim() > 0:
+            raise ConversionError(f"{key[1]}: a value of shape {tuple(t.shape)} for one of shape "
+                                  f"{tuple(base.shape)} (or a batch of them, [B, ...])", location=where)
+        else:
+            self.batched[key] = False
+        return t
 
 
 def simulate(model: Any, steps: int = 1, dt: float = 0.01, *, graph: str | None = None,
-             inputs: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
-    """``{"node.port": tensor[steps, ...]}`` for every output port of the graph; a port whose
-    shape changes between steps gets a list of ``steps`` tensors instead."""
+             inputs: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
+             device: Any = None, method: str = "euler", compile: bool = False,
+             chunk: int = 64) -> dict[str, Any]:
+    """``{"node.port": tensor[steps, ...]}`` for every output port of the graph
+    (``[steps, B, ...]`` with a batch in ``params``/``inputs``); a port whose shape changes
+    between steps gets a list of ``steps`` tensors instead."""
     from torchmdf.frontends.mdf import program
+    from torchmdf.passes.integrate import METHODS
 
-    if not isinstance(steps, int) or steps < 1:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ConversionError(f"steps must be an integer of at least 1, got {steps!r}")
+    if method not in METHODS:
+        raise ConversionError(f"unknown integration method {method!r}", hint="one of " + ", ".join(METHODS))
+    if not isinstance(chunk, int) or chunk < 1:
+        raise ConversionError(f"chunk must be an integer of at least 1, got {chunk!r}")
     prog = program(model if not isinstance(model, os.PathLike) else os.fspath(model), graph)
+    b = _Bindings(prog, inputs, params, device)
+    dtv = dt if isinstance(dt, torch.Tensor) else torch.tensor(float(dt), dtype=torch.float64)
+    dtv = b._to_device(dtv.to(torch.float64))
     port_keys = [("port", n.id, p.id) for n in prog.nodes for p in n.output_ports]
-    state: dict[tuple, Any] = {}
-    traj: dict[tuple, list[Any]] = {k: [] for k in port_keys}
-    with torch.no_grad():
-        if prog.dynamic_condition is not None:
-            _run_dynamic(prog, steps, dt, inputs, state, traj)
-        else:
-            _run_static(prog, steps, dt, inputs, state, traj)
-    return {f"{k[1]}.{k[2]}": _stack(v) for k, v in traj.items() if any(x is not None for x in v)}
+    pnames = sorted(b.params)
+    dynamic = prog.dynamic_condition is not None
+    if dynamic:
+        cache: dict[tuple, _Compiled] = {}
+
+        def run(feed: dict, pv: dict) -> tuple[dict, dict]:
+            return _run_dynamic(prog, steps, _Run(feed, pv, dtv), port_keys, cache, pnames, method, b.device)
+    else:
+        plan = _Plan(prog, steps, port_keys, pnames, method, b.device, compile, chunk)
+
+        def run(feed: dict, pv: dict) -> tuple[dict, dict]:
+            return plan.run(_Run(feed, pv, dtv))
+    if b.batch is None:
+        stacked, lists = run(b.feed, b.params)
+    elif dynamic:  # value-dependent schedules: one batch element at a time
+        cols = [run({k: v[i] if b.batched.get(("port", k)) else v for k, v in b.feed.items()},
+                    {k: v[i] if b.batched.get(("param", k)) else v for k, v in b.params.items()})
+                for i in range(b.batch)]
+        stacked = {k: torch.stack([c[0][k] for c in cols], dim=1) for k in cols[0][0]}
+        lists = {k: [torch.stack([c[1][k][s] for c in cols]) for s in range(steps)] for k in cols[0][1]}
+    else:
+        fd = {k: 0 if b.batched.get(("port", k)) else None for k in b.feed}
+        pd = {k: 0 if b.batched.get(("param", k)) else None for k in b.params}
+        stacked, lists = torch.vmap(run, in_dims=(fd, pd), out_dims=(1, 0))(b.feed, b.params)
+    out: dict[str, Any] = {}
+    for k in port_keys:
+        name = f"{k[1]}.{k[2]}"
+        if name in stacked:
+            out[name] = stacked[name]
+        elif name in lists:
+            out[name] = list(lists[name]) if not isinstance(lists[name], list) else lists[name]
+    return out
 
 
-def _run_static(prog: Any, steps: int, dt: float, inputs: dict[str, Any] | None, state: dict,
-                traj: dict) -> None:
-    """Stream the schedule: each evaluation's key (first or later, the node runs, which nodes
-    ran before) is computed as the loop reaches it, and lowered and compiled the first time it
-    is seen, so memory does not grow with ``steps`` beyond the trajectories themselves."""
-    compiled: dict[tuple, _Compiled] = {}
-    feed: list[Any] | None = None
-    port_items = list(traj.items())
-    ran: frozenset[str] = frozenset()
-    for k, sched in enumerate(prog.schedules(steps)):
-        execs = tuple(flatten(sched))
+class _Plan:
+    """A static schedule compiled: each distinct evaluation (first or later, the node runs,
+    which nodes ran before) is lowered and compiled (a :class:`_Compiled`) the first time a run
+    reaches it, so memory does not grow with ``steps`` beyond the trajectories themselves and
+    a run whose trajectories would be too large is refused after its first step."""
+
+    def __init__(self, prog: Any, steps: int, port_keys: list, pnames: list[str], method: str, device: Any,
+                 compile: bool, chunk: int):
+        self.prog, self.steps, self.port_keys = prog, steps, port_keys
+        self.pnames, self.method, self.device = pnames, method, device
+        self.compiled: dict[tuple, _Compiled] = {}
+        self.compile, self.chunk = compile, chunk
+        self._chunk_fn: Callable | None = None
+
+    def _get(self, k: int, execs: tuple, ran: frozenset) -> _Compiled:
         key = (k == 0, execs, ran)
-        ran = ran | frozenset(execs) if not ran.issuperset(execs) else ran
-        c = compiled.get(key)
+        c = self.compiled.get(key)
         if c is None:
-            seg = prog.segment(list(execs), first=k == 0, dt=None if k == 0 else dt, ran_before=key[2])
-            c = compiled[key] = _Compiled(seg, None)
-            if feed is None:
-                feed = _feed(seg.g, inputs)
-        _step(c, feed, state)
-        for kk, lst in port_items:
-            lst.append(state.get(kk))
-        if k == 0:
-            _check_trajectory_size(port_items, steps, prog)
+            seg = self.prog.segment(list(execs), first=k == 0, dt=None if k == 0 else 1.0, ran_before=ran,
+                                    program_inputs=True)
+            c = self.compiled[key] = _Compiled(seg, self.pnames, self.method, self.device)
+        return c
+
+    def run(self, r: _Run) -> tuple[dict, dict]:
+        sch = self.prog.scheduler()
+        # no condition reads counters that survive a run: every later evaluation is the second
+        steady = self.compile and not sch.history and not sch.justran and self.steps - 2 >= 2 * self.chunk
+        stop = 2 if steady else self.steps
+        state: dict[tuple, Any] = {}
+        traj: dict[tuple, list[Any]] = {k: [] for k in self.port_keys}
+        items = list(traj.items())
+        ran: frozenset[str] = frozenset()
+        c = None
+        for k, sched in enumerate(schedules(sch, stop)):
+            execs = tuple(flatten(sched))
+            c = self._get(k, execs, ran)
+            ran = ran | frozenset(execs) if not ran.issuperset(execs) else ran
+            c(r, state)
+            for kk, lst in items:
+                lst.append(state.get(kk))
+            if k == 0:
+                _check_trajectory_size(items, self.steps, self.prog)
+        blocks: dict[tuple, list[Any]] = {}
+        if steady:
+            blocks = self._run_chunks(c, r, state, self.steps - stop)
+        return _collect(traj, blocks)
+
+    def _run_chunks(self, c: _Compiled, r: _Run, state: dict, count: int) -> dict[tuple, list[Any]]:
+        """``count`` steps of ``c``, ``chunk`` at a time through one compiled call each, the
+        rest one step at a time.  Returns each port's trajectory as stacked blocks."""
+        state_keys = [a[1] for a in c.args if a[0] == "state"]
+        recorded = [k for k in self.port_keys if k in c.out_keys]
+        fixed = [k for k in self.port_keys if k not in c.out_keys]
+        # a chunk threads the state it computes; one that reads a value it does not compute
+        # (a constant, another node's port) runs step by step
+        chunked = all(k in c.out_keys for k in state_keys)
+        if self._chunk_fn is None and chunked:
+            self._chunk_fn = _chunk_function(c, state_keys, recorded, self.chunk)
+        blocks: dict[tuple, list[Any]] = {k: [] for k in self.port_keys}
+        done = 0
+        while chunked and count - done >= self.chunk:
+            ins = [state[k] for k in state_keys]
+            outs, new_state = self._chunk_fn(r, ins)
+            for k, v in zip(recorded, outs):
+                blocks[k].append(v)
+            state.update(zip(c.out_keys, new_state))
+            for k in fixed:
+                blocks[k].append([state.get(k)] * self.chunk)
+            done += self.chunk
+        for _ in range(count - done):
+            c(r, state)
+            for k in self.port_keys:
+                blocks[k].append([state.get(k)])
+        return blocks
 
 
-def _step(c: _Compiled, feed: list[Any], state: dict) -> None:
-    """Run one compiled evaluation (or node run) and keep the values it leaves in ``state``."""
-    for k, v in zip(c.out_keys, _call(c, feed, state)):
-        state[k] = v
+#: Compiled chunks by their code and constants: simulate calls on the same model reuse them.
+_CHUNK_CACHE: dict[tuple, Callable] = {}
+_CHUNK_CACHE_SIZE = 8
 
 
-def _call(c: _Compiled, feed: list[Any], state: dict) -> Any:
-    try:
-        return c.fn(*feed, *[state[k] for k in c.in_keys])
-    except TorchMDFError:
-        raise
-    except Exception as e:  # noqa: BLE001 - name the MDF node and parameter that failed
-        from torchmdf.backends.fx import locate_runtime_error
+def _chunk_function(c: _Compiled, state_keys: list, recorded: list, chunk: int) -> Callable:
+    """``chunk`` steps of ``c`` as one FX graph (the step's graph copied ``chunk`` times, the
+    state threaded through), compiled with ``torch.compile``: it takes the state ``c`` reads
+    and returns the recorded ports stacked and the values the last step leaves."""
+    gm = c.gm
+    pos = {k: i for i, k in enumerate(c.out_keys)}
+    rec = [pos[k] for k in recorded]
+    carry = [pos[k] for k in state_keys]
+    feed_pos = [(i, a) for i, a in enumerate(c.args) if a[0] != "state"]
+    state_pos = [i for i, a in enumerate(c.args) if a[0] == "state"]
+    places = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    g = torch.fx.Graph()
+    fixed = [g.placeholder(f"fixed_{i}") for i, _ in feed_pos]
+    state = [g.placeholder(f"state_{i}") for i in state_pos]
+    per: list[list[Any]] = [[] for _ in rec]
+    outs: tuple = ()
+    for _ in range(chunk):
+        vm: dict = {places[i]: p for (i, _a), p in zip(feed_pos, fixed)}
+        vm.update({places[i]: p for i, p in zip(state_pos, state)})
+        out = g.graph_copy(gm.graph, vm)
+        outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+        state = [outs[j] for j in carry]
+        for lst, j in zip(per, rec):
+            lst.append(outs[j])
+    g.output((tuple(g.call_function(torch.stack, (lst,)) for lst in per), outs))
+    chunk_gm = torch.fx.GraphModule(gm, g)
+    key = (chunk_gm.code, tuple((k, v.dtype, tuple(v.shape), v.device, v.detach().cpu().numpy().tobytes())
+                                for k, v in chunk_gm.state_dict().items()))
+    compiled = _CHUNK_CACHE.get(key)
+    if compiled is None:
+        compiled = torch.compile(chunk_gm, dynamic=False)
+        if len(_CHUNK_CACHE) >= _CHUNK_CACHE_SIZE:
+            _CHUNK_CACHE.pop(next(iter(_CHUNK_CACHE)))
+        _CHUNK_CACHE[key] = compiled
 
-        located = locate_runtime_error(c.gm, e)
-        if located is None:
-            raise ConversionError(f"the simulation failed: {type(e).__name__}: {str(e)[:300]}") from e
-        raise located from e
+    box = [compiled]
+
+    def call(r: _Run, state: list[Any]) -> tuple[list[Any], tuple]:
+        vals = [r.feed[a[1]] if a[0] == "port" else r.params[a[1]] if a[0] == "param"
+                else a[1] if a[0] == "const" else r.dt for _, a in feed_pos]
+        try:
+            return box[0](*vals, *state)
+        except Exception as e:  # noqa: BLE001 - no working torch.compile here: the same chunk, eager
+            if box[0] is chunk_gm:
+                raise
+            import warnings
+
+            warnings.warn(f"torch.compile failed ({type(e).__name__}: {str(e)[:200]}); the chunks run "
+                          "eagerly", RuntimeWarning, stacklevel=2)
+            box[0] = _CHUNK_CACHE[key] = chunk_gm
+            return chunk_gm(*vals, *state)
+    return call
+
+
+def _collect(traj: dict[tuple, list[Any]], blocks: dict[tuple, list[Any]]) -> tuple[dict, dict]:
+    """Per-step values (and compiled blocks) -> ``{"node.port": tensor[steps, ...]}`` for ports
+    of one shape, ``{"node.port": [tensor, ...]}`` for the others; ports never computed are left
+    out."""
+    stacked: dict[str, Any] = {}
+    lists: dict[str, Any] = {}
+    for k, vals in traj.items():
+        extra = blocks.get(k, [])
+        if not any(v is not None for v in vals) and not extra:
+            continue
+        if extra and all(isinstance(x, torch.Tensor) for x in extra) and \
+                all(v is not None and torch.as_tensor(v).shape == extra[0].shape[1:] for v in vals):
+            head = [torch.as_tensor(v).unsqueeze(0) for v in vals]
+            dtype = extra[0].dtype
+            stacked[f"{k[1]}.{k[2]}"] = torch.cat([h.to(dtype) for h in head] + list(extra))
+            continue
+        flat = list(vals)
+        for x in extra:
+            flat.extend(list(x))
+        got = _stack(flat)
+        (lists if isinstance(got, list) else stacked)[f"{k[1]}.{k[2]}"] = got
+    return stacked, lists
 
 
 def _check_trajectory_size(port_items: list, steps: int, prog: Any) -> None:
@@ -150,14 +459,14 @@ def _check_trajectory_size(port_items: list, steps: int, prog: Any) -> None:
                           prog.loc(prog.base()))
 
 
-def _run_dynamic(prog: Any, steps: int, dt: float, inputs: dict[str, Any] | None, state: dict,
-                 traj: dict) -> None:
+def _run_dynamic(prog: Any, steps: int, r: _Run, port_keys: list, cache: dict, pnames: list[str], method: str,
+                 device: Any) -> tuple[dict, dict]:
     """Threshold conditions: the scheduler runs in Python between compiled node runs."""
+    state: dict[tuple, Any] = {}
+    traj: dict[tuple, list[Any]] = {k: [] for k in port_keys}
     sch = prog.scheduler()
     value_of = threshold_getter(prog, state)
-    cache: dict[tuple, _Compiled] = {}
     ran: set[str] = set()
-    feed: list[Any] | None = None
     port_items = list(traj.items())
     for step in range(steps):
         first = step == 0
@@ -167,16 +476,16 @@ def _run_dynamic(prog: Any, steps: int, dt: float, inputs: dict[str, Any] | None
                 key = (first, nid, before)
                 c = cache.get(key)
                 if c is None:
-                    seg = prog.segment([nid], first=first, dt=None if first else dt, ran_before=before)
-                    c = cache[key] = _Compiled(seg, None)
-                    if feed is None:
-                        feed = _feed(seg.g, inputs)
-                _step(c, feed, state)
+                    seg = prog.segment([nid], first=first, dt=None if first else 1.0, ran_before=before,
+                                       program_inputs=True)
+                    c = cache[key] = _Compiled(seg, pnames, method, device)
+                c(r, state)
                 ran.add(nid)
         for k, lst in port_items:
             lst.append(state.get(k))
         if step == 0:
             _check_trajectory_size(port_items, steps, prog)
+    return _collect(traj, {})
 
 
 def _stack(values: list[Any]) -> torch.Tensor | list[torch.Tensor]:
@@ -197,19 +506,3 @@ def _stack(values: list[Any]) -> torch.Tensor | list[torch.Tensor]:
     if any(t.shape != ts[0].shape for t in ts):
         return ts
     return torch.stack(ts)
-
-
-def _feed(g: Graph, inputs: dict[str, Any] | None) -> list[Any]:
-    """The free input ports' values: given by input name or by "node.port", else the file's."""
-    inputs = dict(inputs or {})
-    out = []
-    for v in g.inputs:
-        if v.role != ValueRole.INPUT or MDF_PORT not in v.meta:
-            continue
-        key = v.name if v.name in inputs else v.meta.get(MDF_PORT)
-        out.append(torch.as_tensor(inputs.pop(key)) if key in inputs else v.meta[DEFAULT])
-    if inputs:
-        known = ", ".join(f"{v.name} ({v.meta[MDF_PORT]})" for v in g.inputs if MDF_PORT in v.meta)
-        raise ConversionError(f"unknown input(s) {', '.join(map(str, inputs))}; the graph's inputs are "
-                              f"{known or '(none)'}")
-    return out

@@ -22,6 +22,8 @@ from .eliminate_common_subexpressions import EliminateCommonSubexpressions
 from .eliminate_dead_code import EliminateDeadCode
 from .fold_constants import FoldConstants
 from .infer_shapes import InferShapes
+from .integrate import Integrate
+from .parameters_to_inputs import ParametersToInputs
 
 DEFAULT_PIPELINE: list[str] = [
     "fold_constants",
@@ -37,5 +39,5 @@ __all__ = [
     "register_pass", "graph_pass", "get_pass", "available_passes", "run_passes", "pass_options",
     "parse_pass_spec", "split_pass_list",
     "EliminateDeadCode", "EliminateCommonSubexpressions", "FoldConstants", "Canonicalize", "Rewriter",
-    "InferShapes", "DEFAULT_PIPELINE",
+    "InferShapes", "DEFAULT_PIPELINE", "Integrate", "ParametersToInputs",
 ]

@@ -38,6 +38,9 @@ def _expected() -> dict[str, list[str]]:
         + [f"fn/b{b}/vs_torch_loop" for b in (1, 64, 1024)],
         "memory": [f"{c}/{k}" for c in ("to_mdf", "to_fx", "file_to_fx")
                    for k in ("peak_rss_over_params", "peak_cuda_over_params")],
+        "sim_program": [f"{m}/{k}" for m in ("fn", "states", "newton_cooling", "abc_conditions")
+                        for k in ("us_per_step", "modeci_us_per_step", "speedup_vs_modeci")]
+        + [f"fn/compiled/{k}" for k in ("us_per_step", "speedup_vs_modeci", "compile_s")] + ["fn/batch/seconds"],
     }
 
 
@@ -48,6 +51,7 @@ MEASURED = {
     "file_scaling": ["wide/1k/load_vs_json", "chain/1k/validate", "chain/1k/to_fx"],
     "simulation": ["fn/b1/steps_per_s", "fn/b1/vs_torch_loop"],
     "memory": ["to_fx/peak_rss_over_params"],
+    "sim_program": ["fn/us_per_step", "fn/batch/seconds"],
 }
 
 

@@ -95,9 +95,11 @@ import os
 from contextvars import ContextVar
 from typing import Any, Callable, Iterator
 
+import torch
+
 from torchmdf.errors import ConversionError, TorchMDFError, UnsupportedOpError, ValidationError
 from torchmdf.ir import Graph, GraphSignature, TensorType, Value, ValueRole
-from torchmdf.ir.meta_keys import DEFAULT, MDF_PORT, PYSCALAR
+from torchmdf.ir.meta_keys import DEFAULT, MDF_PARAM, MDF_PORT, PYSCALAR, TIME_STEP
 from torchmdf.mdf.attributes import as_tensor, is_pyscalar, port_default, symbolic_port_shape, with_dtype
 from torchmdf.mdf.conditions import ConditionCompiler
 from torchmdf.mdf.expression_lowering import NO_VALUE, Env, MultiOutput, NodeLowering, ordered_env, warm
@@ -114,8 +116,14 @@ class _Segment:
     """The IR graph being built for a sequence of node runs: what they write, and the state
     variables for what they read from runs before it."""
 
-    def __init__(self, prog: MDFProgram, first: bool, dt: float | None, ran_before: frozenset[str]):
+    def __init__(self, prog: MDFProgram, first: bool, dt: float | None, ran_before: frozenset[str],
+                 program_inputs: bool = False):
         self.prog = prog
+        # simulate's program form: literal parameter values are tagged constants (MDF_PARAM) a
+        # pass may turn into inputs; the time step is an input and time derivatives are
+        # torchmdf::Integrate nodes an integrator pass lowers (passes/integrate.py)
+        self.program_inputs = program_inputs
+        self.dt_input: Value | None = None
         self.g = Graph(prog.mg.id)
         self.first = first
         self.dt = dt  # None: modeci_mdf's evaluate() without time_increment
@@ -144,6 +152,13 @@ class _Segment:
 
     def write(self, key: Key, v: Value) -> None:
         self.values[key] = v
+
+    def time_step(self) -> Value:
+        """The graph input holding ``dt`` (program form), made on first use."""
+        if self.dt_input is None:
+            self.dt_input = self.g.add_input("dt", TensorType(torch.float64, ()))
+            self.dt_input.meta[TIME_STEP] = True
+        return self.dt_input
 
 
 class MDFProgram:
@@ -319,11 +334,14 @@ class MDFProgram:
 
     # -- lowering ---------------------------------------------------------------------------------
     def segment(self, executions: list[str], *, first: bool, dt: float | None,
-                ran_before: frozenset[str] = frozenset()) -> _Segment:
+                ran_before: frozenset[str] = frozenset(), program_inputs: bool = False) -> _Segment:
         """Lower the node runs ``executions`` (node ids, in order) into one graph.  ``dt`` is
         the time increment (None: modeci_mdf's evaluate() without one); ``ran_before`` are the
-        nodes that ran in earlier segments."""
-        seg = _Segment(self, first, dt, frozenset(ran_before))
+        nodes that ran in earlier segments.  ``program_inputs`` (simulate's form): literal
+        parameter values are constants tagged ``MDF_PARAM`` (``parameters_to_inputs`` makes
+        chosen ones inputs), ``dt`` (any number when not None) is the input ``dt`` and time
+        derivatives are ``torchmdf::Integrate`` nodes (lowered by the ``integrate`` pass)."""
+        seg = _Segment(self, first, dt, frozenset(ran_before), program_inputs)
         names = [p.id for _, p in self.free_ports]
         for n, p in self.free_ports:
             name = p.id if names.count(p.id) == 1 else f"{n.id}_{p.id}"
@@ -402,6 +420,12 @@ class MDFProgram:
             v = seg.named.get(name)
             if v is None:
                 v = seg.named[name] = seg.g.add_parameter(name, t, role=tm.role or ValueRole.PARAMETER)
+            return v
+        if seg.program_inputs and is_literal_value(p.value):
+            v = seg.g.add_constant(as_tensor(p.value), p.id)  # its own constant: not shared with equal literals
+            if is_pyscalar(p.value):
+                v.meta[PYSCALAR] = True
+            v.meta[MDF_PARAM] = f"{L.node.id}.{p.id}"
             return v
         return L.value(p.value, where, env, name=p.id)
 
@@ -508,8 +532,13 @@ class MDFProgram:
                     if old is NO_VALUE:
                         old = L.const(0.0)
                     td = L.one(L.value(p.time_derivative, pw + " > time_derivative", env), pw)
-                    step = L.op("onnx::Mul", [td, L.const(float(seg.dt))], where=pw + " > time_derivative")
-                    new = L.op("onnx::Add", [L.one(old, pw), step], where=pw + " > time_derivative")
+                    if seg.program_inputs:  # an integrate node; the integrator pass picks the method
+                        from torchmdf.passes.integrate import INTEGRATE
+
+                        new = L.op(INTEGRATE, [L.one(old, pw), td, seg.time_step()], where=pw + " > time_derivative")
+                    else:
+                        step = L.op("onnx::Mul", [td, L.const(float(seg.dt))], where=pw + " > time_derivative")
+                        new = L.op("onnx::Add", [L.one(old, pw), step], where=pw + " > time_derivative")
             else:  # conditions only (or only an initial value): the previous value
                 new = stored()
                 if new is None and not p.conditions:
@@ -620,6 +649,20 @@ def lower_mdf(model: Any, *, graph: str | None = None, first: bool = True, dt: f
     return prog.finish(seg)
 
 
+def is_literal_value(v: Any) -> bool:
+    """A parameter value that is a number or an array, not an expression or a graph."""
+    if isinstance(v, bool) or isinstance(v, (int, float)):
+        return not isinstance(v, bool)
+    return isinstance(v, list) and not is_graph_value(v)
+
+
+def settable_parameters(prog: MDFProgram) -> list[str]:
+    """``"node.parameter"`` of every parameter whose value is a literal number or array: the
+    names ``simulate(params=...)`` may set."""
+    return [f"{n.id}.{p.id}" for n in prog.nodes for p in n.parameters
+            if is_literal_value(p.value) and not prog.is_literal_attr(n, p)]
+
+
 def is_graph_value(v: Any) -> bool:
     """A parameter value holding a nested graph, ``{"graph_<id>": {...}}``."""
     return type(v) is dict and len(v) == 1 and isinstance(next(iter(v.values())), dict)
@@ -660,4 +703,4 @@ def lower_region_graph(prog: MDFProgram, body: Any, gid: str, where: str) -> tup
     return g, list(graph_metadata(mg.metadata).captures or [])
 
 
-__all__ = ["lower_mdf", "as_tensor", "program", "MDFProgram", "lower_region_graph"]
+__all__ = ["lower_mdf", "as_tensor", "program", "MDFProgram", "lower_region_graph", "settable_parameters"]

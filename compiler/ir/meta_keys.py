@@ -32,4 +32,13 @@ PERSISTENT = "persistent"
 #: the Loop's run semantics.
 MAX_ITERATIONS = "max_iterations"
 
-__all__ = ["PYSCALAR", "DEFAULT", "MDF_PORT", "PERSISTENT", "MAX_ITERATIONS"]
+#: str.  ``"node.parameter"`` of the MDF parameter whose literal value a constant (or, after the
+#: ``parameters_to_inputs`` pass, a graph input) stands for.  Written by the MDF frontend in
+#: simulate's program form; read by that pass and by simulation (``simulate(params=...)``).
+MDF_PARAM = "mdf_param"
+
+#: bool.  The graph input is the simulation's time step ``dt`` (not folded: one compiled program
+#: serves every ``dt``).  Written by the MDF frontend's program form; read by simulation.
+TIME_STEP = "time_step"
+
+__all__ = ["PYSCALAR", "DEFAULT", "MDF_PORT", "PERSISTENT", "MAX_ITERATIONS", "MDF_PARAM", "TIME_STEP"]
