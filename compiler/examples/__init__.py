@@ -46,6 +46,7 @@ EXAMPLES = {
     "mlp": "a 3-layer MLP in pure MDF trained on the digits (>= 97%); -graph draws it, -run plots results",
     "simple_pytorch_to_mdf": "a small CNN (224x224x3, 2 classes) to MDF, pictures at level 1 and 3, compared",
     "inception": "Inception blocks to MDF through torch.export and TorchScript, run from the file, compared",
+    "ddm": "the seed's drift-diffusion function to MDF, trials simulated to their decisions in one call, RT plot",
 }
 
 
