@@ -124,3 +124,18 @@ def test_ops_that_would_mix_trials_are_located_errors(body_op, scan, message):
     with pytest.raises(torchmdf.TorchMDFError, match=message) as e:
         batch_trials(_loop_graph(body_op, scan))
     assert "onnx::" in str(e.value)
+
+
+def test_the_example_end_to_end(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from pictures import assert_picture
+    from torchmdf.examples import run_example
+
+    assert run_example("ddm", ["--out", str(tmp_path), "--trials", "400", "--runs", "60", "--paths", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "mean RT (s): MDF" in out and "P(upper): MDF" in out and "standard errors" in out
+    assert "all comparisons agree" in out
+    model = torchmdf.mdf.load(tmp_path / "ddm.json")
+    assert model.id == "ddm"
+    w, h = assert_picture(tmp_path / "ddm.png", min_side=300)
+    assert w >= 400 and h >= 400

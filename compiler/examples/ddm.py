@@ -23,7 +23,7 @@ from typing import Sequence
 
 import torch
 
-from ._common import Report, example_parser, out_dir
+from ._common import Report, example_parser, out_dir, torch_threads
 
 PARAMS = {"starting_value": 0.0, "drift_rate": 0.3, "non_decision_time": 0.15, "threshold": 0.6,
           "noise": 1.0, "time_step_size": 0.001}
@@ -154,9 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     convert(path)
     print(f"wrote {path}: the seed's ddm function as MDF (its while loop is an onnx::Loop nested graph)")
     program = trials_program(path)
-    start = time.perf_counter()
-    rt, upper, trips = run_trials(program, args.trials, params)
-    batched = time.perf_counter() - start
+    with torch_threads(1):  # a step is a few small vector ops: thread hand-offs would dominate
+        start = time.perf_counter()
+        rt, upper, trips = run_trials(program, args.trials, params)
+        batched = time.perf_counter() - start
     start = time.perf_counter()
     rt0, upper0 = run_original(args.runs, params)
     single = time.perf_counter() - start
