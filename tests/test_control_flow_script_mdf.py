@@ -109,8 +109,6 @@ def test_only_the_taken_branch_runs():
 # -- the seed's DDM ------------------------------------------------------------------------------
 
 
-
-
 DDM_ARGS = tuple(torch.tensor(v) for v in (0.0, 0.3, 0.15, 0.6, 1.0, 0.001))
 RUNS = 300
 
