@@ -98,6 +98,38 @@ def _check_ops(graph: Graph) -> list[Node]:
     return loops
 
 
+def _batched_values(graph: Graph) -> set[Value]:
+    """The values that will carry the trials dim: the graph's inputs, every loop's carried
+    values (masked per trial), a random op's draws in a loop, and whatever reads one of them."""
+    batched: set[Value] = set(graph.inputs)
+    for n in graph.walk():
+        if n.op == "onnx::Loop":
+            batched.update(n.regions[0].inputs[1:])  # the condition becomes the per-trial mask
+            batched.update(n.outputs)
+        elif (n.op in _RANDOM_LIKE and n.graph is not graph) or any(v in batched for v in n.inputs):
+            batched.update(n.outputs)
+    return batched
+
+
+def _align_ranks(graph: Graph) -> None:
+    """Before the trials dim is added in front: where an op reads values of different per-trial
+    ranks, give each batched one of lower rank unit dims after the trials dim, so broadcasting
+    lines trials up with trials (``[N] + [N, 2]`` would align N with 2, or silently with a
+    per-trial dim that happens to equal N)."""
+    batched = _batched_values(graph)
+    for n in list(graph.walk()):
+        ins = [v for v in n.inputs if v is not None]
+        if n.op == "onnx::Loop" or len(ins) < 2 or not any(v in batched for v in ins):
+            continue
+        ranks = {v: _per_trial_rank(v, n) for v in ins}
+        top = max(ranks.values())
+        for i, v in enumerate(n.inputs):
+            if v is not None and v in batched and ranks[v] < top:
+                b = _Builder(n.graph, n)
+                axes = b.const(list(range(1, 1 + top - ranks[v])), torch.int64)
+                n.replace_input_with(i, b.op("onnx::Unsqueeze", [v, axes], "trials_aligned"))
+
+
 def _batch_loop(graph: Graph, loop: Node) -> Value:
     """Rewrite ``loop`` in place as its masked batch form; returns its per-trial trip counts."""
     m, cond = loop.inputs[0], loop.inputs[1]
@@ -163,6 +195,7 @@ class BatchTrials(Pass):
         for v in graph.inputs:
             if v.type.shape is None:
                 raise ConversionError(f"cannot batch: input %{v.name} has no known shape", location=graph.name)
+        _align_ranks(graph)
         counts = [_batch_loop(graph, loop) for loop in loops]  # reads the per-trial types
         for v in graph.inputs:
             v.type = TensorType(v.type.dtype, (TRIALS, *v.type.shape))

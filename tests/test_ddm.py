@@ -139,3 +139,30 @@ def test_the_example_end_to_end(tmp_path, capsys):
     assert model.id == "ddm"
     w, h = assert_picture(tmp_path / "ddm.png", min_side=300)
     assert w >= 400 and h >= 400
+
+
+def test_values_of_different_per_trial_ranks_line_up_by_trial():
+    """``w[2] + v[]`` per trial: batched, ``[N, 2] + [N]`` would broadcast N against 2 (with
+    N == 2, silently wrong); the pass aligns them so each trial equals its single run."""
+    g = Graph("loop")
+    v0 = g.add_input("v0", TensorType(torch.float32, ()))
+    w0 = g.add_input("w0", TensorType(torch.float32, (2,)))
+    ten = g.add_constant(torch.tensor(10.0))
+    body = g.new_region("body")
+    body.add_input("i", TensorType(torch.int64, ()))
+    body.add_input("c", TensorType(torch.bool, ()))
+    v = body.add_input("v", TensorType(torch.float32, ()))
+    w = body.add_input("w", TensorType(torch.float32, (2,)))
+    nv = body.create_node("onnx::Add", [v, body.add_constant(torch.tensor(1.0))]).output
+    nw = body.create_node("onnx::Add", [w, v]).output
+    body.outputs = [body.create_node("onnx::Less", [nv, ten]).output, nv, nw]
+    loop = g.create_node("onnx::Loop", [None, g.create_node("onnx::Less", [v0, ten]).output, v0, w0],
+                         num_outputs=2, regions=[body])
+    g.outputs = list(loop.outputs)
+    v0s, w0s = torch.tensor([0.0, 7.0]), torch.tensor([[0.0, 1.0], [1.0, 3.0]])
+    got_v, got_w, trips = run_graph(batch_trials(g), [v0s, w0s])[0]
+    for i in range(2):
+        want_v, want_w = run_graph(g, [v0s[i], w0s[i]])[0]
+        assert float(got_v[i]) == float(want_v)
+        torch.testing.assert_close(got_w[i], want_w)
+    assert trips.tolist() == [10, 3]
