@@ -15,7 +15,9 @@ values) and, with ``trip_counts=True``, appends one graph output per batched loo
 ``int64[N]`` trip count of each trial.  Every op must act per trial (elementwise with
 broadcasting: the ONNX unary and binary maths, comparisons, ``Where``, ``Cast``, ``Clip``,
 the random ``*Like`` ops) and ``onnx::Loop`` without scan outputs; anything else is refused
-with a located error rather than silently mixing trials.
+with a located error rather than silently mixing trials.  Where an op reads batched values of
+different per-trial ranks, the lower-rank ones get unit dims after the trials dim, so
+broadcasting pairs trial with trial.
 """
 
 from __future__ import annotations
