@@ -17,6 +17,7 @@ from ._infra import (
     run_passes,
     split_pass_list,
 )
+from .batch_trials import BatchTrials, batch_trials
 from .canonicalize import Canonicalize, Rewriter
 from .eliminate_common_subexpressions import EliminateCommonSubexpressions
 from .eliminate_dead_code import EliminateDeadCode
@@ -39,5 +40,5 @@ __all__ = [
     "register_pass", "graph_pass", "get_pass", "available_passes", "run_passes", "pass_options",
     "parse_pass_spec", "split_pass_list",
     "EliminateDeadCode", "EliminateCommonSubexpressions", "FoldConstants", "Canonicalize", "Rewriter",
-    "InferShapes", "DEFAULT_PIPELINE", "Integrate", "ParametersToInputs",
+    "InferShapes", "DEFAULT_PIPELINE", "Integrate", "ParametersToInputs", "BatchTrials", "batch_trials",
 ]

@@ -14,6 +14,7 @@ import torch
 import torchmdf
 from torchmdf import mdf
 from torchmdf.api import emit
+from torchmdf.examples.ddm import ddm  # the seed's DDM function: its one home is the ddm example
 from torchmdf.frontends.mdf import lower_mdf
 from torchmdf.frontends.torchscript import lower_scripted
 from torchmdf.interfaces.pytorch import pytorch_to_mdf
@@ -106,17 +107,6 @@ def test_only_the_taken_branch_runs():
 
 
 # -- the seed's DDM ------------------------------------------------------------------------------
-
-
-def ddm(starting_value, drift_rate, non_decision_time, threshold, noise, time_step_size):
-    x = starting_value
-    rt = torch.tensor(0.0)
-    while torch.abs(x) < threshold:
-        x = x + torch.normal(mean=drift_rate * time_step_size, std=noise) * torch.sqrt(time_step_size)
-        rt = rt + 1.0
-    rt = non_decision_time + rt * time_step_size
-    decision = x >= threshold
-    return rt, decision
 
 
 DDM_ARGS = tuple(torch.tensor(v) for v in (0.0, 0.3, 0.15, 0.6, 1.0, 0.001))

@@ -21,7 +21,7 @@ def _run(name: str, argv: list[str], capsys) -> str:
 
 
 def test_the_examples_are_listed():
-    assert set(EXAMPLES) == {"abcd", "mlp", "simple_pytorch_to_mdf", "inception", "fit_fitzhugh_nagumo"}
+    assert set(EXAMPLES) == {"abcd", "mlp", "simple_pytorch_to_mdf", "inception", "fit_fitzhugh_nagumo", "ddm"}
 
 
 def test_abcd(tmp_path, capsys):

@@ -47,6 +47,7 @@ EXAMPLES = {
     "simple_pytorch_to_mdf": "a small CNN (224x224x3, 2 classes) to MDF, pictures at level 1 and 3, compared",
     "inception": "Inception blocks to MDF through torch.export and TorchScript, run from the file, compared",
     "fit_fitzhugh_nagumo": "fit FitzHugh-Nagumo's external current to a trajectory with torch.optim through simulate",
+    "ddm": "the seed's drift-diffusion function to MDF, trials simulated to their decisions in one call, RT plot",
 }
 
 

@@ -82,6 +82,19 @@ def adopt_regions(node: Node, graph: Graph) -> None:
             g._counter = graph._counter
 
 
+def take_regions(node: Node) -> tuple[Graph, ...]:
+    """Detach every region of ``node`` (to hand them to a node replacing it); the regions keep
+    their nodes, names and uses of outer values."""
+    regions = node._regions
+    if regions:
+        node._regions = ()
+        if node.graph is not None:
+            node.graph._region_owners -= 1
+        for r in regions:
+            r.parent_node = None
+    return regions
+
+
 def release_regions(node: Node) -> None:
     """``node`` was removed: drop the uses its regions' nodes make of outer values, and stop
     noting the outer values its regions return."""
@@ -232,5 +245,5 @@ def drive(graph: Graph, plain: Callable[[Node], Any], region_node: Callable[[Nod
             stack.append((iter(req[0]), co, req[0]))
 
 
-__all__ = ["attach_region", "walk_nodes", "walk_graphs", "inner_first", "captured_values", "owner_in",
+__all__ = ["attach_region", "take_regions", "walk_nodes", "walk_graphs", "inner_first", "captured_values", "owner_in",
            "inline_region", "drive", "RegionCoroutine"]
