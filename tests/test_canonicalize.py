@@ -863,3 +863,5 @@ def test_coverage_rules_sort_scatter_resize():
     check("aten::upsample_bilinear2d.vec", [f(1, 2, 3, 4)],
           {"output_size": [5, 6], "align_corners": True, "scale_factors": None}, exact=False)
     check("aten::sum.dim_IntList", [torch.tensor(3.0)], {"dim": [0]})  # a 0-d input has dim 0 in torch
+    check("aten::diagonal", [f(3, 4, 5)], {"offset": -1, "dim1": 2, "dim2": 0}, expect="onnx::Gather")
+    check("aten::diagonal", [f(4, 4)], {"offset": 2})

@@ -1834,6 +1834,30 @@ def _slice_scatter(node, rw):
     return [_scatter_along(rw, x, src, dim, start, end)]
 
 
+@rule("diagonal")
+def _diagonal(node, rw):
+    """diagonal(x, offset, dim1, dim2): the two dims moved last and flattened, then a Gather of
+    the diagonal's flat positions (known from the static shape)."""
+    x = rw.input(0)
+    xs = rw.shape(x)
+    if xs is None or len(xs) < 2 or not _all_ints(list(xs)):
+        return None
+    r = len(xs)
+    d1, d2, off = _norm(int(rw.arg("dim1")), r), _norm(int(rw.arg("dim2")), r), int(rw.arg("offset"))
+    if d1 == d2:
+        return None
+    n1, n2 = xs[d1], xs[d2]
+    row0, col0 = max(-off, 0), max(off, 0)
+    length = min(n1 - row0, n2 - col0)
+    if length <= 0:
+        return None
+    rest = [i for i in range(r) if i not in (d1, d2)]
+    t = rw.op("onnx::Transpose", [x], {"perm": rest + [d1, d2]})
+    flat = _reshape_to(rw, t, [xs[i] for i in rest] + [n1 * n2])
+    idx = [(row0 + i) * n2 + col0 + i for i in range(length)]
+    return [rw.op("onnx::Gather", [flat, rw.const(idx, dtype=torch.int64)], {"axis": len(rest)})]
+
+
 @rule("upsample_nearest2d.vec", "upsample_bilinear2d.vec")
 def _upsample(node, rw):
     """Resize: nearest is ``asymmetric``/``floor``, bilinear ``align_corners`` or
