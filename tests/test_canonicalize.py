@@ -865,3 +865,5 @@ def test_coverage_rules_sort_scatter_resize():
     check("aten::sum.dim_IntList", [torch.tensor(3.0)], {"dim": [0]})  # a 0-d input has dim 0 in torch
     check("aten::diagonal", [f(3, 4, 5)], {"offset": -1, "dim1": 2, "dim2": 0}, expect="onnx::Gather")
     check("aten::diagonal", [f(4, 4)], {"offset": 2})
+    check("aten::grid_sampler_2d", [f(1, 2, 4, 5), f(1, 3, 3, 2)],
+          {"interpolation_mode": 0, "padding_mode": 1, "align_corners": False}, expect="onnx::GridSample")

@@ -444,6 +444,15 @@ def test_scatter_nd(reduction):
     check("ScatterND", [f32(4, 3, 2), torch.tensor([[1, 2], [3, 0]]), f32(2, 2)], {"reduction": reduction})
 
 
+def test_grid_sample():
+    grid = f32(1, 3, 3, 2, lo=-1.1, hi=1.1)
+    for mode in ("bilinear", "nearest", "bicubic"):
+        for pad in ("zeros", "border", "reflection"):
+            check("GridSample", [f32(1, 2, 4, 5), grid], {"mode": mode, "padding_mode": pad, "align_corners": 0},
+                  rtol=1e-5, atol=1e-5)
+    check("GridSample", [f32(1, 2, 4, 5), grid], {"align_corners": 1}, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("attrs,scales,sizes", [
     ({"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
      torch.tensor([1.0, 1.0, 2.0, 1.5]), None),

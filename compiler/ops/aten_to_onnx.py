@@ -1858,6 +1858,18 @@ def _diagonal(node, rw):
     return [rw.op("onnx::Gather", [flat, rw.const(idx, dtype=torch.int64)], {"axis": len(rest)})]
 
 
+@rule("grid_sampler_2d")
+def _grid_sampler(node, rw):
+    """GridSample: torch's mode and padding codes as ONNX's names."""
+    mode = {0: "bilinear", 1: "nearest", 2: "bicubic"}.get(rw.arg("interpolation_mode"))
+    pad = {0: "zeros", 1: "border", 2: "reflection"}.get(rw.arg("padding_mode"))
+    x, grid = rw.input(0), rw.input(1)
+    if mode is None or pad is None or not _is_float(rw.dtype(x)) or rw.dtype(grid) != rw.dtype(x):
+        return None
+    return [rw.op("onnx::GridSample", [x, grid], {"mode": mode, "padding_mode": pad,
+                                                  "align_corners": int(bool(rw.arg("align_corners")))})]
+
+
 @rule("upsample_nearest2d.vec", "upsample_bilinear2d.vec")
 def _upsample(node, rw):
     """Resize: nearest is ``asymmetric``/``floor``, bilinear ``align_corners`` or

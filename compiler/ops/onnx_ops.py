@@ -850,3 +850,13 @@ _reg("TopK", top_k, ("X", "K"), num_outputs=2)
 _reg("ScatterElements", scatter_elements, ("data", "indices", "updates"))
 _reg("ScatterND", scatter_nd, ("data", "indices", "updates"))
 _reg("Resize", resize, ("X", "roi", "scales", "sizes"))
+
+
+def grid_sample(X, grid, align_corners: int = 0, mode: str = "bilinear", padding_mode: str = "zeros"):
+    """ONNX GridSample (opset 16-19 mode names) on 4-d input: torch's ``grid_sample``."""
+    if mode not in ("bilinear", "nearest", "bicubic") or padding_mode not in ("zeros", "border", "reflection"):
+        raise _unsupported("GridSample", f"mode={mode!r}, padding_mode={padding_mode!r}")
+    return F.grid_sample(X, grid, mode=mode, padding_mode=padding_mode, align_corners=bool(align_corners))
+
+
+_reg("GridSample", grid_sample, ("X", "grid"), min_opset=16)
