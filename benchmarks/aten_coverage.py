@@ -17,16 +17,17 @@ exercises.  Then two legs, each compared with the op's own eager result:
 * ``onnx``: exported program -> ``torchmdf.compile(..., target="onnx")`` -> onnxruntime.
 
 An op *round-trips* a leg when at least one sample exercising it passes that leg (every
-sample, passing or not, is counted in its row).  Its *spelling* is ``aten`` when a passing MDF
-file still names it as ``aten::...``, else ``onnx`` (it was canonicalized to ONNX ops).  A
-failure is recorded as ``ErrorClass: first line of the message`` (shortened).
+sample, passing or not, is counted in its row).  Its *spelling* is ``onnx`` when at least one
+passing MDF file has it canonicalized to ONNX ops (not naming it as ``aten::...``), else
+``aten``.  A failure is recorded as ``ErrorClass: first line of the message`` (shortened).
 
 ``python benchmarks/aten_coverage.py`` regenerates ``tests/expect/aten_coverage.json`` (about
 40 minutes on two busy cores); ``--ops add,mul --update`` re-runs those OpInfo entries and
 replaces their rows in the file; ``--json PATH`` writes elsewhere.
 
-A few core overloads no OpInfo sample reaches (backward kernels) are called directly as
-``extra.<op>`` entries (:data:`EXTRAS`); where torch.export's core table decomposes such an op
+Core overloads no float32 OpInfo sample reaches (backward kernels, integer-only bitwise ops,
+overloads the samples reach only through other spellings) are called directly as ``extra.<op>``
+entries (:data:`EXTRAS`); where torch.export's core table decomposes such an op
 away, its row counts the sample that checks its decomposition (``decomposed``).
 ``tests/test_aten_coverage.py`` re-runs the recorded passes and fails when one regresses.
 """
@@ -269,6 +270,9 @@ def _extras() -> list[_Extra]:
     aten = torch.ops.aten
     r = torch.randn
 
+    def ints(*shape):
+        return torch.randint(-8, 8, shape)
+
     def pool_idx():
         x = r(1, 2, 6, 6)
         _, idx = aten.max_pool2d_with_indices(x, [2, 2], [2, 2])
@@ -296,6 +300,30 @@ def _extras() -> list[_Extra]:
         _Extra(aten.max_pool2d_with_indices_backward.default, pool_idx),
         _Extra(aten.native_group_norm_backward.default, group_norm_bwd),
         _Extra(aten.native_layer_norm_backward.default, layer_norm_bwd),
+        _Extra(aten._embedding_bag.default,
+               lambda: [_Sample(r(6, 3), torch.tensor([0, 2, 5, 1, 4]), torch.tensor([0, 2]), False, 0)]),
+        _Extra(aten._pdist_forward.default, lambda: [_Sample(r(4, 3), 2.0)]),
+        _Extra(aten.col2im.default, lambda: [_Sample(r(1, 8, 4), [3, 3], [2, 2], [1, 1], [0, 0], [1, 1])]),
+        _Extra(aten._native_batch_norm_legit.no_stats, lambda: [_Sample(r(2, 3, 4), r(3), r(3), True, 0.1, 1e-5)]),
+        _Extra(aten.avg_pool1d.default, lambda: [_Sample(r(1, 2, 6), [2], [2])]),
+        _Extra(aten.adaptive_avg_pool1d.default, lambda: [_Sample(r(1, 2, 6), [3])]),
+        _Extra(aten.nonzero.default, lambda: [_Sample(torch.tensor([[0.0, 1.5], [2.0, 0.0]]))]),
+        # integer-only ops (OpInfo's float32 samples skip them)
+        *(_Extra(getattr(aten, f"bitwise_{k}").Scalar, lambda: [_Sample(ints(3, 4), 6)]) for k in ("and", "or", "xor")),
+        _Extra(aten.bitwise_xor.Tensor, lambda: [_Sample(ints(3, 4), ints(3, 4))]),
+        # overloads the OpInfo samples reach only through other spellings
+        _Extra(aten.reflection_pad1d.default, lambda: [_Sample(r(1, 2, 5), [1, 2])]),
+        _Extra(aten.reflection_pad2d.default, lambda: [_Sample(r(1, 2, 4, 5), [1, 1, 2, 0])]),
+        _Extra(aten.reflection_pad3d.default, lambda: [_Sample(r(1, 1, 3, 4, 5), [1, 1, 1, 0, 2, 1])]),
+        _Extra(aten.replication_pad2d.default, lambda: [_Sample(r(1, 2, 4, 5), [1, 1, 2, 0])]),
+        _Extra(aten.replication_pad3d.default, lambda: [_Sample(r(1, 1, 3, 4, 5), [1, 1, 1, 0, 2, 1])]),
+        _Extra(aten.scatter.value, lambda: [_Sample(r(3, 4), 0, torch.tensor([[0, 2, 1, 0]]), 2.5)]),
+        _Extra(aten.select_scatter.default, lambda: [_Sample(r(3, 4), r(4), 0, 1)]),
+        _Extra(aten.squeeze.dim, lambda: [_Sample(r(3, 1, 4), 1)]),
+        _Extra(aten.fill.Scalar, lambda: [_Sample(r(3, 4), 1.5)]),
+        _Extra(aten.div.Scalar_mode, lambda: [_Sample(r(3, 4) * 4, 1.5, rounding_mode="floor")]),
+        _Extra(aten.var.dim, lambda: [_Sample(r(3, 4), [1], True, True)]),
+        _Extra(aten.upsample_nearest2d.vec, lambda: [_Sample(r(1, 2, 3, 4), None, [2.0, 2.0])]),
     ]
 
 
@@ -451,9 +479,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 # ---------------------------------------------------------------------------------------------
 # checking a recorded sweep (tests/test_aten_coverage.py)
@@ -507,3 +532,7 @@ def compare_runs(expect: dict[str, Any], results: dict[tuple[str, int], dict[str
             elif was not in (None, "pass") and now == "pass":
                 better.append(f"{key[0]}[{key[1]}] {leg}: now passes (was {was})")
     return worse, better
+
+
+if __name__ == "__main__":
+    sys.exit(main())
