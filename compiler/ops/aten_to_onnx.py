@@ -1450,13 +1450,19 @@ def _index(node, rw):
             return None
     else:
         return None
+    return [rw.op("onnx::GatherND", [rw.input(0), _nd_indices(rw, idx, shapes, b)])]
+
+
+def _nd_indices(rw, idx, shapes, b):
+    """The index tensors broadcast to ``b`` and stacked on a last axis: GatherND/ScatterND's
+    ``indices`` (``[..., k]``)."""
     parts = []
     for v, s in zip(idx, shapes):
         v = rw.cast(v, torch.int64)
         if s != b:
             v = rw.op("onnx::Expand", [v, rw.const(list(b), dtype=torch.int64)])
         parts.append(rw.op("onnx::Unsqueeze", [v, rw.const([-1], dtype=torch.int64)]))
-    return [rw.op("onnx::GatherND", [rw.input(0), rw.op("onnx::Concat", parts, {"axis": -1})])]
+    return parts[0] if len(parts) == 1 else rw.op("onnx::Concat", parts, {"axis": -1})
 
 
 @rule("gather")
@@ -1776,13 +1782,7 @@ def _index_put(node, rw):
         b = tuple(torch.broadcast_shapes(*shapes))
     except RuntimeError:
         return None
-    parts = []
-    for v, s in zip(idx, shapes):
-        v = rw.cast(v, torch.int64)
-        if s != b:
-            v = rw.op("onnx::Expand", [v, rw.const(list(b), dtype=torch.int64)])
-        parts.append(rw.op("onnx::Unsqueeze", [v, rw.const([-1], dtype=torch.int64)]))
-    ind = parts[0] if len(parts) == 1 else rw.op("onnx::Concat", parts, {"axis": -1})
+    ind = _nd_indices(rw, idx, shapes, b)
     upd_shape = list(b) + list(xs[len(idx):])
     dt = rw.dtype(x)
     upd = rw.op("onnx::Expand", [rw.cast(vals, dt), rw.const(upd_shape, dtype=torch.int64)])
