@@ -151,3 +151,17 @@ def test_frontend_reports_a_call_that_fits_no_overload_at_its_node():
     with pytest.raises(UnsupportedOpError) as e:
         lower_fx(gm, (torch.ones(2),))
     assert e.value.ops == [("aten::add with these arguments", "fx node 'add' [fx]")]
+
+
+def test_optional_argument_without_default_is_passed_as_none():
+    """``int? divisor_override`` has no schema default: a file omits it when it is None, and the
+    call built back must still pass it (found by the ATen coverage sweep)."""
+    from torchmdf.ops.aten_schema import aten_signature
+
+    sig = aten_signature(torch.ops.aten.avg_pool2d_backward.default)
+    g, x = torch.randn(1, 1, 2, 2), torch.randn(1, 1, 4, 4)
+    attrs = {"kernel_size": [2, 2], "stride": [2, 2], "padding": [0, 0], "ceil_mode": False,
+             "count_include_pad": True}
+    args, kwargs = sig.build_call([g, x], attrs)
+    out = torch.ops.aten.avg_pool2d_backward.default(*args, **kwargs)
+    torch.testing.assert_close(out, torch.ops.aten.avg_pool2d_backward(g, x, [2, 2], [2, 2], [0, 0], False, True, None))

@@ -543,7 +543,7 @@ def test_reductions():
     check("aten::cumsum", [ii(3, 4, dtype=torch.int32)], {"dim": 1}, expect="onnx::CumSum")
     check("aten::cumsum", [X], {"dim": -1})
     check("aten::linalg_vector_norm", [X], {"ord": 2, "dim": [1]}, exact=False)
-    check("aten::var.correction", [X], {"dim": [1], "correction": 1}, onnx=False)
+    check("aten::var.correction", [X], {"dim": [1], "correction": 1}, exact=False, expect="onnx::ReduceMean")
 
 
 @pytest.mark.parametrize("op,attrs", [("aten::any", {}), ("aten::all", {}), ("aten::any.dim", {"dim": 1}),
@@ -836,3 +836,34 @@ def test_einsum_and_swapaxes():
     eq = next(n for n in g if n.op == "onnx::Einsum").attrs["equation"]
     assert eq.islower() and len(set(eq.split("->")[0].replace(",", ""))) == 3
     check("aten::swapaxes", [a], {"axis0": 0, "axis1": 2}, expect="onnx::Transpose")
+
+
+def test_coverage_rules_sort_scatter_resize():
+    """The forms added for the ATen coverage sweep (benchmarks/aten_coverage.py)."""
+    check("aten::trunc", [f(3, 4) * 3], expect="onnx::Where")
+    check("aten::log2", [f(3, 4).abs() + 0.1], exact=False)
+    check("aten::log1p", [f(3, 4).abs()], exact=False)
+    check("aten::atan2", [torch.tensor([1.0, -1.0, 0.0, 0.0, -1.0, 1.0, 0.0]),
+                          torch.tensor([1.0, -1.0, 1.0, -1.0, 0.0, 0.0, 0.0])], exact=False)
+    check("aten::topk", [X], {"k": 2, "dim": 1}, expect="onnx::TopK")
+    check("aten::topk", [X], {"k": 2, "dim": 1, "sorted": False}, onnx=False)
+    check("aten::sort", [torch.tensor([[1.0, 2.0, 1.0, 0.0]])], {"descending": True}, expect="onnx::TopK")
+    idx = ii(2, 4, lo=0, hi=3)
+    check("aten::scatter.src", [f(3, 4), idx, f(2, 4)], {"dim": 0}, expect="onnx::ScatterElements")
+    check("aten::scatter_add", [f(3, 4), idx, f(2, 4)], {"dim": 0})
+    check("aten::scatter_reduce.two", [f(3, 4), idx, f(2, 4)], {"dim": 0, "reduce": "amax"})
+    check("aten::scatter_reduce.two", [f(3, 4), idx, f(2, 4)], {"dim": 0, "reduce": "mean"}, onnx=False)
+    check("aten::index_put", [f(3, 4), torch.tensor([0, 2]), f(2, 4)], expect="onnx::ScatterND")
+    check("aten::index_put", [f(3, 4), torch.tensor([0, 2, 0]), torch.tensor([1, 1, 1]), torch.tensor(2.0)],
+          {"accumulate": True})
+    check("aten::slice_scatter", [f(3, 5), f(3, 2)], {"dim": 1, "start": 2, "end": 4}, expect="onnx::Concat")
+    check("aten::select_scatter", [f(3, 5), f(5)], {"dim": 0, "index": -1})
+    check("aten::upsample_nearest2d.vec", [f(1, 2, 3, 4)], {"output_size": None, "scale_factors": [2.0, 1.5]},
+          expect="onnx::Resize")
+    check("aten::upsample_bilinear2d.vec", [f(1, 2, 3, 4)],
+          {"output_size": [5, 6], "align_corners": True, "scale_factors": None}, exact=False)
+    check("aten::sum.dim_IntList", [torch.tensor(3.0)], {"dim": [0]})  # a 0-d input has dim 0 in torch
+    check("aten::diagonal", [f(3, 4, 5)], {"offset": -1, "dim1": 2, "dim2": 0}, expect="onnx::Gather")
+    check("aten::diagonal", [f(4, 4)], {"offset": 2})
+    check("aten::grid_sampler_2d", [f(1, 2, 4, 5), f(1, 3, 3, 2)],
+          {"interpolation_mode": 0, "padding_mode": 1, "align_corners": False}, expect="onnx::GridSample")

@@ -331,3 +331,22 @@ def test_arrays_and_tensors_are_values():
     n = Node(id="A", parameters=[Parameter(id="w", value=torch.ones(2, 2)), Parameter(id="b", value=[1, 2]),
                                  Parameter(id="c", value=torch.zeros(2, dtype=torch.complex64))])
     _one(_model(n), "parameter 'c' > value", "complex")
+
+
+def test_aten_string_argument_is_a_literal():
+    """``rounding_mode: "floor"`` of ``aten::div.Tensor_mode`` is the string, not an expression
+    naming ``floor`` (found by the ATen coverage sweep); a string that names a value in scope
+    still refers to it, and one given where the schema takes no string is still an expression."""
+    import torchmdf
+
+    class FloorDiv(torch.nn.Module):
+        def forward(self, a, b):
+            return torch.div(a, b, rounding_mode="floor")
+
+    a, b = torch.tensor([7.5, -3.0, 2.0]), torch.tensor([2.0, 2.0, -0.5])
+    m = torchmdf.compile(FloorDiv(), example_inputs=(a, b))
+    assert torchmdf.mdf.validate(m) == []
+    torch.testing.assert_close(torchmdf.compile(m, target="fx")(a, b), torch.div(a, b, rounding_mode="floor"))
+    p = next(p for n in m.graphs[0].nodes for p in n.parameters if p.function == "aten::div.Tensor_mode")
+    p.args["other"] = "floor"  # not a string argument: an expression, and no value is named so
+    assert any("floor" in str(e) for e in torchmdf.mdf.validate(m))

@@ -424,6 +424,48 @@ def test_where_dropout_einsum():
     check("Einsum", [f32(2, 3), f32(3, 4)], {"equation": "ij,jk->ik"})
 
 
+
+def test_topk():
+    check("TopK", [f32(3, 5), i64(2)], {"axis": 1}, n_out=2)
+    check("TopK", [f32(3, 5), i64(3)], {"axis": 0, "largest": 0}, n_out=2)
+    check("TopK", [torch.tensor([[1.0, 2.0, 1.0, 2.0]]), i64(4)], {"axis": -1}, n_out=2)  # ties: lower index first
+
+
+@pytest.mark.parametrize("reduction", ["none", "add", "mul", "max", "min"])
+def test_scatter_elements(reduction):
+    idx = torch.tensor([[0, 2, -1], [1, 0, 2]])
+    check("ScatterElements", [f32(3, 3), idx, f32(2, 3)], {"axis": 0 if reduction != "none" else 1,
+                                                            "reduction": reduction})
+
+
+@pytest.mark.parametrize("reduction", ["none", "add", "mul", "max", "min"])
+def test_scatter_nd(reduction):
+    check("ScatterND", [f32(4, 3), torch.tensor([[1], [-1]]), f32(2, 3)], {"reduction": reduction})
+    check("ScatterND", [f32(4, 3, 2), torch.tensor([[1, 2], [3, 0]]), f32(2, 2)], {"reduction": reduction})
+
+
+def test_grid_sample():
+    grid = f32(1, 3, 3, 2, lo=-1.1, hi=1.1)
+    for mode in ("bilinear", "nearest", "bicubic"):
+        for pad in ("zeros", "border", "reflection"):
+            check("GridSample", [f32(1, 2, 4, 5), grid], {"mode": mode, "padding_mode": pad, "align_corners": 0},
+                  rtol=1e-5, atol=1e-5)
+    check("GridSample", [f32(1, 2, 4, 5), grid], {"align_corners": 1}, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("attrs,scales,sizes", [
+    ({"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
+     torch.tensor([1.0, 1.0, 2.0, 1.5]), None),
+    ({"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
+     None, i64(1, 2, 5, 7)),
+    ({"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"}, torch.tensor([1.0, 1.0, 1.7, 2.0]),
+     None),
+    ({"mode": "linear", "coordinate_transformation_mode": "align_corners"}, None, i64(1, 2, 5, 6)),
+])
+def test_resize(attrs, scales, sizes):
+    check("Resize", [f32(1, 2, 3, 4), None, scales, sizes], attrs, rtol=1e-5, atol=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------
 # end to end: canonicalized models run in onnxruntime and give torch's numbers
 # ---------------------------------------------------------------------------------------------

@@ -61,10 +61,10 @@ from typing import Any, Callable, Sequence
 
 import torch
 import torch.fx
-from torch.utils import _pytree as pytree
 
 from ..errors import ConversionError, TorchMDFError, UnsupportedOpError
 from ..ir import Graph, InputMutation, Provenance, TensorType, Value, ValueRole
+from ..ir._signature import dumps_spec
 from ..ir.meta_keys import PERSISTENT
 from ..ops import registry
 from ..ops.aten_schema import OMIT, aten_signature, op_name_of
@@ -454,9 +454,9 @@ class _Lowering(FxGraphWalker):
         sig.input_names = input_names
         call_spec = ep.call_spec
         if call_spec.in_spec is not None:
-            sig.in_spec = pytree.treespec_dumps(call_spec.in_spec)
+            sig.in_spec = dumps_spec(call_spec.in_spec)
         if call_spec.out_spec is not None:
-            sig.out_spec = pytree.treespec_dumps(call_spec.out_spec)
+            sig.out_spec = dumps_spec(call_spec.out_spec)
         sig.mutated_buffers = sorted(state_of)
 
         for n in g:

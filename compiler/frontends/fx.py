@@ -20,6 +20,7 @@ from torch import nn
 
 from torchmdf.errors import ConversionError, UnsupportedOpError
 from torchmdf.ir import Graph, Provenance, TensorType, Value, ValueRole
+from torchmdf.ir._signature import dumps_spec
 from torchmdf.ops.aten_schema import match_overload
 
 from ._fx_walk import FxGraphWalker, Unsupported
@@ -129,7 +130,7 @@ class _Lowerer(FxGraphWalker):
             raise ConversionError("model output is not a tensor or structure of tensors",
                                   location=f"fx node {n.name}")
         g.outputs = list(flat)
-        g.signature.out_spec = torch.utils._pytree.treespec_dumps(spec)
+        g.signature.out_spec = dumps_spec(spec)
 
     def get_attr(self, n: torch.fx.Node, obj: Any) -> Any:
         if isinstance(obj, torch.Tensor):

@@ -91,3 +91,26 @@ class GraphSignature:
 
 
 __all__ = ["GraphSignature", "InputMutation"]
+
+
+def dumps_spec(spec: Any) -> str:
+    """``treespec_dumps(spec)``, with named tuples (``torch.return_types.sort``...) written as
+    plain tuples: torch cannot serialize those, and a loaded file could not name their type."""
+    from torch.utils import _pytree as pytree
+
+    try:
+        return pytree.treespec_dumps(spec)
+    except NotImplementedError:  # a structseq or named tuple somewhere in the structure
+        pass
+
+    def plain(x: Any) -> Any:
+        if isinstance(x, tuple):
+            return tuple(plain(c) for c in x)
+        if isinstance(x, list):
+            return [plain(c) for c in x]
+        if isinstance(x, dict):
+            return type(x)((k, plain(c)) for k, c in x.items())
+        return x
+
+    tree = pytree.tree_unflatten([0] * spec.num_leaves, spec)
+    return pytree.treespec_dumps(pytree.tree_flatten(plain(tree))[1])

@@ -98,6 +98,26 @@ def string_attribute_names(node: Node) -> frozenset[str]:
     return frozenset(out)
 
 
+def _aten_string_args(name: str) -> frozenset[str]:
+    """The string-typed arguments of an ``aten::`` function (enumerations: the file allow-list
+    admits no other strings), which a file writes as literal strings."""
+    if not name.startswith("aten::"):
+        return frozenset()
+    from torchmdf.ops.registry import resolve_aten
+
+    ov = resolve_aten(name)
+    if ov is None:
+        return frozenset()
+    out = set()
+    for a in ov._schema.arguments:
+        t = a.type
+        if isinstance(t, torch._C.OptionalType):
+            t = t.getElementType()
+        if isinstance(t, torch._C.StringType):
+            out.add(a.name)
+    return frozenset(out)
+
+
 def _is_id(x: Any) -> bool:
     return type(x) is str and x.strip() != ""
 
@@ -449,6 +469,8 @@ class _Validator:
             if isinstance(v, str) and sig is not None and sig.attributes.get(k) in ("STRING", "STRINGS") \
                     and v not in scope:
                 continue  # a literal string attribute, e.g. onnx::Pad mode "constant"
+            if isinstance(v, str) and isinstance(name, str) and k in _aten_string_args(name) and v not in scope:
+                continue  # likewise an ATen string argument (div rounding_mode "floor")
             if isinstance(v, str):
                 self.expr(ap, "value", v, scope, _Except(arg_names, k))
             elif not _is_value(v):

@@ -240,7 +240,7 @@ class AtenSignature:
         kwargs: dict[str, Any] = {}
         pos = 0
         positional_ok = True
-        for name, kind, kwo in zip(self.arg_names, self.kinds, self.kwarg_only):
+        for name, kind, kwo, has_def in zip(self.arg_names, self.kinds, self.kwarg_only, self.has_default):
             if kind in _SINGLE_TENSOR:
                 val = inputs[pos] if pos < len(inputs) else None
                 pos += 1
@@ -251,6 +251,8 @@ class AtenSignature:
                 val = attrs[name]
                 if isinstance(val, tuple):
                     val = list(val)
+            elif not has_def:  # an optional argument without a default (``int? divisor_override``),
+                val = None     # passed as None, which a file does not write
             else:
                 positional_ok = False
                 continue

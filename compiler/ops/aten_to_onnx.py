@@ -1291,6 +1291,8 @@ def _dropout(node, rw):
 def _reduce(rw, name, x, dims, keepdim, dt=None):
     if dt is not None:
         x = rw.cast(x, dt)
+    if rw.rank(x) == 0:  # torch reduces a 0-d tensor over dim 0 or -1; ONNX has no such axis
+        return rw.op("onnx::Abs", [x]) if name in ("onnx::ReduceL1", "onnx::ReduceL2") else x
     ins = [x]
     if dims:
         ins.append(rw.const([int(d) for d in dims], dtype=torch.int64))
@@ -1339,8 +1341,10 @@ def _max_dim(node, rw):
     is_max = node.op.startswith("aten::max")
     d, keep = int(rw.arg("dim")), bool(rw.arg("keepdim"))
     vals = _reduce(rw, "onnx::ReduceMax" if is_max else "onnx::ReduceMin", x, [d], keep) if rw.used(0) else None
-    idx = (rw.op("onnx::ArgMax" if is_max else "onnx::ArgMin", [x], {"axis": d, "keepdims": int(keep)})
-           if rw.used(1) else None)
+    idx = None
+    if rw.used(1):
+        idx = (rw.const(0, dtype=torch.int64) if rw.rank(x) == 0 else
+               rw.op("onnx::ArgMax" if is_max else "onnx::ArgMin", [x], {"axis": d, "keepdims": int(keep)}))
     return [vals, idx]
 
 
@@ -1358,6 +1362,8 @@ def _argmax(node, rw):
             return None
         flat = _reshape_to(rw, x, [-1])
         return [rw.op(name, [flat], {"axis": 0, "keepdims": 0})]
+    if rw.rank(x) == 0:
+        return [rw.const(0, dtype=torch.int64)]
     return [rw.op(name, [x], {"axis": int(d), "keepdims": keep})]
 
 
@@ -1444,13 +1450,19 @@ def _index(node, rw):
             return None
     else:
         return None
+    return [rw.op("onnx::GatherND", [rw.input(0), _nd_indices(rw, idx, shapes, b)])]
+
+
+def _nd_indices(rw, idx, shapes, b):
+    """The index tensors broadcast to ``b`` and stacked on a last axis: GatherND/ScatterND's
+    ``indices`` (``[..., k]``)."""
     parts = []
     for v, s in zip(idx, shapes):
         v = rw.cast(v, torch.int64)
         if s != b:
             v = rw.op("onnx::Expand", [v, rw.const(list(b), dtype=torch.int64)])
         parts.append(rw.op("onnx::Unsqueeze", [v, rw.const([-1], dtype=torch.int64)]))
-    return [rw.op("onnx::GatherND", [rw.input(0), rw.op("onnx::Concat", parts, {"axis": -1})])]
+    return parts[0] if len(parts) == 1 else rw.op("onnx::Concat", parts, {"axis": -1})
 
 
 @rule("gather")
@@ -1621,6 +1633,266 @@ def _copy(node, rw):
     target = rw.const(list(shape), dtype=torch.int64) if shape is not None and _all_ints(list(shape)) \
         else rw.op("onnx::Shape", [x])
     return [rw.op("onnx::Expand", [s, target])]
+
+
+# ---------------------------------------------------------------------------------------------
+# more core ATen ops (the coverage sweep, benchmarks/aten_coverage.py)
+# ---------------------------------------------------------------------------------------------
+
+
+@rule("trunc")
+def _trunc(node, rw):
+    """trunc(x) = Ceil(x) where x < 0 else Floor(x) (exact; integers are their own trunc)."""
+    x = rw.input(0)
+    dt = rw.dtype(x)
+    if _is_int(dt):
+        return [x]
+    if not _is_float(dt):
+        return None
+    neg = rw.op("onnx::Less", [x, rw.const(0.0, dtype=dt)])
+    return [rw.op("onnx::Where", [neg, rw.op("onnx::Ceil", [x]), rw.op("onnx::Floor", [x])])]
+
+
+@rule("log2", "log10", "log1p", "expm1")
+def _log_exp_variants(node, rw):
+    """log2/log10 = Log(x) / ln(base); log1p = Log(1 + x); expm1 = Exp(x) - 1 (as torch.onnx
+    writes them: within an ulp or two, less exact than torch's kernels near 0 for log1p/expm1)."""
+    dt = rw.out_dtype(0)
+    if not _is_float(dt) or not _onnx_dtype_ok(dt):
+        return None
+    x = rw.cast(rw.input(0), dt)
+    base = node.op[6:]
+    if base == "expm1":
+        return [rw.op("onnx::Sub", [rw.op("onnx::Exp", [x]), rw.const(1.0, dtype=dt)])]
+    if base == "log1p":
+        return [rw.op("onnx::Log", [rw.op("onnx::Add", [x, rw.const(1.0, dtype=dt)])])]
+    ln = math.log(2.0) if base == "log2" else math.log(10.0)
+    return [rw.op("onnx::Div", [rw.op("onnx::Log", [x]), rw.const(ln, dtype=dt)])]
+
+
+@rule("atan2")
+def _atan2(node, rw):
+    """atan2(y, x) = Atan(y / x), moved by +-pi where x < 0, +-pi/2 where x == 0 (0 at the origin)."""
+    dt = rw.out_dtype(0)
+    if not _is_float(dt) or not _onnx_dtype_ok(dt):
+        return None
+    y, x = rw.cast(rw.input(0), dt), rw.cast(rw.input(1), dt)
+    zero = rw.const(0.0, dtype=dt)
+    base = rw.op("onnx::Atan", [rw.op("onnx::Div", [y, x])])
+    y_neg = rw.op("onnx::Less", [y, zero])
+    pi = rw.op("onnx::Where", [y_neg, rw.const(-math.pi, dtype=dt), rw.const(math.pi, dtype=dt)])
+    left = rw.op("onnx::Add", [base, pi])
+    half = rw.op("onnx::Where", [y_neg, rw.const(-math.pi / 2, dtype=dt), rw.const(math.pi / 2, dtype=dt)])
+    y_zero = rw.op("onnx::Equal", [y, zero])
+    on_axis = rw.op("onnx::Where", [y_zero, zero, half])
+    x_neg, x_zero = rw.op("onnx::Less", [x, zero]), rw.op("onnx::Equal", [x, zero])
+    return [rw.op("onnx::Where", [x_zero, on_axis, rw.op("onnx::Where", [x_neg, left, base])])]
+
+
+@rule("var.correction", "var.dim")
+def _var(node, rw):
+    """var = ReduceSum((x - mean)^2) / (N - correction) over the reduced dims (N known)."""
+    x = rw.input(0)
+    dt, shape = rw.out_dtype(0), rw.shape(x)
+    if not _is_float(dt) or shape is None or not _all_ints(list(shape)):
+        return None
+    r = len(shape)
+    dims = _dims_arg(rw) or list(range(r))
+    n = 1
+    for d in dims:
+        n *= shape[_norm(d, r)] if r else 1
+    if node.op == "aten::var.dim":
+        corr = 1 if rw.arg("unbiased") in (None, True) else 0
+    else:
+        c = rw.arg("correction")
+        corr = 1 if c is None else c
+    if r == 0 or n - corr <= 0:
+        return None  # torch's nan/inf conventions
+    x = rw.cast(x, dt)
+    mean = _reduce(rw, "onnx::ReduceMean", x, dims, True)
+    d = rw.op("onnx::Sub", [x, mean])
+    ss = _reduce(rw, "onnx::ReduceSum", rw.op("onnx::Mul", [d, d]), dims, bool(rw.arg("keepdim")))
+    return [rw.op("onnx::Div", [ss, rw.const(float(n - corr), dtype=dt)])]
+
+
+@rule("topk", "sort", "sort.stable")
+def _topk_sort(node, rw):
+    """topk and sort are TopK (ties: lower index first, which is torch's stable sort)."""
+    x = rw.input(0)
+    shape = rw.shape(x)
+    if shape is None or not _onnx_dtype_ok(rw.dtype(x)) or rw.dtype(x) == torch.bool:
+        return None
+    r = len(shape)
+    d = rw.arg("dim")
+    d = -1 if d is None else int(d)
+    if r == 0:
+        return None
+    n = shape[_norm(d, r)]
+    if node.op == "aten::topk":
+        k, largest, srt = int(rw.arg("k")), bool(rw.arg("largest")), bool(rw.arg("sorted"))
+        if not srt:
+            return None  # torch's order of an unsorted topk is unspecified
+    else:
+        if not isinstance(n, int):
+            return None
+        k, largest = n, bool(rw.arg("descending"))
+    v, i = rw.op("onnx::TopK", [x, rw.const([k], dtype=torch.int64)],
+                 {"axis": d, "largest": int(largest), "sorted": 1}, num_outputs=2)
+    return [v, i]
+
+
+@rule("scatter.src", "scatter.value", "scatter_add", "scatter_reduce.two")
+def _scatter(node, rw):
+    x, idx = rw.input(0), rw.input(1)
+    dt = rw.dtype(x)
+    xs, ids = rw.shape(x), rw.shape(idx)
+    if dt is None or not _onnx_dtype_ok(dt) or xs is None or ids is None or len(xs) != len(ids) or not xs:
+        return None
+    if node.op == "aten::scatter.value":
+        if not _all_ints(list(ids)):
+            return None
+        src = rw.op("onnx::Expand", [rw.const(rw.arg("value"), dtype=dt), rw.const(list(ids), dtype=torch.int64)])
+    else:
+        src = rw.cast(rw.input(2), dt)
+        if rw.shape(src) != ids:
+            return None  # torch reads a larger src's leading block; ONNX wants equal shapes
+    reduction = "none"
+    if node.op == "aten::scatter_add":
+        reduction = "add"
+    elif node.op == "aten::scatter_reduce.two":
+        reduction = {"sum": "add", "prod": "mul", "amax": "max", "amin": "min"}.get(rw.arg("reduce"))
+        if reduction is None or not rw.arg("include_self"):
+            return None
+    return [rw.op("onnx::ScatterElements", [x, idx, src], {"axis": int(rw.arg("dim")), "reduction": reduction})]
+
+
+@rule("index_put")
+def _index_put(node, rw):
+    """x[i0, i1, ...] = v with integer indices on the leading dims is a ScatterND (``accumulate``:
+    reduction add) over the broadcast indices, with ``v`` expanded to the indexed shape."""
+    x = rw.input(0)
+    idx = [v for v in node.inputs[1:-1]]
+    vals = node.inputs[-1]
+    xs = rw.shape(x)
+    shapes = [rw.shape(v) for v in idx]
+    if xs is None or not idx or any(v is None or not _is_int(rw.dtype(v)) for v in idx) \
+            or any(s is None or not _all_ints(list(s)) for s in shapes) or not _all_ints(list(xs)):
+        return None
+    try:
+        b = tuple(torch.broadcast_shapes(*shapes))
+    except RuntimeError:
+        return None
+    ind = _nd_indices(rw, idx, shapes, b)
+    upd_shape = list(b) + list(xs[len(idx):])
+    dt = rw.dtype(x)
+    upd = rw.op("onnx::Expand", [rw.cast(vals, dt), rw.const(upd_shape, dtype=torch.int64)])
+    red = "add" if rw.arg("accumulate") else "none"
+    return [rw.op("onnx::ScatterND", [x, ind, upd], {"reduction": red})]
+
+
+def _scatter_along(rw, x, src, dim: int, start: int, stop: int):
+    """``x`` with ``x[start:stop]`` along ``dim`` replaced by ``src`` (a Concat of three parts)."""
+    i64 = torch.int64
+    parts = []
+    n = rw.shape(x)[dim]
+    if start > 0:
+        parts.append(rw.op("onnx::Slice", [x, rw.const([0], dtype=i64), rw.const([start], dtype=i64),
+                                           rw.const([dim], dtype=i64)]))
+    parts.append(src)
+    if stop < n:
+        parts.append(rw.op("onnx::Slice", [x, rw.const([stop], dtype=i64), rw.const([n], dtype=i64),
+                                           rw.const([dim], dtype=i64)]))
+    return parts[0] if len(parts) == 1 else rw.op("onnx::Concat", parts, {"axis": dim})
+
+
+@rule("slice_scatter", "select_scatter")
+def _slice_scatter(node, rw):
+    x, src = rw.input(0), rw.input(1)
+    xs = rw.shape(x)
+    dt = rw.dtype(x)
+    if xs is None or not xs or not _all_ints(list(xs)) or dt is None or not _onnx_dtype_ok(dt):
+        return None
+    r = len(xs)
+    dim = _norm(int(rw.arg("dim")), r)
+    n = xs[dim]
+    src = rw.cast(src, dt)
+    if node.op == "aten::select_scatter":
+        i = rw.arg("index")
+        if not isinstance(i, int) or not -n <= i < n:
+            return None
+        i %= n
+        src = rw.op("onnx::Unsqueeze", [src, rw.const([dim], dtype=torch.int64)])
+        return [_scatter_along(rw, x, src, dim, i, i + 1)]
+    start, end, step = rw.arg("start"), rw.arg("end"), rw.arg("step")
+    start = 0 if start is None else start
+    end = n if end is None else end
+    if step != 1 or not isinstance(start, int) or not isinstance(end, int):
+        return None
+    start, end = (max(0, min(n, v + n if v < 0 else v)) for v in (start, end))
+    if end <= start:
+        return [x]
+    return [_scatter_along(rw, x, src, dim, start, end)]
+
+
+@rule("diagonal")
+def _diagonal(node, rw):
+    """diagonal(x, offset, dim1, dim2): the two dims moved last and flattened, then a Gather of
+    the diagonal's flat positions (known from the static shape)."""
+    x = rw.input(0)
+    xs = rw.shape(x)
+    if xs is None or len(xs) < 2 or not _all_ints(list(xs)):
+        return None
+    r = len(xs)
+    d1, d2, off = _norm(int(rw.arg("dim1")), r), _norm(int(rw.arg("dim2")), r), int(rw.arg("offset"))
+    if d1 == d2:
+        return None
+    n1, n2 = xs[d1], xs[d2]
+    row0, col0 = max(-off, 0), max(off, 0)
+    length = min(n1 - row0, n2 - col0)
+    if length <= 0:
+        return None
+    rest = [i for i in range(r) if i not in (d1, d2)]
+    t = rw.op("onnx::Transpose", [x], {"perm": rest + [d1, d2]})
+    flat = _reshape_to(rw, t, [xs[i] for i in rest] + [n1 * n2])
+    idx = [(row0 + i) * n2 + col0 + i for i in range(length)]
+    return [rw.op("onnx::Gather", [flat, rw.const(idx, dtype=torch.int64)], {"axis": len(rest)})]
+
+
+@rule("grid_sampler_2d")
+def _grid_sampler(node, rw):
+    """GridSample: torch's mode and padding codes as ONNX's names."""
+    mode = {0: "bilinear", 1: "nearest", 2: "bicubic"}.get(rw.arg("interpolation_mode"))
+    pad = {0: "zeros", 1: "border", 2: "reflection"}.get(rw.arg("padding_mode"))
+    x, grid = rw.input(0), rw.input(1)
+    if mode is None or pad is None or not _is_float(rw.dtype(x)) or rw.dtype(grid) != rw.dtype(x):
+        return None
+    return [rw.op("onnx::GridSample", [x, grid], {"mode": mode, "padding_mode": pad,
+                                                  "align_corners": int(bool(rw.arg("align_corners")))})]
+
+
+@rule("upsample_nearest2d.vec", "upsample_bilinear2d.vec")
+def _upsample(node, rw):
+    """Resize: nearest is ``asymmetric``/``floor``, bilinear ``align_corners`` or
+    ``pytorch_half_pixel``; the output size as given, else the scale factors."""
+    x = rw.input(0)
+    xs = rw.shape(x)
+    dt = rw.dtype(x)
+    if xs is None or len(xs) != 4 or not _is_float(dt):
+        return None
+    size, scales = rw.arg("output_size"), rw.arg("scale_factors")
+    nearest = "nearest" in node.op
+    attrs = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"} \
+        if nearest else {"mode": "linear", "coordinate_transformation_mode":
+                         "align_corners" if rw.arg("align_corners") else "pytorch_half_pixel"}
+    if size is not None:
+        if not _all_ints(list(xs[:2])) or not _all_ints(list(size)):
+            return None
+        sizes = rw.const(list(xs[:2]) + list(size), dtype=torch.int64)
+        return [rw.op("onnx::Resize", [x, None, None, sizes], attrs)]
+    if scales is None:
+        return None
+    return [rw.op("onnx::Resize", [x, None, rw.const([1.0, 1.0] + [float(s) for s in scales],
+                                                    dtype=torch.float32)], attrs)]
 
 
 # ---------------------------------------------------------------------------------------------

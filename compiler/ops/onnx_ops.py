@@ -9,6 +9,7 @@ of these wrappers.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Sequence
 
 import torch
@@ -844,36 +845,110 @@ _reg("LSTM", lstm, ("X", "W", "R", "B", "sequence_lens", "initial_h", "initial_c
 _reg("GRU", gru, ("X", "W", "R", "B", "sequence_lens", "initial_h"), num_outputs=2)
 
 
-# -- scatters (torch.onnx.export writes them for in-place index assignment) -----------------------
+# -- scatters (torch.onnx.export writes them for in-place index assignment; ATen's scatter*/index_put)
+# -- sorting, scatter, resize (ATen coverage: the forms of topk/sort, scatter*, index_put, upsample)
+def _unsupported(op: str, what: str):
+    from ..errors import ConversionError
+
+    return ConversionError(f"onnx::{op}: {what} is not supported")
+
+
+def top_k(X, K, axis: int = -1, largest: int = 1, sorted: int = 1):  # noqa: A002 - ONNX names
+    """ONNX TopK: the ``K`` largest (smallest) along ``axis``, equal values by lower index first."""
+    k = int(K.reshape(-1)[0]) if isinstance(K, torch.Tensor) else int(K)
+    if X.shape[axis] == k and sorted:  # a full sort: stable, as ONNX orders ties
+        v, i = torch.sort(X, dim=axis, descending=bool(largest), stable=True)
+        return v, i
+    v, i = torch.topk(X, k, dim=axis, largest=bool(largest), sorted=bool(sorted))
+    return v, i
+
+
 _SCATTER_REDUCE = {"add": "sum", "mul": "prod", "max": "amax", "min": "amin"}
 
 
 def scatter_elements(data, indices, updates, axis: int = 0, reduction: str = "none"):
-    """ONNX ScatterElements: ``data`` with ``updates`` written (or reduced) at ``indices`` along ``axis``."""
-    indices = torch.where(indices < 0, indices + data.shape[axis], indices)
+    """ONNX ScatterElements: ``data`` with ``updates`` written (or combined by ``reduction``)
+    at ``indices`` along ``axis``; negative indices count from the end."""
+    idx = torch.where(indices < 0, indices + data.shape[axis], indices).long()
     if reduction == "none":
-        return torch.scatter(data, axis, indices, updates)
-    return torch.scatter_reduce(data, axis, indices, updates, _SCATTER_REDUCE[reduction], include_self=True)
+        return torch.scatter(data, axis, idx, updates)
+    if reduction not in _SCATTER_REDUCE:
+        raise _unsupported("ScatterElements", f"reduction={reduction!r}")
+    return torch.scatter_reduce(data, axis, idx, updates, _SCATTER_REDUCE[reduction], include_self=True)
 
 
 def scatter_nd(data, indices, updates, reduction: str = "none"):
-    """ONNX ScatterND: ``data`` with slices ``data[indices[..., :]]`` replaced by (or reduced with) ``updates``."""
+    """ONNX ScatterND: the last axis of ``indices`` addresses the leading dims of ``data``."""
+    if reduction != "none" and reduction not in _SCATTER_REDUCE:
+        raise _unsupported("ScatterND", f"reduction={reduction!r}")
     k = indices.shape[-1]
-    idx = indices.reshape(-1, k)
-    idx = torch.where(idx < 0, idx + torch.tensor(data.shape[:k], device=idx.device), idx)
-    upd = updates.reshape((-1,) + tuple(data.shape[k:]))
-    out = data.clone()
-    key = tuple(idx[:, j] for j in range(k))
+    lead, rest = tuple(data.shape[:k]), tuple(data.shape[k:])
+    idx = indices.long()
+    lin = torch.zeros(idx.shape[:-1], dtype=torch.long, device=data.device)
+    for i, n in enumerate(lead):
+        lin = lin * n + torch.where(idx[..., i] < 0, idx[..., i] + n, idx[..., i])
+    flat = data.reshape((-1,) + rest)
+    upd = updates.reshape((-1,) + rest).to(data.dtype)
+    lin = lin.reshape(-1)
     if reduction == "none":
-        out[key] = upd
+        out = flat.index_copy(0, lin, upd)
     elif reduction == "add":
-        out.index_put_(key, upd, accumulate=True)
+        out = flat.index_add(0, lin, upd)
     else:
-        for row in range(idx.shape[0]):  # mul/max/min: in order, as the reference does
-            at = tuple(int(i) for i in idx[row])
-            out[at] = {"mul": torch.mul, "max": torch.maximum, "min": torch.minimum}[reduction](out[at], upd[row])
-    return out
+        with warnings.catch_warnings():  # "index_reduce() is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            out = flat.index_reduce(0, lin, upd, _SCATTER_REDUCE[reduction], include_self=True)
+    return out.reshape(data.shape)
 
 
+_RESIZE_MODES = {("nearest", "asymmetric"): ("nearest", None),
+                 ("linear", "align_corners"): ("linear", True),
+                 ("linear", "pytorch_half_pixel"): ("linear", False),
+                 ("linear", "half_pixel"): ("linear", False),
+                 ("cubic", "align_corners"): ("bicubic", True),
+                 ("cubic", "pytorch_half_pixel"): ("bicubic", False)}
+
+
+def resize(X, roi=None, scales=None, sizes=None, antialias: int = 0, axes=None,
+           coordinate_transformation_mode: str = "half_pixel", cubic_coeff_a: float = -0.75,
+           exclude_outside: int = 0, extrapolation_value: float = 0.0, keep_aspect_ratio_policy: str = "stretch",
+           mode: str = "nearest", nearest_mode: str = "round_prefer_floor"):
+    """ONNX Resize of the spatial dims (N and C kept), in the forms torch's ``interpolate`` has:
+    nearest (asymmetric, floor), linear and cubic (align_corners or pytorch_half_pixel)."""
+    key = (mode, coordinate_transformation_mode)
+    form = _RESIZE_MODES.get(key)
+    if form is None or (mode == "nearest" and nearest_mode != "floor") or antialias or axes is not None \
+            or (mode == "cubic" and cubic_coeff_a != -0.75) or exclude_outside:
+        raise _unsupported("Resize", f"mode={mode!r} with coordinate_transformation_mode="
+                           f"{coordinate_transformation_mode!r}, nearest_mode={nearest_mode!r}")
+    nd = X.dim() - 2
+    kind, align = form
+    if kind == "linear":
+        kind = {1: "linear", 2: "bilinear", 3: "trilinear"}.get(nd, "")
+        if not kind:
+            raise _unsupported("Resize", f"linear mode on {nd} spatial dims")
+    if sizes is not None and sizes.numel():
+        size = [int(s) for s in sizes.reshape(-1).tolist()]
+        if size[:2] != list(X.shape[:2]):
+            raise _unsupported("Resize", "resizing the batch or channel dim")
+        return F.interpolate(X, size=size[2:], mode=kind, align_corners=align)
+    sc = [float(s) for s in scales.reshape(-1).tolist()]
+    if sc[:2] != [1.0, 1.0]:
+        raise _unsupported("Resize", "resizing the batch or channel dim")
+    return F.interpolate(X, scale_factor=sc[2:], mode=kind, align_corners=align, recompute_scale_factor=False)
+
+
+_reg("TopK", top_k, ("X", "K"), num_outputs=2)
 _reg("ScatterElements", scatter_elements, ("data", "indices", "updates"))
 _reg("ScatterND", scatter_nd, ("data", "indices", "updates"))
+_reg("Resize", resize, ("X", "roi", "scales", "sizes"))
+
+
+def grid_sample(X, grid, align_corners: int = 0, mode: str = "bilinear", padding_mode: str = "zeros"):
+    """ONNX GridSample (opset 16-19 mode names) on 4-d input: torch's ``grid_sample``."""
+    if mode not in ("bilinear", "nearest", "bicubic") or padding_mode not in ("zeros", "border", "reflection"):
+        raise _unsupported("GridSample", f"mode={mode!r}, padding_mode={padding_mode!r}")
+    return F.grid_sample(X, grid, mode=mode, padding_mode=padding_mode, align_corners=bool(align_corners))
+
+
+_reg("GridSample", grid_sample, ("X", "grid"), min_opset=16)
