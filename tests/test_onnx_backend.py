@@ -75,8 +75,8 @@ def test_zoo_model_is_checked_and_runs_in_onnxruntime_as_torch(name):
     assert_close(run_ort(proto, [a.numpy() for a in args]), ref, rtol=1e-3, atol=1e-4)
 
 
-ATEN_LEFT = {"bart_sdpa"}
-"""Zoo models with an op the canonicalizer leaves aten:: (bart: slice_scatter)."""
+ATEN_LEFT: set[str] = set()
+"""Zoo models with an op the canonicalizer leaves aten:: (none since slice_scatter became ScatterND)."""
 
 
 def test_stateful_zoo_model_is_refused_with_a_reason():
