@@ -18,6 +18,7 @@ except ImportError as e:  # pragma: no cover - the test extra is installed in CI
 
 from ._checks import (
     assert_outputs_close,
+    check_bad_input,
     check_file_roundtrip,
     check_graph_backends,
     check_pass,
@@ -28,9 +29,12 @@ from ._checks import (
     reference_trajectories,
 )
 from ._ir_graphs import EXCLUDED_OPS, GraphCase, drawable_ops, graph_inputs, ir_graphs
+from ._mdf_models import HOSTILE_VALUES, document_text, mdf_documents, mdf_models, mutated_documents
+from ._modules import modules
 
 __all__ = [
-    "EXCLUDED_OPS", "GraphCase", "assert_outputs_close", "check_file_roundtrip", "check_graph_backends",
+    "EXCLUDED_OPS", "GraphCase", "HOSTILE_VALUES", "assert_outputs_close", "check_bad_input",
+    "check_file_roundtrip", "document_text", "mdf_documents", "mdf_models", "modules", "mutated_documents", "check_graph_backends",
     "check_pass", "check_pass_on", "check_roundtrip", "check_simulation_equivalence", "drawable_ops",
     "graph_inputs", "ir_graphs", "onnxruntime_outputs", "reference_trajectories",
 ]

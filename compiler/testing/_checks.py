@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from typing import Any, Callable, Sequence
 
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ..errors import TorchMDFError
+from ..errors import TorchMDFError, UnknownKeyWarning
 from ..ir import Graph, TensorType
 from ._ir_graphs import GraphCase, ir_graphs
 
@@ -267,9 +268,9 @@ def _dict_diff(got: Any, want: Any, path: str = "") -> str:
 
 def reference_trajectories(mdf_model: Any, steps: int, dt: float) -> dict[str, list[Any]]:
     """modeci_mdf's stepping, the contract of ``torchmdf.simulate``: ``evaluate()`` once, then
-    ``evaluate(time_increment=dt)``; every output port's value after each step."""
-    import warnings
-
+    ``evaluate(time_increment=dt)``; every output port's value after each step.  (Its engine,
+    with the nodes of a consideration set run in a fixed order: see
+    :func:`_order_consideration_sets`.)"""
     import numpy as np
     from modeci_mdf.execution_engine import EvaluableGraph
     from modeci_mdf.utils import load_mdf
@@ -280,7 +281,9 @@ def reference_trajectories(mdf_model: Any, steps: int, dt: float) -> dict[str, l
         warnings.simplefilter("ignore")
         path = os.path.join(d, "model.json")
         torchmdf.mdf.save(mdf_model, path)
-        eg = EvaluableGraph(load_mdf(path).graphs[0], verbose=False)
+        mg = load_mdf(path).graphs[0]
+        eg = EvaluableGraph(mg, verbose=False)
+        _order_consideration_sets(eg, mg)
         out: dict[str, list[Any]] = {}
         for k in range(steps):
             if k == 0:
@@ -292,6 +295,26 @@ def reference_trajectories(mdf_model: Any, steps: int, dt: float) -> dict[str, l
                     v = port.curr_value
                     out.setdefault(f"{nid}.{pid}", []).append(None if v is None else np.array(v, dtype=np.float64))
     return out
+
+
+def _order_consideration_sets(eg: Any, graph: Any) -> None:
+    """modeci_mdf runs the nodes of one consideration set in set order, which varies from run
+    to run (a receiver may run before its sender and read its default): the reference runs
+    them senders first (edges' topological order, file order between independent nodes)."""
+    ids = [n.id for n in graph.nodes]
+    preds = {i: {e.sender for e in graph.edges if e.receiver == i and e.sender != i} for i in ids}
+    order: dict[str, int] = {}
+    while len(order) < len(ids):
+        ready = [i for i in ids if i not in order and preds[i] <= set(order)]
+        for i in ready or [next(i for i in ids if i not in order)]:  # a cycle: file order
+            order[i] = len(order)
+    run = eg.scheduler.run
+
+    def ordered_run(*args: Any, **kwargs: Any) -> Any:
+        for ts in run(*args, **kwargs):
+            yield sorted(ts, key=lambda n: order.get(n.id, len(order)))
+
+    eg.scheduler.run = ordered_run
 
 
 def check_simulation_equivalence(mdf_model: Any, steps: int = 5, dt: float = 0.01, *,
@@ -318,3 +341,57 @@ def check_simulation_equivalence(mdf_model: Any, steps: int = 5, dt: float = 0.0
             if g.shape != w.shape and g.numel() == w.numel():
                 g = g.reshape(w.shape)
             assert_outputs_close(g, w, f"{key} at step {k}", atol=atol, rtol=rtol)
+
+
+# -- bad inputs ----------------------------------------------------------------------------------
+
+
+def _snapshot(directory: str) -> dict[str, tuple[int, int]]:
+    out = {}
+    for root, _, files in os.walk(directory):
+        for f in files:
+            p = os.path.join(root, f)
+            st_ = os.stat(p)
+            out[os.path.relpath(p, directory)] = (st_.st_size, st_.st_mtime_ns)
+    return out
+
+
+def check_bad_input(text: str, *, suffix: str = ".json", steps: int = 2) -> TorchMDFError | None:
+    """Load, validate, compile (FX) and simulate a possibly hostile MDF file's ``text``: each
+    either works or raises a located :class:`TorchMDFError`; never another exception, never a
+    file written or changed in its directory, never a package imported that was not imported
+    before.  Returns the error (None when the file is fine)."""
+    import sys
+
+    import torchmdf
+
+    before_top = {m.split(".", 1)[0] for m in list(sys.modules)}
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "model" + suffix)
+        with open(path, "w", encoding="utf-8", errors="surrogatepass") as f:
+            f.write(text)
+        files = _snapshot(d)
+        err: TorchMDFError | None = None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UnknownKeyWarning)
+                m = torchmdf.mdf.load(path)
+            gm = torchmdf.compile(m, target="fx")
+            with torch.no_grad():
+                gm()
+            torchmdf.simulate(m, steps=steps)
+        except TorchMDFError as e:
+            err = e
+            if not (e.location or "model" + suffix in str(e)) and not getattr(e, "ops", None):
+                raise AssertionError(f"the error does not say where: {type(e).__name__}: {e}") from None
+        except RecursionError as e:
+            raise AssertionError(f"a bad file raised RecursionError, not a TorchMDFError: {e}") from e
+        except Exception as e:  # noqa: BLE001 - the property: nothing else escapes
+            raise AssertionError(f"a bad file raised {type(e).__name__}, not a TorchMDFError: {e}") from e
+        after = _snapshot(d)
+        if after != files:
+            raise AssertionError(f"the directory of the file changed: {sorted(set(after) ^ set(files)) or after}")
+    new_top = {m.split(".", 1)[0] for m in list(sys.modules)} - before_top
+    if new_top:
+        raise AssertionError(f"processing the file imported new packages: {sorted(new_top)}")
+    return err
