@@ -45,12 +45,7 @@ def test_check_pass_catches_a_wrong_pass():
         check_pass(wrong, ir_graphs(["onnx::Relu"], regions=False), max_examples=20)
 
 
-# IR -> FX and IR -> MDF file -> FX; control flow regions and onnx::ConstantOfShape are left
-# out here: their FX failures are pinned by the xfail tests below (see the README's list)
-_BACKEND_OPS = [o for o in drawable_ops() if o != "onnx::ConstantOfShape"]
-
-
-@given(ir_graphs(_BACKEND_OPS, regions=False))
+@given(ir_graphs())
 def test_ir_graphs_through_fx_and_mdf_files(case):
     check_graph_backends(case, onnx=False)
 
@@ -115,19 +110,57 @@ def test_regression_expand_to_zero_broadcasts_a_one():
     check_pass_on("infer_shapes", case)
 
 
-@pytest.mark.parametrize("op, x, const", [
-    ("onnx::Expand", torch.randn(3), torch.tensor([-1, 3])),     # negative target dim
-    ("onnx::Tile", torch.randn(2), torch.tensor([2, 1, 3])),     # more repeats than dims
-    ("onnx::Squeeze", torch.randn(1, 2), torch.tensor([1])),     # squeezing a dim of 2
+@pytest.mark.parametrize("op, x, const, attrs", [
+    ("onnx::Expand", torch.randn(3), torch.tensor([-1, 3]), {}),     # negative target dim
+    ("onnx::Tile", torch.randn(2), torch.tensor([2, 1, 3]), {}),     # more repeats than dims
+    ("onnx::Squeeze", torch.randn(1, 2), torch.tensor([1]), {}),     # squeezing a dim of 2
+    ("onnx::Squeeze", torch.randn(1, 2), torch.tensor([3]), {}),     # axis out of range
+    ("onnx::Unsqueeze", torch.tensor(2), torch.tensor([-2]), {}),    # axis out of range
+    ("onnx::Gather", torch.randn(4, 4), torch.tensor(0), {"axis": 3}),
+    ("onnx::Flatten", torch.tensor(1.0), None, {"axis": 1}),
 ])
-def test_regression_invalid_onnx_arguments_are_refused_not_silently_reinterpreted(op, x, const):
-    """torch's permissive expand/repeat/squeeze computed another shape than shape inference
-    claimed; the op now refuses, as ONNX does, with a located error."""
-    case = _one_op_case(op, x, const)
+def test_regression_invalid_onnx_arguments_are_refused_not_silently_reinterpreted(op, x, const, attrs):
+    """torch's permissive expand/repeat/squeeze (and Python's ``%`` on an axis) computed another
+    shape than shape inference or the FX code; the op now refuses, as ONNX does, with a located
+    error."""
+    case = _one_op_case(op, x, const, attrs)
     with pytest.raises(torchmdf.TorchMDFError):
         run(case.graph, *case.inputs)
     with pytest.raises(torchmdf.TorchMDFError):
-        torchmdf.compile(case.graph, target="ir", passes=["infer_shapes"])
+        gm = torchmdf.compile(case.graph, target="fx", passes=["infer_shapes"])
+        gm(*case.inputs)
+
+
+def test_regression_flatten_of_rank_one_at_axis_one_through_fx():
+    """FX wrote Flatten(axis=1) as torch.flatten(x, 1), which refuses rank 1 (ONNX: (n, 1))."""
+    case = _one_op_case("onnx::Flatten", torch.randn(3), None, {"axis": 1})
+    assert run(case.graph, *case.inputs).shape == (3, 1)
+    check_graph_backends(case, onnx=False)
+
+
+def test_regression_loop_condition_survives_an_mdf_file():
+    """A Loop body's bool condition input, written as an input port of type bool without a
+    default, was read back as float64 zeros: the file did not compile."""
+    g = Graph("l")
+    x = g.add_input("x", TensorType(torch.float32, ()))
+    body = g.new_region("body")
+    node = g.create_node("onnx::Loop", [g.add_constant(torch.tensor(0)), None, x], regions=[body], num_outputs=1)
+    body.add_input("i", TensorType(torch.int64, ()))
+    c = body.add_input("cond_in", TensorType(torch.bool, ()))
+    v = body.add_input("v", TensorType(torch.float32, ()))
+    body.outputs = [body.create_node("onnx::Identity", [c]).output, body.create_node("onnx::Tanh", [v]).output]
+    g.outputs = [node.output]
+    check_graph_backends(GraphCase(g, [torch.tensor(0.5)]), onnx=False)
+
+
+def test_readme_testing_section_runs():
+    import re
+
+    from conftest import REPO
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "NegNegIsIdentity" in b)
+    exec(compile(block, "README.md", "exec"), {"__name__": "readme"})  # our own README
 
 
 def test_regression_silu_has_no_inplace_attribute():
@@ -142,7 +175,6 @@ def test_regression_silu_has_no_inplace_attribute():
     assert torch.equal(x, before)
 
 
-# -- failures found and not fixed here (FX backend control flow): pinned so a fix shows --------
 
 
 def _if_twice_graph():
@@ -164,13 +196,14 @@ def _if_twice_graph():
     return GraphCase(g, [torch.tensor([0.5, -0.25])])
 
 
-@pytest.mark.xfail(strict=True, reason="FX backend: an If reading an earlier If's output emits invalid code")
-def test_known_bug_if_after_if_through_fx():
+def test_regression_a_value_named_if_is_a_valid_fx_name():
+    """A region capturing an If's output (IR name ``if``) got a placeholder named ``if``: the
+    generated code did not parse."""
     check_graph_backends(_if_twice_graph(), onnx=False)
 
 
-@pytest.mark.xfail(strict=True, reason="FX backend: ConstantOfShape with a tensor value emits 'float32'")
-def test_known_bug_constant_of_shape_with_a_tensor_value_through_fx():
+def test_regression_constant_of_shape_with_a_tensor_value_through_fx():
+    """A tensor attribute was printed into the generated code (``dtype=float32``): NameError."""
     g = Graph("c")
     x = g.add_input("x", TensorType(torch.int64, (1,)))
     node = g.create_node("onnx::ConstantOfShape", [x], {"value": torch.tensor([1.5])})

@@ -386,6 +386,8 @@ def reshape(data, shape, allowzero: int = 0):
 
 
 def flatten(input, axis: int = 1):
+    if not -input.dim() <= axis <= input.dim():
+        raise ValueError(f"Flatten: axis {axis} out of range for rank {input.dim()}")
     axis = axis % max(input.dim(), 1) if axis < 0 else axis
     lead = 1
     for d in input.shape[:axis]:
@@ -428,6 +430,8 @@ def slice_(data, starts, ends, axes=None, steps=None):
 
 
 def gather(data, indices, axis: int = 0):
+    if not -data.dim() <= axis < data.dim():  # Python's % would wrap it silently
+        raise ValueError(f"Gather: axis {axis} out of range for rank {data.dim()}")
     axis = axis % data.dim()
     idx = torch.where(indices < 0, indices + data.shape[axis], indices).long()
     if idx.dim() == 0:
@@ -460,6 +464,8 @@ def gather_nd(data, indices, batch_dims: int = 0):
 def squeeze(data, axes=None):
     if axes is None:
         return torch.squeeze(data)
+    if any(not -data.dim() <= a < max(data.dim(), 1) for a in _ints(axes)):
+        raise ValueError(f"Squeeze: axes {_ints(axes)} out of range for rank {data.dim()}")
     dims = tuple(a % max(data.dim(), 1) for a in _ints(axes))
     if any(data.shape[d] != 1 for d in dims if d < data.dim()):  # torch would keep them silently
         raise ValueError(f"Squeeze: axes {list(dims)} of shape {tuple(data.shape)} are not all 1")
@@ -469,6 +475,8 @@ def squeeze(data, axes=None):
 def unsqueeze(data, axes):
     out = data
     rank = data.dim() + len(_ints(axes))
+    if any(not -rank <= a < rank for a in _ints(axes)):  # Python's % would wrap them silently
+        raise ValueError(f"Unsqueeze: axes {_ints(axes)} out of range for an output of rank {rank}")
     for a in sorted(a % rank for a in _ints(axes)):
         out = out.unsqueeze(a)
     return out

@@ -172,10 +172,34 @@ def check_graph_backends(case: GraphCase, *, onnx: bool = True, atol: float = AT
             path = os.path.join(d, "fuzz.json")
             torchmdf.mdf.save(model, path)
             gm2 = torchmdf.compile(path, target="fx")
-            assert_outputs_close(_mdf_call(gm2, case.inputs), expected, "IR -> MDF file -> FX")
+            got = _mdf_call(gm2, case.inputs)
+            if isinstance(got, list) and len(got) < len(expected):
+                _assert_same_values(got, expected, "IR -> MDF file -> FX")
+            else:
+                assert_outputs_close(got, expected, "IR -> MDF file -> FX")
         if onnx:
             proto = torchmdf.compile(case.graph.clone(), target="onnx")
             assert_outputs_close(onnxruntime_outputs(proto, case.inputs), expected, "IR -> ONNX -> onnxruntime")
+
+
+def _assert_same_values(got: list[Any], expected: list[Any], what: str) -> None:
+    """An IR graph without a recorded signature comes back from MDF as a dict of output ports,
+    and two outputs that passes made one value (CSE) are one port: every port equals some
+    expected output and every expected output some port."""
+
+    def close(a: Any, b: Any) -> bool:
+        try:
+            assert_outputs_close(a, b, what)
+        except AssertionError:
+            return False
+        return True
+
+    for k, e in enumerate(expected):
+        if not any(close(g, e) for g in got):
+            raise AssertionError(f"{what}: output {k} is in none of the {len(got)} output ports")
+    for k, g in enumerate(got):
+        if not any(close(g, e) for e in expected):
+            raise AssertionError(f"{what}: output port {k} equals none of the expected outputs")
 
 
 def _mdf_call(gm: Any, inputs: Sequence[Any]) -> Any:

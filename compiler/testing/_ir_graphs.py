@@ -107,6 +107,9 @@ class GraphCase:
     graph: Graph
     inputs: list[torch.Tensor]
 
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # how hypothesis prints a failing case
+        p.text(repr(self))
+
     def __repr__(self) -> str:
         shapes = ", ".join(f"{tuple(x.shape)}:{str(x.dtype).removeprefix('torch.')}" for x in self.inputs)
         return f"GraphCase(inputs=[{shapes}])\n{self.graph}"
