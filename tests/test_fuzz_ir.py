@@ -209,3 +209,13 @@ def test_regression_constant_of_shape_with_a_tensor_value_through_fx():
     node = g.create_node("onnx::ConstantOfShape", [x], {"value": torch.tensor([1.5])})
     g.outputs = [node.output]
     check_graph_backends(GraphCase(g, [torch.tensor([3])]), onnx=False)
+
+
+def test_regression_a_registered_op_without_its_optional_input_survives_an_mdf_file():
+    """torchmdf::linear without a bias was written without the argument and read back as
+    'missing bias': a registered op's trailing inputs that default to None are optional."""
+    g = Graph("p")
+    x = g.add_input("x", TensorType(torch.float32, (2, 3)))
+    node = g.create_node("torchmdf::linear", [x, g.add_constant(torch.randn(4, 3))])
+    g.outputs = [node.output]
+    check_graph_backends(GraphCase(g, [torch.randn(2, 3)]), onnx=False)

@@ -190,7 +190,7 @@ class _Builder:
         if d.variadic and names:
             names = names[:-1] + [names[-1]] * draw(st.integers(1, 3))
         out: list[tuple[Value | None, Any]] = []
-        required = _required_inputs(d, len(names))
+        required = d.num_required_inputs
         for i, name in enumerate(names):
             if i >= required and draw(st.booleans()):
                 # an optional trailing input left out: every later one too
@@ -349,18 +349,6 @@ def _run_node(g: Graph, node: Any) -> list[torch.Tensor] | None:
     finally:
         g.outputs = saved
     return list(outs)
-
-
-def _required_inputs(d: registry.OpDef, n: int) -> int:
-    """How many leading inputs ``impl`` needs (the rest default to None)."""
-    import inspect
-
-    try:
-        params = [p for p in inspect.signature(d.impl).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    except (TypeError, ValueError):
-        return n
-    return min(n, sum(1 for p in params[:n] if p.default is inspect.Parameter.empty)) if params else n
 
 
 _INPUT_DTYPES = (torch.float32, torch.float32, torch.float32, torch.float64, torch.int64, torch.bool)
