@@ -219,3 +219,15 @@ def test_regression_a_registered_op_without_its_optional_input_survives_an_mdf_f
     node = g.create_node("torchmdf::linear", [x, g.add_constant(torch.randn(4, 3))])
     g.outputs = [node.output]
     check_graph_backends(GraphCase(g, [torch.randn(2, 3)]), onnx=False)
+
+
+def test_torchmdf_imports_without_hypothesis_and_testing_says_what_it_needs():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['hypothesis'] = None\n"
+            "import torchmdf, torchmdf.mdf, torchmdf.passes\n"
+            "try:\n    import torchmdf.testing\nexcept ImportError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "torchmdf.testing needs hypothesis" in out.stdout
