@@ -61,7 +61,7 @@ def test_every_drawable_op_is_registered_and_excluded_ones_say_why():
 def test_the_generator_draws_every_op(op):
     seen = []
 
-    @settings(max_examples=60, database=None)
+    @settings(max_examples=200, database=None)
     @given(ir_graphs([op], regions=False, max_nodes=3))
     def prop(case):
         seen.extend(n for n in case.graph.walk() if n.op == op)
