@@ -45,7 +45,7 @@ def _sdpa_impl(query, key, value, attn_mask=None, scale: float | None = None, is
 
 
 def _sdpa_fx(b: Any, n: Node, a: Any) -> Any:
-    kw: dict[str, Any] = {"scale": n.attrs["scale"]}
+    kw: dict[str, Any] = {"scale": n.attrs.get("scale")}  # absent: the default 1/sqrt(E)
     if len(n.inputs) > 3 and n.inputs[3] is not None:
         kw["attn_mask"] = a[3]
     if n.attrs.get("is_causal"):

@@ -231,3 +231,13 @@ def test_torchmdf_imports_without_hypothesis_and_testing_says_what_it_needs():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "torchmdf.testing needs hypothesis" in out.stdout
+
+
+def test_regression_sdpa_without_a_scale_attribute_through_fx():
+    """torchmdf::scaled_dot_product_attention's FX lowering read attrs['scale'] (KeyError when
+    the optional attribute is absent; found by the long profile)."""
+    g = Graph("a")
+    q = g.add_input("q", TensorType(torch.float32, (1, 2, 3)))
+    node = g.create_node("torchmdf::scaled_dot_product_attention", [q, q, q])
+    g.outputs = [node.output]
+    check_graph_backends(GraphCase(g, [torch.randn(1, 2, 3)]), onnx=False)
