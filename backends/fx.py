@@ -27,6 +27,7 @@ source is written to disk.
 from __future__ import annotations
 
 import ast
+import keyword
 import math
 import operator
 from typing import Any, Callable, Sequence
@@ -145,16 +146,19 @@ class FxBuilder:
         return x
 
     def register_constant(self, v: Value) -> Value:
-        name = "_constants." + _attr_part(v.name.replace(".", "_"))
-        mod, leaf = self.module_for(name)
+        self.env[v] = _Lazy(self.constant_buffer(v.name, v.tensor))
+        return v
+
+    def constant_buffer(self, hint: str, t: torch.Tensor) -> str:
+        """Hold ``t`` as a (non-persistent) buffer under ``_constants``; returns its path."""
+        mod, leaf = self.module_for("_constants." + _attr_part(hint.replace(".", "_")))
         k = 1
         base = leaf
         while hasattr(mod, leaf):
             leaf = f"{base}_{k}"
             k += 1
-        mod.register_buffer(leaf, v.tensor.clone(), persistent=False)
-        self.env[v] = _Lazy(f"_constants.{leaf}")
-        return v
+        mod.register_buffer(leaf, t.clone(), persistent=False)
+        return f"_constants.{leaf}"
 
     def module_for(self, dotted: str) -> tuple[nn.Module, str]:
         """The submodule that owns ``a.b.c`` (created on demand) and the leaf name."""
@@ -250,6 +254,8 @@ class FxBuilder:
 
 def _attr_part(p: str) -> str:
     p = "".join(c if (c.isalnum() or c == "_") else "_" for c in p) or "_"
+    if keyword.iskeyword(p):  # a value named "if" (an If's output) as a placeholder
+        p += "_"
     return p
 
 
@@ -595,7 +601,7 @@ def _flatten(b: FxBuilder, n: Node, a: _Args):
     rank = _rank(n.inputs[0])
     if axis < 0 and rank is not None:
         axis += rank
-    if axis == 1:
+    if axis == 1 and rank is not None and rank >= 2:  # (rank 1: torch.flatten refuses dim 1)
         return b.call(torch.flatten, (a[0], 1))
     if axis == 0:
         return b.call(torch.reshape, (a[0], (1, -1)))
@@ -1573,7 +1579,9 @@ def _generic(b: FxBuilder, n: Node, a: _Args, d: Any) -> torch.fx.Node:
             return b.call(d.fx_target, tuple(fa), dict(fk))
         if not n.attrs:
             return b.call(d.fx_target, tuple(args))
-    return b.call(_named_target(d.impl), tuple(args), dict(n.attrs))
+    attrs = {k: b.fx.get_attr(b.constant_buffer(f"{n.outputs[0].name}_{k}", v)) if isinstance(v, torch.Tensor) else v
+             for k, v in n.attrs.items()}  # a tensor attribute (ConstantOfShape's value): a buffer
+    return b.call(_named_target(d.impl), tuple(args), attrs)
 
 
 __all__ = ["emit_fx", "fx_rule", "FxBuilder", "TorchMDFGraphModule", "locate_runtime_error", "lower_nodes"]

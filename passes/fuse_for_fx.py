@@ -45,12 +45,17 @@ def _sdpa_impl(query, key, value, attn_mask=None, scale: float | None = None, is
 
 
 def _sdpa_fx(b: Any, n: Node, a: Any) -> Any:
-    kw: dict[str, Any] = {"scale": n.attrs["scale"]}
+    kw: dict[str, Any] = {"scale": n.attrs.get("scale")}  # absent: the default 1/sqrt(E)
     if len(n.inputs) > 3 and n.inputs[3] is not None:
         kw["attn_mask"] = a[3]
     if n.attrs.get("is_causal"):
         kw["is_causal"] = True
     return b.call(F.scaled_dot_product_attention, (a[0], a[1], a[2]), kw)
+
+
+def _silu_impl(input: torch.Tensor) -> torch.Tensor:
+    """F.silu without its ``inplace`` flag: an op (which a file may name) never writes its input."""
+    return F.silu(input)
 
 
 def _silu_fx(b: Any, n: Node, a: Any) -> Any:
@@ -62,7 +67,7 @@ LINEAR = registry.define("torchmdf::linear", _linear_impl, input_names=("input",
 SDPA = registry.define("torchmdf::scaled_dot_product_attention", _sdpa_impl,
                        input_names=("query", "key", "value", "attn_mask"), fx_lower=_sdpa_fx,
                        doc="F.scaled_dot_product_attention").name
-SILU = registry.define("torchmdf::silu", F.silu, input_names=("input",), fx_lower=_silu_fx,
+SILU = registry.define("torchmdf::silu", _silu_impl, input_names=("input",), fx_lower=_silu_fx,
                        doc="F.silu: x * sigmoid(x)").name
 
 

@@ -486,6 +486,8 @@ def _squeeze(types: Types, attrs: dict, node: Node | None = None) -> list[Tensor
     if axes is None:
         return [TensorType(x.dtype, None)]
     drop = {_norm_axis(a, len(x.shape)) for a in axes}
+    if any(isinstance(x.shape[i], int) and x.shape[i] != 1 for i in drop if i < len(x.shape)):
+        raise ShapeError(f"Squeeze: axes {sorted(drop)} of shape {x.shape} are not all 1")
     return [TensorType(x.dtype, tuple(d for i, d in enumerate(x.shape) if i not in drop))]
 
 
@@ -505,6 +507,8 @@ def _expand(types: Types, attrs: dict, node: Node | None = None) -> list[TensorT
     x, target = _t(types[0]), _ints(_const(node, 1))
     if target is None:
         return [TensorType(x.dtype, None)]
+    if any(d < 0 for d in target):
+        raise ShapeError(f"Expand: shape {target} has a negative entry")
     return [TensorType(x.dtype, broadcast_shapes(x.shape, tuple(target)))]
 
 
@@ -513,6 +517,8 @@ def _tile(types: Types, attrs: dict, node: Node | None = None) -> list[TensorTyp
     x, reps = _t(types[0]), _ints(_const(node, 1))
     if x.shape is None or reps is None:
         return [_rank_only(x)]
+    if len(reps) != len(x.shape):
+        raise ShapeError(f"Tile: repeats has {len(reps)} entries for an input of rank {len(x.shape)}")
     return [TensorType(x.dtype, tuple(d * r if isinstance(d, int) else (d if r == 1 else None)
                                       for d, r in zip(x.shape, reps)))]
 

@@ -1,4 +1,5 @@
-"""Shared test setup: a fixed hypothesis profile for CI, paths to the shared fixtures."""
+"""Shared test setup: hypothesis profiles (``ci``, the default: derandomized, 30 examples per
+property; ``long``: 10,000), paths to the shared fixtures."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-settings.register_profile("ci", max_examples=30, deadline=None, derandomize=True,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", max_examples=30, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("dev", max_examples=100, deadline=None)
+# HYPOTHESIS_PROFILE=long: 10,000 examples per property (hours; run nice'd in the background)
+settings.register_profile("long", max_examples=10_000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
+                                                 HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 REPO = Path(__file__).resolve().parents[1]

@@ -61,6 +61,7 @@ def port_default(p: Any) -> torch.Tensor:
     dtype = torch.float32 if (p.type and "float32" in str(p.type)) else torch.float64
     if p.type and "int" in str(p.type):
         dtype = torch.int64
+    dtype = PORT_TYPES.get(str(p.type), dtype)  # "bool" (a Loop body's condition) and the rest
     # a stride-0 view of one zero: no memory and no fill for large ports (inception.json's
     # 97 free ports hold 56M elements); nothing writes into graph inputs or constants
     return torch.zeros((), dtype=dtype).expand(shape)

@@ -433,14 +433,17 @@ class NodeLowering(ExpressionLowering):
         entry's attribute schema) from args or node values, as constants."""
         names = tuple(d.input_names or ())
         attr_names = [a.name for a in d.attr_schema]
-        missing = [n for n in names if n not in scope]
+        required = len(names) if d.domain == "mdf" else d.num_required_inputs  # the rest: optional
+        missing = [n for n in names[:required] if n not in scope]
         extra = [n for n in args if n not in names and n not in attr_names]
         if missing or extra:
             raise ValidationError(f"function {fname!r} takes arguments {', '.join(names)}"
                                   + (f"; missing {', '.join(missing)}" if missing else "")
                                   + (f"; unknown {', '.join(extra)}" if extra else ""),
                                   location=self.loc(where))
-        ins = [self.one(self.lookup(n, scope, where), where) for n in names]
+        ins = [self.one(self.lookup(n, scope, where), where) if n in scope else None for n in names]
+        while ins and ins[-1] is None:
+            ins.pop()
         attrs: dict[str, Any] = {}
         for a in attr_names:
             if a in args:

@@ -323,10 +323,14 @@ def average_pool(X, auto_pad: str = "NOTSET", ceil_mode: int = 0, count_include_
 
 
 def global_average_pool(X):
+    if X.dim() <= 2:  # no spatial dims: torch reads an empty dim tuple as "every dim"
+        return X.clone()
     return X.mean(dim=tuple(range(2, X.dim())), keepdim=True)
 
 
 def global_max_pool(X):
+    if X.dim() <= 2:
+        return X.clone()
     return X.amax(dim=tuple(range(2, X.dim())), keepdim=True)
 
 
@@ -383,6 +387,8 @@ def reshape(data, shape, allowzero: int = 0):
 
 
 def flatten(input, axis: int = 1):
+    if not -input.dim() <= axis <= input.dim():
+        raise ValueError(f"Flatten: axis {axis} out of range for rank {input.dim()}")
     axis = axis % max(input.dim(), 1) if axis < 0 else axis
     lead = 1
     for d in input.shape[:axis]:
@@ -425,6 +431,8 @@ def slice_(data, starts, ends, axes=None, steps=None):
 
 
 def gather(data, indices, axis: int = 0):
+    if not -data.dim() <= axis < data.dim():  # Python's % would wrap it silently
+        raise ValueError(f"Gather: axis {axis} out of range for rank {data.dim()}")
     axis = axis % data.dim()
     idx = torch.where(indices < 0, indices + data.shape[axis], indices).long()
     if idx.dim() == 0:
@@ -457,12 +465,19 @@ def gather_nd(data, indices, batch_dims: int = 0):
 def squeeze(data, axes=None):
     if axes is None:
         return torch.squeeze(data)
-    return torch.squeeze(data, tuple(a % data.dim() for a in _ints(axes)))
+    if any(not -data.dim() <= a < max(data.dim(), 1) for a in _ints(axes)):
+        raise ValueError(f"Squeeze: axes {_ints(axes)} out of range for rank {data.dim()}")
+    dims = tuple(a % max(data.dim(), 1) for a in _ints(axes))
+    if any(data.shape[d] != 1 for d in dims if d < data.dim()):  # torch would keep them silently
+        raise ValueError(f"Squeeze: axes {list(dims)} of shape {tuple(data.shape)} are not all 1")
+    return torch.squeeze(data, dims)
 
 
 def unsqueeze(data, axes):
     out = data
     rank = data.dim() + len(_ints(axes))
+    if any(not -rank <= a < rank for a in _ints(axes)):  # Python's % would wrap them silently
+        raise ValueError(f"Unsqueeze: axes {_ints(axes)} out of range for an output of rank {rank}")
     for a in sorted(a % rank for a in _ints(axes)):
         out = out.unsqueeze(a)
     return out
@@ -470,11 +485,13 @@ def unsqueeze(data, axes):
 
 def expand(input, shape):
     s = _ints(shape)
+    if any(d < 0 for d in s):
+        raise ValueError(f"Expand: shape {s} has a negative entry")
     # ONNX Expand broadcasts both ways (a 1 in shape keeps the input's size)
     rank = max(len(s), input.dim())
     s = [1] * (rank - len(s)) + s
     ish = [1] * (rank - input.dim()) + list(input.shape)
-    target = [max(a, b) if 1 in (a, b) else b for a, b in zip(ish, s)]
+    target = [b if a == 1 else a if b == 1 else b for a, b in zip(ish, s)]  # 1 broadcasts to 0 too
     return input.reshape(ish).expand(target)
 
 
@@ -495,7 +512,10 @@ def split(input, split=None, axis: int = 0, num_outputs: int | None = None):
 
 
 def tile(input, repeats):
-    return input.repeat(*_ints(repeats))
+    reps = _ints(repeats)
+    if len(reps) != input.dim():  # torch's repeat would prepend dims; ONNX refuses
+        raise ValueError(f"Tile: repeats has {len(reps)} entries for an input of rank {input.dim()}")
+    return input.repeat(*reps)
 
 
 def pad(data, pads, constant_value=None, axes=None, mode: str = "constant"):

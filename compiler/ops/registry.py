@@ -147,6 +147,19 @@ class OpDef:
         self.attr_schema  # noqa: B018 - fills attr_defaults where it is derived
         return self.attr_defaults.get(name)
 
+    @property
+    def num_required_inputs(self) -> int:
+        """How many leading inputs ``impl`` needs (the later ones default to None: optional)."""
+        n = len(self.input_names or ())
+        try:
+            params = [p for p in inspect.signature(self.impl).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):  # a builtin: all of them
+            return n
+        if self.variadic or not params:
+            return n
+        return min(n, sum(1 for p in params[:n] if p.default is inspect.Parameter.empty))
+
     def outputs_for(self, attrs: dict[str, Any], num_inputs: int) -> int:
         n = self.num_outputs
         return n(attrs, num_inputs) if callable(n) else n

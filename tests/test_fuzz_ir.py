@@ -1,0 +1,243 @@
+"""Fuzzing the IR: every built-in pass on random graphs over the op registry (regions
+included), and the IR -> FX / MDF file backends; plus the regressions the fuzzers found."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+
+import torchmdf
+from torchmdf.interpreter import run
+from torchmdf.ir import Graph, TensorType
+from torchmdf.passes import available_passes
+from torchmdf.testing import (
+    EXCLUDED_OPS,
+    GraphCase,
+    check_graph_backends,
+    check_pass,
+    check_pass_on,
+    drawable_ops,
+    ir_graphs,
+)
+
+
+@pytest.mark.parametrize("name", available_passes())
+def test_every_builtin_pass_preserves_outputs_and_types(name):
+    check_pass(name)
+
+
+def test_the_default_pipeline_preserves_outputs():
+    from torchmdf.passes import run_passes
+
+    check_pass(lambda g: run_passes(g, None)[0])
+
+
+def test_check_pass_catches_a_wrong_pass():
+    """The property can fail: a pass that turns every Relu into a Neg is caught."""
+
+    def wrong(g):
+        for n in list(g):
+            if n.op == "onnx::Relu":
+                n.op = "onnx::Neg"
+
+    with pytest.raises(AssertionError, match="differs"):
+        check_pass(wrong, ir_graphs(["onnx::Relu"], regions=False), max_examples=20)
+
+
+@given(ir_graphs())
+def test_ir_graphs_through_fx_and_mdf_files(case):
+    check_graph_backends(case, onnx=False)
+
+
+def test_every_drawable_op_is_registered_and_excluded_ones_say_why():
+    ops = set(drawable_ops())
+    assert {"onnx::Conv", "onnx::Gemm", "mdf::linear", "torchmdf::linear"} <= ops
+    assert not ops & set(EXCLUDED_OPS) and all(EXCLUDED_OPS.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", drawable_ops())
+def test_the_generator_draws_every_op(op):
+    seen = []
+
+    @settings(max_examples=200, database=None)
+    @given(ir_graphs([op], regions=False, max_nodes=3))
+    def prop(case):
+        seen.extend(n for n in case.graph.walk() if n.op == op)
+
+    prop()
+    assert seen, f"ir_graphs never drew a valid {op} node"
+
+
+def test_the_generator_draws_regions():
+    kinds = set()
+
+    @settings(max_examples=40, database=None)
+    @given(ir_graphs(["onnx::Relu", "onnx::Add"]))
+    def prop(case):
+        kinds.update(n.op for n in case.graph.walk() if n.regions)
+
+    prop()
+    assert kinds == {"onnx::If", "onnx::Loop", "torchmdf::While"}
+
+
+# -- regressions found by the fuzzers -----------------------------------------------------------
+
+
+def _one_op_case(op, x, const, attrs=None):
+    g = Graph("r")
+    xv = g.add_input("x", TensorType.of(x))
+    node = g.create_node(op, [xv] + ([g.add_constant(const)] if const is not None else []), attrs or {})
+    g.outputs = [node.output]
+    return GraphCase(g, [x])
+
+
+def test_regression_global_pool_of_rank_two_keeps_the_input():
+    """GlobalAveragePool/GlobalMaxPool reduced *every* dim of a rank-2 input (torch reads an
+    empty dim tuple as all dims) while shape inference kept the shape."""
+    x = torch.randn(3, 2)
+    for op in ("onnx::GlobalAveragePool", "onnx::GlobalMaxPool"):
+        case = _one_op_case(op, x, None)
+        torch.testing.assert_close(run(case.graph, x), x)
+        check_pass_on("infer_shapes", case)
+
+
+def test_regression_expand_to_zero_broadcasts_a_one():
+    """Expand of a size-1 dim to 0 gave 1 (``max(1, 0)``); numpy/ONNX broadcasting gives 0."""
+    case = _one_op_case("onnx::Expand", torch.randn(()), torch.tensor([2, 0, 4]))
+    assert run(case.graph, *case.inputs).shape == (2, 0, 4)
+    check_pass_on("infer_shapes", case)
+
+
+@pytest.mark.parametrize("op, x, const, attrs", [
+    ("onnx::Expand", torch.randn(3), torch.tensor([-1, 3]), {}),     # negative target dim
+    ("onnx::Tile", torch.randn(2), torch.tensor([2, 1, 3]), {}),     # more repeats than dims
+    ("onnx::Squeeze", torch.randn(1, 2), torch.tensor([1]), {}),     # squeezing a dim of 2
+    ("onnx::Squeeze", torch.randn(1, 2), torch.tensor([3]), {}),     # axis out of range
+    ("onnx::Unsqueeze", torch.tensor(2), torch.tensor([-2]), {}),    # axis out of range
+    ("onnx::Gather", torch.randn(4, 4), torch.tensor(0), {"axis": 3}),
+    ("onnx::Flatten", torch.tensor(1.0), None, {"axis": 1}),
+])
+def test_regression_invalid_onnx_arguments_are_refused_not_silently_reinterpreted(op, x, const, attrs):
+    """torch's permissive expand/repeat/squeeze (and Python's ``%`` on an axis) computed another
+    shape than shape inference or the FX code; the op now refuses, as ONNX does, with a located
+    error."""
+    case = _one_op_case(op, x, const, attrs)
+    with pytest.raises(torchmdf.TorchMDFError):
+        run(case.graph, *case.inputs)
+    with pytest.raises(torchmdf.TorchMDFError):
+        gm = torchmdf.compile(case.graph, target="fx", passes=["infer_shapes"])
+        gm(*case.inputs)
+
+
+def test_regression_flatten_of_rank_one_at_axis_one_through_fx():
+    """FX wrote Flatten(axis=1) as torch.flatten(x, 1), which refuses rank 1 (ONNX: (n, 1))."""
+    case = _one_op_case("onnx::Flatten", torch.randn(3), None, {"axis": 1})
+    assert run(case.graph, *case.inputs).shape == (3, 1)
+    check_graph_backends(case, onnx=False)
+
+
+def test_regression_loop_condition_survives_an_mdf_file():
+    """A Loop body's bool condition input, written as an input port of type bool without a
+    default, was read back as float64 zeros: the file did not compile."""
+    g = Graph("l")
+    x = g.add_input("x", TensorType(torch.float32, ()))
+    body = g.new_region("body")
+    node = g.create_node("onnx::Loop", [g.add_constant(torch.tensor(0)), None, x], regions=[body], num_outputs=1)
+    body.add_input("i", TensorType(torch.int64, ()))
+    c = body.add_input("cond_in", TensorType(torch.bool, ()))
+    v = body.add_input("v", TensorType(torch.float32, ()))
+    body.outputs = [body.create_node("onnx::Identity", [c]).output, body.create_node("onnx::Tanh", [v]).output]
+    g.outputs = [node.output]
+    check_graph_backends(GraphCase(g, [torch.tensor(0.5)]), onnx=False)
+
+
+def test_readme_testing_section_runs():
+    import re
+
+    from conftest import REPO
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "NegNegIsIdentity" in b)
+    exec(compile(block, "README.md", "exec"), {"__name__": "readme"})  # our own README
+
+
+def test_regression_silu_has_no_inplace_attribute():
+    """torchmdf::silu took F.silu's ``inplace`` flag as an attribute a file could set: the op
+    then wrote its input."""
+    from torchmdf.ops import registry
+
+    assert [a.name for a in registry.get("torchmdf::silu").attr_schema] == []
+    x = torch.randn(4)
+    before = x.clone()
+    registry.get("torchmdf::silu").run([x], {})
+    assert torch.equal(x, before)
+
+
+
+
+def _if_twice_graph():
+    """An If whose branches read the output of an earlier If (found by the fuzzer)."""
+    g = Graph("f")
+    x = g.add_input("x", TensorType(torch.float32, (2,)))
+    outs = []
+    cur = x
+    for _ in range(2):
+        s = g.create_node("onnx::ReduceSum", [cur], {"keepdims": 0}).output
+        c = g.create_node("onnx::Greater", [s, g.add_constant(torch.tensor(0.0))]).output
+        then, other = g.new_region("then_branch"), g.new_region("else_branch")
+        node = g.create_node("onnx::If", [c], regions=[then, other])
+        then.outputs = [then.create_node("onnx::Sin", [cur]).output]
+        other.outputs = [other.create_node("onnx::Neg", [cur]).output]
+        cur = node.output
+        outs.append(cur)
+    g.outputs = [outs[-1]]
+    return GraphCase(g, [torch.tensor([0.5, -0.25])])
+
+
+def test_regression_a_value_named_if_is_a_valid_fx_name():
+    """A region capturing an If's output (IR name ``if``) got a placeholder named ``if``: the
+    generated code did not parse."""
+    check_graph_backends(_if_twice_graph(), onnx=False)
+
+
+def test_regression_constant_of_shape_with_a_tensor_value_through_fx():
+    """A tensor attribute was printed into the generated code (``dtype=float32``): NameError."""
+    g = Graph("c")
+    x = g.add_input("x", TensorType(torch.int64, (1,)))
+    node = g.create_node("onnx::ConstantOfShape", [x], {"value": torch.tensor([1.5])})
+    g.outputs = [node.output]
+    check_graph_backends(GraphCase(g, [torch.tensor([3])]), onnx=False)
+
+
+def test_regression_a_registered_op_without_its_optional_input_survives_an_mdf_file():
+    """torchmdf::linear without a bias was written without the argument and read back as
+    'missing bias': a registered op's trailing inputs that default to None are optional."""
+    g = Graph("p")
+    x = g.add_input("x", TensorType(torch.float32, (2, 3)))
+    node = g.create_node("torchmdf::linear", [x, g.add_constant(torch.randn(4, 3))])
+    g.outputs = [node.output]
+    check_graph_backends(GraphCase(g, [torch.randn(2, 3)]), onnx=False)
+
+
+def test_torchmdf_imports_without_hypothesis_and_testing_says_what_it_needs():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['hypothesis'] = None\n"
+            "import torchmdf, torchmdf.mdf, torchmdf.passes\n"
+            "try:\n    import torchmdf.testing\nexcept ImportError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "torchmdf.testing needs hypothesis" in out.stdout
+
+
+def test_regression_sdpa_without_a_scale_attribute_through_fx():
+    """torchmdf::scaled_dot_product_attention's FX lowering read attrs['scale'] (KeyError when
+    the optional attribute is absent; found by the long profile)."""
+    g = Graph("a")
+    q = g.add_input("q", TensorType(torch.float32, (1, 2, 3)))
+    node = g.create_node("torchmdf::scaled_dot_product_attention", [q, q, q])
+    g.outputs = [node.output]
+    check_graph_backends(GraphCase(g, [torch.randn(1, 2, 3)]), onnx=False)
