@@ -13,6 +13,7 @@ Arguments follow modeci_mdf's conventions: a ``dependencies`` key stands for one
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -31,6 +32,7 @@ __all__ = ["ConditionType", "CONDITION_TYPES", "KNOWN_CONDITION_TYPES", "NODE_AR
 NODE_ARGUMENTS = ("dependency", "dependencies")
 
 _COMPARATORS = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}
+_TORCH_COMPARATORS = {"<": torch.lt, "<=": torch.le, ">": torch.gt, ">=": torch.ge}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,17 +115,17 @@ class _Args:
 
 def _all(a: _Args) -> CompiledCondition:
     parts = a.conditions()
-    return a.cond(lambda s: all(p.ok(s) for p in parts), parts=tuple(parts))
+    return a.cond(lambda s: s.all_of(parts), parts=tuple(parts))
 
 
 def _any(a: _Args) -> CompiledCondition:
     parts = a.conditions()
-    return a.cond(lambda s: any(p.ok(s) for p in parts), parts=tuple(parts))
+    return a.cond(lambda s: s.any_of(parts), parts=tuple(parts))
 
 
 def _not(a: _Args) -> CompiledCondition:
     inner = a.condition()
-    return a.cond(lambda s: not inner.ok(s), parts=(inner,))
+    return a.cond(lambda s: s.negate(inner.ok(s)), parts=(inner,))
 
 
 def _nwhen(a: _Args) -> CompiledCondition:
@@ -131,7 +133,9 @@ def _nwhen(a: _Args) -> CompiledCondition:
     limit = a.integer("n", 1)
     box = [0]
 
-    def nwhen(s: Scheduler) -> bool:
+    def nwhen(s: Scheduler) -> Any:
+        if s.masked:
+            return s.nwhen(box, inner, limit)
         if box[0] < limit and inner.ok(s):
             box[0] += 1
             return True
@@ -158,14 +162,14 @@ def _after_n_calls_combined(a: _Args) -> CompiledCondition:
 
 def _just_ran(a: _Args) -> CompiledCondition:
     dep = a.node()
-    return a.cond(lambda s: dep in s.last_set, justran=True)
+    return a.cond(lambda s: s.just_ran(dep), justran=True)
 
 
 def _all_have_run(a: _Args) -> CompiledCondition:
     deps, ts = a.nodes(), a.scale(ESU)
     if not deps and ts == ESU:
         return a.cond(lambda s: s.ran_this_run == len(s.nodes))
-    return a.cond(lambda s: all(s.counts[ts][d] >= 1 for d in (deps or s.nodes)), history=ts > ESU,
+    return a.cond(lambda s: s.conjunction(s.counts[ts][d] >= 1 for d in (deps or s.nodes)), history=ts > ESU,
                   cost=len(deps) or len(a.cc.ids))
 
 
@@ -193,7 +197,7 @@ def clock(query: int, base: int, how: str, n: int, where: str) -> CompiledCondit
 
 def _at_esu_n_start(a: _Args) -> CompiledCondition:
     parts = (clock(PASS, ESU, "==", 0, a.where), clock(ESU, a.scale(ES), "==", a.integer(), a.where))
-    return a.cond(lambda s: all(p.ok(s) for p in parts), parts=parts)
+    return a.cond(lambda s: s.all_of(parts), parts=parts)
 
 
 def _environment_sequence(ok_for: Callable[[int], bool]) -> Callable[[_Args], CompiledCondition]:
@@ -207,7 +211,7 @@ def _environment_sequence(ok_for: Callable[[int], bool]) -> Callable[[_Args], Co
 def _at_es_n_start(a: _Args) -> CompiledCondition:
     n = a.integer()
     at0 = clock(ESU, ES, "==", 0, a.where)
-    return a.cond(lambda s: at0.ok(s) and n == 0, parts=(at0,))
+    return a.cond(lambda s: s.all_of((at0,)) if n == 0 else False, parts=(at0,))
 
 
 def _absolute_time(a: _Args) -> CompiledCondition:
@@ -244,6 +248,15 @@ def _threshold(a: _Args) -> CompiledCondition:
                                   "runs, so the schedule is not known before it runs", location=where,
                                   hint="torchmdf.simulate() runs such graphs")
         v = s.value_of(dep, name)
+        if s.masked:  # one value per batch element: a mask
+            v = torch.as_tensor(v).detach()
+            for i in indices or ():
+                v = v[:, i]
+            v = v.reshape(v.shape[0]).double()
+            if comparator in ("==", "!="):
+                close = torch.isclose(v, torch.full_like(v, float(threshold)), atol=atol, rtol=rtol)
+                return close if comparator == "==" else ~close
+            return _TORCH_COMPARATORS[comparator](v, float(threshold))
         for i in indices or ():
             v = v[i]
         v = float(v)
@@ -271,8 +284,8 @@ def _entries() -> list[ConditionType]:
         ct("Not", ("condition",), _not),
         ct("NWhen", ("condition", "n"), _nwhen),
         ct("EveryNCalls", ("dependency", "n"), _every_n_calls),
-        ct("BeforeNCalls", _CALLS, _calls(int.__lt__)), ct("AtNCalls", _CALLS, _calls(int.__eq__)),
-        ct("AfterCall", _CALLS, _calls(int.__gt__)), ct("AfterNCalls", _CALLS, _calls(int.__ge__)),
+        ct("BeforeNCalls", _CALLS, _calls(operator.lt)), ct("AtNCalls", _CALLS, _calls(operator.eq)),
+        ct("AfterCall", _CALLS, _calls(operator.gt)), ct("AfterNCalls", _CALLS, _calls(operator.ge)),
         ct("AfterNCallsCombined", ("*dependencies", "n", "time_scale"), _after_n_calls_combined),
         ct("JustRan", _DEP, _just_ran),
         ct("AllHaveRun", ("*dependencies", "time_scale"), _all_have_run),
@@ -355,7 +368,7 @@ class ConditionCompiler:
                 conds[nid] = CompiledCondition(lambda s: True, where)
             else:
                 parts = [self.every_n_calls(d, 1, nid, where) for d in deps]
-                conds[nid] = CompiledCondition(lambda s, parts=parts: all(p.ok(s) for p in parts), where)
+                conds[nid] = CompiledCondition(lambda s, parts=parts: s.all_of(parts), where)
         term: dict[int, CompiledCondition] = {}
         for scale, c in termination.items():
             where = self.loc(f"{cbase} > termination {scale!r}")
@@ -415,9 +428,12 @@ def _threshold_default(prog: Any, nid: str, name: str) -> Any:
     return torch.zeros(tuple(p.shape) if p.shape else ())
 
 
-def threshold_getter(prog: Any, state: dict[tuple, Any]) -> Callable[[str, str], Any]:
+def threshold_getter(prog: Any, state: dict[tuple, Any], has: dict[tuple, Any] | None = None
+                     ) -> Callable[[str, str], Any]:
     """``value_of(node, name)`` for Threshold conditions over a simulation's ``state``
-    (``(kind, node id, id) -> value``), with modeci_mdf's defaults for what has not run."""
+    (``(kind, node id, id) -> value``), with modeci_mdf's defaults for what has not run.
+    With ``has`` (key -> mask ``[batch]`` of the elements that set it; the masked program), a
+    value ``[batch, ...]``, the default where an element has not set it."""
     kinds = {}
     for nid, n in prog.by_id.items():
         for p in n.input_ports:
@@ -432,5 +448,10 @@ def threshold_getter(prog: Any, state: dict[tuple, Any]) -> Callable[[str, str],
     def value_of(nid: str, name: str) -> Any:
         kind = kinds.get((nid, name))
         v = state.get((kind, nid, name)) if kind is not None else None
-        return _threshold_default(prog, nid, name) if v is None else v
+        if has is None:
+            return _threshold_default(prog, nid, name) if v is None else v
+        default = torch.as_tensor(_threshold_default(prog, nid, name))
+        if v is None:
+            return default.unsqueeze(0)  # one for every element
+        return torch.where(has[(kind, nid, name)].view(-1, *[1] * (v.dim() - 1)), v, default.to(v.dtype))
     return value_of
