@@ -33,9 +33,10 @@ and kept, ``torch.where(mask, new, old)``, only where its element's schedule run
 Python loop over passes stays (it ends when every element's evaluation has terminated), and
 gradients flow through the kept values.  ``_REFERENCE_SCHEDULER`` runs the former path
 instead (the scheduler in Python between compiled node runs, one batch element at a time), the
-reference the masked program is tested against; a value that changes shape between runs
-falls back to it.  Absolute-time conditions (TimeInterval, TimeTermination) are refused, as
-before.
+reference the masked program is tested against; a value that changes shape between runs, or
+an absolute-time condition beside a Threshold, falls back to it.  Absolute-time conditions
+(TimeInterval, TimeTermination) keep graph_scheduler's clock in the scheduler (exact, in
+fractions of a second): they read counters only, so alone they are compiled like the others.
 
 Output ports of a node that has not run yet are NaN in the trajectory (modeci_mdf holds None).
 A port whose shape changes between steps has a list of per-step tensors as its trajectory
@@ -499,6 +500,8 @@ def _run_masked(prog: Any, steps: int, b: _Bindings, dt: Any, port_keys: list, c
     batch = b.batch or 1
     r = _Run(b.feed, b.params, dt)
     sch = MaskedScheduler(prog.scheduler(), batch, b.device)
+    if sch.absolute_mode:  # absolute time is one exact clock, not a mask per element
+        raise _NeedsReference
     no = sch.no
     state: dict[tuple, Any] = {}
     has: dict[tuple, Any] = {}

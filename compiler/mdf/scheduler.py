@@ -9,6 +9,8 @@ against ``LIMITS.max_schedule_work``."""
 from __future__ import annotations
 
 import itertools
+import math
+from fractions import Fraction
 from typing import Any, Callable, Iterator
 
 from torchmdf.errors import ConversionError, ValidationError
@@ -40,12 +42,15 @@ class CompiledCondition:
     run; ``dynamic``: it reads computed values (Threshold); ``cost``: the work of one check
     (counted against ``LIMITS.max_schedule_work``)."""
 
-    __slots__ = ("ok", "history", "justran", "dynamic", "where", "cost")
+    __slots__ = ("ok", "history", "justran", "dynamic", "where", "cost", "absolute")
 
     def __init__(self, ok: Callable[[Scheduler], bool], where: str, *, history: bool = False,
                  justran: bool = False, dynamic: bool = False, parts: tuple[CompiledCondition, ...] = (),
-                 cost: int = 1):
+                 cost: int = 1, absolute: tuple[list[Fraction], list[Fraction]] | None = None):
         self.ok = ok
+        # graph_scheduler's absolute_intervals and absolute_fixed_points (seconds), or None:
+        # not an absolute-time condition
+        self.absolute = absolute
         self.where = where
         self.history = history or any(p.history for p in parts)
         self.justran = justran or any(p.justran for p in parts)
@@ -90,6 +95,15 @@ class Scheduler:
         self.history = any(c.history for c in allc)
         self.justran = any(c.justran for c in allc)
         self.dynamic = any(c.dynamic for c in allc)
+        self.queue_index = {n: i for i, cs in enumerate(queue) for n in cs}
+        # graph_scheduler's absolute time (seconds, exact): on when any condition is an
+        # absolute one; then every consideration set execution (empty ones too) advances it
+        absolute = [c.absolute for c in allc if c.absolute is not None]
+        self.absolute_mode = bool(absolute)
+        self.absolute = Fraction(0)
+        self.absolute_start = min((min(fixed) if fixed else Fraction(0)) for _, fixed in absolute) \
+            if absolute else Fraction(0)
+        self.absolute_interval = _absolute_interval([i for iv, _ in absolute for i in iv], len(queue))
 
     masked = False  # MaskedScheduler: counters and condition outcomes are per batch element
 
@@ -167,6 +181,8 @@ class Scheduler:
         for ts in (CSE, PASS, ESU):
             self.counts[ts] = dict.fromkeys(self.nodes, 0)
         self.pass_run = self.cse_run = 0
+        if self.absolute_mode:
+            self.absolute = max(self.absolute, self.absolute_start)
         while not self._terminated():
             for ts in (CSE, PASS):
                 self.counts[ts] = dict.fromkeys(self.nodes, 0)
@@ -186,12 +202,12 @@ class Scheduler:
                             done.add(node)
                             added = changed = True
                             self._ran(node)
-                if ex:
+                if ex or self.absolute_mode:
                     self.last = ex
                     self.last_set = frozenset(ex)
                     yield ex
                     self._tick_cse()
-            if not changed:
+            if not changed and not self.absolute_mode:
                 self.last = []
                 self.last_set = frozenset()
                 self._tick_cse()
@@ -205,6 +221,8 @@ class Scheduler:
         self.runs += 1
 
     def _tick_cse(self) -> None:
+        if self.absolute_mode:
+            self.absolute += self.absolute_interval
         self.cse_pass += 1
         self.cse_run += 1
         self.cse_total += 1
@@ -226,7 +244,8 @@ class MaskedScheduler(Scheduler):
         import torch
 
         self.__dict__.update({k: getattr(base, k) for k in ("nodes", "queue", "conds", "term_esu", "term_es",
-                                                             "where", "watch", "history", "justran", "dynamic")})
+                                                             "where", "watch", "history", "justran", "dynamic",
+                                                             "absolute_mode")})
         self.torch = torch
         self.batch = batch
         zero = torch.zeros(batch, dtype=torch.long, device=device)
@@ -375,6 +394,17 @@ class MaskedScheduler(Scheduler):
                                       "(default AllHaveRun: every node must be able to run)")
             active = active & ~self._terminated_mask(active)
         self.runs = self.runs + 1
+
+
+def _absolute_interval(intervals: list[Fraction], queue_length: int) -> Fraction:
+    """graph_scheduler's ``_get_absolute_consideration_set_execution_unit`` (standard mode):
+    the greatest common divisor of the conditions' intervals shared among the consideration
+    sets of a pass; 1 ms without intervals."""
+    if not intervals:
+        return Fraction(1, 1000)
+    den = math.lcm(*(i.denominator for i in intervals))
+    g = Fraction(math.gcd(*(int(i * den) for i in intervals)), den)
+    return g / queue_length if queue_length > 1 else g
 
 
 def consideration_queue(ids: list[str], deps: dict[str, list[str]], dep_sets: dict[str, dict[str, None]],
