@@ -31,7 +31,9 @@ counter as a tensor ``[B]`` and every condition outcome as a mask, so each batch
 its own schedule in one lockstep run; each node run is computed for the whole batch (vmapped)
 and kept, ``torch.where(mask, new, old)``, only where its element's schedule runs it.  The
 Python loop over passes stays (it ends when every element's evaluation has terminated), and
-gradients flow through the kept values.  ``_REFERENCE_SCHEDULER`` runs the former path
+gradients flow through the kept values.  A single run (``_MASKED_MIN_BATCH``) takes the
+scheduler in Python instead: the same schedule, at a fraction of the masked program's fixed
+cost per step, which a batch of tens of elements pays back.  ``_REFERENCE_SCHEDULER`` runs the former path
 instead (the scheduler in Python between compiled node runs, one batch element at a time), the
 reference the masked program is tested against; a value that changes shape between runs, or
 an absolute-time condition beside a Threshold, falls back to it.  Absolute-time conditions
@@ -62,6 +64,11 @@ from torchmdf.mdf.scheduler import flatten, schedules
 #: batch element at a time) instead of as masks: the reference the masked program is tested
 #: against.
 _REFERENCE_SCHEDULER = False
+
+#: Batches of at least this many elements run value-dependent conditions as masks; a smaller
+#: run takes the Python scheduler (the same schedule; per step, it costs a small fraction of
+#: the masked program's fixed tensor work, which pays off from batches of tens of elements).
+_MASKED_MIN_BATCH = 2
 
 _STATE_KEY = "simulation_state_key"  # meta of a stateless graph's state inputs: the key they read
 
@@ -289,7 +296,7 @@ def simulate(model: Any, steps: int = 1, dt: float = 0.01, *, graph: str | None 
         def run(feed: dict, pv: dict) -> tuple[dict, dict]:
             return plan.run(_Run(feed, pv, dtv))
     masked = None
-    if dynamic and not _REFERENCE_SCHEDULER:
+    if dynamic and not _REFERENCE_SCHEDULER and (b.batch or 1) >= _MASKED_MIN_BATCH:
         try:
             masked = _run_masked(prog, steps, b, dtv, port_keys, {}, pnames, method)
         except _NeedsReference:

@@ -72,8 +72,10 @@ def reference(monkeypatch):
 
 @pytest.fixture
 def masked_only(monkeypatch):
-    """Outside ``reference``, the masked program must not fall back to the Python scheduler."""
+    """Outside ``reference``, the masked program must not fall back to the Python scheduler
+    (unbatched runs too)."""
     real = simulation._run_dynamic
+    monkeypatch.setattr(simulation, "_MASKED_MIN_BATCH", 1)
 
     def guarded(*a, **k):
         assert simulation._REFERENCE_SCHEDULER, "the Python scheduler ran"
@@ -185,3 +187,12 @@ def test_the_masked_scheduler_runs_each_element_as_the_scheduler_does(mdf_exampl
                         got[i].append(node)
         assert got == [want[k]] * batch, (source, k)
     assert any(want[0] != w for w in want[1:]) or source != "many"  # the schedule changes between evaluations
+
+
+@pytest.mark.gpu
+def test_a_masked_batch_runs_on_the_gpu(masked_only):
+    rate = torch.tensor(RATES, dtype=torch.float64)
+    cpu = torchmdf.simulate(_gate_model(), steps=8, dt=0.1, params={"A.rate": rate})
+    gpu = torchmdf.simulate(_gate_model(), steps=8, dt=0.1, params={"A.rate": rate}, device="cuda")
+    assert all(v.device.type == "cuda" for v in gpu.values())
+    _assert_same({k: v.cpu() for k, v in gpu.items()}, cpu)

@@ -546,5 +546,5 @@ def threshold_getter(prog: Any, state: dict[tuple, Any], has: dict[tuple, Any] |
         default = torch.as_tensor(_threshold_default(prog, nid, name))
         if v is None:
             return default.unsqueeze(0)  # one for every element
-        return torch.where(has[(kind, nid, name)].view(-1, *[1] * (v.dim() - 1)), v, default.to(v.dtype))
+        return torch.where(has[(kind, nid, name)].view(-1, *[1] * (v.dim() - 1)), v, default.to(v.device, v.dtype))
     return value_of

@@ -265,7 +265,7 @@ class MaskedScheduler(Scheduler):
     def mask(self, x: Any) -> Any:
         """A condition's outcome as a bool mask ``[batch]``."""
         if isinstance(x, self.torch.Tensor):
-            return x.to(self.torch.bool).expand(self.batch)
+            return x.to(self.no.device, self.torch.bool).expand(self.batch)
         return ~self.no if x else self.no
 
     def all_of(self, parts: Any) -> Any:
@@ -333,11 +333,14 @@ class MaskedScheduler(Scheduler):
         self.cse_total = self.cse_total + ml
 
     def _reset(self, m: Any, scales: tuple[int, ...], names: tuple[str, ...]) -> None:
+        """Zero these counters where ``m`` holds."""
+        every = bool(m.all())
         where = self.torch.where
         for ts in scales:
-            self.counts[ts] = {n: where(m, self.zero, c) for n, c in self.counts[ts].items()}
+            self.counts[ts] = dict.fromkeys(self.nodes, self.zero) if every else \
+                {n: where(m, self.zero, c) for n, c in self.counts[ts].items()}
         for name in names:
-            setattr(self, name, where(m, self.zero, getattr(self, name)))
+            setattr(self, name, self.zero if every else where(m, self.zero, getattr(self, name)))
 
     def run(self, value_of: Callable[[str, str], Any] | None = None) -> Iterator[list[tuple[str, Any]]]:
         """One evaluation of every element (see :meth:`Scheduler.run`)."""
