@@ -196,3 +196,18 @@ def test_a_masked_batch_runs_on_the_gpu(masked_only):
     gpu = torchmdf.simulate(_gate_model(), steps=8, dt=0.1, params={"A.rate": rate}, device="cuda")
     assert all(v.device.type == "cuda" for v in gpu.values())
     _assert_same({k: v.cpu() for k, v in gpu.items()}, cpu)
+
+
+def test_a_batch_of_inputs_runs_masked_as_single_runs(reference, masked_only):
+    node = mdf.Node("A", input_ports=[mdf.InputPort("step", shape=[], default_value=1.0)],
+                    parameters=[mdf.Parameter("x", value="x + step", default_initial_value=0.0)],
+                    output_ports=[mdf.OutputPort("out", value="x")])
+    cond = mdf.ConditionSet(termination={"environment_state_update": _cond(
+        "Threshold", dependency="A", parameter="x", threshold=3.0, comparator=">=")})
+    model = mdf.Model("inp", graphs=[mdf.Graph("g", nodes=[node], conditions=cond)])
+    steps = torch.tensor([0.25, 1.0, 2.5], dtype=torch.float64)
+    got = torchmdf.simulate(model, steps=3, inputs={"A.step": steps})["A.out"]
+    for i in range(3):
+        single = reference(model, steps=3, inputs={"A.step": float(steps[i])})["A.out"]
+        torch.testing.assert_close(got[:, i], single, rtol=0, atol=0)
+    assert got[0].tolist() == [3.0, 3.0, 5.0]
