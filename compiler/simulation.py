@@ -33,7 +33,10 @@ and kept, ``torch.where(mask, new, old)``, only where its element's schedule run
 Python loop over passes stays (it ends when every element's evaluation has terminated), and
 gradients flow through the kept values.  A single run (``_MASKED_MIN_BATCH``) takes the
 scheduler in Python instead: the same schedule, at a fraction of the masked program's fixed
-cost per step, which a batch of tens of elements pays back.  ``_REFERENCE_SCHEDULER`` runs the former path
+cost per step, which a batch of tens of elements pays back.  As with any ``torch.where``, a
+node run is also computed for the elements that do not run it (on values they hold, zeros
+where they never set one): a result there that is infinite with an infinite derivative
+(``1 / 0``) makes that gradient NaN, though the value kept is right.  ``_REFERENCE_SCHEDULER`` runs the former path
 instead (the scheduler in Python between compiled node runs, one batch element at a time), the
 reference the masked program is tested against; a value that changes shape between runs, or
 an absolute-time condition beside a Threshold, falls back to it.  Absolute-time conditions
@@ -523,7 +526,8 @@ def _run_masked(prog: Any, steps: int, b: _Bindings, dt: Any, port_keys: list, c
         old = state.get(k)
         if old is not None and old.shape != new.shape:
             raise _NeedsReference
-        state[k] = new if old is None else torch.where(sel.view(-1, *[1] * (new.dim() - 1)), new, old)
+        old = torch.zeros_like(new) if old is None else old  # an element never set holds zeros
+        state[k] = torch.where(sel.view(-1, *[1] * (new.dim() - 1)), new, old)
         has[k] = has.get(k, no) | sel
 
     for step in range(steps):
