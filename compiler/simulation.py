@@ -25,11 +25,23 @@ grad.  ``device=`` places inputs, parameters and the compiled modules.
 **Conditions.**  Conditions that read only counters (every supported type but Threshold)
 never look at values: the scheduler runs on counters before the values exist, so each
 evaluation's node runs are fixed when it is lowered, and the run is compiled calls only.  A
-``Threshold`` condition makes the schedule depend on values: it falls back to the scheduler
-running in Python between compiled node runs (each node run compiled the same way), the
-condition reading the state dict; it is not compiled into the program as counters and masks,
-and a batch runs one element at a time and is stacked.  Absolute-time conditions
-(TimeInterval, TimeTermination) are refused, as before.
+``Threshold`` condition makes the schedule depend on values: it is compiled as counters and
+masks (:func:`_run_masked`): a :class:`~torchmdf.mdf.scheduler.MaskedScheduler` keeps every
+counter as a tensor ``[B]`` and every condition outcome as a mask, so each batch element follows
+its own schedule in one lockstep run; each node run is computed for the whole batch (vmapped)
+and kept, ``torch.where(mask, new, old)``, only where its element's schedule runs it.  The
+Python loop over passes stays (it ends when every element's evaluation has terminated), and
+gradients flow through the kept values.  A single run (``_MASKED_MIN_BATCH``) takes the
+scheduler in Python instead: the same schedule, at a fraction of the masked program's fixed
+cost per step, which a batch of tens of elements pays back.  As with any ``torch.where``, a
+node run is also computed for the elements that do not run it (on values they hold, zeros
+where they never set one): a result there that is infinite with an infinite derivative
+(``1 / 0``) makes that gradient NaN, though the value kept is right.  ``_REFERENCE_SCHEDULER`` runs the former path
+instead (the scheduler in Python between compiled node runs, one batch element at a time), the
+reference the masked program is tested against; a value that changes shape between runs, or
+an absolute-time condition beside a Threshold, falls back to it.  Absolute-time conditions
+(TimeInterval, TimeTermination) keep graph_scheduler's clock in the scheduler (exact, in
+fractions of a second): they read counters only, so alone they are compiled like the others.
 
 Output ports of a node that has not run yet are NaN in the trajectory (modeci_mdf holds None).
 A port whose shape changes between steps has a list of per-step tensors as its trajectory
@@ -50,6 +62,16 @@ from torchmdf.limits import LIMITS
 from torchmdf.mdf.attributes import as_tensor, port_default
 from torchmdf.mdf.conditions import threshold_getter
 from torchmdf.mdf.scheduler import flatten, schedules
+
+#: Run value-dependent conditions with the scheduler in Python between compiled node runs (one
+#: batch element at a time) instead of as masks: the reference the masked program is tested
+#: against.
+_REFERENCE_SCHEDULER = False
+
+#: Batches of at least this many elements run value-dependent conditions as masks; a smaller
+#: run takes the Python scheduler (the same schedule; per step, it costs a small fraction of
+#: the masked program's fixed tensor work, which pays off from batches of tens of elements).
+_MASKED_MIN_BATCH = 2
 
 _STATE_KEY = "simulation_state_key"  # meta of a stateless graph's state inputs: the key they read
 
@@ -139,15 +161,25 @@ class _Compiled:
             self.args.append(("const", value))
         gm.recompile()
 
-    def __call__(self, run: _Run, state: dict) -> None:
-        """Run it once and keep the values it leaves in ``state``."""
+    def arguments(self, run: _Run, state: dict) -> list[Any]:
         vals = []
         for a in self.args:
             kind = a[0]
             vals.append(state[a[1]] if kind == "state" else run.feed[a[1]] if kind == "port"
                         else run.params[a[1]] if kind == "param" else a[1] if kind == "const" else run.dt)
+        return vals
+
+    def __call__(self, run: _Run, state: dict) -> None:
+        """Run it once and keep the values it leaves in ``state``."""
+        for k, v in zip(self.out_keys, self.invoke(self.fn, self.arguments(run, state))):
+            state[k] = v
+        for k, v in self.fixed:
+            state[k] = v
+
+    def invoke(self, fn: Callable, vals: list[Any]) -> Any:
+        """``fn(*vals)`` (the compiled code, or it vmapped), a failure located at its node."""
         try:
-            outs = self.fn(*vals)
+            return fn(*vals)
         except TorchMDFError:
             raise
         except Exception as e:  # noqa: BLE001 - name the MDF node and parameter that failed
@@ -157,10 +189,6 @@ class _Compiled:
             if located is None:
                 raise ConversionError(f"the simulation failed: {type(e).__name__}: {str(e)[:300]}") from e
             raise located from e
-        for k, v in zip(self.out_keys, outs):
-            state[k] = v
-        for k, v in self.fixed:
-            state[k] = v
 
 
 class _Run:
@@ -270,9 +298,17 @@ def simulate(model: Any, steps: int = 1, dt: float = 0.01, *, graph: str | None 
 
         def run(feed: dict, pv: dict) -> tuple[dict, dict]:
             return plan.run(_Run(feed, pv, dtv))
-    if b.batch is None:
+    masked = None
+    if dynamic and not _REFERENCE_SCHEDULER and (b.batch or 1) >= _MASKED_MIN_BATCH:
+        try:
+            masked = _run_masked(prog, steps, b, dtv, port_keys, {}, pnames, method)
+        except _NeedsReference:
+            masked = None
+    if masked is not None:
+        stacked, lists = masked
+    elif b.batch is None:
         stacked, lists = run(b.feed, b.params)
-    elif dynamic:  # value-dependent schedules: one batch element at a time
+    elif dynamic:  # the reference: one batch element at a time, the scheduler in Python
         cols = [run({k: v[i] if b.batched.get(("port", k)) else v for k, v in b.feed.items()},
                     {k: v[i] if b.batched.get(("param", k)) else v for k, v in b.params.items()})
                 for i in range(b.batch)]
@@ -457,6 +493,89 @@ def _check_trajectory_size(port_items: list, steps: int, prog: Any) -> None:
     per_step = sum(torch.as_tensor(lst[0]).numel() for _, lst in port_items if lst and lst[0] is not None)
     LIMITS.check_elements(per_step * steps, f"the trajectories of {steps:,} steps",
                           prog.loc(prog.base()))
+
+
+class _NeedsReference(Exception):
+    """A value changes shape between runs: masks cannot merge it; the reference path runs."""
+
+
+def _run_masked(prog: Any, steps: int, b: _Bindings, dt: Any, port_keys: list, cache: dict, pnames: list[str],
+                method: str) -> tuple[dict, dict]:
+    """Value-dependent conditions (Threshold) compiled as counters and masks: a
+    :class:`MaskedScheduler` runs every batch element in lockstep, each node run is computed
+    for the whole batch (vmapped) and kept, ``torch.where(mask, new, old)``, only where that
+    element's schedule runs the node.  Returns trajectories ``[steps, B, ...]``."""
+    from torchmdf.mdf.scheduler import MaskedScheduler
+
+    batch = b.batch or 1
+    r = _Run(b.feed, b.params, dt)
+    sch = MaskedScheduler(prog.scheduler(), batch, b.device)
+    if sch.absolute_mode:  # absolute time is one exact clock, not a mask per element
+        raise _NeedsReference
+    no = sch.no
+    state: dict[tuple, Any] = {}
+    has: dict[tuple, Any] = {}
+    ran: dict[str, Any] = {}
+    value_of = threshold_getter(prog, state, has)
+    traj: dict[tuple, list[Any]] = {k: [] for k in port_keys}
+
+    def batched(a: tuple) -> bool:
+        return a[0] == "state" or (a[0] in ("port", "param") and bool(b.batched.get(a)))
+
+    def keep(k: tuple, new: Any, sel: Any) -> None:
+        old = state.get(k)
+        if old is not None and old.shape != new.shape:
+            raise _NeedsReference
+        old = torch.zeros_like(new) if old is None else old  # an element never set holds zeros
+        state[k] = torch.where(sel.view(-1, *[1] * (new.dim() - 1)), new, old)
+        has[k] = has.get(k, no) | sel
+
+    for step in range(steps):
+        first = step == 0
+        for cse in sch.run(value_of):
+            for nid, m in cse:
+                deps = sorted({nid} | prog.senders[nid])
+                codes = sum(ran.get(d, no).long() << j for j, d in enumerate(deps))
+                for code in torch.unique(codes[m]).tolist():
+                    before = frozenset(d for j, d in enumerate(deps) if code >> j & 1)
+                    sel = m & (codes == code)
+                    key = (first, nid, before)
+                    c = cache.get(key)
+                    if c is None:
+                        seg = prog.segment([nid], first=first, dt=None if first else 1.0, ran_before=before,
+                                           program_inputs=True)
+                        c = cache[key] = _Compiled(seg, pnames, method, b.device)
+                    dims = tuple(0 if batched(a) else None for a in c.args)
+                    vals = c.arguments(r, state)
+                    if any(d == 0 for d in dims):
+                        outs = c.invoke(torch.vmap(c.fn, in_dims=dims), vals)
+                    else:
+                        outs = [o.expand(batch, *o.shape) for o in c.invoke(c.fn, vals)]
+                    for k, v in zip(c.out_keys, outs):
+                        keep(k, v, sel)
+                    for k, v in c.fixed:
+                        keep(k, v.expand(batch, *v.shape), sel)
+                ran[nid] = ran.get(nid, no) | m
+        for k, lst in traj.items():
+            lst.append((state.get(k), has.get(k)))
+        if step == 0:
+            _check_trajectory_size([(k, [v]) for k, (v, _) in ((k, lst[0]) for k, lst in traj.items())],
+                                   steps, prog)
+    stacked: dict[str, Any] = {}
+    for k, lst in traj.items():
+        if all(v is None for v, _ in lst):
+            continue
+        known = next(v for v, _ in lst if v is not None)
+        missing = any(v is None or not bool(h.all()) for v, h in lst)
+        dtype = known.dtype if known.is_floating_point() or not missing else torch.float64
+        nan = torch.full_like(known, float("nan"), dtype=dtype) if missing else known
+        rows = [nan if v is None else v.to(dtype) if bool(h.all()) else
+                torch.where(h.view(-1, *[1] * (v.dim() - 1)), v.to(dtype), nan) for v, h in lst]
+        if any(row.shape != rows[0].shape for row in rows):
+            raise _NeedsReference
+        t = torch.stack(rows)
+        stacked[f"{k[1]}.{k[2]}"] = t if b.batch is not None else t[:, 0]
+    return stacked, {}
 
 
 def _run_dynamic(prog: Any, steps: int, r: _Run, port_keys: list, cache: dict, pnames: list[str], method: str,

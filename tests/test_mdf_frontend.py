@@ -441,7 +441,7 @@ def test_error_nested_graph_is_located():
 
 
 @pytest.mark.parametrize("cond, fragment", [
-    ({"type": "TimeInterval", "kwargs": {"repeat": 2}}, "absolute-time"),
+    ({"type": "TimeInterval", "kwargs": {"start": 3, "end": 1}}, "later than"),
     ({"type": "WhenFinished", "kwargs": {"dependency": "A"}}, "not supported"),
     ({"type": "EveryNCalls", "kwargs": {"dependency": "Z", "n": 1}}, "the id of a node"),
     ({"type": "AfterNCalls", "kwargs": {"dependency": "A", "n": 1, "time_scale": "TimeScale.DAY"}}, "time_scale"),

@@ -19,8 +19,9 @@ crosses runs).  Supported: Always, Never, All/And, Any/Or, Not, NWhen, EveryNCal
 BeforeNCalls, AtNCalls, AfterCall, AfterNCalls, AfterNCallsCombined, JustRan, AllHaveRun,
 Before/At/After(N)Pass(es), EveryNPasses, the ConsiderationSetExecution,
 EnvironmentStateUpdate and EnvironmentSequence families (including the ``...Start`` forms) and
-Threshold; absolute-time conditions (TimeInterval, TimeTermination), WhenFinished* and
-While/WhileNot are refused with a located :class:`ConversionError`.  Differences, all where
+Threshold and the absolute-time TimeInterval and TimeTermination (graph_scheduler's clock, exact
+in fractions of a second); WhenFinished* and While/WhileNot are refused with a located
+:class:`ConversionError`.  Differences, all where
 modeci_mdf is not deterministic or fails: nodes of one consideration set are considered and
 run in file order (graph_scheduler iterates a ``set``); edges into one port are applied in file
 order (modeci_mdf iterates a ``set`` of edges); ``JustRan`` before anything ran is false

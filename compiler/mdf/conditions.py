@@ -13,7 +13,11 @@ Arguments follow modeci_mdf's conventions: a ``dependencies`` key stands for one
 
 from __future__ import annotations
 
+import math
+import operator
+import re
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Callable
 
 import numpy as np
@@ -31,6 +35,7 @@ __all__ = ["ConditionType", "CONDITION_TYPES", "KNOWN_CONDITION_TYPES", "NODE_AR
 NODE_ARGUMENTS = ("dependency", "dependencies")
 
 _COMPARATORS = {"<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal}
+_TORCH_COMPARATORS = {"<": torch.lt, "<=": torch.le, ">": torch.gt, ">=": torch.ge}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,17 +118,25 @@ class _Args:
 
 def _all(a: _Args) -> CompiledCondition:
     parts = a.conditions()
-    return a.cond(lambda s: all(p.ok(s) for p in parts), parts=tuple(parts))
+    return a.cond(lambda s: s.all_of(parts), parts=tuple(parts), absolute=_absolute_of(parts))
 
 
 def _any(a: _Args) -> CompiledCondition:
     parts = a.conditions()
-    return a.cond(lambda s: any(p.ok(s) for p in parts), parts=tuple(parts))
+    return a.cond(lambda s: s.any_of(parts), parts=tuple(parts), absolute=_absolute_of(parts))
+
+
+def _absolute_of(parts: list[CompiledCondition]) -> tuple[list[Fraction], list[Fraction]] | None:
+    """graph_scheduler's All/Any: absolute when a part is; its intervals and fixed points."""
+    found = [p.absolute for p in parts if p.absolute is not None]
+    if not found:
+        return None
+    return [i for iv, _ in found for i in iv], [f for _, fixed in found for f in fixed]
 
 
 def _not(a: _Args) -> CompiledCondition:
     inner = a.condition()
-    return a.cond(lambda s: not inner.ok(s), parts=(inner,))
+    return a.cond(lambda s: s.negate(inner.ok(s)), parts=(inner,))
 
 
 def _nwhen(a: _Args) -> CompiledCondition:
@@ -131,7 +144,9 @@ def _nwhen(a: _Args) -> CompiledCondition:
     limit = a.integer("n", 1)
     box = [0]
 
-    def nwhen(s: Scheduler) -> bool:
+    def nwhen(s: Scheduler) -> Any:
+        if s.masked:
+            return s.nwhen(box, inner, limit)
         if box[0] < limit and inner.ok(s):
             box[0] += 1
             return True
@@ -158,14 +173,14 @@ def _after_n_calls_combined(a: _Args) -> CompiledCondition:
 
 def _just_ran(a: _Args) -> CompiledCondition:
     dep = a.node()
-    return a.cond(lambda s: dep in s.last_set, justran=True)
+    return a.cond(lambda s: s.just_ran(dep), justran=True)
 
 
 def _all_have_run(a: _Args) -> CompiledCondition:
     deps, ts = a.nodes(), a.scale(ESU)
     if not deps and ts == ESU:
         return a.cond(lambda s: s.ran_this_run == len(s.nodes))
-    return a.cond(lambda s: all(s.counts[ts][d] >= 1 for d in (deps or s.nodes)), history=ts > ESU,
+    return a.cond(lambda s: s.conjunction(s.counts[ts][d] >= 1 for d in (deps or s.nodes)), history=ts > ESU,
                   cost=len(deps) or len(a.cc.ids))
 
 
@@ -193,7 +208,7 @@ def clock(query: int, base: int, how: str, n: int, where: str) -> CompiledCondit
 
 def _at_esu_n_start(a: _Args) -> CompiledCondition:
     parts = (clock(PASS, ESU, "==", 0, a.where), clock(ESU, a.scale(ES), "==", a.integer(), a.where))
-    return a.cond(lambda s: all(p.ok(s) for p in parts), parts=parts)
+    return a.cond(lambda s: s.all_of(parts), parts=parts)
 
 
 def _environment_sequence(ok_for: Callable[[int], bool]) -> Callable[[_Args], CompiledCondition]:
@@ -207,12 +222,93 @@ def _environment_sequence(ok_for: Callable[[int], bool]) -> Callable[[_Args], Co
 def _at_es_n_start(a: _Args) -> CompiledCondition:
     n = a.integer()
     at0 = clock(ESU, ES, "==", 0, a.where)
-    return a.cond(lambda s: at0.ok(s) and n == 0, parts=(at0,))
+    return a.cond(lambda s: s.all_of((at0,)) if n == 0 else False, parts=(at0,))
 
 
-def _absolute_time(a: _Args) -> CompiledCondition:
-    raise ConversionError(f"{a.t} is an absolute-time condition; torchmdf schedules in passes and "
-                          "consideration sets only", location=a.where)
+#: Time units an absolute-time condition may name, in seconds (graph_scheduler uses pint; a model
+#: file's unit is looked up here, never parsed as an expression).
+_TIME_UNITS = {"s": Fraction(1), "second": Fraction(1), "ms": Fraction(1, 10**3), "millisecond": Fraction(1, 10**3),
+               "us": Fraction(1, 10**6), "microsecond": Fraction(1, 10**6), "ns": Fraction(1, 10**9),
+               "nanosecond": Fraction(1, 10**9), "ps": Fraction(1, 10**12), "picosecond": Fraction(1, 10**12)}
+_QUANTITY = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?)\s*([a-z]*)\s*")
+
+
+def _time(a: _Args, name: str, unit: Fraction) -> Fraction | None:
+    """A time argument (a number of ``unit``, or a string such as ``"2 ms"``) in seconds,
+    exact (a float as its decimal digits)."""
+    v = a.kw.get(name)
+    if v is None:
+        return None
+    if isinstance(v, str):
+        m = _QUANTITY.fullmatch(v) if len(v) < 64 else None
+        if m is None or (m.group(2) and m.group(2) not in _TIME_UNITS):
+            raise ValidationError(f"{a.t}: {name} must be a number or a time such as '2ms', got {v!r}",
+                                  location=a.where, hint="units: " + ", ".join(_TIME_UNITS))
+        return Fraction(m.group(1)) * (_TIME_UNITS[m.group(2)] if m.group(2) else unit)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise ValidationError(f"{a.t}: {name} must be a time of at least 0, got {v!r}", location=a.where)
+    return Fraction(repr(v)) * unit
+
+
+def _time_unit(a: _Args) -> Fraction:
+    u = a.kw.get("unit", "ms")
+    u = u.split(".")[-1] if isinstance(u, str) else u  # "TimeUnit.ms", as pint prints it
+    if not isinstance(u, str) or u not in _TIME_UNITS:
+        raise ValidationError(f"{a.t}: unknown time unit {u!r}", location=a.where, hint="one of " + ", ".join(_TIME_UNITS))
+    return _TIME_UNITS[u]
+
+
+def _flag(a: _Args, name: str) -> bool:
+    v = a.kw.get(name, True)
+    if not isinstance(v, bool):
+        raise ValidationError(f"{a.t}: {name} must be true or false, got {v!r}", location=a.where)
+    return v
+
+
+def _time_interval(a: _Args) -> CompiledCondition:
+    """graph_scheduler's TimeInterval: every ``repeat`` of absolute time, at/after ``start``,
+    before/through ``end`` (the repeat counted from the owner's consideration set's offset in a
+    pass, or from ``start`` when the graph has one consideration set)."""
+    unit = _time_unit(a)
+    repeat, start, end = (_time(a, k, unit) for k in ("repeat", "start", "end"))
+    start_inclusive, end_inclusive = _flag(a, "start_inclusive"), _flag(a, "end_inclusive")
+    if repeat is start is end is None:
+        raise ValidationError("TimeInterval needs at least one of repeat, start, end", location=a.where)
+    if start is not None and end is not None and start > end:
+        raise ValidationError(f"TimeInterval: start ({a.kw['start']}) is later than end ({a.kw['end']})",
+                              location=a.where)
+    if repeat == 0:
+        raise ValidationError("TimeInterval: repeat must be more than 0", location=a.where)
+    owner, where = a.owner, a.where
+
+    def ok(s: Scheduler) -> bool:
+        now = s.absolute
+        if repeat is not None:
+            if len(s.queue) == 1 and start is not None:
+                offset = start
+            elif owner is not None:
+                offset = s.queue_index[owner] * s.absolute_interval
+            else:
+                raise ConversionError("a TimeInterval with a repeat needs an owner node (or a graph of one "
+                                      "consideration set) when it is a termination condition", location=where)
+            if (now - offset) % repeat != 0:
+                return False
+        if start is not None and (now < start if start_inclusive else now <= start):
+            return False
+        return end is None or (now <= end if end_inclusive else now < end)
+    fixed = [t for t, inc in ((start, start_inclusive), (end, end_inclusive)) if t is not None and inc]
+    return a.cond(ok, history=True, absolute=([repeat] if repeat is not None else [], fixed))
+
+
+def _time_termination(a: _Args) -> CompiledCondition:
+    """graph_scheduler's TimeTermination: at/after absolute time ``t``."""
+    unit = _time_unit(a)
+    t = _time(a, "t", unit)
+    if t is None:
+        raise ValidationError("TimeTermination needs a time 't'", location=a.where)
+    inclusive = _flag(a, "inclusive")
+    return a.cond(lambda s: s.absolute >= t if inclusive else s.absolute > t, history=True,
+                  absolute=([], [t] if inclusive else []))
 
 
 def _threshold(a: _Args) -> CompiledCondition:
@@ -244,6 +340,15 @@ def _threshold(a: _Args) -> CompiledCondition:
                                   "runs, so the schedule is not known before it runs", location=where,
                                   hint="torchmdf.simulate() runs such graphs")
         v = s.value_of(dep, name)
+        if s.masked:  # one value per batch element: a mask
+            v = torch.as_tensor(v).detach()
+            for i in indices or ():
+                v = v[:, i]
+            v = v.reshape(v.shape[0]).double()
+            if comparator in ("==", "!="):
+                close = torch.isclose(v, torch.full_like(v, float(threshold)), atol=atol, rtol=rtol)
+                return close if comparator == "==" else ~close
+            return _TORCH_COMPARATORS[comparator](v, float(threshold))
         for i in indices or ():
             v = v[i]
         v = float(v)
@@ -271,8 +376,8 @@ def _entries() -> list[ConditionType]:
         ct("Not", ("condition",), _not),
         ct("NWhen", ("condition", "n"), _nwhen),
         ct("EveryNCalls", ("dependency", "n"), _every_n_calls),
-        ct("BeforeNCalls", _CALLS, _calls(int.__lt__)), ct("AtNCalls", _CALLS, _calls(int.__eq__)),
-        ct("AfterCall", _CALLS, _calls(int.__gt__)), ct("AfterNCalls", _CALLS, _calls(int.__ge__)),
+        ct("BeforeNCalls", _CALLS, _calls(operator.lt)), ct("AtNCalls", _CALLS, _calls(operator.eq)),
+        ct("AfterCall", _CALLS, _calls(operator.gt)), ct("AfterNCalls", _CALLS, _calls(operator.ge)),
         ct("AfterNCallsCombined", ("*dependencies", "n", "time_scale"), _after_n_calls_combined),
         ct("JustRan", _DEP, _just_ran),
         ct("AllHaveRun", ("*dependencies", "time_scale"), _all_have_run),
@@ -286,8 +391,9 @@ def _entries() -> list[ConditionType]:
         ct("Threshold", ("dependency", "parameter", "threshold", "comparator", "indices", "atol", "rtol"),
            _threshold, "reads values computed while the graph runs: simulate() only"),
         ct("TimeInterval", ("repeat", "start", "end", "unit", "start_inclusive", "end_inclusive"),
-           _absolute_time, "absolute time: refused"),
-        ct("TimeTermination", ("t", "inclusive", "unit"), _absolute_time, "absolute time: refused"),
+           _time_interval, "graph_scheduler's absolute time, exact (fractions of a second)"),
+        ct("TimeTermination", ("t", "inclusive", "unit"), _time_termination,
+           "graph_scheduler's absolute time, exact (fractions of a second)"),
     ]
     clocks = {"BeforePass": (PASS, ESU, "<"), "AtPass": (PASS, ESU, "=="), "AfterPass": (PASS, ESU, ">"),
               "AfterNPasses": (PASS, ESU, ">="), "EveryNPasses": (PASS, ESU, "%"),
@@ -311,7 +417,7 @@ CONDITION_TYPES: dict[str, ConditionType] = {c.name: c for c in _entries()}
 KNOWN_CONDITION_TYPES = frozenset(CONDITION_TYPES)
 _SUPPORTED = ("Always, Never, All, Any, Not, NWhen, EveryNCalls, AfterNCalls and the other call counts, "
               "JustRan, AllHaveRun, the Pass, ConsiderationSetExecution and EnvironmentStateUpdate "
-              "families, Threshold")
+              "families, Threshold, TimeInterval, TimeTermination")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,7 +461,7 @@ class ConditionCompiler:
                 conds[nid] = CompiledCondition(lambda s: True, where)
             else:
                 parts = [self.every_n_calls(d, 1, nid, where) for d in deps]
-                conds[nid] = CompiledCondition(lambda s, parts=parts: all(p.ok(s) for p in parts), where)
+                conds[nid] = CompiledCondition(lambda s, parts=parts: s.all_of(parts), where)
         term: dict[int, CompiledCondition] = {}
         for scale, c in termination.items():
             where = self.loc(f"{cbase} > termination {scale!r}")
@@ -415,9 +521,12 @@ def _threshold_default(prog: Any, nid: str, name: str) -> Any:
     return torch.zeros(tuple(p.shape) if p.shape else ())
 
 
-def threshold_getter(prog: Any, state: dict[tuple, Any]) -> Callable[[str, str], Any]:
+def threshold_getter(prog: Any, state: dict[tuple, Any], has: dict[tuple, Any] | None = None
+                     ) -> Callable[[str, str], Any]:
     """``value_of(node, name)`` for Threshold conditions over a simulation's ``state``
-    (``(kind, node id, id) -> value``), with modeci_mdf's defaults for what has not run."""
+    (``(kind, node id, id) -> value``), with modeci_mdf's defaults for what has not run.
+    With ``has`` (key -> mask ``[batch]`` of the elements that set it; the masked program), a
+    value ``[batch, ...]``, the default where an element has not set it."""
     kinds = {}
     for nid, n in prog.by_id.items():
         for p in n.input_ports:
@@ -432,5 +541,10 @@ def threshold_getter(prog: Any, state: dict[tuple, Any]) -> Callable[[str, str],
     def value_of(nid: str, name: str) -> Any:
         kind = kinds.get((nid, name))
         v = state.get((kind, nid, name)) if kind is not None else None
-        return _threshold_default(prog, nid, name) if v is None else v
+        if has is None:
+            return _threshold_default(prog, nid, name) if v is None else v
+        default = torch.as_tensor(_threshold_default(prog, nid, name))
+        if v is None:
+            return default.unsqueeze(0)  # one for every element
+        return torch.where(has[(kind, nid, name)].view(-1, *[1] * (v.dim() - 1)), v, default.to(v.device, v.dtype))
     return value_of

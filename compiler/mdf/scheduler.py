@@ -9,13 +9,15 @@ against ``LIMITS.max_schedule_work``."""
 from __future__ import annotations
 
 import itertools
+import math
+from fractions import Fraction
 from typing import Any, Callable, Iterator
 
 from torchmdf.errors import ConversionError, ValidationError
 from torchmdf.limits import LIMITS
 
 __all__ = ["CSE", "PASS", "ESU", "ES", "LIFE", "TIME_SCALES", "time_scale", "CompiledCondition",
-           "Scheduler", "MAX_PASSES", "consideration_queue", "schedules", "flatten"]
+           "Scheduler", "MaskedScheduler", "MAX_PASSES", "consideration_queue", "schedules", "flatten"]
 
 #: Passes one evaluation may take before it is declared non-terminating.
 MAX_PASSES = 10_000
@@ -40,12 +42,15 @@ class CompiledCondition:
     run; ``dynamic``: it reads computed values (Threshold); ``cost``: the work of one check
     (counted against ``LIMITS.max_schedule_work``)."""
 
-    __slots__ = ("ok", "history", "justran", "dynamic", "where", "cost")
+    __slots__ = ("ok", "history", "justran", "dynamic", "where", "cost", "absolute")
 
     def __init__(self, ok: Callable[[Scheduler], bool], where: str, *, history: bool = False,
                  justran: bool = False, dynamic: bool = False, parts: tuple[CompiledCondition, ...] = (),
-                 cost: int = 1):
+                 cost: int = 1, absolute: tuple[list[Fraction], list[Fraction]] | None = None):
         self.ok = ok
+        # graph_scheduler's absolute_intervals and absolute_fixed_points (seconds), or None:
+        # not an absolute-time condition
+        self.absolute = absolute
         self.where = where
         self.history = history or any(p.history for p in parts)
         self.justran = justran or any(p.justran for p in parts)
@@ -90,6 +95,33 @@ class Scheduler:
         self.history = any(c.history for c in allc)
         self.justran = any(c.justran for c in allc)
         self.dynamic = any(c.dynamic for c in allc)
+        self.queue_index = {n: i for i, cs in enumerate(queue) for n in cs}
+        # graph_scheduler's absolute time (seconds, exact): on when any condition is an
+        # absolute one; then every consideration set execution (empty ones too) advances it
+        absolute = [c.absolute for c in allc if c.absolute is not None]
+        self.absolute_mode = bool(absolute)
+        self.absolute = Fraction(0)
+        self.absolute_start = min((min(fixed) if fixed else Fraction(0)) for _, fixed in absolute) \
+            if absolute else Fraction(0)
+        self.absolute_interval = _absolute_interval([i for iv, _ in absolute for i in iv], len(queue))
+
+    masked = False  # MaskedScheduler: counters and condition outcomes are per batch element
+
+    # what conditions combine through (MaskedScheduler answers with masks)
+    def all_of(self, parts: Any) -> Any:
+        return all(p.ok(self) for p in parts)
+
+    def any_of(self, parts: Any) -> Any:
+        return any(p.ok(self) for p in parts)
+
+    def negate(self, x: Any) -> Any:
+        return not x
+
+    def conjunction(self, values: Any) -> Any:
+        return all(values)
+
+    def just_ran(self, node: str) -> Any:
+        return node in self.last_set
 
     def useable(self, dep: str, owner: str) -> int:
         """Runs of ``dep`` since ``owner`` last ran (in this evaluation)."""
@@ -149,6 +181,8 @@ class Scheduler:
         for ts in (CSE, PASS, ESU):
             self.counts[ts] = dict.fromkeys(self.nodes, 0)
         self.pass_run = self.cse_run = 0
+        if self.absolute_mode:
+            self.absolute = max(self.absolute, self.absolute_start)
         while not self._terminated():
             for ts in (CSE, PASS):
                 self.counts[ts] = dict.fromkeys(self.nodes, 0)
@@ -168,12 +202,12 @@ class Scheduler:
                             done.add(node)
                             added = changed = True
                             self._ran(node)
-                if ex:
+                if ex or self.absolute_mode:
                     self.last = ex
                     self.last_set = frozenset(ex)
                     yield ex
                     self._tick_cse()
-            if not changed:
+            if not changed and not self.absolute_mode:
                 self.last = []
                 self.last_set = frozenset()
                 self._tick_cse()
@@ -187,9 +221,193 @@ class Scheduler:
         self.runs += 1
 
     def _tick_cse(self) -> None:
+        if self.absolute_mode:
+            self.absolute += self.absolute_interval
         self.cse_pass += 1
         self.cse_run += 1
         self.cse_total += 1
+
+
+class MaskedScheduler(Scheduler):
+    """:class:`Scheduler` for a batch of ``batch`` runs in lockstep, each on its own schedule:
+    every counter is a tensor ``[batch]`` and every condition outcome a mask, so a condition
+    that reads values (Threshold) may hold for some elements and not others.  :meth:`run`
+    yields each consideration set execution as ``[(node, mask), ...]`` in run order: the node
+    runs for the elements where ``mask`` holds (an element runs its nodes in the same order as
+    :class:`Scheduler` would for it alone, since the order is by round, then by queue position).
+    ``considering`` is the mask of elements a condition is asked for (NWhen counts only those,
+    and All/Any narrow it as they short-circuit)."""
+
+    masked = True
+
+    def __init__(self, base: Scheduler, batch: int, device: Any = None):
+        import torch
+
+        self.__dict__.update({k: getattr(base, k) for k in ("nodes", "queue", "conds", "term_esu", "term_es",
+                                                             "where", "watch", "history", "justran", "dynamic",
+                                                             "absolute_mode")})
+        self.torch = torch
+        self.batch = batch
+        zero = torch.zeros(batch, dtype=torch.long, device=device)
+        self.zero = zero
+        self.no = torch.zeros(batch, dtype=torch.bool, device=device)
+        self.counts = [dict.fromkeys(self.nodes, zero) for _ in range(5)]
+        self.calls = dict.fromkeys(self.nodes, zero)
+        self.snap = {}
+        self.ran_this_run = zero
+        self.last_mask: dict[str, Any] = {}
+        self.pass_run = self.pass_total = self.cse_pass = self.cse_run = self.cse_total = self.runs = zero
+        self.work = 0
+        self.value_of = None
+        self.considering = ~self.no
+        self.nwhen_counts: dict[int, Any] = {}
+
+    def mask(self, x: Any) -> Any:
+        """A condition's outcome as a bool mask ``[batch]``."""
+        if isinstance(x, self.torch.Tensor):
+            return x.to(self.no.device, self.torch.bool).expand(self.batch)
+        return ~self.no if x else self.no
+
+    def all_of(self, parts: Any) -> Any:
+        acc, saved = ~self.no, self.considering
+        for p in parts:
+            self.considering = saved & acc
+            acc = acc & self.mask(p.ok(self))
+        self.considering = saved
+        return acc
+
+    def any_of(self, parts: Any) -> Any:
+        acc, saved = self.no, self.considering
+        for p in parts:
+            self.considering = saved & ~acc
+            acc = acc | self.mask(p.ok(self))
+        self.considering = saved
+        return acc
+
+    def negate(self, x: Any) -> Any:
+        return ~self.mask(x)
+
+    def conjunction(self, values: Any) -> Any:
+        acc = ~self.no
+        for v in values:
+            acc = acc & self.mask(v)
+        return acc
+
+    def just_ran(self, node: str) -> Any:
+        return self.last_mask.get(node, self.no)
+
+    def nwhen(self, box: list, inner: CompiledCondition, limit: int) -> Any:
+        """NWhen: holds the first ``limit`` times ``inner`` holds, counted per element."""
+        count = self.nwhen_counts.get(id(box), self.zero)
+        saved = self.considering
+        self.considering = saved & (count < limit)
+        ok = self.considering & self.mask(inner.ok(self))
+        self.considering = saved
+        self.nwhen_counts[id(box)] = count + ok.long()
+        return ok
+
+    def _check_mask(self, c: CompiledCondition, considering: Any) -> Any:
+        self.considering = considering
+        return considering & self.mask(self._check(c))
+
+    def _terminated_mask(self, live: Any) -> Any:
+        esu = self._check_mask(self.term_esu, live)
+        return esu | self._check_mask(self.term_es, live & ~esu)
+
+    def _ran_masked(self, node: str, m: Any) -> None:
+        where, ml = self.torch.where, m.long()
+        self.ran_this_run = self.ran_this_run + (m & (self.counts[ESU][node] == 0)).long()
+        for ts in range(5):
+            self.counts[ts][node] = self.counts[ts][node] + ml
+        deps = self.watch.get(node)
+        if deps:
+            snap = self.snap.setdefault(node, {})
+            for d in deps:
+                snap[d] = where(m, self.calls[d], snap.get(d, self.zero))
+        self.calls[node] = self.calls[node] + ml
+
+    def _tick_cse_masked(self, m: Any) -> None:
+        ml = m.long()
+        self.cse_pass = self.cse_pass + ml
+        self.cse_run = self.cse_run + ml
+        self.cse_total = self.cse_total + ml
+
+    def _reset(self, m: Any, scales: tuple[int, ...], names: tuple[str, ...]) -> None:
+        """Zero these counters where ``m`` holds."""
+        every = bool(m.all())
+        where = self.torch.where
+        for ts in scales:
+            self.counts[ts] = dict.fromkeys(self.nodes, self.zero) if every else \
+                {n: where(m, self.zero, c) for n, c in self.counts[ts].items()}
+        for name in names:
+            setattr(self, name, self.zero if every else where(m, self.zero, getattr(self, name)))
+
+    def run(self, value_of: Callable[[str, str], Any] | None = None) -> Iterator[list[tuple[str, Any]]]:
+        """One evaluation of every element (see :meth:`Scheduler.run`)."""
+        where = self.torch.where
+        self.value_of = value_of
+        self.work = 0
+        every = ~self.no
+        self.calls = dict.fromkeys(self.nodes, self.zero)
+        self.snap = {}
+        self._reset(every, (CSE, PASS, ESU), ("ran_this_run", "pass_run", "cse_run"))
+        active = ~self._terminated_mask(every)
+        while bool(active.any()):
+            self._reset(active, (CSE, PASS), ("cse_pass",))
+            changed = self.no
+            inpass = active
+            for cs in self.queue:
+                inpass = inpass & ~self._terminated_mask(inpass)
+                if not bool(inpass.any()):
+                    break
+                ex: list[tuple[str, Any]] = []
+                done = dict.fromkeys(cs, self.no)
+                looping = inpass
+                while bool(looping.any()):
+                    added = self.no
+                    for node in cs:
+                        considered = looping & ~done[node]
+                        if not bool(considered.any()):
+                            continue
+                        ok = self._check_mask(self.conds[node], considered)
+                        if bool(ok.any()):
+                            ex.append((node, ok))
+                            done[node] = done[node] | ok
+                            added = added | ok
+                            self._ran_masked(node, ok)
+                    looping = added
+                    changed = changed | added
+                if ex:
+                    any_ran = self.no
+                    for _, m in ex:
+                        any_ran = any_ran | m
+                    self.last_mask = {n: where(any_ran, done.get(n, self.no), self.last_mask.get(n, self.no))
+                                      for n in self.nodes}
+                    yield ex
+                    self._tick_cse_masked(any_ran)
+            idle = active & ~changed
+            self.last_mask = {n: m & ~idle for n, m in self.last_mask.items()}
+            self._tick_cse_masked(idle)
+            self.pass_run = self.pass_run + active.long()
+            self.pass_total = self.pass_total + active.long()
+            if bool((self.pass_run > MAX_PASSES).any()):
+                raise ConversionError(f"an evaluation did not terminate after {MAX_PASSES} passes",
+                                      location=self.where,
+                                      hint="check the environment_state_update termination condition "
+                                      "(default AllHaveRun: every node must be able to run)")
+            active = active & ~self._terminated_mask(active)
+        self.runs = self.runs + 1
+
+
+def _absolute_interval(intervals: list[Fraction], queue_length: int) -> Fraction:
+    """graph_scheduler's ``_get_absolute_consideration_set_execution_unit`` (standard mode):
+    the greatest common divisor of the conditions' intervals shared among the consideration
+    sets of a pass; 1 ms without intervals."""
+    if not intervals:
+        return Fraction(1, 1000)
+    den = math.lcm(*(i.denominator for i in intervals))
+    g = Fraction(math.gcd(*(int(i * den) for i in intervals)), den)
+    return g / queue_length if queue_length > 1 else g
 
 
 def consideration_queue(ids: list[str], deps: dict[str, list[str]], dep_sets: dict[str, dict[str, None]],
