@@ -407,7 +407,14 @@ def test_pooling():
     check("aten::_adaptive_avg_pool2d", [x], {"output_size": [1, 1]}, expect="onnx::GlobalAveragePool",
           exact=False)
     check("aten::_adaptive_avg_pool2d", [x], {"output_size": [3, 3]}, expect="onnx::AveragePool", exact=False)
-    check("aten::_adaptive_avg_pool2d", [x], {"output_size": [2, 2]}, onnx=False)
+    # uneven windows and upsampling (VGG's 1x1 -> 7x7 on small images): constant averaging MatMuls
+    check("aten::_adaptive_avg_pool2d", [x], {"output_size": [2, 2]}, expect="onnx::MatMul", exact=False)
+    check("aten::_adaptive_avg_pool2d", [f(2, 3, 1, 1)], {"output_size": [7, 7]}, expect="onnx::MatMul",
+          exact=False)
+    check("aten::_adaptive_avg_pool2d", [f(1, 2, 5, 3)], {"output_size": [3, 4]}, expect="onnx::MatMul",
+          exact=False)
+    check("aten::adaptive_avg_pool1d", [f(2, 3, 7)], {"output_size": [3]}, expect="onnx::MatMul", exact=False)
+    check("aten::_adaptive_avg_pool3d", [f(1, 2, 5, 4, 3)], {"output_size": [2, 3, 2]}, onnx=False)
 
 
 def test_batch_norm():

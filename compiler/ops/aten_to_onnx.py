@@ -810,7 +810,26 @@ def _adaptive_avg_pool(node, rw):
     if all(isinstance(s, int) and o > 0 and s % o == 0 for s, o in zip(spatial, out)):
         k = [s // o for s, o in zip(spatial, out)]
         return [rw.op("onnx::AveragePool", [x], {"kernel_shape": k, "strides": k})]
-    return None
+    dt = rw.dtype(x)
+    if len(out) > 2 or not _is_float(dt) or not all(isinstance(s, int) and s > 0 and o > 0
+                                                     for s, o in zip(spatial, out)):
+        return None
+    # any other static size (VGG's 1x1 -> 7x7 on small images, uneven windows): each spatial dim
+    # is a MatMul with a constant averaging matrix, exactly torch's windows
+    y = x
+    if len(out) == 2:
+        y = rw.op("onnx::MatMul", [rw.const(_adaptive_windows(spatial[0], out[0], dt)), y])
+    return [rw.op("onnx::MatMul", [y, rw.const(_adaptive_windows(spatial[-1], out[-1], dt).T.contiguous())])]
+
+
+def _adaptive_windows(size: int, out: int, dtype: torch.dtype) -> torch.Tensor:
+    """``[out, size]``: row ``i`` averages torch's adaptive window ``floor(i*size/out)`` to
+    ``ceil((i+1)*size/out)``."""
+    a = torch.zeros(out, size, dtype=torch.float64)
+    for i in range(out):
+        start, end = (i * size) // out, -((-(i + 1) * size) // out)
+        a[i, start:end] = 1.0 / (end - start)
+    return a.to(dtype)
 
 
 def _bn(rw, x, weight, bias, mean, var, eps):
