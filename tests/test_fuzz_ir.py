@@ -21,7 +21,6 @@ from torchmdf.testing import (
     ir_graphs,
 )
 
-
 INTERFACE_CHANGING = {"batch_trials": "gives every input and output a leading trials dim (tests/test_ddm.py "
                                       "checks each trial against a single run instead)"}
 """Built-in passes that change what a graph takes and returns, so 'same outputs' does not apply."""
