@@ -254,7 +254,9 @@ class _Writer:
         """``ins`` with a ``Cast`` (appended to ``out``) where inputs that the ONNX schema
         gives one type constraint have different dtypes (an MDF file's float64 literal as
         the ``constant_value`` of a float32 ``Pad``): the registry's torch impls promote,
-        ONNX refuses.  The first non-constant input of the group sets the type."""
+        ONNX refuses.  The group is cast to the dtype the IR computed for an output of the
+        same constraint (so the written types agree with the IR's promotion); failing that,
+        the first non-constant input of the group sets the type."""
         d = registry.lookup(n.op)
         schema = d.onnx_schema() if d is not None else None
         if schema is None or not schema.inputs:
@@ -266,12 +268,14 @@ class _Writer:
                 if formal.is_homogeneous:  # a Loop's carried values each have their own type
                     groups.setdefault(formal.type_str, []).append(i)
         ins = list(ins)
-        for idx in groups.values():
+        for type_str, idx in groups.items():
             dtypes = {n.inputs[i].type.dtype for i in idx}
             if len(dtypes) < 2:
                 continue
-            ref = next((i for i in idx if not n.inputs[i].is_constant), idx[0])
-            to = n.inputs[ref].type.dtype
+            to = self.promoted_dtype(n, schema, type_str)
+            if to is None:
+                ref = next((i for i in idx if not n.inputs[i].is_constant), idx[0])
+                to = n.inputs[ref].type.dtype
             for i in idx:
                 if n.inputs[i].type.dtype != to:
                     cast = ir.Value(name=self.fresh(f"{ins[i].name}_cast"))
@@ -279,6 +283,14 @@ class _Writer:
                                        outputs=[cast], name=self.fresh("Cast")))
                     ins[i] = cast
         return ins
+
+    @staticmethod
+    def promoted_dtype(n: Node, schema, type_str: str) -> torch.dtype | None:
+        """The IR's dtype of ``n``'s first output that the schema gives ``type_str``."""
+        for j, formal in enumerate(schema.outputs):
+            if formal.type_str == type_str and j < len(n.outputs) and n.outputs[j] is not None:
+                return n.outputs[j].type.dtype
+        return None
 
     def graph(self, region: Graph, inputs: list[ir.Value] | None = None,
               write: Callable[[], tuple[list[ir.Node], list[tuple[Value, ir.Value]]]] | None = None) -> ir.Graph:
