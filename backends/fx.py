@@ -559,8 +559,9 @@ def _prelu(b: FxBuilder, n: Node, a: _Args):
     reshaped to (C, 1, ..., 1) (the canonical form of nn.PReLU): the reshape is not run."""
     x, slope = n.inputs
     r, ss = _rank(x), slope.type.shape
-    if r is None or ss is None or x.type.dtype != slope.type.dtype:
-        return None
+    if r is None or ss is None or x.type.dtype != slope.type.dtype \
+            or x.type.dtype is None or not x.type.dtype.is_floating_point:
+        return None  # torch.prelu has no integer kernel: the registry's where() form runs
     if all(d == 1 for d in ss) and len(ss) <= max(r, 1):
         w = b.call(torch.reshape, (a[1], (1,))) if len(ss) != 1 else a[1]
         return b.call(torch.prelu, (a[0], w))

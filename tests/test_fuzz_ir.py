@@ -249,3 +249,13 @@ def test_regression_sdpa_without_a_scale_attribute_through_fx():
     node = g.create_node("torchmdf::scaled_dot_product_attention", [q, q, q])
     g.outputs = [node.output]
     check_graph_backends(GraphCase(g, [torch.randn(1, 2, 3)]), onnx=False)
+
+
+def test_regression_prelu_of_integers_through_fx():
+    """FX lowered every PRelu with one slope to torch.prelu, which has no integer kernel
+    ("prelu_cpu" not implemented for 'Long'); ONNX PRelu takes int32/int64 (opset 16)."""
+    x = torch.tensor([-3, 0, 2])
+    case = _one_op_case("onnx::PRelu", x, torch.tensor([2]))
+    check_graph_backends(case, onnx=False)
+    gm = torchmdf.compile(case.graph, target="fx", passes=["infer_shapes"])
+    assert gm(x).tolist() == [-6, 0, 2]
