@@ -114,15 +114,15 @@ def gc_paused() -> Iterator[None]:
 def simulate(model: Any, steps: int = 1, dt: float = 0.01, *, graph: str | None = None,
              inputs: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
              device: Any = None, method: str = "euler", compile: bool = False,
-             chunk: int = 64) -> dict[str, torch.Tensor]:
+             chunk: int = 64, progress: Any = None) -> dict[str, torch.Tensor]:
     """Run an MDF model ``steps`` times as modeci_mdf does (``evaluate()`` once, then
     ``evaluate(time_increment=dt)``); returns ``{"node.port": tensor[steps, ...]}`` for every
     output port.  ``params`` (``"node.parameter"``) and ``inputs`` (``"node.port"``) take
     values or batches (a leading dimension: trajectories ``[steps, B, ...]``); gradients flow
     to tensors given there; ``device`` runs it there; ``method``: ``"euler"`` (modeci_mdf's)
     or ``"rk4"``; ``compile=True`` compiles ``chunk`` steps at a time with ``torch.compile``
-    (see :mod:`torchmdf.simulation`)."""
+    (see :mod:`torchmdf.simulation`); ``progress(done, total)`` is called as steps complete."""
     from torchmdf.simulation import simulate as _simulate
 
     return _simulate(model, steps=steps, dt=dt, graph=graph, inputs=inputs, params=params, device=device,
-                     method=method, compile=compile, chunk=chunk)
+                     method=method, compile=compile, chunk=chunk, progress=progress)

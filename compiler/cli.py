@@ -239,18 +239,29 @@ def _cuda_device(device: str | None) -> Any:
 
 
 def _with_progress(fn: Any, steps: int) -> Any:
-    """Run ``fn()``; on a long run at a terminal, show a rich progress bar meanwhile
-    (indeterminate: ``simulate`` runs all steps in one call and reports no progress)."""
+    """``fn(progress)``; on a long run at a terminal, ``progress`` drives a rich progress bar
+    (``simulate`` calls it after each step or compiled chunk), else it is None."""
     if steps < 10_000 or not sys.stderr.isatty():
-        return fn()
+        return fn(None)
     try:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
     except ImportError:
-        return fn()
-    with Progress(TextColumn(f"simulating {steps} steps"), BarColumn(), TimeElapsedColumn(),
-                  transient=True, console=None) as progress:
-        progress.add_task("simulate", total=None)
-        return fn()
+        return fn(None)
+    with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), transient=True, console=None) as bar:
+        task = bar.add_task("simulate", total=steps)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return fn(progress)
 
 
 def _write_csv(traj: dict[str, Any], steps: int, dt: float, path: str) -> None:
@@ -308,8 +319,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     model = mdf.load(args.file)
     params = _sweep_params(model, args.param or ())
     device = None if args.device in (None, "cpu") else _cuda_device(args.device)
-    traj = _with_progress(lambda: torchmdf.simulate(model, steps=args.steps, dt=args.dt, params=params,
-                                                    device=device), args.steps)
+    traj = _with_progress(lambda progress: torchmdf.simulate(model, steps=args.steps, dt=args.dt, params=params,
+                                                             device=device, progress=progress), args.steps)
     traj = {k: ([x.cpu() for x in v] if isinstance(v, list) else v.cpu()) for k, v in traj.items()}
     if args.csv:
         _write_csv(traj, args.steps, args.dt, args.csv)

@@ -191,6 +191,23 @@ class _Compiled:
             raise located from e
 
 
+class _Progress:
+    """Counts completed steps for ``simulate(progress=...)``; a no-op without a callback."""
+
+    __slots__ = ("fn", "done", "total")
+
+    def __init__(self, fn: Callable[[int, int], Any] | None, total: int):
+        self.fn, self.done, self.total = fn, 0, total
+
+    def restart(self, total: int) -> None:
+        self.done, self.total = 0, total
+
+    def __call__(self, n: int) -> None:
+        if self.fn is not None:
+            self.done = min(self.done + n, self.total)
+            self.fn(self.done, self.total)
+
+
 class _Run:
     """The values one run reads: free input ports by ``"node.port"``, parameters by name, dt."""
 
@@ -268,10 +285,13 @@ class _Bindings:
 def simulate(model: Any, steps: int = 1, dt: float = 0.01, *, graph: str | None = None,
              inputs: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
              device: Any = None, method: str = "euler", compile: bool = False,
-             chunk: int = 64) -> dict[str, Any]:
+             chunk: int = 64, progress: Callable[[int, int], Any] | None = None) -> dict[str, Any]:
     """``{"node.port": tensor[steps, ...]}`` for every output port of the graph
     (``[steps, B, ...]`` with a batch in ``params``/``inputs``); a port whose shape changes
-    between steps gets a list of ``steps`` tensors instead."""
+    between steps gets a list of ``steps`` tensors instead.
+
+    ``progress(done, total)`` is called as steps complete (after each step, or each compiled
+    chunk of ``chunk`` steps), ``done`` growing to ``total``: the command line's progress bar."""
     from torchmdf.frontends.mdf import program
     from torchmdf.passes.integrate import METHODS
 
@@ -281,8 +301,13 @@ def simulate(model: Any, steps: int = 1, dt: float = 0.01, *, graph: str | None 
         raise ConversionError(f"unknown integration method {method!r}", hint="one of " + ", ".join(METHODS))
     if not isinstance(chunk, int) or chunk < 1:
         raise ConversionError(f"chunk must be an integer of at least 1, got {chunk!r}")
+    if progress is not None and not callable(progress):
+        raise ConversionError(f"progress must be a callable progress(done, total), got {type(progress).__name__}")
     prog = program(model if not isinstance(model, os.PathLike) else os.fspath(model), graph)
     b = _Bindings(prog, inputs, params, device)
+    per_element = (prog.dynamic_condition is not None and b.batch is not None
+                                       and (_REFERENCE_SCHEDULER or b.batch < _MASKED_MIN_BATCH))
+    tick = _Progress(progress, steps * (b.batch if per_element else 1))
     dtv = dt if isinstance(dt, torch.Tensor) else torch.tensor(float(dt), dtype=torch.float64)
     dtv = b._to_device(dtv.to(torch.float64))
     port_keys = [("port", n.id, p.id) for n in prog.nodes for p in n.output_ports]
@@ -292,18 +317,20 @@ def simulate(model: Any, steps: int = 1, dt: float = 0.01, *, graph: str | None 
         cache: dict[tuple, _Compiled] = {}
 
         def run(feed: dict, pv: dict) -> tuple[dict, dict]:
-            return _run_dynamic(prog, steps, _Run(feed, pv, dtv), port_keys, cache, pnames, method, b.device)
+            return _run_dynamic(prog, steps, _Run(feed, pv, dtv), port_keys, cache, pnames, method, b.device,
+                                tick)
     else:
-        plan = _Plan(prog, steps, port_keys, pnames, method, b.device, compile, chunk)
+        plan = _Plan(prog, steps, port_keys, pnames, method, b.device, compile, chunk, tick)
 
         def run(feed: dict, pv: dict) -> tuple[dict, dict]:
             return plan.run(_Run(feed, pv, dtv))
     masked = None
     if dynamic and not _REFERENCE_SCHEDULER and (b.batch or 1) >= _MASKED_MIN_BATCH:
         try:
-            masked = _run_masked(prog, steps, b, dtv, port_keys, {}, pnames, method)
+            masked = _run_masked(prog, steps, b, dtv, port_keys, {}, pnames, method, tick)
         except _NeedsReference:
             masked = None
+            tick.restart(steps * b.batch)  # the reference runs one element at a time
     if masked is not None:
         stacked, lists = masked
     elif b.batch is None:
@@ -335,8 +362,9 @@ class _Plan:
     a run whose trajectories would be too large is refused after its first step."""
 
     def __init__(self, prog: Any, steps: int, port_keys: list, pnames: list[str], method: str, device: Any,
-                 compile: bool, chunk: int):
+                 compile: bool, chunk: int, tick: _Progress | None = None):
         self.prog, self.steps, self.port_keys = prog, steps, port_keys
+        self.tick = tick or _Progress(None, steps)
         self.pnames, self.method, self.device = pnames, method, device
         self.compiled: dict[tuple, _Compiled] = {}
         self.compile, self.chunk = compile, chunk
@@ -370,6 +398,7 @@ class _Plan:
                 lst.append(state.get(kk))
             if k == 0:
                 _check_trajectory_size(items, self.steps, self.prog)
+            self.tick(1)
         blocks: dict[tuple, list[Any]] = {}
         if steady:
             blocks = self._run_chunks(c, r, state, self.steps - stop)
@@ -397,10 +426,12 @@ class _Plan:
             for k in fixed:
                 blocks[k].append([state.get(k)] * self.chunk)
             done += self.chunk
+            self.tick(self.chunk)
         for _ in range(count - done):
             c(r, state)
             for k in self.port_keys:
                 blocks[k].append([state.get(k)])
+            self.tick(1)
         return blocks
 
 
@@ -500,7 +531,7 @@ class _NeedsReference(Exception):
 
 
 def _run_masked(prog: Any, steps: int, b: _Bindings, dt: Any, port_keys: list, cache: dict, pnames: list[str],
-                method: str) -> tuple[dict, dict]:
+                method: str, tick: _Progress) -> tuple[dict, dict]:
     """Value-dependent conditions (Threshold) compiled as counters and masks: a
     :class:`MaskedScheduler` runs every batch element in lockstep, each node run is computed
     for the whole batch (vmapped) and kept, ``torch.where(mask, new, old)``, only where that
@@ -561,6 +592,7 @@ def _run_masked(prog: Any, steps: int, b: _Bindings, dt: Any, port_keys: list, c
         if step == 0:
             _check_trajectory_size([(k, [v]) for k, (v, _) in ((k, lst[0]) for k, lst in traj.items())],
                                    steps, prog)
+        tick(1)
     stacked: dict[str, Any] = {}
     for k, lst in traj.items():
         if all(v is None for v, _ in lst):
@@ -579,7 +611,7 @@ def _run_masked(prog: Any, steps: int, b: _Bindings, dt: Any, port_keys: list, c
 
 
 def _run_dynamic(prog: Any, steps: int, r: _Run, port_keys: list, cache: dict, pnames: list[str], method: str,
-                 device: Any) -> tuple[dict, dict]:
+                 device: Any, tick: _Progress) -> tuple[dict, dict]:
     """Threshold conditions: the scheduler runs in Python between compiled node runs."""
     state: dict[tuple, Any] = {}
     traj: dict[tuple, list[Any]] = {k: [] for k in port_keys}
@@ -604,6 +636,7 @@ def _run_dynamic(prog: Any, steps: int, r: _Run, port_keys: list, cache: dict, p
             lst.append(state.get(k))
         if step == 0:
             _check_trajectory_size(port_items, steps, prog)
+        tick(1)
     return _collect(traj, {})
 
 

@@ -74,8 +74,11 @@ def test_compiled_chunks_equal_the_step_by_step_run():
     """compile=True: chunks of unrolled steps under torch.compile, the rest step by step."""
     model = _oscillator()
     eager = torchmdf.simulate(model, steps=23, dt=0.05, method="rk4")["n.x"]
-    chunked = torchmdf.simulate(model, steps=23, dt=0.05, method="rk4", compile=True, chunk=4)["n.x"]
+    seen = []
+    chunked = torchmdf.simulate(model, steps=23, dt=0.05, method="rk4", compile=True, chunk=4,
+                                progress=lambda d, t: seen.append(d))["n.x"]
     torch.testing.assert_close(chunked, eager, rtol=1e-12, atol=1e-12)
+    assert seen == [1, 2, 6, 10, 14, 18, 22, 23]  # two steps, five compiled chunks of 4, one step
 
 
 def test_rk4_refuses_a_node_that_runs_twice_in_one_evaluation():
