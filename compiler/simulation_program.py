@@ -42,6 +42,7 @@ import torch
 from torchmdf.errors import ConversionError
 from torchmdf.ir import Graph, Node, TensorType, Value
 from torchmdf.ir.meta_keys import DEFAULT, MDF_PARAM, MDF_PORT, TIME_STEP
+from torchmdf.limits import LIMITS
 
 #: The longest period (evaluations) a repeating schedule may have to be looped.
 MAX_PERIOD = 16
@@ -90,7 +91,10 @@ def simulation_graph(model: Any, steps: int, *, graph: str | None = None, params
         if name not in free:
             raise ConversionError(f"unknown input {name!r} for inputs=; the graph's free input ports are "
                                   + (", ".join(free) or "(none)"), location=where)
-    keys = _evaluation_keys(prog, steps)
+    # the trajectories hold at least one element per output port and step: refuse early
+    LIMITS.check_elements(steps * sum(len(n.output_ports) for n in prog.nodes),
+                          f"the trajectories of {steps:,} steps", where)
+    keys = _Schedule(prog, steps)
     start, period = _repeat(keys, where)
     builder = _Builder(prog, pnames, inames, method, where)
     for _ in range(_MAX_PEELS + 1):
@@ -98,7 +102,7 @@ def simulation_graph(model: Any, steps: int, *, graph: str | None = None, params
         if unstable is None:
             return g
         start += 1
-        if start + 2 * period > MAX_UNROLLED or start >= len(keys):
+        if start + 2 * period > MAX_UNROLLED or start >= steps:
             break
     raise ConversionError(f"the value {unstable[1]}.{unstable[2]} ({unstable[0]}) changes type between "
                           f"evaluations ({builder.why}), so it cannot be carried by one loop",
@@ -114,33 +118,56 @@ def _names(names: Iterable[str], what: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _evaluation_keys(prog: Any, steps: int) -> list[Key]:
-    """What each evaluation runs: ``(first, node runs, nodes that ran before)``."""
-    from torchmdf.mdf.scheduler import flatten, schedules
+class _Schedule:
+    """What each of ``steps`` evaluations runs, as keys ``(first, node runs, nodes that ran
+    before)``: the distinct keys and one small integer per evaluation (none at all when no
+    condition reads counters that survive an evaluation: every later evaluation is then the
+    second)."""
 
-    sch = prog.scheduler()
-    # no condition reads counters that survive an evaluation: every later one is the second
-    settled = not sch.history and not sch.justran
-    keys: list[Key] = []
-    ran: frozenset[str] = frozenset()
-    for k, sched in enumerate(schedules(sch, min(steps, 2) if settled else steps)):
-        execs = tuple(flatten(sched))
-        keys.append((k == 0, execs, ran))
-        ran = ran | frozenset(execs)
-    while len(keys) < steps:
-        keys.append(keys[-1])
-    return keys
+    def __init__(self, prog: Any, steps: int):
+        from array import array
+
+        from torchmdf.mdf.scheduler import flatten, schedules
+
+        sch = prog.scheduler()
+        self.steps = steps
+        self.settled = not sch.history and not sch.justran
+        self.distinct: list[Key] = []
+        self.codes = array("i")
+        index: dict[Key, int] = {}
+        ran: frozenset[str] = frozenset()
+        for k, sched in enumerate(schedules(sch, min(steps, 2) if self.settled else steps)):
+            execs = tuple(flatten(sched))
+            key = (k == 0, execs, ran)
+            ran = ran | frozenset(execs)
+            code = index.get(key)
+            if code is None:
+                code = index[key] = len(self.distinct)
+                self.distinct.append(key)
+            self.codes.append(code)
+
+    def code(self, i: int) -> int:
+        return self.codes[min(i, 1)] if self.settled else self.codes[i]
+
+    def keys(self, start: int, stop: int) -> list[Key]:
+        return [self.distinct[self.code(i)] for i in range(start, stop)]
 
 
-def _repeat(keys: list[Key], where: str) -> tuple[int, int]:
+def _repeat(sched: _Schedule, where: str) -> tuple[int, int]:
     """The shortest prologue and period after which the evaluations repeat: ``(start, p)``
-    with ``keys[i] == keys[i + p]`` for every ``i >= start``; ``(len, 0)``: no loop."""
-    n = len(keys)
+    with the same evaluation at ``i`` and ``i + p`` for every ``i >= start``; ``(steps, 0)``:
+    no loop (a single evaluation)."""
+    n = sched.steps
+    if n < 2:
+        return n, 0
+    if sched.settled:
+        return 1, 1
+    codes = sched.codes
     best: tuple[int, int] | None = None
     for p in range(1, min(MAX_PERIOD, n - 1) + 1):
         start = 0
         for i in range(n - p - 1, -1, -1):
-            if keys[i] != keys[i + p]:
+            if codes[i] != codes[i + p]:
                 start = i + 1
                 break
         if (n - start) // p < 1:
@@ -231,12 +258,12 @@ class _Builder:
             env[k] = v
 
     # -- the whole run ------------------------------------------------------------------------
-    def build(self, keys: list[Key], start: int, period: int) -> tuple[Graph, tuple | None]:
+    def build(self, keys: _Schedule, start: int, period: int) -> tuple[Graph, tuple | None]:
         """The graph; and None, or the first carried key whose type the loop changes."""
         from torchmdf.passes import run_passes
         from torchmdf.passes.infer_shapes import infer_graph
 
-        steps = len(keys)
+        steps = keys.steps
         g = Graph(self.prog.mg.id)
         g.metadata["mdf_graph"] = self.prog.mg.id
         g.metadata["simulation_steps"] = steps
@@ -255,14 +282,14 @@ class _Builder:
 
         loops = (steps - start) // period if period else 0
         head = start if loops else steps
-        for key in keys[:head]:
+        for key in keys.keys(0, head):
             self.splice(g, key, env, outer)
             record_one()
         loop = None
         carried: list[Key] = []
         if loops:
-            body_keys = keys[start:start + period]
-            tail = keys[start + loops * period:]
+            body_keys = keys.keys(start, start + period)
+            tail = keys.keys(start + loops * period, steps)
             loop, carried = self._loop(g, body_keys, tail, loops, env, outer, pieces)
             for key in tail:
                 self.splice(g, key, env, outer)
@@ -278,6 +305,7 @@ class _Builder:
                 if t_in != t_out:
                     self.why = f"{t_in} before the loop, {t_out} after an evaluation"
                     return g, k
+        self._check_size(pieces, steps)
         outs, names = [], []
         for k in self.port_keys:
             traj = self._trajectory(g, k, pieces[k], steps)
@@ -291,6 +319,18 @@ class _Builder:
         g, _ = run_passes(g, ["eliminate_dead_code", "infer_shapes"])
         g.verify()
         return g, None
+
+    def _check_size(self, pieces: dict, steps: int) -> None:
+        """The trajectories hold ``steps`` copies of every output port: refuse a graph whose
+        trajectories would exceed ``LIMITS.max_elements`` (as ``simulate`` does)."""
+        per_step = 0
+        for ps in pieces.values():
+            v, _, scan = next(((v, c, s) for v, c, s in ps if v is not None), (None, 0, False))
+            t = None if v is None else (v[0] if isinstance(v, list) else v).type
+            if t is not None and t.is_static and t.shape is not None:
+                dims = t.shape[1:] if scan else t.shape
+                per_step += int(torch.Size(dims).numel())
+        LIMITS.check_elements(per_step * steps, f"the trajectories of {steps:,} steps", self.where)
 
     def _add_inputs(self, g: Graph, outer: dict[tuple, Value]) -> None:
         from torchmdf.mdf.attributes import as_tensor, port_default

@@ -199,6 +199,8 @@ def test_refusals_are_located():
         torchmdf.simulation_graph(_late_model(2), 0)
     with pytest.raises(torchmdf.ConversionError, match="integration method"):
         torchmdf.simulation_graph(_late_model(2), 3, method="heun")
+    with pytest.raises(torchmdf.ConversionError, match="more than the limit"):
+        torchmdf.simulation_graph(_late_model(2), 2**29)
 
 
 def test_rk4_region_form_equals_simulate(mdf_examples):
