@@ -409,11 +409,20 @@ class _Builder:
             return None
         where = f"{self.where} > node '{k[1]}' > output port '{k[2]}'"
 
-        def type_of(v: Any, scan: bool) -> tuple[tuple, torch.dtype]:
+        def type_of(v: Any, scan: bool) -> tuple[tuple | None, torch.dtype]:
+            """The shape of one step (None where not known statically) and the dtype."""
             t = (v[0] if isinstance(v, list) else v).type
-            if t.shape is None or not t.is_static or t.dtype is None:
-                raise ConversionError(f"the port's type ({t}) is not known statically", location=where)
+            if t.dtype is None:
+                raise ConversionError(f"the port's dtype ({t}) is not known statically", location=where)
+            if t.shape is None or not t.is_static:
+                return None, t.dtype
             return (tuple(t.shape[1:]) if scan else tuple(t.shape)), t.dtype
+
+        def static(why: str) -> tuple:
+            if shape is None:
+                raise ConversionError(f"the port's shape is not known statically, and {why} needs it",
+                                      location=where, hint="torchmdf.simulate runs it step by step")
+            return shape
 
         shape, dtype = type_of(*next((v, s) for v, _, s in pieces if v is not None))
         if any(v is None for v, _, _ in pieces) and not dtype.is_floating_point:
@@ -421,26 +430,29 @@ class _Builder:
         for v, _, s in pieces:
             if v is not None:
                 sh, dt = type_of(v, s)
-                if sh != shape:
+                if sh is not None and shape is not None and sh != shape:
                     raise ConversionError(f"the port's shape changes between steps ({shape} and {sh}): its "
                                           "trajectory is not one tensor", location=where,
                                           hint="torchmdf.simulate returns it as a list of tensors")
+                shape = shape if shape is not None else sh
                 dtype = torch.promote_types(dtype, dt)
         from torchmdf.ops.onnx_ops import torch_to_onnx_dtype
 
         blocks: list[Value] = []
         for v, count, scan in pieces:
             if v is None:
-                blocks.append(g.add_constant(torch.full((count, *shape), float("nan"), dtype=dtype), name="not_run"))
+                nan = torch.full((count, *static("NaN before its node first ran")), float("nan"), dtype=dtype)
+                blocks.append(g.add_constant(nan, name="not_run"))
                 continue
             vdtype = type_of(v, scan)[1]
             if isinstance(v, list):
-                v = _interleave(g, v, count, shape)
+                v = _interleave(g, v, count, static("a schedule with a period of several evaluations"))
             elif not scan:
                 axes = g.add_constant(torch.tensor([0], dtype=torch.int64), name="axes")
                 v = g.create_node("onnx::Unsqueeze", [v, axes], name="step").output
                 if count > 1:  # a value the loop leaves unchanged, held
-                    reps = g.add_constant(torch.tensor([count] + [1] * len(shape), dtype=torch.int64), name="reps")
+                    rank = len(static("a value held through the loop"))
+                    reps = g.add_constant(torch.tensor([count] + [1] * rank, dtype=torch.int64), name="reps")
                     v = g.create_node("onnx::Tile", [v, reps], name="held").output
             if vdtype != dtype:
                 v = g.create_node("onnx::Cast", [v], {"to": torch_to_onnx_dtype(dtype)}, name="as").output
