@@ -214,3 +214,23 @@ def test_rk4_region_form_equals_simulate(mdf_examples):
     g = torchmdf.simulation_graph(path, 30, method="rk4")
     _same(_as_dict(g, run(g, torch.tensor(5e-5, dtype=torch.float64))),
           torchmdf.simulate(path, 30, 5e-5, method="rk4"))
+
+
+def test_generated_models_equal_simulate():
+    """Generated stateful models with counter conditions: the region form equals simulate
+    (or is refused with a TorchMDFError)."""
+    hypothesis = pytest.importorskip("hypothesis")
+    from torchmdf.testing import mdf_models
+
+    @hypothesis.settings(max_examples=25, deadline=None, derandomize=True,
+                         suppress_health_check=list(hypothesis.HealthCheck))
+    @hypothesis.given(mdf_models())
+    def check(m):
+        try:
+            want = torchmdf.simulate(m, 7, 0.1)
+        except torchmdf.TorchMDFError:
+            return
+        g = torchmdf.simulation_graph(m, 7)
+        _same(_as_dict(g, run(g, torch.tensor(0.1, dtype=torch.float64))), want)
+
+    check()
