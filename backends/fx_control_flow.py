@@ -19,8 +19,10 @@ captures, in one order shared by the regions of a node.
 * ``onnx::Loop`` without scan outputs -> ``while_loop`` carrying ``(i, keep, v...)`` with the
   condition ``keep and i < M``.
 * ``onnx::Loop`` with scan outputs and a trip count known at build time (as ``int``/``size``;
-  no ``cond`` input) -> ``torch.ops.higher_order.scan`` over ``arange(M)`` carrying
-  ``(keep, v...)``: the scan outputs stacked along dim 0, exportable.
+  no ``cond`` input) -> ``torch.ops.higher_order.scan`` over ``arange(M)`` carrying ``v...``
+  (the body's ``cond_in`` is a constant true made inside it: a carried bool has no gradient,
+  which scan's autograd refuses): the scan outputs stacked along dim 0, exportable and
+  differentiable.
 * Any other ``onnx::Loop`` with scan outputs (a data-dependent trip count or a ``cond``) runs
   as a Python loop (:func:`run_loop`): correct and differentiable in eager mode, a graph break
   for ``torch.compile``, not exportable (its output length depends on the data).
@@ -194,24 +196,25 @@ def lower_loop(b: FxBuilder, n: Node) -> list[Any]:
     trips = b.scalar_arg(m) if m is not None and cond is None else None
     if trips is None:
         return _loop_in_python(b, n)
-    # scan over arange(M) carrying (keep, v...): body(keep, v..., i, captured...)
+    # scan over arange(M) carrying v...: body(v..., i, captured...); without a cond input the
+    # body's cond_in is always true, made inside the body (a carried bool would be a carry
+    # without a gradient, which scan's autograd refuses)
     rb = RegionBuilder(b, body_ir)
-    keep = rb.fx.placeholder("keep")
-    rb.env[body_ir.inputs[1]] = keep
     carry_phs = [rb.fx.placeholder(_attr_part(v.name)) for v in body_ir.inputs[2:]]
     i = rb.fx.placeholder(_attr_part(body_ir.inputs[0].name))
     rb.env[body_ir.inputs[0]] = i
     for v, ph in zip(body_ir.inputs[2:], carry_phs):
         rb.env[v] = ph
-    rb.input_nodes = [keep, *carry_phs, i]
+    rb.input_nodes = [*carry_phs, i]
+    rb.env[body_ir.inputs[1]] = rb.call(torch.ones_like, (i,), {"dtype": torch.bool})
     lower_nodes(rb, body_ir)
     outs = [rb.get(v) for v in body_ir.outputs]
-    captured = _finish([rb], [[keep, *outs[1:]]])
+    captured = _finish([rb], [outs[1:]])
     f = _module(b, n, rb, "body")
-    init = [_factory(b, torch.ones, [()], torch.bool)] + [b.get(v) for v in n.inputs[2:]]
+    init = [b.get(v) for v in n.inputs[2:]]
     xs = _factory(b, torch.arange, [trips], torch.int64)
     out = b.call(torch.ops.higher_order.scan, (f, init, [xs], tuple(b.get(v) for v in captured)))
-    return _results(b, out, k + scans, offset=1)
+    return _results(b, out, k + scans)
 
 
 def _loop_as_while(b: FxBuilder, n: Node) -> list[Any]:

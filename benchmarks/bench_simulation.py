@@ -13,6 +13,12 @@
 - ``fn/compiled/us_per_step``, ``fn/compiled/speedup_vs_modeci``: the same with
   ``compile=True`` (chunks of unrolled steps under ``torch.compile``); ``fn/compiled/compile_s``:
   the one-time compile (skipped in ``--smoke``: it takes minutes on a small CPU).
+- ``fn/region/fx_us_per_step``, ``fn/region/ort_us_per_step``: the program form,
+  ``torchmdf.simulation_graph`` (one IR graph whose time loop is an ``onnx::Loop``), compiled
+  to FX (the loop as ``torch.ops.higher_order.scan``, eager) and to ONNX run by onnxruntime
+  (one thread): per step, marginal (graphs of ``N`` and ``3N`` steps, the build and the
+  session left out), the trajectory checked equal to ``simulate``'s; ``fn/region/build_s``:
+  building the graph of ``3N`` steps, emitting FX and ONNX and opening the session.
 - ``fn/batch/seconds``: 10,000 FitzHugh-Nagumo parameter sets (``Iext`` swept) for 1,000 steps
   in one ``simulate`` call, compilation included (smaller in ``--quick``/``--smoke``: the
   sizes are in the figure's params), checked against the same equations hand-coded in torch;
@@ -33,8 +39,10 @@ from _harness import EXAMPLES, Context, Skip  # noqa: E402
 FN_DT = 0.00005
 MODELS = {"fn": ("MDF/FN.mdf.json", FN_DT), "states": ("MDF/States.json", 0.01),
           "newton_cooling": ("MDF/NewtonCoolingModel.json", 0.01), "abc_conditions": ("MDF/abc_conditions.json", 0.01)}
+REGION_KEYS = ("fx_us_per_step", "ort_us_per_step", "build_s")
 KEYS = ([f"{m}/{k}" for m in MODELS for k in ("us_per_step", "modeci_us_per_step", "speedup_vs_modeci")]
-        + [f"fn/compiled/{k}" for k in ("us_per_step", "speedup_vs_modeci", "compile_s")] + ["fn/batch/seconds"])
+        + [f"fn/compiled/{k}" for k in ("us_per_step", "speedup_vs_modeci", "compile_s")]
+        + [f"fn/region/{k}" for k in REGION_KEYS] + ["fn/batch/seconds"])
 
 
 def _path(rel: str) -> str:
@@ -125,6 +133,8 @@ def sim_program(ctx: Context) -> None:
         ctx.record(ckeys[1], [b / a for a, b in zip(ours, theirs)], "ratio", higher_is_better=True,
                    target=">= 100")
 
+    _region(ctx, n, rounds)
+
     with ctx.case("fn/batch/seconds"):
         import torch
 
@@ -147,6 +157,53 @@ def sim_program(ctx: Context) -> None:
         _check_same(got["out"][:, 0].cpu(), ref, "FN batch column 0 vs torch loop", rtol=1e-9, atol=1e-12)
         last = fn_torch_loop({**p, "Iext": 1.0}, steps, FN_DT, 1, "cpu")[:, 0]
         _check_same(got["out"][:, -1].cpu(), last, "FN batch last column vs torch loop", rtol=1e-9, atol=1e-12)
+
+
+def _region(ctx: Context, n: int, rounds: int) -> None:
+    """``fn/region/...``: FitzHugh-Nagumo as one graph with a time loop, through FX and
+    onnxruntime."""
+    keys = [f"fn/region/{k}" for k in REGION_KEYS]
+    with ctx.case(*keys):
+        import torch
+
+        import torchmdf
+        from families import _check_same
+
+        path = _path(MODELS["fn"][0])
+        ctx.progress(f"fn: simulation_graph of {n} and {3 * n} steps, FX and onnxruntime")
+        args = (torch.tensor(FN_DT, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64))
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            ort = None
+        fx, sessions, build = {}, {}, 0.0
+        for k in (n, 3 * n):
+            t0 = time.perf_counter()
+            g = torchmdf.simulation_graph(path, k, params=["FNpop_0.Iext"])
+            gm = torchmdf.compile(g, target="fx")
+            fx[k] = (lambda gm=gm: gm(*args))
+            if ort is not None:
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads = opts.inter_op_num_threads = 1
+                proto = torchmdf.compile(g, target="onnx")
+                sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+                feed = {i.name: a.numpy() for i, a in zip(sess.get_inputs(), args)}
+                sessions[k] = (lambda sess=sess, feed=feed: sess.run(None, feed))
+            build = time.perf_counter() - t0
+        want = torchmdf.simulate(path, steps=3 * n, dt=FN_DT)["FNpop_0.OUTPUT"]
+        _check_same(fx[3 * n]()["FNpop_0.OUTPUT"], want, "FN region form (FX) vs simulate", rtol=0, atol=0)
+
+        def per_step(calls: dict) -> list[float]:
+            a = ctx.time(calls[n], repeats=rounds, slow=True)
+            b = ctx.time(calls[3 * n], repeats=rounds, slow=True)
+            return [max(y - x, 1e-12) / (2 * n) * 1e6 for x, y in zip(a, b)]
+        ctx.record(keys[0], per_step(fx), "us", params={"steps": [n, 3 * n], "dt": FN_DT})
+        ctx.record(keys[2], [build], "s", params={"steps": 3 * n})
+        if ort is None:
+            raise Skip("onnxruntime is not installed")
+        _check_same(torch.from_numpy(sessions[3 * n]()[0]), want, "FN region form (onnxruntime) vs simulate",
+                    rtol=0, atol=0)
+        ctx.record(keys[1], per_step(sessions), "us", params={"steps": [n, 3 * n], "dt": FN_DT, "threads": 1})
 
 
 if __name__ == "__main__":

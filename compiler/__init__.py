@@ -21,7 +21,7 @@ from .errors import (  # noqa: E402
 
 
 def __getattr__(name):  # lazy: keep `import torchmdf` light and free of import cycles
-    if name in ("compile", "lower", "emit", "simulate"):
+    if name in ("compile", "lower", "emit", "simulate", "simulation_graph"):
         from . import api
 
         return getattr(api, name)
@@ -41,7 +41,7 @@ def __getattr__(name):  # lazy: keep `import torchmdf` light and free of import 
 
 
 __all__ = [
-    "compile", "lower", "emit", "simulate", "ir", "ops", "errors", "passes", "backends", "mdf",
+    "compile", "lower", "emit", "simulate", "simulation_graph", "ir", "ops", "errors", "passes", "backends", "mdf",
     "TorchMDFError", "ValidationError", "ExpressionError", "VerificationError", "UnsupportedOpError",
     "ShapeError", "ConversionError", "PassError", "ExecutionError", "limits", "__version__",
     "UnknownKeyWarning", "register_frontend", "register_backend",

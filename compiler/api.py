@@ -1,4 +1,5 @@
-"""The user-facing calls: :func:`compile`, :func:`lower`, :func:`emit`, :func:`simulate`."""
+"""The user-facing calls: :func:`compile`, :func:`lower`, :func:`emit`, :func:`simulate`,
+:func:`simulation_graph`."""
 
 from __future__ import annotations
 
@@ -126,3 +127,15 @@ def simulate(model: Any, steps: int = 1, dt: float = 0.01, *, graph: str | None 
 
     return _simulate(model, steps=steps, dt=dt, graph=graph, inputs=inputs, params=params, device=device,
                      method=method, compile=compile, chunk=chunk, progress=progress)
+
+
+def simulation_graph(model: Any, steps: int, *, graph: str | None = None, params: Any = (), inputs: Any = (),
+                     method: str = "euler") -> Any:
+    """The simulation of ``steps`` evaluations as one IR graph whose time loop is an
+    ``onnx::Loop`` region: inputs ``dt``, then the ``params`` named (``"node.parameter"``), then
+    the free ``inputs`` named (``"node.port"``); outputs ``"node.port"`` -> ``[steps, ...]``,
+    equal to :func:`simulate`'s trajectories.  Run it with :mod:`torchmdf.interpreter`, or
+    ``compile`` it to FX, ONNX or MDF (see :mod:`torchmdf.simulation_program`)."""
+    from torchmdf.simulation_program import simulation_graph as _simulation_graph
+
+    return _simulation_graph(model, steps, graph=graph, params=params, inputs=inputs, method=method)

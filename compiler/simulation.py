@@ -14,7 +14,9 @@ the values the evaluation leaves are outputs) and compiled to a ``torch.fx.Graph
 is then a loop of compiled calls and nothing else: no lowering, no scheduling, no per-node
 Python.  ``compile=True`` also compiles the steady state (every later evaluation alike) as
 chunks of ``chunk`` steps, unrolled, with ``torch.compile``: one call per chunk (a compile
-of tens of seconds on a small CPU, paid back only on long runs).
+of tens of seconds on a small CPU, paid back only on long runs).  The same evaluations as
+one IR graph whose time loop is an ``onnx::Loop`` region (to inspect, write to ONNX or MDF,
+or run as one call): :func:`torchmdf.simulation_program.simulation_graph`.
 
 **Batches, gradients, devices.**  A value in ``params``/``inputs`` whose leading dimension is
 one more than the parameter's or port's own is a batch: the whole run is ``torch.vmap``-ed over

@@ -40,7 +40,8 @@ def _expected() -> dict[str, list[str]]:
                    for k in ("peak_rss_over_params", "peak_cuda_over_params")],
         "sim_program": [f"{m}/{k}" for m in ("fn", "states", "newton_cooling", "abc_conditions")
                         for k in ("us_per_step", "modeci_us_per_step", "speedup_vs_modeci")]
-        + [f"fn/compiled/{k}" for k in ("us_per_step", "speedup_vs_modeci", "compile_s")] + ["fn/batch/seconds"],
+        + [f"fn/compiled/{k}" for k in ("us_per_step", "speedup_vs_modeci", "compile_s")]
+        + [f"fn/region/{k}" for k in ("fx_us_per_step", "ort_us_per_step", "build_s")] + ["fn/batch/seconds"],
     }
 
 
@@ -51,7 +52,7 @@ MEASURED = {
     "file_scaling": ["wide/1k/load_vs_json", "chain/1k/validate", "chain/1k/to_fx"],
     "simulation": ["fn/b1/steps_per_s", "fn/b1/vs_torch_loop"],
     "memory": ["to_fx/peak_rss_over_params"],
-    "sim_program": ["fn/us_per_step", "fn/batch/seconds"],
+    "sim_program": ["fn/us_per_step", "fn/batch/seconds", "fn/region/fx_us_per_step"],
 }
 
 
