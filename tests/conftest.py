@@ -34,7 +34,7 @@ def mdf_examples() -> Path:
 
 def pytest_collection_modifyitems(config, items):
     if not os.environ.get("TORCHMDF_SWEEPS"):
-        skip_sweep = pytest.mark.skip(reason="a whole-database sweep (tens of minutes): set TORCHMDF_SWEEPS=1")
+        skip_sweep = pytest.mark.skip(reason="a long sweep (tens of minutes): set TORCHMDF_SWEEPS=1")
         for item in items:
             if "sweep" in item.keywords:
                 item.add_marker(skip_sweep)

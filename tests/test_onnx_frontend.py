@@ -394,8 +394,9 @@ def _torchvision_params():
     quick = bool(os.environ.get("TORCHMDF_TORCHVISION_QUICK"))
     for e in zoo.TORCHVISION:
         marks = [pytest.mark.slow]
-        if "slow" in e.tags:
-            marks.append(pytest.mark.skipif(quick, reason="heavy torchvision model (TORCHMDF_TORCHVISION_QUICK=1)"))
+        if "slow" in e.tags:  # 20 s to 90 s each through two ONNX exporters: CI runs the light ones
+            marks += [pytest.mark.sweep,
+                      pytest.mark.skipif(quick, reason="heavy torchvision model (TORCHMDF_TORCHVISION_QUICK=1)")]
         yield pytest.param(e.name, marks=marks)
 
 
