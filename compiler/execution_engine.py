@@ -1,6 +1,6 @@
 """A drop-in for ``modeci_mdf.execution_engine`` in scripts written for the reference:
 :class:`EvaluableGraph` (``evaluate(time_increment=..., initializer=...)``, then
-``enodes[node].evaluable_outputs[port].curr_value``), :func:`main` and
+``enodes[node].evaluable_outputs[port].curr_value``), :class:`EvaluableParameter`, :func:`main` and
 :func:`get_required_variables_from_expression`, built on :func:`torchmdf.simulate` (nothing
 is evaluated with Python's ``eval``).
 
@@ -32,6 +32,7 @@ import torch
 from torchmdf.errors import ConversionError, TorchMDFError
 
 __all__ = ["EvaluableGraph", "EvaluableNode", "EvaluableOutput", "EvaluableInput", "EvaluableValue",
+           "EvaluableParameter",
            "main", "get_required_variables_from_expression", "FORMAT_NUMPY", "FORMAT_TENSORFLOW",
            "FORMAT_DEFAULT"]
 
@@ -254,6 +255,38 @@ class EvaluableGraph:
         for _ in range(len(self._calls)):
             out.extend({nodes[i] for i in cs} for cs in sch.run())
         return out
+
+
+class EvaluableParameter:
+    """One :class:`torchmdf.mdf.Parameter` evaluated on its own, given the values of the names
+    it reads (modeci_mdf's ``EvaluableParameter``): :meth:`evaluate` computes it (with its
+    conditions) in a one-node graph whose other parameters hold ``parameters``;
+    :meth:`get_current_value` returns the last value without evaluating again."""
+
+    def __init__(self, parameter: Any, verbose: bool = False):
+        self.parameter, self.verbose = parameter, verbose
+        self.curr_value: Any = None
+
+    def evaluate(self, parameters: dict[str, Any] | None = None, time_increment: Any = None,
+                 array_format: str = FORMAT_DEFAULT) -> Any:
+        from torchmdf.mdf import Graph, Node, OutputPort, Parameter
+
+        p = copy.deepcopy(self.parameter)
+        given = [Parameter(id=k, value=v if isinstance(v, (str, torch.Tensor)) else np.asarray(v))
+                 for k, v in (parameters or {}).items() if k != p.id]
+        node = Node(id="parameter", parameters=[*given, p],
+                    output_ports=[OutputPort(id=f"{_PREFIX}value", value=p.id)])
+        eg = EvaluableGraph(Graph(id=f"parameter_{p.id}", nodes=[node]))
+        eg.evaluate()
+        if time_increment is not None:
+            eg.evaluate(time_increment=time_increment)
+        self.curr_value = eg.enodes["parameter"].evaluable_outputs[f"{_PREFIX}value"].curr_value
+        return self.curr_value
+
+    def get_current_value(self, parameters: dict[str, Any] | None = None, time_increment: Any = None,
+                          array_format: str = FORMAT_DEFAULT) -> Any:
+        return self.evaluate(parameters, time_increment, array_format) if self.curr_value is None \
+            else self.curr_value
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -498,3 +498,24 @@ def test_mdf_to_onnx_and_back_run_in_onnxruntime():
     out = torchmdf.compile(back, target="fx")(torch.from_numpy(x))
     out = next(iter(out.values())) if isinstance(out, dict) else out
     np.testing.assert_array_equal(out.detach().numpy(), (x + 1) * 5)
+
+
+@pytest.mark.parametrize("value, given, cond, expected", [
+    ("3+x", {"x": 3}, None, 6.0),
+    ("[x,4]", {"x": 3}, None, [3, 4]),
+    ("x*y", {"x": 2, "y": np.array([1, 2])}, None, [2, 4]),
+    (0, {"x": 3}, ("x==3 and x<=5", 1), 1),          # the condition holds: its value
+    (0.6, {"x": 3}, ("x>=4", 1.6), 0.6),             # it does not: the parameter's own
+    ("y+z", {"x": 3, "y": 2, "z": 3}, ("x>y", "z"), 3),
+])
+def test_evaluable_parameter_by_hand(value, given, cond, expected):
+    from torchmdf.execution_engine import EvaluableParameter as Ours
+
+    p = mdf.Parameter(id="p1", value=value)
+    if cond:
+        p.conditions.append(mdf.ParameterCondition(id="pc", test=cond[0], value=cond[1]))
+    assert p.summary().startswith("Parameter p1 (")
+    ep = Ours(p)
+    got = ep.evaluate(given)
+    np.testing.assert_array_equal(got, expected)
+    assert ep.get_current_value({"x": 100}) is got  # not evaluated again

@@ -628,6 +628,13 @@ class Parameter(_FileObject):
 
     _KIND = "parameter"
 
+    def summary(self) -> str:
+        """A one-line description (modeci_mdf's ``Parameter.summary``)."""
+        parts = [f"{k}={getattr(self, k)!r}" for k in ("value", "default_initial_value", "time_derivative",
+                                                      "function", "args") if getattr(self, k) is not None]
+        parts += [f"condition {c.id}: if {c.test!r} then {c.value!r}" for c in self.conditions]
+        return f"Parameter {self.id} (" + ", ".join(parts) + ")"
+
     def is_stateful(self) -> bool:
         """Stateful as modeci_mdf defines it: a time derivative, an initial value, or a value
         expression that refers to the parameter itself."""
