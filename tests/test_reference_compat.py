@@ -519,3 +519,25 @@ def test_evaluable_parameter_by_hand(value, given, cond, expected):
     got = ep.evaluate(given)
     np.testing.assert_array_equal(got, expected)
     assert ep.get_current_value({"x": 100}) is got  # not evaluated again
+
+
+def test_bson_files_round_trip_and_bad_ones_are_located(tmp_path):
+    bson = pytest.importorskip("bson")
+    import datetime
+
+    m = _simple()
+    m.graphs[0].nodes[0].parameters.append(mdf.Parameter(id="w", value=np.array([[1, 0], [0, 1]])))
+    name = m.to_bson_file(str(tmp_path / "simple.bson"))
+    assert name.endswith("simple.bson")
+    assert bson.decode((tmp_path / "simple.bson").read_bytes()) == m.to_dict()  # what bson itself reads
+    back = mdf.load(name)
+    assert back.to_dict() == m.to_dict()
+    torch.testing.assert_close(torchmdf.simulate(back, steps=2)["B.out"], torchmdf.simulate(m, steps=2)["B.out"])
+    bad = tmp_path / "bad.bson"
+    bad.write_bytes(bson.encode({"m": {"graphs": {"g": {"nodes": {}, "metadata": {"t": datetime.datetime(2020, 1, 1)}}}}}))
+    with pytest.raises(torchmdf.ValidationError, match="datetime at /m/graphs/g/metadata/t") as info:
+        mdf.load(bad)
+    assert "bad.bson" in str(info.value)
+    bad.write_bytes(b"\x05\x00\x00\x00\x01garbage")
+    with pytest.raises(torchmdf.ValidationError, match="invalid BSON"):
+        mdf.load(bad)

@@ -579,6 +579,9 @@ class InputPort(_FileObject):
 
     _KIND = "input port"
 
+    def __post_init__(self) -> None:
+        self.shape = _shape(self.shape)  # (1,), [1] or "(1,)" as modeci_mdf's scripts write it
+
 
 @dataclass(slots=True, eq=False)
 class OutputPort(_FileObject):
@@ -593,6 +596,9 @@ class OutputPort(_FileObject):
     extra: dict | None = field(default=None, repr=False)
 
     _KIND = "output port"
+
+    def __post_init__(self) -> None:
+        self.shape = _shape(self.shape)  # (1,), [1] or "(1,)" as modeci_mdf's scripts write it
 
 
 @dataclass(slots=True, eq=False)
@@ -991,6 +997,24 @@ class Model(_FileObject):
 
         filename = f"{self.id}.yaml" if filename is None else filename
         save(self, filename, format="yaml")
+        return filename
+
+    def to_bson(self) -> bytes:
+        """The model as BSON (modelspec's ``to_bson``; needs the ``bson`` module of pymongo)."""
+        try:
+            import bson
+        except ImportError as e:
+            raise ValidationError("writing BSON needs the 'bson' module (pip install pymongo)",
+                                  location=self.location) from e
+        return bson.encode(self.to_dict())
+
+    def to_bson_file(self, filename: str | None = None, include_metadata: bool = True) -> str:
+        """Write the model as BSON to ``filename`` (default ``<id>.bson``) and return the name;
+        :func:`torchmdf.mdf.load` reads it back."""
+        from .io import atomic_write_bytes
+
+        filename = f"{self.id}.bson" if filename is None else filename
+        atomic_write_bytes(filename, self.to_bson())
         return filename
 
     def to_graph_image(self, engine: str = "dot", output_format: str = "png", view_on_render: bool = False,
