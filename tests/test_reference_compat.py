@@ -541,3 +541,22 @@ def test_bson_files_round_trip_and_bad_ones_are_located(tmp_path):
     bad.write_bytes(b"\x05\x00\x00\x00\x01garbage")
     with pytest.raises(torchmdf.ValidationError, match="invalid BSON"):
         mdf.load(bad)
+
+
+def test_mdf_utils_drop_ins(tmp_path, capsys):
+    from torchmdf.mdf.utils import load_mdf, print_summary, simple_connect
+
+    a = mdf.Node(id="A", parameters=[mdf.Parameter(id="p", value=2.0)], output_ports=[mdf.OutputPort(id="o", value="p")])
+    b = mdf.Node(id="B", input_ports=[mdf.InputPort(id="i", shape="(1,)")],  # the reference's scripts' form
+                 output_ports=[mdf.OutputPort(id="o", value="i * 3", shape="(1,)")])
+    g = mdf.Graph(id="g", nodes=[a, b])
+    e = simple_connect(a, b, g)
+    assert (e.id, e.sender, e.sender_port, e.receiver, e.receiver_port) == ("edge_A_B", "A", "o", "B", "i")
+    assert g.edges == [e] and b.input_ports[0].shape == (1,) and b.output_ports[0].shape == (1,)
+    with pytest.raises(torchmdf.ValidationError, match="node 'B' has no output port"):
+        simple_connect(mdf.Node(id="B"), a, g)
+    print_summary(g)
+    assert capsys.readouterr().out.startswith("Graph g with 2 nodes and 1 edges")
+    m = mdf.Model(id="m", graphs=[g])
+    path = m.to_json_file(str(tmp_path / "m.json"))
+    assert torchmdf.simulate(load_mdf(path), steps=1)["B.o"][0].item() == 6.0
