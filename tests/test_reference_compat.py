@@ -560,3 +560,41 @@ def test_mdf_utils_drop_ins(tmp_path, capsys):
     m = mdf.Model(id="m", graphs=[g])
     path = m.to_json_file(str(tmp_path / "m.json"))
     assert torchmdf.simulate(load_mdf(path), steps=1)["B.o"][0].item() == 6.0
+
+
+# -- files written here run in modeci_mdf: every zoo model whose file uses only ONNX ops --------------
+
+def _zoo_cases():
+    from test_zoo_mdf_roundtrip import ALL_ONNX
+
+    for name in sorted(ALL_ONNX):
+        for method in ("trace", "export", "script"):
+            slow = method != "trace" or name == "resnet18"  # resnet18: ~13 s in modeci_mdf
+            yield pytest.param(name, method, id=f"{name}-{method}", marks=[pytest.mark.slow] if slow else [])
+
+
+@oracle
+@pytest.mark.parametrize("name, method", list(_zoo_cases()))
+def test_zoo_files_written_here_run_in_modeci(name, method, tmp_path):
+    """The model's output from modeci_mdf running the file torchmdf wrote (its inputs as the
+    free ports' defaults, weights inline) equals the torch model's."""
+    import contextlib
+    import io
+
+    from zoo import get
+
+    entry = get(name)
+    torch.manual_seed(0)
+    model = entry.make_model().eval()
+    inputs = entry.make_inputs()
+    with torch.no_grad():
+        expected = model(*inputs)
+    m = torchmdf.compile(entry.make_model().eval(), target="mdf", example_inputs=inputs, method=method)
+    for (_, port), x in zip(m.graphs[0].free_input_ports(), inputs):
+        port.default_value = x.numpy()
+    path = tmp_path / f"{name}.json"
+    mdf.save(m, path, weights="inline")
+    with contextlib.redirect_stdout(io.StringIO()):  # modeci_mdf prints as it runs
+        ports = _modeci_ports(path)
+    got = ports[m.metadata["torchmdf"]["output_ports"][0]]
+    np.testing.assert_allclose(np.asarray(got, dtype=np.float64), expected.double().numpy(), rtol=1e-4, atol=1e-5)
