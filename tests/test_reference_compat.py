@@ -598,3 +598,42 @@ def test_zoo_files_written_here_run_in_modeci(name, method, tmp_path):
         ports = _modeci_ports(path)
     got = ports[m.metadata["torchmdf"]["output_ports"][0]]
     np.testing.assert_allclose(np.asarray(got, dtype=np.float64), expected.double().numpy(), rtol=1e-4, atol=1e-5)
+
+
+class _PadPrelu(torch.nn.Module):
+    def __init__(self, mode: str):
+        super().__init__()
+        self.prelu, self.mode = torch.nn.PReLU(3, init=0.1), mode
+
+    def forward(self, x):
+        kw = {"value": 0.5} if self.mode == "constant" else {}
+        return F.pad(self.prelu(x), (1, 2), mode=self.mode, **kw)
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "replicate"])
+@pytest.mark.parametrize("method", ["trace", "export"])
+def test_pad_and_prelu_have_onnx_spellings_in_every_frontend(mode, method, tmp_path):
+    """``aten::pad`` (TorchScript's F.pad) and PReLU are written as onnx::Pad / onnx::PRelu
+    (pads over every dimension: modeci_mdf ignores Pad's ``axes``), and modeci_mdf computes
+    torch's result from the file.  Not for reflect/replicate: modeci_mdf cannot read a string
+    attribute other than "constant" (it evaluates ``mode: reflect`` as an expression)."""
+    import contextlib
+    import io
+
+    x = torch.randn(1, 3, 4, generator=torch.Generator().manual_seed(0))
+    model = _PadPrelu(mode)
+    m = torchmdf.compile(model, target="mdf", example_inputs=(x,), method=method)
+    fns = {p.function for n in m.graphs[0].nodes for p in n.parameters if p.function}
+    assert {"onnx::Pad", "onnx::PRelu"} <= fns and not any(f.startswith("aten::") for f in fns), fns
+    with torch.no_grad():
+        expected = model(x)
+    torch.testing.assert_close(torchmdf.compile(m, target="fx")(x), expected)
+    if EvaluableGraph is None or mode != "constant":
+        return
+    (_, port), = m.graphs[0].free_input_ports()
+    port.default_value = x.numpy()
+    path = tmp_path / "pad.json"
+    mdf.save(m, path)
+    with contextlib.redirect_stdout(io.StringIO()):
+        got = _modeci_ports(path)[m.metadata["torchmdf"]["output_ports"][0]]
+    np.testing.assert_allclose(np.asarray(got, dtype=np.float64), expected.double().numpy(), rtol=1e-6, atol=1e-7)
