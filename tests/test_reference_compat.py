@@ -483,7 +483,7 @@ def test_metadata_must_be_a_mapping(tmp_path):
 
 # -- torchmdf.interfaces.onnx ---------------------------------------------------------------------------
 
-def test_mdf_to_onnx_and_back_run_in_onnxruntime():
+def test_mdf_to_onnx_and_back_run_in_onnxruntime(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     from torchmdf.interfaces.onnx import mdf_to_onnx, onnx_to_mdf
 
@@ -495,6 +495,17 @@ def test_mdf_to_onnx_and_back_run_in_onnxruntime():
     np.testing.assert_array_equal(got, (x + 1) * 5)  # ab.json: B(A(x)) = (x + 1) * 5
     back = onnx_to_mdf(proto)
     assert isinstance(back, mdf.Model)
+    import onnx
+
+    from torchmdf.interfaces.onnx import convert_file
+
+    onnx.save(proto, tmp_path / "ab.onnx")
+    convert_file(str(tmp_path / "ab.onnx"))
+    for suffix in ("json", "yaml"):
+        again = mdf.load(tmp_path / f"ab-mdf.{suffix}")
+        out = torchmdf.compile(again, target="fx")(torch.from_numpy(x))
+        out = next(iter(out.values())) if isinstance(out, dict) else out
+        np.testing.assert_array_equal(out.detach().numpy(), (x + 1) * 5)
     out = torchmdf.compile(back, target="fx")(torch.from_numpy(x))
     out = next(iter(out.values())) if isinstance(out, dict) else out
     np.testing.assert_array_equal(out.detach().numpy(), (x + 1) * 5)

@@ -14,7 +14,7 @@ from typing import Any
 
 from torchmdf.errors import ConversionError
 
-__all__ = ["onnx_to_mdf", "mdf_to_onnx"]
+__all__ = ["onnx_to_mdf", "mdf_to_onnx", "convert_file"]
 
 
 def onnx_to_mdf(onnx_model: Any, onnx_initializer: dict | None = None) -> Any:
@@ -41,3 +41,14 @@ def mdf_to_onnx(mdf_model: Any) -> list[Any]:
     from torchmdf.mdf import Model
 
     return [compile(Model(id=g.id, graphs=[g]), target="onnx") for g in graphs]
+
+
+def convert_file(input_file: str) -> None:
+    """An ONNX file converted to MDF beside it: ``<name>-mdf.json`` and ``<name>-mdf.yaml``
+    (modeci_mdf's ``convert_file``)."""
+    import os
+
+    model = onnx_to_mdf(os.fspath(input_file))
+    base = f"{os.path.splitext(os.fspath(input_file))[0]}-mdf"
+    model.to_json_file(f"{base}.json")
+    model.to_yaml_file(f"{base}.yaml")
