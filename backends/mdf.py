@@ -251,6 +251,10 @@ class _Emitter:
             self.emit_control_flow(n, d, nid)
             return
         fn_id = _ident(short) if _ident(short) not in ("value",) else "op"
+        if d.variadic and d.domain == "onnx":
+            # modeci_mdf passes a variadic ONNX op (Concat, Sum, Max...) every value the node
+            # has computed except those named onnx_*: the op's own would be an unset input
+            fn_id = f"onnx_{fn_id}"
         input_ports: list[InputPort] = []
         params: list[Parameter] = []
         args: dict[str, Any] = {}

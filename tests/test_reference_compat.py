@@ -294,3 +294,357 @@ def test_constant_int_matches_modeci(tmp_path):
     got = torchmdf.simulate(path, steps=1)["G.o"][0].numpy()
     assert got.shape == exp.shape
     np.testing.assert_array_equal(got, exp)
+
+
+# -- torchmdf.execution_engine: the reference's EvaluableGraph as a drop-in ------------------------
+
+CORPUS = __import__("pathlib").Path(__file__).parent / "fixtures" / "mdf_corpus"
+
+
+def _ours(path, calls: list, initializer: dict | None = None):
+    from torchmdf.execution_engine import EvaluableGraph as Ours
+
+    eg = Ours(mdf.load(str(path)).graphs[0])
+    for dt in calls:
+        eg.evaluate(time_increment=dt, initializer=initializer)
+    return eg
+
+
+def _theirs(path, calls: list, initializer: dict | None = None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        eg = EvaluableGraph(load_mdf(str(path)).graphs[0], verbose=False)
+        for dt in calls:
+            eg.evaluate(time_increment=dt, initializer=initializer)
+    return eg
+
+
+def _all_values(eg) -> dict:
+    out = {}
+    for nid, en in eg.enodes.items():
+        for kind in ("evaluable_outputs", "evaluable_parameters"):
+            for pid, v in getattr(en, kind).items():
+                out[f"{nid}.{kind}.{pid}"] = v.curr_value
+    return out
+
+
+@oracle
+@pytest.mark.parametrize("name, calls", [
+    ("MDF/States.json", [None] + [0.01] * 9),   # a time derivative and a counter
+    ("MDF/FN.mdf.json", [None] + [0.05] * 4),    # FitzHugh-Nagumo
+    ("MDF/abc_conditions.json", [None, None, None]),
+    ("MDF/ABCD.json", [None]),
+])
+def test_evaluable_graph_matches_modeci(name, calls):
+    """Every output port's and parameter's curr_value after several evaluate calls, the
+    reference's own calling pattern (first evaluate(), then evaluate(time_increment=dt))."""
+    mine, ref = _ours(CORPUS / name, calls), _theirs(CORPUS / name, calls)
+    theirs = _all_values(ref)
+    got = _all_values(mine)
+    compared = 0
+    for key, exp in theirs.items():
+        if exp is None or isinstance(exp, str):
+            continue
+        assert isinstance(got[key], (np.ndarray, np.generic)), key
+        np.testing.assert_allclose(np.asarray(got[key], dtype=np.float64), np.asarray(exp, dtype=np.float64),
+                                   rtol=1e-9, atol=1e-12, err_msg=key)
+        compared += 1
+    assert compared >= 3
+    assert [n.id for n in mine.output_nodes] == [n.id for n in ref.output_nodes]
+    for a, b in zip(mine.output_enodes, ref.output_enodes):
+        np.testing.assert_allclose(np.asarray(a.get_output(), dtype=np.float64),
+                                   np.asarray(b.get_output(), dtype=np.float64), rtol=1e-9)
+
+
+@oracle
+def test_execution_list_matches_modeci():
+    path = CORPUS / "MDF" / "abc_conditions.json"
+    mine, ref = _ours(path, [None, None]), _theirs(path, [None, None])
+    assert [{n.id for n in s} for s in mine.scheduler.execution_list[None]] == \
+        [{n.id for n in s} for s in ref.scheduler.execution_list[None]]
+
+
+def test_evaluable_graph_initializer_and_hand_values():
+    """An initializer sets every input port with that id; curr_value is numpy; a graph without
+    state simply starts again when the input changes.  Hand-computed: out = 2 * x + 1."""
+    from torchmdf.execution_engine import EvaluableGraph as Ours
+
+    g = mdf.Graph(id="g", nodes=[mdf.Node(
+        id="N", input_ports=[mdf.InputPort(id="x", shape=(2,))],
+        parameters=[mdf.Parameter(id="y", value="2 * x + 1")],
+        output_ports=[mdf.OutputPort(id="out", value="y")])])
+    eg = Ours(g)
+    assert eg.enodes["N"].evaluable_outputs["out"].curr_value is None  # not evaluated yet
+    eg.evaluate(initializer={"x": np.array([1.0, 2.0]), "unknown": 5})  # unknown keys ignored
+    out = eg.enodes["N"].evaluable_outputs["out"].curr_value
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_array_equal(out, [3.0, 5.0])
+    np.testing.assert_array_equal(eg.enodes["N"].evaluable_parameters["y"].curr_value, [3.0, 5.0])
+    np.testing.assert_array_equal(eg.enodes["N"].evaluable_inputs["x"].curr_value, [1.0, 2.0])
+    eg.evaluate(initializer={"x": np.array([10.0, -1.0])})
+    np.testing.assert_array_equal(eg.output_enodes[0].get_output(), [21.0, -1.0])
+    assert g.get_node("N").input_ports[0].default_value is None  # the caller's graph is not changed
+
+
+def _counter_with_derivative() -> mdf.Graph:
+    return mdf.Graph(id="g", nodes=[mdf.Node(
+        id="N", input_ports=[mdf.InputPort(id="x")],
+        parameters=[mdf.Parameter(id="s", default_initial_value=1.0, time_derivative="x"),
+                    mdf.Parameter(id="count", value="count + 1", default_initial_value=0)],
+        output_ports=[mdf.OutputPort(id="out", value="s"), mdf.OutputPort(id="c", value="count")])])
+
+
+def test_evaluable_graph_state_over_calls_by_hand():
+    """s' = x from s = 1 (Euler, dt 0.5), count + 1 per evaluation; read after each call."""
+    from torchmdf.execution_engine import EvaluableGraph as Ours
+
+    eg = Ours(_counter_with_derivative())
+    seen = []
+    eg.evaluate(initializer={"x": 2.0})
+    seen.append((eg.enodes["N"].get_output("out"), eg.enodes["N"].get_output("c")))
+    for _ in range(4):
+        eg.evaluate(time_increment=0.5, initializer={"x": 2.0})
+        seen.append(eg.enodes["N"].get_output())
+    assert [float(s) for s, _ in seen] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert [int(c) for _, c in seen] == [1, 2, 3, 4, 5]
+
+
+def test_evaluable_graph_refuses_what_one_simulation_cannot_reproduce():
+    from torchmdf.execution_engine import EvaluableGraph as Ours
+
+    eg = Ours(_counter_with_derivative())
+    with pytest.raises(torchmdf.TorchMDFError, match="first evaluation with a time_increment") as info:
+        eg.evaluate(time_increment=0.1)
+    assert "graph 'g'" in str(info.value)
+    eg.evaluate()
+    eg.evaluate(time_increment=0.1)
+    with pytest.raises(torchmdf.TorchMDFError, match="differs"):
+        eg.evaluate(time_increment=0.2)
+    with pytest.raises(torchmdf.TorchMDFError, match="without a time_increment"):
+        eg.evaluate()
+    with pytest.raises(torchmdf.TorchMDFError, match="initializer changes"):
+        eg.evaluate(time_increment=0.1, initializer={"x": 3.0})
+
+
+def test_execution_engine_main_and_expression_names():
+    from torchmdf.execution_engine import get_required_variables_from_expression as names
+    from torchmdf.execution_engine import main
+
+    eg = main(str(CORPUS / "MDF" / "Simple.json"))
+    # logistic(0.5 * (0.5 * 0.55) + 0, gain 3) by hand
+    x = 0.5 * (0.5 * 0.55)
+    np.testing.assert_allclose(eg.enodes["processing_node"].evaluable_outputs["output_1"].curr_value,
+                               1 / (1 + np.exp(-3 * x)), rtol=1e-12)
+    assert names("x[y[z[1 + a] + b[c]]] + d[0]") == ["a", "b", "c", "d", "x", "y", "z"]
+    assert names(0) == [] and names("") == [] and names("[x, 0, 1]") == ["x"]
+    with pytest.raises(torchmdf.TorchMDFError):
+        names("x.y")  # attribute access: refused by the whitelisted grammar
+
+
+def test_threshold_on_an_input_port():
+    """A Threshold reading B's input port (the value the edge delivered): A counts
+    [0, 1] + k; the evaluation stops once B's input[0] >= 3 and B has just run."""
+    a = mdf.Node(id="A", parameters=[mdf.Parameter(id="p", value="[p[0] + 1, p[1] + 1]",
+                                                  default_initial_value=[0, 1])],
+                 output_ports=[mdf.OutputPort(id="o", value="p", shape=(2,))])
+    b = mdf.Node(id="B", input_ports=[mdf.InputPort(id="i", shape=(2,))],
+                 output_ports=[mdf.OutputPort(id="o", value="i", shape=(2,))])
+    term = mdf.Condition("And", dependencies=[
+        mdf.Condition("Threshold", dependency="B", parameter="i", threshold=3, comparator=">=", indices=[0]),
+        mdf.Condition("JustRan", dependency="B")])
+    g = mdf.Graph(id="g", nodes=[a, b], edges=[mdf.Edge(id="e", sender="A", sender_port="o", receiver="B",
+                                                        receiver_port="i")],
+                  conditions=mdf.ConditionSet(termination={"environment_state_update": term}))
+    t = torchmdf.simulate(mdf.Model(id="m", graphs=[g]), steps=1)
+    assert t["B.o"][0].tolist() == [3, 4]
+
+
+# -- the reference's object methods ---------------------------------------------------------------------
+
+def test_every_object_has_to_json_and_graph_inputs():
+    n = mdf.Node(id="a", metadata={"b": np.array([0])})
+    assert json.loads(n.to_json()) == {"a": {"metadata": {"b": [0]}}}
+    assert json.loads(mdf.Parameter(id="noargs", args={}).to_json()) == {"noargs": {"args": {}}}
+    m = _simple()
+    assert m.graphs[0].inputs == []  # B.inp is fed by the edge
+    m.graphs[0].nodes[0].input_ports.append(mdf.InputPort(id="free"))
+    assert m.graphs[0].inputs == [("A", "free")]
+
+
+def test_metadata_must_be_a_mapping(tmp_path):
+    with pytest.raises(torchmdf.ValidationError, match="metadata must be a mapping") as info:
+        mdf.Graph(id="n0", metadata="info").to_json()
+    assert "graph 'n0'" in str(info.value)
+    doc = _model({"A": {"metadata": ["x"], "parameters": {"p": {"value": 1}}}})
+    with pytest.raises(torchmdf.ValidationError, match="metadata must be a mapping") as info:
+        mdf.load(_write(tmp_path, doc, "meta.json"))
+    assert "meta.json" in str(info.value) and "node 'A'" in str(info.value)
+
+
+# -- torchmdf.interfaces.onnx ---------------------------------------------------------------------------
+
+def test_mdf_to_onnx_and_back_run_in_onnxruntime(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from torchmdf.interfaces.onnx import mdf_to_onnx, onnx_to_mdf
+
+    model = mdf.load(CORPUS / "ONNX" / "ab.json")
+    (proto,) = mdf_to_onnx(model)
+    x = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], dtype=np.float32)
+    sess = ort.InferenceSession(proto.SerializeToString())
+    (got,) = sess.run(None, {sess.get_inputs()[0].name: x})
+    np.testing.assert_array_equal(got, (x + 1) * 5)  # ab.json: B(A(x)) = (x + 1) * 5
+    back = onnx_to_mdf(proto)
+    assert isinstance(back, mdf.Model)
+    import onnx
+
+    from torchmdf.interfaces.onnx import convert_file
+
+    onnx.save(proto, tmp_path / "ab.onnx")
+    convert_file(str(tmp_path / "ab.onnx"))
+    for suffix in ("json", "yaml"):
+        again = mdf.load(tmp_path / f"ab-mdf.{suffix}")
+        out = torchmdf.compile(again, target="fx")(torch.from_numpy(x))
+        out = next(iter(out.values())) if isinstance(out, dict) else out
+        np.testing.assert_array_equal(out.detach().numpy(), (x + 1) * 5)
+    out = torchmdf.compile(back, target="fx")(torch.from_numpy(x))
+    out = next(iter(out.values())) if isinstance(out, dict) else out
+    np.testing.assert_array_equal(out.detach().numpy(), (x + 1) * 5)
+
+
+@pytest.mark.parametrize("value, given, cond, expected", [
+    ("3+x", {"x": 3}, None, 6.0),
+    ("[x,4]", {"x": 3}, None, [3, 4]),
+    ("x*y", {"x": 2, "y": np.array([1, 2])}, None, [2, 4]),
+    (0, {"x": 3}, ("x==3 and x<=5", 1), 1),          # the condition holds: its value
+    (0.6, {"x": 3}, ("x>=4", 1.6), 0.6),             # it does not: the parameter's own
+    ("y+z", {"x": 3, "y": 2, "z": 3}, ("x>y", "z"), 3),
+])
+def test_evaluable_parameter_by_hand(value, given, cond, expected):
+    from torchmdf.execution_engine import EvaluableParameter as Ours
+
+    p = mdf.Parameter(id="p1", value=value)
+    if cond:
+        p.conditions.append(mdf.ParameterCondition(id="pc", test=cond[0], value=cond[1]))
+    assert p.summary().startswith("Parameter p1 (")
+    ep = Ours(p)
+    got = ep.evaluate(given)
+    np.testing.assert_array_equal(got, expected)
+    assert ep.get_current_value({"x": 100}) is got  # not evaluated again
+
+
+def test_bson_files_round_trip_and_bad_ones_are_located(tmp_path):
+    bson = pytest.importorskip("bson")
+    import datetime
+
+    m = _simple()
+    m.graphs[0].nodes[0].parameters.append(mdf.Parameter(id="w", value=np.array([[1, 0], [0, 1]])))
+    name = m.to_bson_file(str(tmp_path / "simple.bson"))
+    assert name.endswith("simple.bson")
+    assert bson.decode((tmp_path / "simple.bson").read_bytes()) == m.to_dict()  # what bson itself reads
+    back = mdf.load(name)
+    assert back.to_dict() == m.to_dict()
+    torch.testing.assert_close(torchmdf.simulate(back, steps=2)["B.out"], torchmdf.simulate(m, steps=2)["B.out"])
+    bad = tmp_path / "bad.bson"
+    bad.write_bytes(bson.encode({"m": {"graphs": {"g": {"nodes": {}, "metadata": {"t": datetime.datetime(2020, 1, 1)}}}}}))
+    with pytest.raises(torchmdf.ValidationError, match="datetime at /m/graphs/g/metadata/t") as info:
+        mdf.load(bad)
+    assert "bad.bson" in str(info.value)
+    bad.write_bytes(b"\x05\x00\x00\x00\x01garbage")
+    with pytest.raises(torchmdf.ValidationError, match="invalid BSON"):
+        mdf.load(bad)
+
+
+def test_mdf_utils_drop_ins(tmp_path, capsys):
+    from torchmdf.mdf.utils import load_mdf, print_summary, simple_connect
+
+    a = mdf.Node(id="A", parameters=[mdf.Parameter(id="p", value=2.0)], output_ports=[mdf.OutputPort(id="o", value="p")])
+    b = mdf.Node(id="B", input_ports=[mdf.InputPort(id="i", shape="(1,)")],  # the reference's scripts' form
+                 output_ports=[mdf.OutputPort(id="o", value="i * 3", shape="(1,)")])
+    g = mdf.Graph(id="g", nodes=[a, b])
+    e = simple_connect(a, b, g)
+    assert (e.id, e.sender, e.sender_port, e.receiver, e.receiver_port) == ("edge_A_B", "A", "o", "B", "i")
+    assert g.edges == [e] and b.input_ports[0].shape == (1,) and b.output_ports[0].shape == (1,)
+    with pytest.raises(torchmdf.ValidationError, match="node 'B' has no output port"):
+        simple_connect(mdf.Node(id="B"), a, g)
+    print_summary(g)
+    assert capsys.readouterr().out.startswith("Graph g with 2 nodes and 1 edges")
+    m = mdf.Model(id="m", graphs=[g])
+    path = m.to_json_file(str(tmp_path / "m.json"))
+    assert torchmdf.simulate(load_mdf(path), steps=1)["B.o"][0].item() == 6.0
+
+
+# -- files written here run in modeci_mdf: every zoo model whose file uses only ONNX ops --------------
+
+def _zoo_cases():
+    from test_zoo_mdf_roundtrip import ALL_ONNX
+
+    for name in sorted(ALL_ONNX):
+        for method in ("trace", "export", "script"):
+            slow = method != "trace" or name == "resnet18"  # resnet18: ~13 s in modeci_mdf
+            yield pytest.param(name, method, id=f"{name}-{method}", marks=[pytest.mark.slow] if slow else [])
+
+
+@oracle
+@pytest.mark.parametrize("name, method", list(_zoo_cases()))
+def test_zoo_files_written_here_run_in_modeci(name, method, tmp_path):
+    """The model's output from modeci_mdf running the file torchmdf wrote (its inputs as the
+    free ports' defaults, weights inline) equals the torch model's."""
+    import contextlib
+    import io
+
+    from zoo import get
+
+    entry = get(name)
+    torch.manual_seed(0)
+    model = entry.make_model().eval()
+    inputs = entry.make_inputs()
+    with torch.no_grad():
+        expected = model(*inputs)
+    m = torchmdf.compile(entry.make_model().eval(), target="mdf", example_inputs=inputs, method=method)
+    for (_, port), x in zip(m.graphs[0].free_input_ports(), inputs):
+        port.default_value = x.numpy()
+    path = tmp_path / f"{name}.json"
+    mdf.save(m, path, weights="inline")
+    with contextlib.redirect_stdout(io.StringIO()):  # modeci_mdf prints as it runs
+        ports = _modeci_ports(path)
+    got = ports[m.metadata["torchmdf"]["output_ports"][0]]
+    np.testing.assert_allclose(np.asarray(got, dtype=np.float64), expected.double().numpy(), rtol=1e-4, atol=1e-5)
+
+
+class _PadPrelu(torch.nn.Module):
+    def __init__(self, mode: str):
+        super().__init__()
+        self.prelu, self.mode = torch.nn.PReLU(3, init=0.1), mode
+
+    def forward(self, x):
+        kw = {"value": 0.5} if self.mode == "constant" else {}
+        return F.pad(self.prelu(x), (1, 2), mode=self.mode, **kw)
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "replicate"])
+@pytest.mark.parametrize("method", ["trace", "export"])
+def test_pad_and_prelu_have_onnx_spellings_in_every_frontend(mode, method, tmp_path):
+    """``aten::pad`` (TorchScript's F.pad) and PReLU are written as onnx::Pad / onnx::PRelu
+    (pads over every dimension: modeci_mdf ignores Pad's ``axes``), and modeci_mdf computes
+    torch's result from the file.  Not for reflect/replicate: modeci_mdf cannot read a string
+    attribute other than "constant" (it evaluates ``mode: reflect`` as an expression)."""
+    import contextlib
+    import io
+
+    x = torch.randn(1, 3, 4, generator=torch.Generator().manual_seed(0))
+    model = _PadPrelu(mode)
+    m = torchmdf.compile(model, target="mdf", example_inputs=(x,), method=method)
+    fns = {p.function for n in m.graphs[0].nodes for p in n.parameters if p.function}
+    assert {"onnx::Pad", "onnx::PRelu"} <= fns and not any(f.startswith("aten::") for f in fns), fns
+    with torch.no_grad():
+        expected = model(x)
+    torch.testing.assert_close(torchmdf.compile(m, target="fx")(x), expected)
+    if EvaluableGraph is None or mode != "constant":
+        return
+    (_, port), = m.graphs[0].free_input_ports()
+    port.default_value = x.numpy()
+    path = tmp_path / "pad.json"
+    mdf.save(m, path)
+    with contextlib.redirect_stdout(io.StringIO()):
+        got = _modeci_ports(path)[m.metadata["torchmdf"]["output_ports"][0]]
+    np.testing.assert_allclose(np.asarray(got, dtype=np.float64), expected.double().numpy(), rtol=1e-6, atol=1e-7)

@@ -436,8 +436,12 @@ class MDFProgram:
         L = NodeLowering(seg, n, where)
         ran_before = n.id in seg.ran
         inputs = Env()
+        watch_inputs = self.dynamic_condition is not None  # a Threshold may read an input port
         for p in n.input_ports:
-            inputs.set(p.id, self._input(seg, L, n, p, ran_before))
+            v = self._input(seg, L, n, p, ran_before)
+            inputs.set(p.id, v)
+            if watch_inputs and isinstance(v, Value):
+                seg.write(("input", n.id, p.id), v)
         params = list(n.parameters)
         current: dict[int, Any] = {}
 

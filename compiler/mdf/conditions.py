@@ -530,7 +530,7 @@ def threshold_getter(prog: Any, state: dict[tuple, Any], has: dict[tuple, Any] |
     kinds = {}
     for nid, n in prog.by_id.items():
         for p in n.input_ports:
-            kinds.setdefault((nid, p.id), None)
+            kinds.setdefault((nid, p.id), "input")  # recorded when the graph has a Threshold
         for p in n.parameters:
             kinds.setdefault((nid, p.id), "param")
         for f in n.functions:

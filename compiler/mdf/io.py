@@ -125,6 +125,38 @@ def _parse(text: str, fmt: str, source: str | None) -> Any:
     raise ValidationError(f"unknown format {fmt!r}", location=loc, hint="use 'json' or 'yaml'")
 
 
+_BSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _parse_bson(data: bytes, source: str | None) -> Any:
+    """A BSON document (modeci_mdf's third format) as plain dicts and lists; any BSON-only
+    type (ObjectId, datetime, binary, code...) is refused, nothing in it is run."""
+    loc = _where(source)
+    try:
+        import bson
+    except ImportError as e:
+        raise TorchMDFError("reading BSON needs the 'bson' module (pip install pymongo)", location=loc) from e
+    if not isinstance(data, (bytes, bytearray)):
+        raise ValidationError("BSON is read from bytes, not text", location=loc)
+    try:
+        doc = bson.decode(bytes(data))
+    except RecursionError as e:
+        raise ValidationError("invalid BSON: nested too deeply", location=loc) from e
+    except Exception as e:  # noqa: BLE001 - bson's errors (InvalidBSON, ValueError, ...)
+        raise ValidationError(f"invalid BSON: {e}", location=loc) from e
+    stack: list[tuple[Any, str]] = [(doc, "")]
+    while stack:  # explicit stack: any nesting depth
+        v, where = stack.pop()
+        if isinstance(v, dict):
+            stack.extend((x, f"{where}/{k}") for k, x in v.items())
+        elif isinstance(v, list):
+            stack.extend((x, f"{where}[{i}]") for i, x in enumerate(v))
+        elif not isinstance(v, _BSON_SCALARS):  # bson's Int64 is an int
+            raise ValidationError(f"invalid BSON: a {type(v).__name__} at {where or '/'} is not an MDF value",
+                                  location=loc)
+    return doc
+
+
 def loads(text: str | bytes, format: str = "json", *, validate: bool = True,
           source: str | None = None, weights_dir: str | None = None, strict: bool = False) -> Model:
     """Read a model from JSON or YAML text; ``source`` names the file in error locations.
@@ -137,11 +169,11 @@ def loads(text: str | bytes, format: str = "json", *, validate: bool = True,
     does not define are kept (``obj.extra``, written back on save) with an
     :class:`~torchmdf.errors.UnknownKeyWarning`, as modeci_mdf loads them; ``strict=True``
     makes them errors."""
-    if format not in ("json", "yaml"):
+    if format not in ("json", "yaml", "bson"):
         raise ValidationError(f"unknown format {format!r}", location=_where(source),
                               hint="use 'json' or 'yaml'")
-    data = None
-    if isinstance(text, bytes):  # [issue 17] large arrays parsed by numpy (None: not applicable)
+    data = _parse_bson(text, source) if format == "bson" else None
+    if data is None and isinstance(text, bytes):  # [issue 17] large arrays parsed by numpy (None: not applicable)
         data = _arrays.parse_fast(text, format, lambda t: _parse(t, format, source))
     if data is None and isinstance(text, bytes):
         try:
@@ -183,7 +215,8 @@ def _format_for(path: str | os.PathLike, format: str | None) -> str:
 def load(source: str | os.PathLike | IO, *, format: str | None = None,
          validate: bool = True, strict: bool = False) -> Model:
     """Load a model from a path or an open file (``.json``, ``.yaml``/``.yml`` by suffix, or
-    ``format=``).  Any problem raises a TorchMDFError located in the file."""
+    ``format=``; a path ending ``.bson`` is read as BSON, as modeci_mdf writes it).  Any
+    problem raises a TorchMDFError located in the file."""
     if hasattr(source, "read"):
         name = getattr(source, "name", None)
         name = str(name) if isinstance(name, (str, os.PathLike)) else None
@@ -202,7 +235,7 @@ def load(source: str | os.PathLike | IO, *, format: str | None = None,
     name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
     if name is None:
         raise TorchMDFError(f"load() takes a path or an open file, not {type(source).__name__}")
-    fmt = _format_for(name, format)
+    fmt = "bson" if format is None and Path(name).suffix.lower() == ".bson" else _format_for(name, format)
     return loads(read_limited(name), fmt, validate=validate, source=name,
                  weights_dir=os.path.dirname(os.path.abspath(name)), strict=strict)
 

@@ -446,6 +446,16 @@ _PLAIN = _Codec(_reader(lambda v: v), _put)
 _VALUE = _Codec(_reader(to_value), _put)
 _SHAPE = _Codec(_reader(_shape), _put)
 _MAPPING = _Codec(_read_mapping, _put)
+
+
+def _put_metadata(d: dict, key: str, value: Any, path: tuple) -> None:
+    if value is not None and not isinstance(value, dict):
+        raise _SaveError(path + (key,), f"{key} must be a mapping, not {_tname(value)}")
+    _put(d, key, value, path)
+
+
+#: ``metadata``: a mapping, as modelspec requires (a file's is checked by validate; a write refuses another)
+_METADATA = _Codec(_reader(lambda v: v), _put_metadata)
 _REQUIRED = _Codec(_read_required, _put)
 _FUNCTION = _Codec(_read_function, _put)
 _ARGS = _Codec(_read_nothing, _put)
@@ -528,6 +538,20 @@ class _FileObject:
                 codec.read(ctx, path, body, key, out)
         return _with_extra(extra, cls(**out))
 
+    def to_json(self) -> str:
+        """The object's file form as JSON text, ``{id: {...}}`` for an object with an id
+        (modelspec's ``to_json``, which the reference has on every class); a value that cannot
+        be written is a ValidationError."""
+        import json
+
+        ident = getattr(self, "id", None)
+        path = (seg(self._KIND, ident),)
+        try:
+            body = self.to_dict(path)
+        except _SaveError as e:
+            raise ValidationError(e.message, location=format_location(None, e.path)) from None
+        return json.dumps(body if ident is None else {ident: body}, indent=4)
+
     @classmethod
     def from_dict(cls, d: dict, *, id: str | None = None, location: str | None = None,
                   strict: bool = False) -> Any:
@@ -549,11 +573,14 @@ class InputPort(_FileObject):
     type: str | None = _f(_PLAIN)
     default_value: Any = _f(_VALUE)
     reduce: str | None = _f(_PLAIN)
-    metadata: dict | None = _f(_PLAIN)
+    metadata: dict | None = _f(_METADATA)
     notes: str | None = _f(_PLAIN)
     extra: dict | None = field(default=None, repr=False)
 
     _KIND = "input port"
+
+    def __post_init__(self) -> None:
+        self.shape = _shape(self.shape)  # (1,), [1] or "(1,)" as modeci_mdf's scripts write it
 
 
 @dataclass(slots=True, eq=False)
@@ -564,11 +591,14 @@ class OutputPort(_FileObject):
     value: str | None = _f(_PLAIN)
     shape: tuple[int, ...] | None = _f(_SHAPE)
     type: str | None = _f(_PLAIN)
-    metadata: dict | None = _f(_PLAIN)
+    metadata: dict | None = _f(_METADATA)
     notes: str | None = _f(_PLAIN)
     extra: dict | None = field(default=None, repr=False)
 
     _KIND = "output port"
+
+    def __post_init__(self) -> None:
+        self.shape = _shape(self.shape)  # (1,), [1] or "(1,)" as modeci_mdf's scripts write it
 
 
 @dataclass(slots=True, eq=False)
@@ -598,11 +628,18 @@ class Parameter(_FileObject):
     function: str | None = _f(_FUNCTION)
     args: dict[str, Any] | None = _f(_ARGS)
     conditions: list[ParameterCondition] = _f(_CONDITION_LIST, factory=list)
-    metadata: dict | None = _f(_PLAIN)
+    metadata: dict | None = _f(_METADATA)
     notes: str | None = _f(_PLAIN)
     extra: dict | None = field(default=None, repr=False)
 
     _KIND = "parameter"
+
+    def summary(self) -> str:
+        """A one-line description (modeci_mdf's ``Parameter.summary``)."""
+        parts = [f"{k}={getattr(self, k)!r}" for k in ("value", "default_initial_value", "time_derivative",
+                                                      "function", "args") if getattr(self, k) is not None]
+        parts += [f"condition {c.id}: if {c.test!r} then {c.value!r}" for c in self.conditions]
+        return f"Parameter {self.id} (" + ", ".join(parts) + ")"
 
     def is_stateful(self) -> bool:
         """Stateful as modeci_mdf defines it: a time derivative, an initial value, or a value
@@ -628,7 +665,7 @@ class Function(_FileObject):
     function: str | None = _f(_FUNCTION)
     args: dict[str, Any] | None = _f(_ARGS)
     value: Any = _f(_VALUE)
-    metadata: dict | None = _f(_PLAIN)
+    metadata: dict | None = _f(_METADATA)
     notes: str | None = _f(_PLAIN)
     extra: dict | None = field(default=None, repr=False)
 
@@ -644,7 +681,7 @@ class Node(_FileObject):
     functions: list[Function] = _list_field("function", lambda: Function._build)
     parameters: list[Parameter] = _list_field("parameter", lambda: Parameter._build)
     output_ports: list[OutputPort] = _list_field("output port", lambda: OutputPort._build)
-    metadata: dict | None = _f(_PLAIN)
+    metadata: dict | None = _f(_METADATA)
     notes: str | None = _f(_PLAIN)
     extra: dict | None = field(default=None, repr=False)
 
@@ -680,7 +717,7 @@ class Edge(_FileObject):
     sender_port: str = _f(_REQUIRED, required=True)
     receiver_port: str = _f(_REQUIRED, required=True)
     parameters: dict[str, Any] | None = _f(_MAPPING)
-    metadata: dict | None = _f(_PLAIN)
+    metadata: dict | None = _f(_METADATA)
     notes: str | None = _f(_PLAIN)
     extra: dict | None = field(default=None, repr=False)
 
@@ -804,7 +841,7 @@ class ConditionSet(_FileObject):
 
     node_specific: dict[str, Condition] | None = _f(_CONDITION_MAP)
     termination: dict[str, Condition] | None = _f(_CONDITION_MAP)
-    metadata: dict | None = _f(_PLAIN)
+    metadata: dict | None = _f(_METADATA)
     notes: str | None = _f(_PLAIN)
     extra: dict | None = field(default=None, repr=False)
 
@@ -838,7 +875,7 @@ class Graph(_FileObject):
     edges: list[Edge] = _list_field("edge", lambda: Edge._build)
     parameters: dict[str, Any] | None = _f(_MAPPING)
     conditions: ConditionSet | None = _f(_CONDITION_SET)
-    metadata: dict | None = _f(_PLAIN)
+    metadata: dict | None = _f(_METADATA)
     notes: str | None = _f(_PLAIN)
     extra: dict | None = field(default=None, repr=False)
 
@@ -858,6 +895,12 @@ class Graph(_FileObject):
         if n is None:
             n = next((g for g in self.nodes if isinstance(g, Graph) and g.id == f"LoopSubgraph{id}"), None)
         return n
+
+    @property
+    def inputs(self) -> list[tuple[str, str]]:
+        """``(node id, port id)`` of every input port no edge feeds (modeci_mdf's
+        ``Graph.inputs``); :meth:`free_input_ports` gives the objects."""
+        return [(n.id, p.id) for n, p in self.free_input_ports()]
 
     def free_input_ports(self) -> list[tuple[Node, InputPort]]:
         """The (node, input port) pairs no edge feeds, in file order: the graph's inputs."""
@@ -891,7 +934,7 @@ class Model(_FileObject):
     format: str | None = _f(_PLAIN, MDF_FORMAT)
     generating_application: str | None = _f(_PLAIN, factory=_generating_application)
     onnx_opset_version: int | str | None = _f(_PLAIN)
-    metadata: dict | None = _f(_PLAIN)
+    metadata: dict | None = _f(_METADATA)
     notes: str | None = _f(_PLAIN)
     source: str | None = field(default=None, repr=False)
     extra: dict | None = field(default=None, repr=False)
@@ -954,6 +997,24 @@ class Model(_FileObject):
 
         filename = f"{self.id}.yaml" if filename is None else filename
         save(self, filename, format="yaml")
+        return filename
+
+    def to_bson(self) -> bytes:
+        """The model as BSON (modelspec's ``to_bson``; needs the ``bson`` module of pymongo)."""
+        try:
+            import bson
+        except ImportError as e:
+            raise ValidationError("writing BSON needs the 'bson' module (pip install pymongo)",
+                                  location=self.location) from e
+        return bson.encode(self.to_dict())
+
+    def to_bson_file(self, filename: str | None = None, include_metadata: bool = True) -> str:
+        """Write the model as BSON to ``filename`` (default ``<id>.bson``) and return the name;
+        :func:`torchmdf.mdf.load` reads it back."""
+        from .io import atomic_write_bytes
+
+        filename = f"{self.id}.bson" if filename is None else filename
+        atomic_write_bytes(filename, self.to_bson())
         return filename
 
     def to_graph_image(self, engine: str = "dot", output_format: str = "png", view_on_render: bool = False,

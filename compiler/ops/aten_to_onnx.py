@@ -1606,6 +1606,33 @@ def _trilu(node, rw):
                   {"upper": int(node.op == "aten::triu")})]
 
 
+def _pad_inputs(rw, x, pad: list) -> list:
+    """``onnx::Pad``'s ``pads`` (and ``axes``) for torch's ``pad`` list (last dimension first,
+    begin/end pairs): pads over every dimension when the rank is known (what modeci_mdf's Pad
+    reads: it ignores ``axes``), else pads over the padded dimensions plus ``axes``."""
+    n = len(pad) // 2
+    begins = [pad[2 * i] for i in range(n)]
+    ends = [pad[2 * i + 1] for i in range(n)]
+    i64 = torch.int64
+    r = rw.rank(x)
+    if r is not None and r >= n:
+        full_b = [0] * r
+        full_e = [0] * r
+        for i in range(n):
+            full_b[r - 1 - i], full_e[r - 1 - i] = begins[i], ends[i]
+        return [rw.const(full_b + full_e, dtype=i64)]
+    return [rw.const(begins + ends, dtype=i64), rw.const([-1 - i for i in range(n)], dtype=i64)]
+
+
+def _onnx_pad(rw, x, pad: list, value: Any = None, mode: str = "constant") -> Any:
+    p = _pad_inputs(rw, x, pad)
+    v = rw.const(0 if value is None else value, dtype=rw.dtype(x)) if mode == "constant" else None
+    ins = [x, p[0], v] + p[1:]
+    while ins[-1] is None:
+        ins.pop()
+    return rw.op("onnx::Pad", ins, {} if mode == "constant" else {"mode": mode})
+
+
 @rule("constant_pad_nd")
 def _constant_pad(node, rw):
     x = rw.input(0)
@@ -1615,13 +1642,7 @@ def _constant_pad(node, rw):
         return None
     if not any(pad):
         return [x]
-    n = len(pad) // 2
-    begins = [pad[2 * i] for i in range(n)]
-    ends = [pad[2 * i + 1] for i in range(n)]
-    axes = [-1 - i for i in range(n)]
-    i64 = torch.int64
-    return [rw.op("onnx::Pad", [x, rw.const(begins + ends, dtype=i64), rw.const(rw.arg("value"), dtype=dt),
-                                rw.const(axes, dtype=i64)])]
+    return [_onnx_pad(rw, x, pad, rw.arg("value"))]
 
 
 @rule("reflection_pad1d", "reflection_pad2d", "reflection_pad3d", "replication_pad1d", "replication_pad2d",
@@ -1630,13 +1651,21 @@ def _mode_pad(node, rw):
     pad = list(rw.arg("padding"))
     if not _all_ints(pad):
         return None
-    n = len(pad) // 2
-    begins = [pad[2 * i] for i in range(n)]
-    ends = [pad[2 * i + 1] for i in range(n)]
-    i64 = torch.int64
-    mode = "reflect" if "reflection" in node.op else "edge"
-    return [rw.op("onnx::Pad", [rw.input(0), rw.const(begins + ends, dtype=i64), None,
-                                rw.const([-1 - i for i in range(n)], dtype=i64)], {"mode": mode})]
+    return [_onnx_pad(rw, rw.input(0), pad, mode="reflect" if "reflection" in node.op else "edge")]
+
+
+@rule("pad")
+def _pad(node, rw):
+    """``aten::pad`` (what TorchScript records for ``F.pad``): constant, reflect and
+    replicate modes as ``onnx::Pad`` (circular stays ATen)."""
+    x, pad, mode = rw.input(0), list(rw.arg("pad")), rw.arg("mode") or "constant"
+    dt = rw.dtype(x)
+    onnx_mode = {"constant": "constant", "reflect": "reflect", "replicate": "edge"}.get(mode)
+    if dt is None or onnx_mode is None or not _all_ints(pad) or len(pad) % 2:
+        return None
+    if not any(pad):
+        return [x]
+    return [_onnx_pad(rw, x, pad, rw.arg("value"), onnx_mode)]
 
 
 @rule("copy")
