@@ -500,7 +500,7 @@ class MDFProgram:
                 if f.value is None:
                     raise ValidationError("the function has neither a function name nor a value",
                                           location=self.loc(fw))
-                v = L.value(f.value, fw, scope)
+                v = L.value(f.value, fw, scope, items=True)
             funcs[f.id] = v
             fenv.set(f.id, v)
             if isinstance(v, Value):
