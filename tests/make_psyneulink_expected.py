@@ -48,7 +48,9 @@ def _functions(mdf_json: dict) -> dict[str, list[str]]:
     return out
 
 
-def run_model(name: str) -> dict:
+def run_model(name: str, with_export: bool = False) -> dict:
+    """PsyNeuLink's run of composition ``name``; ``with_export``: plus its MDF export (JSON
+    text, written after the run, as the example scripts' generator writes it)."""
     import psyneulink as pnl
     from psyneulink_models import MODELS
 
@@ -64,10 +66,11 @@ def run_model(name: str) -> dict:
     comp.run(**kwargs, call_after_trial=record)
     executions = [sorted(n.name for n in step)
                   for step in comp.scheduler.execution_list[comp.default_execution_id]]
-    export = json.loads(pnl.get_mdf_serialized(comp, fmt="json"))
+    export_text = pnl.get_mdf_serialized(comp, fmt="json")
+    export = json.loads(export_text)
     stored = json.loads((FIXTURES / f"{name}.json").read_text())
     fs, fe = _functions(stored), _functions(export)
-    return {
+    out = {
         "trials": len(comp.results),
         "inputs": {m.name: _plain(v) for m, v in kwargs["inputs"].items()},
         "output_ports": per_trial,
@@ -76,6 +79,9 @@ def run_model(name: str) -> dict:
         "export_differs": {nid: {"stored": fs.get(nid), "psyneulink": fe.get(nid)}
                            for nid in sorted(set(fs) | set(fe)) if fs.get(nid) != fe.get(nid)},
     }
+    if with_export:
+        out["export"] = export_text
+    return out
 
 
 def main() -> None:
