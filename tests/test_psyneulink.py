@@ -258,3 +258,26 @@ def test_a_bare_tuple_is_indexed_item_by_item():
     assert traj["n.a"][0].tolist() == [[[2.0], [2.0]]]
     assert traj["n.b"][0].item() == 6.0
     assert traj["n.c"][0].item() == 7.0
+
+
+def test_a_nested_graph_runs_as_a_node_by_hand():
+    """Each time the parent's scheduler runs the nested graph, its own scheduler runs one
+    evaluation of it: here G runs after every 2nd run of A, and inside G, F runs after every 2nd
+    run of E (E: Always), so one evaluation of G is E, E, F."""
+    counter = {"parameters": {"n": {"value": "n + 1", "default_initial_value": 0}},
+               "output_ports": {"out": {"value": "n"}}}
+    doc = {"m": {"format": "ModECI MDF v0.4", "graphs": {"outer": {
+        "nodes": {"A": counter, "G": {
+            "nodes": {"E": counter, "F": counter},
+            "conditions": {"node_specific": {"F": {"type": "EveryNCalls", "kwargs": {"dependency": "E", "n": 2}}},
+                           "termination": {"environment_state_update": {
+                               "type": "AfterNCalls", "kwargs": {"dependency": "F", "n": 1}}}}}},
+        "conditions": {"node_specific": {"G": {"type": "EveryNCalls", "kwargs": {"dependency": "A", "n": 2}}},
+                       "termination": {"environment_state_update": {
+                           "type": "AfterNCalls", "kwargs": {"dependency": "A", "n": 4}}}}}}}}
+    model = torchmdf.mdf.loads(json.dumps(doc), source="nested.json")
+    traj = torchmdf.simulate(model, steps=2)
+    # per outer evaluation: A runs 4 times, G twice (E 4 times, F twice)
+    assert [traj["A.out"][i].item() for i in range(2)] == [4, 8]
+    assert [traj["E.out"][i].item() for i in range(2)] == [4, 8]
+    assert [traj["F.out"][i].item() for i in range(2)] == [2, 4]
