@@ -118,7 +118,8 @@ def test_parse_in_scope_reads_strings_like_modeci_mdf():
     ("a in b", "'in'"),
     ("{1, 2}", "set literal"),
     ("{'a': 1}", "dict literal"),
-    ("(1, 2)", "tuple"),
+    ("1 + (1, 2)", "tuple"),  # a bare tuple as the whole expression is a list (PsyNeuLink)
+    ("[(1, 2)]", "tuple"),
     ("1j", "constant 1j"),
     ("None", "constant None"),
     ("x[...]", "Ellipsis"),

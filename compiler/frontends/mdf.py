@@ -104,7 +104,14 @@ from torchmdf.ir.meta_keys import DEFAULT, MDF_PARAM, MDF_PORT, PYSCALAR, TIME_S
 from torchmdf.mdf.attributes import as_tensor, is_pyscalar, port_default, symbolic_port_shape, with_dtype
 from torchmdf.mdf.conditions import ConditionCompiler
 from torchmdf.mdf.expression_lowering import NO_VALUE, Env, MultiOutput, NodeLowering, ordered_env, warm
-from torchmdf.mdf.scheduler import CompiledCondition, Scheduler, consideration_queue, flatten, schedules
+from torchmdf.mdf.scheduler import (
+    CompiledCondition,
+    NestedScheduler,
+    Scheduler,
+    consideration_queue,
+    flatten,
+    schedules,
+)
 
 # ---------------------------------------------------------------------------------------------
 # One graph of a model
@@ -175,25 +182,37 @@ class MDFProgram:
         src = getattr(model, "source", None)
         self.file = file or (os.path.basename(src) if src else None)
         nested = [n for n in mg.nodes if isinstance(n, MGraph)]
-        if nested:
-            ng = nested[0]
+        #: nested graphs run as nodes (PsyNeuLink's inner Compositions): id -> their program
+        self.inner: dict[str, MDFProgram] = {}
+        for ng in nested:
             users = sorted({e.receiver for e in mg.edges if mg.get_endpoint(e.receiver) is ng}
                            | {e.sender for e in mg.edges if mg.get_endpoint(e.sender) is ng})
-            what = f" (the body of {', '.join(map(repr, users))})" if users else ""
-            raise ConversionError(f"nested graph '{ng.id}'{what} cannot be lowered: torchmdf lowers "
-                                  "graphs of nodes only",
-                                  location=self.loc(f"{self.base()} > graph '{ng.id}'"),
-                                  hint="modeci_mdf's PyTorch importer writes the body of an onnx::Loop "
-                                  "as a nested graph; neither modeci_mdf nor torchmdf can evaluate it")
+            if users or not ng.nodes:
+                what = f" (the body of {', '.join(map(repr, users))})" if users else " (it has no nodes)"
+                raise ConversionError(f"nested graph '{ng.id}'{what} cannot be lowered: torchmdf runs a nested "
+                                      "graph as a node only when no edge enters or leaves it",
+                                      location=self.loc(f"{self.base()} > graph '{ng.id}'"),
+                                      hint="modeci_mdf's PyTorch importer writes the body of an onnx::Loop "
+                                      "as a nested graph; neither modeci_mdf nor torchmdf can evaluate it")
+            self.inner[ng.id] = MDFProgram(model, ng, within=self.base(), file=file or self.file)
         md = getattr(model, "metadata", None)
         self.written_by_torchmdf = isinstance(md, dict) and isinstance(md.get("torchmdf"), dict)
-        self.nodes = list(mg.nodes)
-        self.by_id = {n.id: n for n in self.nodes}
-        self.ids = [n.id for n in self.nodes]
+        own = [n for n in mg.nodes if not isinstance(n, MGraph)]
+        # the nodes this program lowers: its own, then those of its nested graphs (flattened)
+        self.nodes = own + [n for p in self.inner.values() for n in p.nodes]
+        self.by_id = {}
+        for n in self.nodes:
+            if n.id in self.by_id or n.id in self.inner:
+                raise ValidationError(f"node id '{n.id}' is used twice (in this graph and a nested graph): "
+                                      "torchmdf needs node ids unique across nested graphs",
+                                      location=self.loc(self.base()))
+            self.by_id[n.id] = n
+        # what the scheduler schedules: own nodes and nested graphs, in file order
+        self.ids = [n.id for n in mg.nodes]
         self.incoming: dict[str, dict[str, list[Any]]] = {n.id: {p.id: [] for p in n.input_ports}
-                                                          for n in self.nodes}
-        in_ports = {n.id: {p.id: p for p in n.input_ports} for n in self.nodes}
-        out_ports = {n.id: {p.id for p in n.output_ports} for n in self.nodes}
+                                                          for n in own}
+        in_ports = {n.id: {p.id: p for p in n.input_ports} for n in own}
+        out_ports = {n.id: {p.id for p in n.output_ports} for n in own}
         for e in mg.edges:
             ew = f"{self.base()} > edge '{e.id}'"
             for end, port, kind in ((e.sender, e.sender_port, "output"), (e.receiver, e.receiver_port, "input")):
@@ -203,8 +222,12 @@ class MDFProgram:
                                           location=self.loc(ew))
             self.incoming[e.receiver][e.receiver_port].append(e)
         fed = {(e.receiver, e.receiver_port) for e in mg.edges}
-        self.free_ports = [(n, p) for n in self.nodes for p in n.input_ports if (n.id, p.id) not in fed]
-        self.senders = {n.id: {e.sender for es in self.incoming[n.id].values() for e in es} for n in self.nodes}
+        self.free_ports = [(n, p) for n in own for p in n.input_ports if (n.id, p.id) not in fed]
+        self.senders = {n.id: {e.sender for es in self.incoming[n.id].values() for e in es} for n in own}
+        for p in self.inner.values():
+            self.incoming.update(p.incoming)
+            self.free_ports += p.free_ports
+            self.senders.update(p.senders)
         # graph_scheduler's dependencies: every edge but those into ports with a default_value
         self.dep_sets: dict[str, dict[str, None]] = {i: {} for i in self.ids}  # ordered sets
         for e in mg.edges:
@@ -216,8 +239,15 @@ class MDFProgram:
         self._params: dict[str, dict[str, Any]] = {}
         self._strattrs: dict[str, frozenset[str]] = {}
         self._forder: dict[str, list[Any]] = {}
-        self._compiler = ConditionCompiler(self.by_id, self.ids, self.deps, self.loc)
+        self._compiler = ConditionCompiler({**{n.id: n for n in own}, **{g.id: g for g in nested}}, self.ids,
+                                           self.deps, self.loc)
         self._conds = self._compiler.graph(mg.conditions, self.base())
+        if self.inner:
+            dyn = self.dynamic_condition or next((p.dynamic_condition for p in self.inner.values()
+                                                  if p.dynamic_condition is not None), None)
+            if dyn is not None:
+                raise ConversionError("a graph with nested graphs whose schedule depends on computed values "
+                                      "(Threshold) is not supported", location=dyn.where)
 
     # -- locations ------------------------------------------------------------------------------
     def loc(self, where: str) -> str:
@@ -310,8 +340,11 @@ class MDFProgram:
     def scheduler(self) -> Scheduler:
         """A fresh scheduler over this graph's nodes and compiled conditions."""
         conds, esu, es = self._conds
-        return Scheduler(self.ids, self.queue, conds, esu, es, self.loc(self.base()),
-                         {owner: list(deps) for owner, deps in self._compiler.watch.items()})
+        sch = Scheduler(self.ids, self.queue, conds, esu, es, self.loc(self.base()),
+                        {owner: list(deps) for owner, deps in self._compiler.watch.items()})
+        if self.inner:
+            return NestedScheduler(sch, {gid: p.scheduler() for gid, p in self.inner.items()})
+        return sch
 
     @property
     def dynamic_condition(self) -> CompiledCondition | None:
@@ -504,7 +537,7 @@ class MDFProgram:
                 if f.value is None:
                     raise ValidationError("the function has neither a function name nor a value",
                                           location=self.loc(fw))
-                v = L.value(f.value, fw, scope)
+                v = L.value(f.value, fw, scope, items=True)
             funcs[f.id] = v
             fenv.set(f.id, v)
             if isinstance(v, Value):

@@ -36,7 +36,8 @@ from .functions import expression_function
 _REGION_ATTRS = {"onnx::If": ("then_branch", "else_branch"), "onnx::Loop": ("body",),
                  "torchmdf::While": ("cond", "body")}
 
-__all__ = ["NO_VALUE", "Env", "ordered_env", "warm", "ExpressionLowering", "NodeLowering", "MultiOutput"]
+__all__ = ["NO_VALUE", "Env", "ordered_env", "warm", "ExpressionLowering", "NodeLowering", "MultiOutput",
+           "ListValue"]
 
 _BIN = {"+": "onnx::Add", "-": "onnx::Sub", "*": "onnx::Mul", "/": "aten::div.Tensor",
         "//": "aten::floor_divide", "%": "aten::remainder.Tensor", "**": "onnx::Pow", "@": "onnx::MatMul"}
@@ -214,10 +215,13 @@ class ExpressionLowering:
         node = self.g.create_node(op, inputs, attrs or {}, num_outputs=n_out, provenance=prov, name=name)
         return node.outputs[0]
 
-    def value(self, v: Any, where: str, env: Env, name: str = "") -> Value:
-        """A parameter value / argument: number, array or expression string."""
+    def value(self, v: Any, where: str, env: Env, name: str = "", items: bool = False) -> Value:
+        """A parameter value / argument: number, array or expression string.  ``items``: a
+        list literal stays a :class:`ListValue` (a function's value, indexed item by item as
+        modeci_mdf indexes the Python list it makes)."""
         if isinstance(v, str):
-            return self.expr(E.parse_in_scope(v, env, location=self.loc(where)), env, where)
+            out = self.expr(E.parse_in_scope(v, env, location=self.loc(where)), env, where)
+            return out.stack() if isinstance(out, ListValue) and not items else out
         if isinstance(v, (int, float, bool, torch.Tensor, np.ndarray, np.number, list)):
             return self.const(v, name or "const")
         raise ValidationError(f"a value must be a number, an array or an expression, not {type(v).__name__}",
@@ -311,6 +315,9 @@ class ExpressionLowering:
                              where)
         if isinstance(e, E.Subscript):
             base = self.expr(e.value, env, where)
+            if isinstance(base, ListValue) and not (isinstance(e.index, E.Num) and isinstance(e.index.value, int)
+                                                    and 0 <= e.index.value < len(base)):
+                base = base.stack()
             if isinstance(base, list):  # one result of a multi-output op: "Split[1]"
                 if not (isinstance(e.index, E.Num) and isinstance(e.index.value, int)
                         and 0 <= e.index.value < len(base)):
@@ -319,20 +326,24 @@ class ExpressionLowering:
                 return base[e.index.value]
             return self.subscript(base, e.index, env, where)
         if isinstance(e, E.List):
-            if all(isinstance(x, E.Num) for x in e.elts):
+            if all(isinstance(x, E.Num) for x in e.elts) and not e.bare:
                 return self.const([x.value for x in e.elts])
             vals = [self.one(self.expr(x, env, where), where) for x in e.elts]
+            if not self.eager:  # stacked when used whole; "name[0]" takes an item as it is
+                return ListValue(vals, lambda: op("aten::stack", vals, {"dim": 0}))
             if self.eager:  # numpy's array(): broadcast, promote, stack
                 ts = torch.broadcast_tensors(*[v.tensor for v in vals])
                 dtype = ts[0].dtype
                 for t in ts[1:]:
                     dtype = torch.promote_types(dtype, t.dtype)
                 return self.g.add_constant(torch.stack([t.to(dtype) for t in ts]), "const")
-            return op("aten::stack", vals, {"dim": 0})
         raise ValidationError(f"unsupported expression {e!r}", location=self.loc(where))
 
     def one(self, v: Any, where: str) -> Value:
-        """``v`` as one value: the first of an op's results where a file may use them whole."""
+        """``v`` as one value: the first of an op's results where a file may use them whole;
+        a list literal's items stacked (numpy's ``array()``)."""
+        if isinstance(v, ListValue):
+            return v.stack()
         if isinstance(v, MultiOutput) and v.whole_ok:
             return v[0]
         if isinstance(v, list):
@@ -628,6 +639,23 @@ class NodeLowering(ExpressionLowering):
         outs = self.g.create_node(d.name, inputs, attrs, num_outputs=max(sig.num_returns, 1),
                                   provenance=self.provenance(where), name=self.node.id).outputs
         return outs[0] if len(outs) == 1 else list(outs)
+
+
+class ListValue(list):
+    """A list literal's items (``[a, b]``, or a bare ``a, b``), before stacking: ``name[i]``
+    (constant ``i``) is item ``i`` as it is, the way modeci_mdf indexes the Python list or tuple
+    it builds (items may differ in shape: ``[v, t]`` with ``v`` ``[1, 1]`` and ``t`` a scalar);
+    used whole it is ``stack()``-ed, as numpy's ``array()`` stacks it."""
+
+    def __init__(self, items: Any, stack: Any):
+        super().__init__(items)
+        self._stack = stack
+        self._stacked: Value | None = None
+
+    def stack(self) -> Value:
+        if self._stacked is None:
+            self._stacked = self._stack()
+        return self._stacked
 
 
 class MultiOutput(list):

@@ -140,9 +140,11 @@ class Subscript:
 
 @dataclass(frozen=True, slots=True)
 class List:
-    """A list literal ``[a, b, ...]``."""
+    """A list literal ``[a, b, ...]``; ``bare``: a tuple written as the whole expression
+    (``a, b, c``), which modeci_mdf keeps as a Python tuple (its items may differ in shape)."""
 
     elts: tuple[Expr, ...]
+    bare: bool = False
 
 
 Expr = Union[Num, Name, BinOp, UnaryOp, Compare, BoolOp, IfExp, Call, Subscript, List]
@@ -412,7 +414,12 @@ def _parse_cached(text: str) -> Expr | _Failure:
         return _Failure(f"cannot parse expression ({type(e).__name__}: {str(e)[:100] or 'too complex'}): "
                         f"{_quote(text)}")
     try:
-        return _Converter(text.strip()).conv(tree.body, 0)
+        conv = _Converter(text.strip())
+        if isinstance(tree.body, ast.Tuple) and tree.body.elts:
+            # a bare tuple as the whole expression ("a, b, c": PsyNeuLink's exports): Python's
+            # eval makes a tuple, which modeci_mdf indexes as it would the list [a, b, c]
+            return List(tuple(conv.conv(e, 1, in_list=True) for e in tree.body.elts), bare=True)
+        return conv.conv(tree.body, 0)
     except _Reject as r:
         return r.failure
     except RecursionError:

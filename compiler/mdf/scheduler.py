@@ -399,6 +399,33 @@ class MaskedScheduler(Scheduler):
         self.runs = self.runs + 1
 
 
+class NestedScheduler:
+    """A graph's scheduler whose nested graphs run as nodes: each time ``outer`` runs a nested
+    graph's id, that graph's own scheduler runs one evaluation (its conditions, its counters
+    kept from one run to the next) and its node runs take the nested graph's place."""
+
+    def __init__(self, outer: Scheduler, inner: dict[str, Any]):
+        self.outer = outer
+        self.inner = inner
+        self.history = True  # the nested schedulers' counters survive runs: never memoized
+        self.justran = outer.justran
+        self.dynamic = False
+        self.last: list[str] | None = None
+        self.last_set: frozenset[str] = frozenset()
+
+    def run(self, value_of: Callable[[str, str], Any] | None = None) -> Iterator[list[str]]:
+        for cs in self.outer.run(value_of):
+            out: list[str] = []
+            for nid in cs:
+                sub = self.inner.get(nid)
+                if sub is None:
+                    out.append(nid)
+                else:
+                    out.extend(flatten(list(sub.run(value_of))))
+            self.last, self.last_set = self.outer.last, self.outer.last_set
+            yield out
+
+
 def _absolute_interval(intervals: list[Fraction], queue_length: int) -> Fraction:
     """graph_scheduler's ``_get_absolute_consideration_set_execution_unit`` (standard mode):
     the greatest common divisor of the conditions' intervals shared among the consideration
