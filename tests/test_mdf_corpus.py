@@ -81,11 +81,12 @@ def test_corpus_file_matches_modeci(name, trajectories):
 
 
 #: Files modeci_mdf cannot run whose one evaluation is thousands of node runs (minutes here);
-#: tests/test_psyneulink.py compares them with PsyNeuLink.
+#: tests/test_psyneulink.py compares them with PsyNeuLink.  A sweep: TORCHMDF_SWEEPS=1 runs them.
 _SLOW_ANCHOR_FAILS = {"PsyNeuLink/SimpleFN-conditional.json", "PsyNeuLink/SimpleFN-timing.json"}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW_ANCHOR_FAILS else n
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow, pytest.mark.sweep])
+                                  if n in _SLOW_ANCHOR_FAILS else n
                                   for n in sorted(EXPECTED["anchor_fails"])])
 def test_file_modeci_cannot_run_runs_or_fails_located(name):
     try:

@@ -138,7 +138,8 @@ def _load(name: str) -> torchmdf.mdf.Model:
 
 
 def _param(name: str):
-    return pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
+    # minutes each (one trial is thousands of node runs): run with TORCHMDF_SWEEPS=1, not in CI
+    return pytest.param(name, marks=[pytest.mark.slow, pytest.mark.sweep]) if name in SLOW else name
 
 
 def test_every_psyneulink_file_is_accounted_for():
