@@ -56,7 +56,7 @@ def _is_zero(v: Any) -> bool:
 
 
 def _stateful(node: Any, f: Any, args: dict, where: str) -> None:
-    from .model import Parameter
+    from .model import Parameter, to_value  # values as a file read gives them: a save writes them alike
 
     name = f.function
     args = {k: v.tolist() if hasattr(v, "tolist") and not isinstance(v, (int, float)) else v
@@ -77,10 +77,10 @@ def _stateful(node: Any, f: Any, args: dict, where: str) -> None:
     params: list[Parameter] = []
     if name == "simpleintegrator":
         params.append(Parameter(fid, value=f"{fid} + {a['variable0']} * {a['rate']} + {a['noise']} + {a['offset']}",
-                                default_initial_value=args["previous_value"]))
+                                default_initial_value=to_value(args["previous_value"])))
     elif name == "adaptiveintegrator":
         params.append(Parameter(fid, value=f"(1 - {a['rate']}) * {fid} + {a['rate']} * {a['variable0']} + "
-                                f"{a['noise']} + {a['offset']}", default_initial_value=args["previous_value"]))
+                                f"{a['noise']} + {a['offset']}", default_initial_value=to_value(args["previous_value"])))
     else:  # FitzHugh-Nagumo, PsyNeuLink's RK4 (integratorfunctions.py: dv_dt reads previous_w, dw_dt previous_v)
         V, W, T = f"{fid}__v", f"{fid}__w", f"{fid}__t"
         h = a["time_step_size"]
@@ -105,8 +105,8 @@ def _stateful(node: Any, f: Any, args: dict, where: str) -> None:
         k = {x: [f"{fid}__k{i}{x}" for i in range(1, 5)] for x in "vw"}
         for X, x, init in ((V, "v", "initial_v"), (W, "w", "initial_w")):
             params.append(Parameter(X, value=f"{X} + ({h} / 6) * ({k[x][0]} + 2 * ({k[x][1]} + {k[x][2]}) + "
-                                    f"{k[x][3]})", default_initial_value=[args[init]]))
-        params.append(Parameter(T, value=f"{T} + {h}", default_initial_value=[args["t_0"]]))
+                                    f"{k[x][3]})", default_initial_value=to_value([args[init]])))
+        params.append(Parameter(T, value=f"{T} + {h}", default_initial_value=to_value([args["t_0"]])))
         params.append(Parameter(fid, value=f"[{V}, {W}, {T}]"))
     clash = sorted({p.id for p in params if p.id != fid} & taken)
     if clash:
