@@ -8,7 +8,12 @@ rewritten into the one torch call the original model made.
   operands;
 * ``MatMul(Softmax([Where(keep, | Add(] Mul(MatMul(q, Transpose(k)), scale) [, mask)]), v)`` (how
   ``scaled_dot_product_attention`` canonicalizes) -> ``torchmdf::scaled_dot_product_attention``;
-* ``x * Sigmoid(x)`` (how SiLU canonicalizes) -> ``torchmdf::silu``.
+* ``x * Sigmoid(x)`` (how SiLU canonicalizes) -> ``torchmdf::silu``;
+* an ``Expand`` (and the ``Unsqueeze``/``Reshape``/``Squeeze`` of a one-element tensor) that
+  only feeds a broadcasting elementwise op (``Where``, ``Add``, ...) whose output shape the
+  broadcast gives anyway: the op reads the value before the expand (``z[:, 0] = 1.0`` exports
+  as ``Where(mask, Expand(Unsqueeze(Expand(1.0))), z)``: one ``torch.where`` on the scalar, not
+  four calls and a strided operand).
 
 Every match is found on the graph as it is given (one plan, then the rewrites), so fusing one
 pattern never makes another match.  The fused ops are registry entries like any other (impl
@@ -210,9 +215,10 @@ class _Plan:
     skip_in: set[Node] = dataclasses.field(default_factory=set)
     skip_out: set[Node] = dataclasses.field(default_factory=set)
     fused: dict[Node, tuple[str, list[Value | None], dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    rewire: dict[tuple[Node, int], Value] = dataclasses.field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.skip_in or self.skip_out or self.fused)
+        return bool(self.skip_in or self.skip_out or self.fused or self.rewire)
 
 
 def _plan_nd_linear(graph: Graph, plan: _Plan, outs: set[Value]) -> None:
@@ -287,6 +293,62 @@ def _plan_nd_matmul(graph: Graph, plan: _Plan, outs: set[Value]) -> None:
         plan.skip_out.update(r for r, _ in uses)
 
 
+_BROADCASTING = frozenset(f"onnx::{op}" for op in (
+    "Add", "Sub", "Mul", "Div", "Pow", "Where", "Max", "Min", "Equal", "Less", "LessOrEqual", "Greater",
+    "GreaterOrEqual", "And", "Or", "Xor"))
+_SHAPE_ONLY = frozenset({"onnx::Unsqueeze", "onnx::Reshape", "onnx::Squeeze", "onnx::Flatten"})
+
+
+def _static(shape: Any) -> tuple[int, ...] | None:
+    return tuple(shape) if shape is not None and all(isinstance(d, int) for d in shape) else None
+
+
+def _unexpanded(v: Value, graph: Graph) -> list[Value]:
+    """The values ``v`` broadcasts from, nearest first: through ``Expand`` (bidirectional
+    broadcast: its output is its input broadcast), and through shape-only ops back to a
+    one-element tensor (every shape of it holds the same element)."""
+    found: list[Value] = []
+    cur, reshaped = v, False
+    for _ in range(16):
+        p = cur.producer
+        if p is None or p.graph is not graph or len(p.outputs) != 1 or not p.inputs or p.inputs[0] is None \
+                or (p.op != "onnx::Expand" and p.op not in _SHAPE_ONLY):
+            break
+        cur = p.inputs[0]
+        shape = _static(cur.type.shape)
+        if cur.type.dtype != v.type.dtype or shape is None:
+            break
+        reshaped = reshaped or p.op != "onnx::Expand"
+        if not reshaped or all(d == 1 for d in shape):
+            found.append(cur)
+    return found
+
+
+def _plan_broadcast_inputs(graph: Graph, plan: _Plan) -> None:
+    """A broadcasting elementwise op reads an input from before its expand when the output
+    shape stays the same."""
+    for n in graph:
+        if n.op not in _BROADCASTING or n in plan.fused or len(n.outputs) != 1:
+            continue
+        out = _static(n.output.type.shape)
+        shapes = [None if v is None else _static(v.type.shape) for v in n.inputs]
+        if out is None or any(s is None for s in shapes):
+            continue
+        for i, v in enumerate(n.inputs):
+            best = None
+            for src in _unexpanded(v, graph):
+                trial = list(shapes)
+                trial[i] = _static(src.type.shape)
+                try:
+                    if tuple(torch.broadcast_shapes(*trial)) == out:
+                        best = src
+                except RuntimeError:
+                    break
+            if best is not None:
+                plan.rewire[(n, i)] = best
+                shapes[i] = _static(best.type.shape)
+
+
 def plan_fusions(graph: Graph) -> _Plan:
     """Every fusion of ``graph`` (one graph of a nest: a region's are planned on the region),
     found on the graph as it is."""
@@ -315,6 +377,7 @@ def plan_fusions(graph: Graph) -> _Plan:
             x = _fused_mul(n, outs)
             if x is not None:
                 plan.fused[n] = (SILU, [x], {})
+    _plan_broadcast_inputs(graph, plan)
     return plan
 
 
@@ -330,6 +393,11 @@ def _rewrite(graph: Graph, plan: _Plan) -> None:
         return v
 
     feeders: set[Node] = set()  # producers of what the fused ops read: dead once fused
+    for (n, i), src in plan.rewire.items():
+        old = n.inputs[i]
+        n.replace_input_with(i, src)
+        if old.producer is not None and old.producer.graph is graph:
+            feeders.add(old.producer)
     for n in graph:
         if n in plan.skip_in or n in plan.skip_out:
             src = n.inputs[0]

@@ -206,3 +206,27 @@ def test_bad_symbolic_port_shape_is_a_located_error(tmp_path):
     path.write_text(text)
     with pytest.raises(torchmdf.TorchMDFError, match="input port 'x'"):
         torchmdf.compile(path, target="fx")
+
+
+# -- expands that a broadcasting op makes anyway --------------------------------------------------
+
+
+class SetColumn(nn.Module):
+    """``z[:, 0] = 1.0`` exports as Where(mask, Expand(Unsqueeze(Expand(1.0))), z); ``w`` is
+    expanded to a shape the Add would not broadcast to, so that Expand stays."""
+
+    def forward(self, x, w):
+        z = torch.relu(x).clone()
+        z[:, 0] = 1.0
+        return z - x, (x[:, :1] + w.expand(3, 4, 6)).sum(0)
+
+
+def test_broadcasting_ops_read_the_value_before_its_expand():
+    model = SetColumn().eval()
+    x, w = torch.randn(4, 6), torch.randn(3, 1, 1)
+    gm = torchmdf.compile(model, target="fx", example_inputs=(x, w))
+    code = gm.code
+    assert "torch.where(" in code and "unsqueeze" not in code, code
+    assert code.count("expand(") == 1, code  # the one the Add needs: (3, 4, 1) + (4, 1) is not (3, 4, 6)
+    with torch.no_grad():
+        _same(gm(x, w), model(x, w))
