@@ -9,6 +9,9 @@ rewritten into the one torch call the original model made.
 * ``MatMul(Softmax([Where(keep, | Add(] Mul(MatMul(q, Transpose(k)), scale) [, mask)]), v)`` (how
   ``scaled_dot_product_attention`` canonicalizes) -> ``torchmdf::scaled_dot_product_attention``;
 * ``x * Sigmoid(x)`` (how SiLU canonicalizes) -> ``torchmdf::silu``;
+* an ONNX ``GRU`` whose weights are the row ``Gather`` canonicalization makes of
+  ``aten::gru.input``'s (torch's gate order to ONNX's) -> ``torchmdf::gru_layer`` (``torch.gru``
+  on the original weights: one fused kernel, not a loop over time steps);
 * an ``Expand`` (and the ``Unsqueeze``/``Reshape``/``Squeeze`` of a one-element tensor) that
   only feeds a broadcasting elementwise op (``Where``, ``Add``, ...) whose output shape the
   broadcast gives anyway: the op reads the value before the expand (``z[:, 0] = 1.0`` exports
@@ -72,6 +75,23 @@ LINEAR = registry.define("torchmdf::linear", _linear_impl, input_names=("input",
 SDPA = registry.define("torchmdf::scaled_dot_product_attention", _sdpa_impl,
                        input_names=("query", "key", "value", "attn_mask"), fx_lower=_sdpa_fx,
                        doc="F.scaled_dot_product_attention").name
+def _gru_layer_impl(input, h0, w_ih, w_hh, b_ih, b_hh):  # noqa: A002 - torch's names
+    """One unidirectional GRU layer on a ``[seq, batch, in]`` input with torch's weights, shaped
+    as ONNX's GRU returns it: ``Y [seq, 1, batch, hidden]``, ``Y_h [1, batch, hidden]``."""
+    y, h = torch.gru(input, h0, [w_ih, w_hh, b_ih, b_hh], True, 1, 0.0, False, False, False)
+    return y.unsqueeze(1), h
+
+
+def _gru_layer_fx(b: Any, n: Node, a: Any) -> Any:
+    import operator
+
+    out = b.call(torch.gru, (a[0], a[1], [a[2], a[3], a[4], a[5]], True, 1, 0.0, False, False, False))
+    return [b.call(torch.unsqueeze, (b.call(operator.getitem, (out, 0)), 1)), b.call(operator.getitem, (out, 1))]
+
+
+GRU_LAYER = registry.define("torchmdf::gru_layer", _gru_layer_impl,
+                            input_names=("input", "h0", "w_ih", "w_hh", "b_ih", "b_hh"), num_outputs=2,
+                            fx_lower=_gru_layer_fx, doc="one torch.gru layer, outputs shaped as ONNX GRU's").name
 SILU = registry.define("torchmdf::silu", _silu_impl, input_names=("input",), fx_lower=_silu_fx,
                        doc="F.silu: x * sigmoid(x)").name
 
@@ -324,6 +344,53 @@ def _unexpanded(v: Value, graph: Graph) -> list[Value]:
     return found
 
 
+def _gathered_rows(v: Value | None, rows: torch.Tensor, unsqueezed: bool) -> Value | None:
+    """``w`` when ``v`` is ``[Unsqueeze(]Gather(w, rows, axis=0)[, [0])]``."""
+    p = v.producer if v is not None else None
+    if unsqueezed:
+        if p is None or p.op != "onnx::Unsqueeze" or len(p.inputs) < 2:
+            return None
+        axes = _const(p.inputs[1])
+        if axes is None or axes.tolist() != [0]:
+            return None
+        p = p.inputs[0].producer
+    if p is None or p.op != "onnx::Gather" or p.attrs.get("axis", 0) != 0:
+        return None
+    idx = _const(p.inputs[1])
+    if idx is None or idx.shape != rows.shape or not torch.equal(idx.to(torch.int64), rows):
+        return None
+    return p.inputs[0]
+
+
+def _gru_layer_of(n: Node) -> list[Value | None] | None:
+    """The inputs of ``torchmdf::gru_layer`` when ONNX GRU node ``n`` is one layer of a
+    canonicalized ``aten::gru.input``."""
+    from torchmdf.ops.aten_to_onnx import GRU_GATE_ORDER, gate_rows
+
+    ins = list(n.inputs) + [None] * (6 - len(n.inputs))
+    a = n.attrs
+    if n.op != "onnx::GRU" or a.get("linear_before_reset", 0) != 1 or a.get("layout", 0) \
+            or a.get("direction", "forward") != "forward" or a.get("clip") is not None \
+            or a.get("activations") is not None or ins[4] is not None or ins[3] is None or ins[5] is None:
+        return None
+    hidden = a.get("hidden_size")
+    if not isinstance(hidden, int):
+        return None
+    rows = gate_rows(GRU_GATE_ORDER, hidden)
+    w_ih, w_hh = _gathered_rows(ins[1], rows, True), _gathered_rows(ins[2], rows, True)
+    b = ins[3].producer
+    if w_ih is None or w_hh is None or b is None or b.op != "onnx::Unsqueeze" or _const(b.inputs[1]) is None \
+            or _const(b.inputs[1]).tolist() != [0]:
+        return None
+    cat = b.inputs[0].producer
+    if cat is None or cat.op != "onnx::Concat" or cat.attrs.get("axis") != 0 or len(cat.inputs) != 2:
+        return None
+    b_ih, b_hh = _gathered_rows(cat.inputs[0], rows, False), _gathered_rows(cat.inputs[1], rows, False)
+    if b_ih is None or b_hh is None or len({v.type.dtype for v in (ins[0], ins[5], w_ih, w_hh, b_ih, b_hh)}) != 1:
+        return None
+    return [ins[0], ins[5], w_ih, w_hh, b_ih, b_hh]
+
+
 def _plan_broadcast_inputs(graph: Graph, plan: _Plan) -> None:
     """A broadcasting elementwise op reads an input from before its expand when the output
     shape stays the same."""
@@ -377,6 +444,10 @@ def plan_fusions(graph: Graph) -> _Plan:
             x = _fused_mul(n, outs)
             if x is not None:
                 plan.fused[n] = (SILU, [x], {})
+        elif n.op == "onnx::GRU":
+            ins = _gru_layer_of(n)
+            if ins is not None:
+                plan.fused[n] = (GRU_LAYER, ins, {})
     _plan_broadcast_inputs(graph, plan)
     return plan
 
@@ -408,15 +479,18 @@ def _rewrite(graph: Graph, plan: _Plan) -> None:
             graph.remove(n)
         elif n in plan.fused:
             op, ins, attrs = plan.fused[n]
-            new = graph.create_node(op, [resolve(v) for v in ins], attrs, provenance=n.provenance, before=n)
-            old = n.output
-            new.output.type, new.output.meta = old.type, dict(old.meta)
-            alias[old] = new.output
-            old.replace_all_uses_with(new.output)
+            new = graph.create_node(op, [resolve(v) for v in ins], attrs, provenance=n.provenance, before=n,
+                                    num_outputs=len(n.outputs))
+            pairs = list(zip(n.outputs, new.outputs))
+            for old, nv in pairs:
+                nv.type, nv.meta = old.type, dict(old.meta)
+                alias[old] = nv
+                old.replace_all_uses_with(nv)
             feeders.update(v.producer for v in n.inputs if v is not None and v.producer is not None
                            and v.producer.graph is graph)
             graph.remove(n)
-            new.output.name = graph.unique_name(old.name)
+            for old, nv in pairs:
+                nv.name = graph.unique_name(old.name)
     outs = _live_out(graph)
     for n in graph.reversed():
         d = registry.lookup(n.op) if n in feeders else None

@@ -1915,6 +1915,63 @@ def _upsample(node, rw):
 
 
 # ---------------------------------------------------------------------------------------------
+# recurrent layers
+# ---------------------------------------------------------------------------------------------
+
+GRU_GATE_ORDER = (1, 0, 2)
+"""ONNX GRU's gates (z, r, h) as indices into torch's (r, z, n)."""
+
+
+def gate_rows(order: Sequence[int], hidden: int) -> torch.Tensor:
+    """Row indices that reorder a ``[gates * hidden, ...]`` weight from torch's gate order to
+    ONNX's (``order[k]``: the torch gate that is ONNX gate ``k``)."""
+    return torch.cat([torch.arange(g * hidden, (g + 1) * hidden) for g in order])
+
+
+@rule("gru.input")
+def _gru(node, rw):
+    """Unidirectional ``aten::gru.input`` without dropout -> one ONNX ``GRU`` per layer
+    (``linear_before_reset=1``: torch applies the reset gate after the recurrent matmul).  The
+    weights are reordered by a ``Gather`` of their rows (torch's gates r, z, n; ONNX's z, r, h),
+    the form the FX backend recognizes to call ``torch.gru`` on the original weights."""
+    layers, has_biases = int(rw.arg("num_layers")), bool(rw.arg("has_biases"))
+    if rw.arg("bidirectional") or (rw.arg("train") and float(rw.arg("dropout")) > 0) or not has_biases:
+        return None
+    x, hx = rw.input(0), rw.input(1)
+    params = [rw.input(i) for i in range(2, len(node.inputs))]
+    dt, xs, hs = rw.dtype(x), rw.shape(x), rw.shape(hx)
+    if not _is_float(dt) or xs is None or len(xs) != 3 or hs is None or len(hs) != 3 \
+            or len(params) != 4 * layers or any(rw.dtype(p) != dt for p in params + [hx]):
+        return None
+    hidden = hs[2]
+    if not isinstance(hidden, int):
+        return None
+    rows = rw.const(gate_rows(GRU_GATE_ORDER, hidden), dtype=torch.int64)
+    axis0 = rw.const([0], dtype=torch.int64)
+    if rw.arg("batch_first"):
+        x = rw.op("onnx::Transpose", [x], {"perm": [1, 0, 2]})
+    finals = []
+    for layer in range(layers):
+        w_ih, w_hh, b_ih, b_hh = params[4 * layer:4 * layer + 4]
+        w = rw.op("onnx::Unsqueeze", [rw.op("onnx::Gather", [w_ih, rows], {"axis": 0}), axis0])
+        r = rw.op("onnx::Unsqueeze", [rw.op("onnx::Gather", [w_hh, rows], {"axis": 0}), axis0])
+        b = rw.op("onnx::Unsqueeze", [rw.op("onnx::Concat", [rw.op("onnx::Gather", [b_ih, rows], {"axis": 0}),
+                                                             rw.op("onnx::Gather", [b_hh, rows], {"axis": 0})],
+                                            {"axis": 0}), axis0])
+        h0 = rw.op("onnx::Slice", [hx, rw.const([layer], dtype=torch.int64), rw.const([layer + 1], dtype=torch.int64),
+                                   axis0])
+        y, yh = rw.op("onnx::GRU", [x, w, r, b, None, h0], {"hidden_size": hidden, "linear_before_reset": 1},
+                      num_outputs=2)
+        x = rw.op("onnx::Squeeze", [y, rw.const([1], dtype=torch.int64)])
+        finals.append(yh)
+    if rw.arg("batch_first"):
+        x = rw.op("onnx::Transpose", [x], {"perm": [1, 0, 2]})
+    h = finals[0] if layers == 1 else rw.op("onnx::Concat", finals, {"axis": 0})
+    return [x, h]
+
+
+
+# ---------------------------------------------------------------------------------------------
 
 for _name, _rule in RULES.items():
     register_canonicalization(_name, _rule)
