@@ -9,9 +9,10 @@ rewritten into the one torch call the original model made.
 * ``MatMul(Softmax([Where(keep, | Add(] Mul(MatMul(q, Transpose(k)), scale) [, mask)]), v)`` (how
   ``scaled_dot_product_attention`` canonicalizes) -> ``torchmdf::scaled_dot_product_attention``;
 * ``x * Sigmoid(x)`` (how SiLU canonicalizes) -> ``torchmdf::silu``;
-* an ONNX ``GRU`` whose weights are the row ``Gather`` canonicalization makes of
-  ``aten::gru.input``'s (torch's gate order to ONNX's) -> ``torchmdf::gru_layer`` (``torch.gru``
-  on the original weights: one fused kernel, not a loop over time steps);
+* an ONNX ``GRU``/``LSTM`` whose weights are the row ``Gather`` that
+  :func:`torchmdf.ops.aten_to_onnx.rnn_as_onnx` makes of torch's (torch's gate order to ONNX's)
+  -> ``torchmdf::gru_layer``/``lstm_layer`` (``torch.gru``/``torch.lstm`` on the original
+  weights: one fused kernel, not a loop over time steps);
 * an ``Expand`` (and the ``Unsqueeze``/``Reshape``/``Squeeze`` of a one-element tensor) that
   only feeds a broadcasting elementwise op (``Where``, ``Add``, ...) whose output shape the
   broadcast gives anyway: the op reads the value before the expand (``z[:, 0] = 1.0`` exports
@@ -89,6 +90,23 @@ def _gru_layer_fx(b: Any, n: Node, a: Any) -> Any:
     return [b.call(torch.unsqueeze, (b.call(operator.getitem, (out, 0)), 1)), b.call(operator.getitem, (out, 1))]
 
 
+def _lstm_layer_impl(input, h0, c0, w_ih, w_hh, b_ih, b_hh):  # noqa: A002 - torch's names
+    """One unidirectional LSTM layer, outputs shaped as ONNX LSTM's (see ``_gru_layer_impl``)."""
+    y, h, c = torch.lstm(input, [h0, c0], [w_ih, w_hh, b_ih, b_hh], True, 1, 0.0, False, False, False)
+    return y.unsqueeze(1), h, c
+
+
+def _lstm_layer_fx(b: Any, n: Node, a: Any) -> Any:
+    import operator
+
+    out = b.call(torch.lstm, (a[0], [a[1], a[2]], [a[3], a[4], a[5], a[6]], True, 1, 0.0, False, False, False))
+    return [b.call(torch.unsqueeze, (b.call(operator.getitem, (out, 0)), 1)), b.call(operator.getitem, (out, 1)),
+            b.call(operator.getitem, (out, 2))]
+
+
+LSTM_LAYER = registry.define("torchmdf::lstm_layer", _lstm_layer_impl,
+                             input_names=("input", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh"), num_outputs=3,
+                             fx_lower=_lstm_layer_fx, doc="one torch.lstm layer, outputs shaped as ONNX LSTM's").name
 GRU_LAYER = registry.define("torchmdf::gru_layer", _gru_layer_impl,
                             input_names=("input", "h0", "w_ih", "w_hh", "b_ih", "b_hh"), num_outputs=2,
                             fx_lower=_gru_layer_fx, doc="one torch.gru layer, outputs shaped as ONNX GRU's").name
@@ -362,21 +380,25 @@ def _gathered_rows(v: Value | None, rows: torch.Tensor, unsqueezed: bool) -> Val
     return p.inputs[0]
 
 
-def _gru_layer_of(n: Node) -> list[Value | None] | None:
-    """The inputs of ``torchmdf::gru_layer`` when ONNX GRU node ``n`` is one layer of a
-    canonicalized ``aten::gru.input``."""
-    from torchmdf.ops.aten_to_onnx import GRU_GATE_ORDER, gate_rows
+def _rnn_layer_of(n: Node) -> list[Value | None] | None:
+    """The inputs of ``torchmdf::gru_layer``/``lstm_layer`` when ONNX GRU/LSTM node ``n`` is one
+    layer as :func:`torchmdf.ops.aten_to_onnx.rnn_as_onnx` writes it."""
+    from torchmdf.ops.aten_to_onnx import GRU_GATE_ORDER, LSTM_GATE_ORDER, gate_rows
 
-    ins = list(n.inputs) + [None] * (6 - len(n.inputs))
+    lstm = n.op == "onnx::LSTM"
+    n_states = 2 if lstm else 1
+    ins = list(n.inputs) + [None] * (8 - len(n.inputs))
+    states = ins[5:5 + n_states]
     a = n.attrs
-    if n.op != "onnx::GRU" or a.get("linear_before_reset", 0) != 1 or a.get("layout", 0) \
-            or a.get("direction", "forward") != "forward" or a.get("clip") is not None \
-            or a.get("activations") is not None or ins[4] is not None or ins[3] is None or ins[5] is None:
+    if a.get("layout", 0) or a.get("direction", "forward") != "forward" or a.get("clip") is not None \
+            or a.get("activations") is not None or ins[4] is not None or ins[3] is None or any(s is None for s in states) \
+            or (lstm and (ins[7] is not None or a.get("input_forget", 0))) \
+            or (not lstm and a.get("linear_before_reset", 0) != 1):
         return None
     hidden = a.get("hidden_size")
     if not isinstance(hidden, int):
         return None
-    rows = gate_rows(GRU_GATE_ORDER, hidden)
+    rows = gate_rows(LSTM_GATE_ORDER if lstm else GRU_GATE_ORDER, hidden)
     w_ih, w_hh = _gathered_rows(ins[1], rows, True), _gathered_rows(ins[2], rows, True)
     b = ins[3].producer
     if w_ih is None or w_hh is None or b is None or b.op != "onnx::Unsqueeze" or _const(b.inputs[1]) is None \
@@ -386,9 +408,9 @@ def _gru_layer_of(n: Node) -> list[Value | None] | None:
     if cat is None or cat.op != "onnx::Concat" or cat.attrs.get("axis") != 0 or len(cat.inputs) != 2:
         return None
     b_ih, b_hh = _gathered_rows(cat.inputs[0], rows, False), _gathered_rows(cat.inputs[1], rows, False)
-    if b_ih is None or b_hh is None or len({v.type.dtype for v in (ins[0], ins[5], w_ih, w_hh, b_ih, b_hh)}) != 1:
+    if b_ih is None or b_hh is None or len({v.type.dtype for v in (ins[0], *states, w_ih, w_hh, b_ih, b_hh)}) != 1:
         return None
-    return [ins[0], ins[5], w_ih, w_hh, b_ih, b_hh]
+    return [ins[0], *states, w_ih, w_hh, b_ih, b_hh]
 
 
 def _plan_broadcast_inputs(graph: Graph, plan: _Plan) -> None:
@@ -444,10 +466,10 @@ def plan_fusions(graph: Graph) -> _Plan:
             x = _fused_mul(n, outs)
             if x is not None:
                 plan.fused[n] = (SILU, [x], {})
-        elif n.op == "onnx::GRU":
-            ins = _gru_layer_of(n)
+        elif n.op in ("onnx::GRU", "onnx::LSTM"):
+            ins = _rnn_layer_of(n)
             if ins is not None:
-                plan.fused[n] = (GRU_LAYER, ins, {})
+                plan.fused[n] = (GRU_LAYER if n.op == "onnx::GRU" else LSTM_LAYER, ins, {})
     _plan_broadcast_inputs(graph, plan)
     return plan
 

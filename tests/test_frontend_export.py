@@ -130,7 +130,7 @@ def test_non_tensor_outputs_stay_out_of_the_graph():
 # -- dynamic shapes ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn", "resnet18", "transformer_layer", "lstm", "bert"])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "resnet18", "transformer_layer", "lstm", "gru", "bert"])
 def test_dynamic_batch(name):
     entry = get(name)
     inputs = entry.make_inputs()
