@@ -1375,7 +1375,14 @@ class _PrologueCodeGen(_PrologueMixin, torch.fx.graph.CodeGen):
 
 
 try:
-    from torch.fx.graph import _PyTreeCodeGen
+    from torch.fx.graph import _PyTreeCodeGen as _TorchPyTreeCodeGen
+
+    class _PyTreeCodeGen(_TorchPyTreeCodeGen):
+        """torch.fx's pytree codegen, binding the leaves of inputs that have a default
+        (a file's default value): torch.fx writes ``x = None, = tree_flatten_spec(...)``."""
+
+        def gen_var_bindings(self, fn_args, free_vars, expanded_def):  # noqa: D102 - torch.fx hook
+            return super().gen_var_bindings(fn_args, [v.split(" = ", 1)[0] for v in free_vars], expanded_def)
 
     class _ProloguePyTreeCodeGen(_PrologueMixin, _PyTreeCodeGen):
         pass
@@ -1454,8 +1461,10 @@ def _install_pytree_codegen(fx: torch.fx.Graph, in_names: list[str], in_spec: st
     from torch.utils import _pytree as pytree
 
     try:
-        from torch.fx.graph import _PyTreeCodeGen, _PyTreeInfo
+        from torch.fx.graph import _PyTreeInfo
     except ImportError:  # pragma: no cover - older torch: flat calling convention
+        return
+    if _PyTreeCodeGen is None:  # pragma: no cover - older torch
         return
     from torchmdf.mdf.torchmdf_metadata import load_treespec
 

@@ -10,7 +10,9 @@ target <= 1.5 on the convolutional models), the split (``lower_s`` incl. export,
 a fresh subprocess, ``peak_rss_delta_bytes``: how far the peak resident set rose above the
 resident set before one conversion (Linux: ``VmHWM`` reset through ``/proc/self/clear_refs``;
 elsewhere ``ru_maxrss``), after a warm-up conversion of another model so imports and caches are
-not counted, next to ``param_bytes`` (target: under 2x).
+not counted, next to ``param_bytes`` (target: under 2x) and next to the same figure for
+``torch.export.export`` alone in the same process (``export_peak_rss_delta_bytes``; on small
+models both are the fixed cost of tracing, not of the weights).
 
 :func:`measure_conversion` and :func:`measure_peak_memory` return the same dicts for other
 runners (``benchmarks/run.py``).
@@ -95,16 +97,30 @@ e = get({name!r})
 model, inputs = e.make_model(), e.make_inputs()
 with torch.no_grad():
     model(*inputs)
-try:  # reset the peak (VmHWM) so the conversion's own peak is measured
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    before, how = status("VmRSS"), "VmHWM after reset"
-except OSError:  # no /proc: ru_maxrss, an upper bound when an earlier peak was higher
-    before, how = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "ru_maxrss"
+
+
+def reset():  # reset the peak (VmHWM) so what follows is measured on its own
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return status("VmRSS"), "VmHWM after reset"
+    except OSError:  # no /proc: ru_maxrss, an upper bound when an earlier peak was higher
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "ru_maxrss"
+
+
+def peak(how):
+    return status("VmHWM") if how != "ru_maxrss" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+before, how = reset()
+torch.export.export(model, inputs)
+export_delta = max(peak(how) - before, 0)
+before, how = reset()
 m = torchmdf.compile(model, target="mdf", example_inputs=inputs)
-after = status("VmHWM") if how != "ru_maxrss" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+after = peak(how)
 params = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-print(json.dumps({{"peak_rss_delta_bytes": max(after - before, 0), "param_bytes": params, "peak_measure": how}}))
+print(json.dumps({{"peak_rss_delta_bytes": max(after - before, 0), "param_bytes": params, "peak_measure": how,
+                  "export_peak_rss_delta_bytes": export_delta}}))
 """
 
 

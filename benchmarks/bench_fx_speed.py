@@ -1,8 +1,8 @@
 """Benchmark: the GraphModule torchmdf emits (torch -> IR -> default passes -> FX) against the
 original model, in the same run, on the same inputs.
 
-For each model (MLP, small CNN, ResNet-18-shaped, Inception block, tiny BERT from
-``tests/zoo.py``) it times ``native(x)`` and ``converted(x)`` under ``torch.no_grad()``:
+For each model of ``tests/zoo.py``'s ZOO (``--models`` picks; the stateful ``running_stats``
+updates its buffers on both sides alike) it times ``native(x)`` and ``converted(x)`` under ``torch.no_grad()``:
 warmup, then many rounds that alternate A/B (and swap which goes first every round) so clock
 and thermal drift hit both equally; each round times a batch of calls sized to take a few
 milliseconds; the reported time is the median per call.  ``ratio`` = converted / native
@@ -33,8 +33,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-MODELS = ("mlp", "mlp_bn_prelu", "cnn", "resnet18", "inception", "depthwise", "transformer_layer", "bert",
-          "gpt2", "bert_sdpa", "gpt2_sdpa", "llama_sdpa", "bart_sdpa", "vit_sdpa")
+MODELS = ("mlp", "mlp_bn_prelu", "cnn", "resnet18", "inception", "depthwise", "lstm", "gru", "transformer_layer",
+          "buffer_inplace", "running_stats", "bert", "gpt2", "bert_sdpa", "gpt2_sdpa", "llama_sdpa", "llama_eager",
+          "bart_sdpa", "vit_sdpa", "t5_sdpa")  # every model of tests/zoo.py's ZOO
 
 
 def _cores() -> int:

@@ -8,7 +8,16 @@ rewritten into the one torch call the original model made.
   operands;
 * ``MatMul(Softmax([Where(keep, | Add(] Mul(MatMul(q, Transpose(k)), scale) [, mask)]), v)`` (how
   ``scaled_dot_product_attention`` canonicalizes) -> ``torchmdf::scaled_dot_product_attention``;
-* ``x * Sigmoid(x)`` (how SiLU canonicalizes) -> ``torchmdf::silu``.
+* ``x * Sigmoid(x)`` (how SiLU canonicalizes) -> ``torchmdf::silu``;
+* an ONNX ``GRU``/``LSTM`` whose weights are the row ``Gather`` that
+  :func:`torchmdf.ops.aten_to_onnx.rnn_as_onnx` makes of torch's (torch's gate order to ONNX's)
+  -> ``torchmdf::gru_layer``/``lstm_layer`` (``torch.gru``/``torch.lstm`` on the original
+  weights: one fused kernel, not a loop over time steps);
+* an ``Expand`` (and the ``Unsqueeze``/``Reshape``/``Squeeze`` of a one-element tensor) that
+  only feeds a broadcasting elementwise op (``Where``, ``Add``, ...) whose output shape the
+  broadcast gives anyway: the op reads the value before the expand (``z[:, 0] = 1.0`` exports
+  as ``Where(mask, Expand(Unsqueeze(Expand(1.0))), z)``: one ``torch.where`` on the scalar, not
+  four calls and a strided operand).
 
 Every match is found on the graph as it is given (one plan, then the rewrites), so fusing one
 pattern never makes another match.  The fused ops are registry entries like any other (impl
@@ -67,6 +76,40 @@ LINEAR = registry.define("torchmdf::linear", _linear_impl, input_names=("input",
 SDPA = registry.define("torchmdf::scaled_dot_product_attention", _sdpa_impl,
                        input_names=("query", "key", "value", "attn_mask"), fx_lower=_sdpa_fx,
                        doc="F.scaled_dot_product_attention").name
+def _gru_layer_impl(input, h0, w_ih, w_hh, b_ih, b_hh):  # noqa: A002 - torch's names
+    """One unidirectional GRU layer on a ``[seq, batch, in]`` input with torch's weights, shaped
+    as ONNX's GRU returns it: ``Y [seq, 1, batch, hidden]``, ``Y_h [1, batch, hidden]``."""
+    y, h = torch.gru(input, h0, [w_ih, w_hh, b_ih, b_hh], True, 1, 0.0, False, False, False)
+    return y.unsqueeze(1), h
+
+
+def _gru_layer_fx(b: Any, n: Node, a: Any) -> Any:
+    import operator
+
+    out = b.call(torch.gru, (a[0], a[1], [a[2], a[3], a[4], a[5]], True, 1, 0.0, False, False, False))
+    return [b.call(torch.unsqueeze, (b.call(operator.getitem, (out, 0)), 1)), b.call(operator.getitem, (out, 1))]
+
+
+def _lstm_layer_impl(input, h0, c0, w_ih, w_hh, b_ih, b_hh):  # noqa: A002 - torch's names
+    """One unidirectional LSTM layer, outputs shaped as ONNX LSTM's (see ``_gru_layer_impl``)."""
+    y, h, c = torch.lstm(input, [h0, c0], [w_ih, w_hh, b_ih, b_hh], True, 1, 0.0, False, False, False)
+    return y.unsqueeze(1), h, c
+
+
+def _lstm_layer_fx(b: Any, n: Node, a: Any) -> Any:
+    import operator
+
+    out = b.call(torch.lstm, (a[0], [a[1], a[2]], [a[3], a[4], a[5], a[6]], True, 1, 0.0, False, False, False))
+    return [b.call(torch.unsqueeze, (b.call(operator.getitem, (out, 0)), 1)), b.call(operator.getitem, (out, 1)),
+            b.call(operator.getitem, (out, 2))]
+
+
+LSTM_LAYER = registry.define("torchmdf::lstm_layer", _lstm_layer_impl,
+                             input_names=("input", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh"), num_outputs=3,
+                             fx_lower=_lstm_layer_fx, doc="one torch.lstm layer, outputs shaped as ONNX LSTM's").name
+GRU_LAYER = registry.define("torchmdf::gru_layer", _gru_layer_impl,
+                            input_names=("input", "h0", "w_ih", "w_hh", "b_ih", "b_hh"), num_outputs=2,
+                            fx_lower=_gru_layer_fx, doc="one torch.gru layer, outputs shaped as ONNX GRU's").name
 SILU = registry.define("torchmdf::silu", _silu_impl, input_names=("input",), fx_lower=_silu_fx,
                        doc="F.silu: x * sigmoid(x)").name
 
@@ -210,9 +253,10 @@ class _Plan:
     skip_in: set[Node] = dataclasses.field(default_factory=set)
     skip_out: set[Node] = dataclasses.field(default_factory=set)
     fused: dict[Node, tuple[str, list[Value | None], dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    rewire: dict[tuple[Node, int], Value] = dataclasses.field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.skip_in or self.skip_out or self.fused)
+        return bool(self.skip_in or self.skip_out or self.fused or self.rewire)
 
 
 def _plan_nd_linear(graph: Graph, plan: _Plan, outs: set[Value]) -> None:
@@ -287,6 +331,113 @@ def _plan_nd_matmul(graph: Graph, plan: _Plan, outs: set[Value]) -> None:
         plan.skip_out.update(r for r, _ in uses)
 
 
+_BROADCASTING = frozenset(f"onnx::{op}" for op in (
+    "Add", "Sub", "Mul", "Div", "Pow", "Where", "Max", "Min", "Equal", "Less", "LessOrEqual", "Greater",
+    "GreaterOrEqual", "And", "Or", "Xor"))
+_SHAPE_ONLY = frozenset({"onnx::Unsqueeze", "onnx::Reshape", "onnx::Squeeze", "onnx::Flatten"})
+
+
+def _static(shape: Any) -> tuple[int, ...] | None:
+    return tuple(shape) if shape is not None and all(isinstance(d, int) for d in shape) else None
+
+
+def _unexpanded(v: Value, graph: Graph) -> list[Value]:
+    """The values ``v`` broadcasts from, nearest first: through ``Expand`` (bidirectional
+    broadcast: its output is its input broadcast), and through shape-only ops back to a
+    one-element tensor (every shape of it holds the same element)."""
+    found: list[Value] = []
+    cur, reshaped = v, False
+    for _ in range(16):
+        p = cur.producer
+        if p is None or p.graph is not graph or len(p.outputs) != 1 or not p.inputs or p.inputs[0] is None \
+                or (p.op != "onnx::Expand" and p.op not in _SHAPE_ONLY):
+            break
+        cur = p.inputs[0]
+        shape = _static(cur.type.shape)
+        if cur.type.dtype != v.type.dtype or shape is None:
+            break
+        reshaped = reshaped or p.op != "onnx::Expand"
+        if not reshaped or all(d == 1 for d in shape):
+            found.append(cur)
+    return found
+
+
+def _gathered_rows(v: Value | None, rows: torch.Tensor, unsqueezed: bool) -> Value | None:
+    """``w`` when ``v`` is ``[Unsqueeze(]Gather(w, rows, axis=0)[, [0])]``."""
+    p = v.producer if v is not None else None
+    if unsqueezed:
+        if p is None or p.op != "onnx::Unsqueeze" or len(p.inputs) < 2:
+            return None
+        axes = _const(p.inputs[1])
+        if axes is None or axes.tolist() != [0]:
+            return None
+        p = p.inputs[0].producer
+    if p is None or p.op != "onnx::Gather" or p.attrs.get("axis", 0) != 0:
+        return None
+    idx = _const(p.inputs[1])
+    if idx is None or idx.shape != rows.shape or not torch.equal(idx.to(torch.int64), rows):
+        return None
+    return p.inputs[0]
+
+
+def _rnn_layer_of(n: Node) -> list[Value | None] | None:
+    """The inputs of ``torchmdf::gru_layer``/``lstm_layer`` when ONNX GRU/LSTM node ``n`` is one
+    layer as :func:`torchmdf.ops.aten_to_onnx.rnn_as_onnx` writes it."""
+    from torchmdf.ops.aten_to_onnx import GRU_GATE_ORDER, LSTM_GATE_ORDER, gate_rows
+
+    lstm = n.op == "onnx::LSTM"
+    n_states = 2 if lstm else 1
+    ins = list(n.inputs) + [None] * (8 - len(n.inputs))
+    states = ins[5:5 + n_states]
+    a = n.attrs
+    if a.get("layout", 0) or a.get("direction", "forward") != "forward" or a.get("clip") is not None \
+            or a.get("activations") is not None or ins[4] is not None or ins[3] is None or any(s is None for s in states) \
+            or (lstm and (ins[7] is not None or a.get("input_forget", 0))) \
+            or (not lstm and a.get("linear_before_reset", 0) != 1):
+        return None
+    hidden = a.get("hidden_size")
+    if not isinstance(hidden, int):
+        return None
+    rows = gate_rows(LSTM_GATE_ORDER if lstm else GRU_GATE_ORDER, hidden)
+    w_ih, w_hh = _gathered_rows(ins[1], rows, True), _gathered_rows(ins[2], rows, True)
+    b = ins[3].producer
+    if w_ih is None or w_hh is None or b is None or b.op != "onnx::Unsqueeze" or _const(b.inputs[1]) is None \
+            or _const(b.inputs[1]).tolist() != [0]:
+        return None
+    cat = b.inputs[0].producer
+    if cat is None or cat.op != "onnx::Concat" or cat.attrs.get("axis") != 0 or len(cat.inputs) != 2:
+        return None
+    b_ih, b_hh = _gathered_rows(cat.inputs[0], rows, False), _gathered_rows(cat.inputs[1], rows, False)
+    if b_ih is None or b_hh is None or len({v.type.dtype for v in (ins[0], *states, w_ih, w_hh, b_ih, b_hh)}) != 1:
+        return None
+    return [ins[0], *states, w_ih, w_hh, b_ih, b_hh]
+
+
+def _plan_broadcast_inputs(graph: Graph, plan: _Plan) -> None:
+    """A broadcasting elementwise op reads an input from before its expand when the output
+    shape stays the same."""
+    for n in graph:
+        if n.op not in _BROADCASTING or n in plan.fused or len(n.outputs) != 1:
+            continue
+        out = _static(n.output.type.shape)
+        shapes = [None if v is None else _static(v.type.shape) for v in n.inputs]
+        if out is None or any(s is None for s in shapes):
+            continue
+        for i, v in enumerate(n.inputs):
+            best = None
+            for src in _unexpanded(v, graph):
+                trial = list(shapes)
+                trial[i] = _static(src.type.shape)
+                try:
+                    if tuple(torch.broadcast_shapes(*trial)) == out:
+                        best = src
+                except RuntimeError:
+                    break
+            if best is not None:
+                plan.rewire[(n, i)] = best
+                shapes[i] = _static(best.type.shape)
+
+
 def plan_fusions(graph: Graph) -> _Plan:
     """Every fusion of ``graph`` (one graph of a nest: a region's are planned on the region),
     found on the graph as it is."""
@@ -315,6 +466,11 @@ def plan_fusions(graph: Graph) -> _Plan:
             x = _fused_mul(n, outs)
             if x is not None:
                 plan.fused[n] = (SILU, [x], {})
+        elif n.op in ("onnx::GRU", "onnx::LSTM"):
+            ins = _rnn_layer_of(n)
+            if ins is not None:
+                plan.fused[n] = (GRU_LAYER if n.op == "onnx::GRU" else LSTM_LAYER, ins, {})
+    _plan_broadcast_inputs(graph, plan)
     return plan
 
 
@@ -330,6 +486,11 @@ def _rewrite(graph: Graph, plan: _Plan) -> None:
         return v
 
     feeders: set[Node] = set()  # producers of what the fused ops read: dead once fused
+    for (n, i), src in plan.rewire.items():
+        old = n.inputs[i]
+        n.replace_input_with(i, src)
+        if old.producer is not None and old.producer.graph is graph:
+            feeders.add(old.producer)
     for n in graph:
         if n in plan.skip_in or n in plan.skip_out:
             src = n.inputs[0]
@@ -340,15 +501,18 @@ def _rewrite(graph: Graph, plan: _Plan) -> None:
             graph.remove(n)
         elif n in plan.fused:
             op, ins, attrs = plan.fused[n]
-            new = graph.create_node(op, [resolve(v) for v in ins], attrs, provenance=n.provenance, before=n)
-            old = n.output
-            new.output.type, new.output.meta = old.type, dict(old.meta)
-            alias[old] = new.output
-            old.replace_all_uses_with(new.output)
+            new = graph.create_node(op, [resolve(v) for v in ins], attrs, provenance=n.provenance, before=n,
+                                    num_outputs=len(n.outputs))
+            pairs = list(zip(n.outputs, new.outputs))
+            for old, nv in pairs:
+                nv.type, nv.meta = old.type, dict(old.meta)
+                alias[old] = nv
+                old.replace_all_uses_with(nv)
             feeders.update(v.producer for v in n.inputs if v is not None and v.producer is not None
                            and v.producer.graph is graph)
             graph.remove(n)
-            new.output.name = graph.unique_name(old.name)
+            for old, nv in pairs:
+                nv.name = graph.unique_name(old.name)
     outs = _live_out(graph)
     for n in graph.reversed():
         d = registry.lookup(n.op) if n in feeders else None

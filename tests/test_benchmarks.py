@@ -219,3 +219,16 @@ def test_a_case_over_its_budget_is_skipped_not_hung():
     with ctx.case("broken"):
         raise ValueError("boom")
     assert "boom" in ctx.figures["broken"]["error"]
+
+
+def test_fx_speed_benchmark_covers_the_zoo():
+    """benchmarks/bench_fx_speed.py times every model of the zoo (issue 18: <= 1.03x native on
+    every zoo model, the small ones included)."""
+    import importlib.util
+
+    import zoo
+
+    spec = importlib.util.spec_from_file_location("bench_fx_speed", BENCH / "bench_fx_speed.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert set(mod.MODELS) == {e.name for e in zoo.ZOO}

@@ -46,12 +46,20 @@ def torch_onnx_export(model, args, **kwargs):
         logging.disable(logging.NOTSET)
 
 
-def _zoo_params(fast):
+TORCH_ONNX_FAILS = {"t5_sdpa"}
+"""Zoo models torch.onnx.export (torch 2.14) does not convert: T5 with sdpa fails in torch's own
+decomposition ("Cannot view a tensor with shape [2, 7, 2, 16] and strides (224, 16, 112, 1)"),
+the failure torchmdf's ONNX-preferred decomposition avoids (the model goes through torchmdf's
+own ONNX file in test_zoo_through_our_onnx_file_and_back)."""
+
+
+def _zoo_params(fast, leave_out=frozenset()):
     for e in zoo.ZOO:
-        yield pytest.param(e.name, marks=[] if e.name in fast else [pytest.mark.slow])
+        if e.name not in leave_out:
+            yield pytest.param(e.name, marks=[] if e.name in fast else [pytest.mark.slow])
 
 
-@pytest.mark.parametrize("name", list(_zoo_params(FAST_EXPORTS)))
+@pytest.mark.parametrize("name", list(_zoo_params(FAST_EXPORTS, TORCH_ONNX_FAILS)))
 def test_zoo_torch_onnx_export_reads_back_equal_to_torch(name):
     e = zoo.get(name)
     model, args = e.make_model(), e.make_inputs()

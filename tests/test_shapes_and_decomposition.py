@@ -206,3 +206,129 @@ def test_bad_symbolic_port_shape_is_a_located_error(tmp_path):
     path.write_text(text)
     with pytest.raises(torchmdf.TorchMDFError, match="input port 'x'"):
         torchmdf.compile(path, target="fx")
+
+
+# -- expands that a broadcasting op makes anyway --------------------------------------------------
+
+
+class SetColumn(nn.Module):
+    """``z[:, 0] = 1.0`` exports as Where(mask, Expand(Unsqueeze(Expand(1.0))), z); ``w`` is
+    expanded to a shape the Add would not broadcast to, so that Expand stays."""
+
+    def forward(self, x, w):
+        z = torch.relu(x).clone()
+        z[:, 0] = 1.0
+        return z - x, (x[:, :1] + w.expand(3, 4, 6)).sum(0)
+
+
+def test_broadcasting_ops_read_the_value_before_its_expand():
+    model = SetColumn().eval()
+    x, w = torch.randn(4, 6), torch.randn(3, 1, 1)
+    gm = torchmdf.compile(model, target="fx", example_inputs=(x, w))
+    code = gm.code
+    assert "torch.where(" in code and "unsqueeze" not in code, code
+    assert code.count("expand(") == 1, code  # the one the Add needs: (3, 4, 1) + (4, 1) is not (3, 4, 6)
+    with torch.no_grad():
+        _same(gm(x, w), model(x, w))
+
+
+# -- recurrent layers kept whole -----------------------------------------------------------------
+
+
+class TwoRNNs(nn.Module):
+    """A 2-layer sequence-first GRU (or LSTM) with a given initial state, and a bidirectional
+    one."""
+
+    def __init__(self, cls):
+        super().__init__()
+        self.uni = cls(6, 5, num_layers=2)
+        self.bi = cls(6, 3, batch_first=True, bidirectional=True)
+
+    def forward(self, x, h0):
+        y, h = self.uni(x, h0 if isinstance(self.uni, nn.GRU) else (h0, torch.tanh(h0)))
+        z, hb = self.bi(x.transpose(0, 1))
+        return y, h, z, hb
+
+
+def _gru_inputs():
+    g = torch.Generator().manual_seed(4)
+    return torch.randn(7, 2, 6, generator=g), torch.randn(2, 2, 5, generator=g)
+
+
+def test_gru_is_one_onnx_gru_per_layer_and_one_torch_gru_call():
+    model, inputs = TwoRNNs(nn.GRU).eval(), _gru_inputs()
+    m = torchmdf.compile(model, target="mdf", example_inputs=inputs)
+    fns = [p.function for g in m.graphs for n in g.nodes for p in n.parameters if p.function]
+    assert fns.count("onnx::GRU") == 2 and "aten::gru.input" in fns  # bidirectional: no ONNX form here
+    code = torchmdf.compile(model, target="fx", example_inputs=inputs).code
+    assert code.count("torch.gru(") == 2 and code.count("aten.gru.input(") == 1, code  # the layers; the bidirectional op
+    for gm in (torchmdf.compile(m, target="fx"), torchmdf.compile(model, target="fx", example_inputs=inputs)):
+        with torch.no_grad():
+            _same(gm(*inputs), model(*inputs))
+    gm = torchmdf.compile(model, target="fx", example_inputs=inputs)
+    sum(t.sum() for t in gm(*inputs)).backward()
+    sum(t.sum() for t in model(*inputs)).backward()
+    for name, p in model.named_parameters():  # gradients reach the original weights
+        torch.testing.assert_close(gm.get_parameter(name).grad, p.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+class UniLSTM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.uni = nn.LSTM(6, 5, num_layers=2)
+
+    def forward(self, x, h0):
+        return self.uni(x, (h0, torch.tanh(h0)))  # (y, (h, c)): a nested output
+
+
+@pytest.mark.parametrize("method", ["export", "trace"])
+def test_lstm_is_one_onnx_lstm_per_layer_and_one_torch_lstm_call(method, tmp_path):
+    """aten::lstm.input has two tensor lists, which the IR does not spell: the export frontend
+    writes the ONNX LSTMs itself (TorchScript decomposes such ops through export)."""
+    model, inputs = UniLSTM().eval(), _gru_inputs()
+    m = torchmdf.compile(model, target="mdf", example_inputs=inputs, method=method)
+    fns = [p.function for g in m.graphs for n in g.nodes for p in n.parameters if p.function]
+    assert fns.count("onnx::LSTM") == 2 and all(f.startswith("onnx::") for f in fns), fns
+    code = torchmdf.compile(model, target="fx", example_inputs=inputs, method=method).code
+    assert code.count("torch.lstm(") == 2, code
+    path = tmp_path / "lstm.json"
+    torchmdf.mdf.save(m, path)  # the file's inputs have defaults: the nested output's pytree code binds them
+    for gm in (torchmdf.compile(path, target="fx"),
+               torchmdf.compile(model, target="fx", example_inputs=inputs, method=method)):
+        with torch.no_grad():
+            _same(gm(*inputs), model(*inputs))
+    sum(t.sum() for t in torch.utils._pytree.tree_leaves(gm(*inputs))).backward()
+    sum(t.sum() for t in torch.utils._pytree.tree_leaves(model(*inputs))).backward()
+    for name, p in model.named_parameters():  # gradients reach the original weights
+        torch.testing.assert_close(gm.get_parameter(name).grad, p.grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_bidirectional_lstm_decomposes():
+    model, inputs = TwoRNNs(nn.LSTM).eval(), _gru_inputs()
+    m = torchmdf.compile(model, target="mdf", example_inputs=inputs)
+    fns = [p.function for g in m.graphs for n in g.nodes for p in n.parameters if p.function]
+    assert "onnx::LSTM" not in fns and all(f.startswith("onnx::") for f in fns)
+    with torch.no_grad():
+        _same(torchmdf.compile(m, target="fx")(*inputs), model(*inputs))
+
+
+@pytest.mark.parametrize("cls", [nn.GRU, nn.LSTM])
+def test_rnn_runs_in_onnxruntime(cls):
+    ort = pytest.importorskip("onnxruntime")
+
+    class Uni(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = cls(6, 5, num_layers=2, batch_first=True)
+
+        def forward(self, x):
+            return self.rnn(x)
+
+    model, x = Uni().eval(), torch.randn(2, 7, 6)
+    proto = torchmdf.compile(model, target="onnx", example_inputs=(x,))
+    assert [n.op_type for n in proto.graph.node].count(cls.__name__) == 2
+    sess = ort.InferenceSession(proto.SerializeToString())
+    with torch.no_grad():
+        expected = model(x)
+    for a, b in zip(torch.utils._pytree.tree_leaves(expected), sess.run(None, {sess.get_inputs()[0].name: x.numpy()})):
+        torch.testing.assert_close(torch.from_numpy(b), a, rtol=1e-4, atol=1e-5)

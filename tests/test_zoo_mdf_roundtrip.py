@@ -11,16 +11,16 @@ import torch
 from torch.utils import _pytree as pytree
 
 import torchmdf
-from zoo import ZOO, get
+from zoo import EAGER_VARIANTS, ZOO, get
 
 ALL_ONNX = {"mlp", "mlp_bn_prelu", "cnn", "resnet18", "inception", "depthwise"}
-NOT_SCRIPTABLE = {e.name for e in ZOO if "transformers" in e.tags}  # trace is used for them
+NOT_SCRIPTABLE = {e.name for e in ZOO + EAGER_VARIANTS if "transformers" in e.tags}  # trace is used for them
 MIN_ONNX_SHARE = 0.9  # through torch.export, for every zoo model
 METHODS = ["export", "trace", "script"]
 
 
 def _cases():
-    for e in ZOO:
+    for e in ZOO + EAGER_VARIANTS:
         for m in METHODS:
             if m == "script" and e.name in NOT_SCRIPTABLE:
                 continue
@@ -82,10 +82,11 @@ def test_report_onnx_share(capsys):
     assert all(0.0 <= v <= 1.0 for v in _SHARES.values())
 
 
-DYNAMIC = ["bert_sdpa", "gpt2_sdpa", "llama_sdpa", "bart_sdpa"]
+DYNAMIC = ["bert_sdpa", "gpt2_sdpa", "llama_sdpa", "bart_sdpa", "t5_sdpa"]
+DYNAMIC_EAGER = ["bert", "gpt2", "llama_eager", "bart_eager", "t5_eager"]
 
 
-@pytest.mark.parametrize("name", DYNAMIC)
+@pytest.mark.parametrize("name", DYNAMIC + [pytest.param(n, marks=pytest.mark.slow) for n in DYNAMIC_EAGER])
 def test_transformers_with_dynamic_batch_and_sequence(name, tmp_path):
     """Exported with a dynamic batch and sequence length: the MDF file keeps the dims symbolic
     and the module built from it runs other batch sizes and lengths, equal to the original."""
@@ -113,3 +114,23 @@ def test_transformers_with_dynamic_batch_and_sequence(name, tmp_path):
             torch.testing.assert_close(c, a, rtol=1e-4, atol=1e-5)
     with pytest.raises(torchmdf.TorchMDFError, match="converted for shape"):
         gm(torch.zeros(2, 3, 4, dtype=torch.long), *([torch.ones(2, 3, dtype=torch.long)] * (len(inputs) - 1)))
+
+
+@pytest.mark.parametrize("name", ["vit_sdpa", pytest.param("vit_eager", marks=pytest.mark.slow)])
+def test_vit_with_dynamic_batch(name, tmp_path):
+    """ViT's image size is fixed by its position embeddings; its batch is dynamic
+    (``dynamic_batch=True``) through an MDF file."""
+    entry = get(name)
+    model, inputs = entry.make_model(), entry.make_inputs()
+    m = torchmdf.compile(model, target="mdf", example_inputs=inputs, dynamic_batch=True)
+    path = tmp_path / f"{name}.json"
+    torchmdf.mdf.save(m, path)
+    gm = torchmdf.compile(torchmdf.mdf.load(path), target="fx")
+    for b in (1, 3):
+        x = torch.randn(b, 3, 32, 32, generator=torch.Generator().manual_seed(b))
+        with torch.no_grad():
+            expected, got = model(x), gm(x)
+        for a, c in zip(pytree.tree_leaves(expected), pytree.tree_leaves(got)):
+            torch.testing.assert_close(c, a, rtol=1e-4, atol=1e-5)
+    with pytest.raises(torchmdf.TorchMDFError, match=r"converted for shape \(batch, 3, 32, 32\)"):
+        gm(torch.randn(2, 3, 16, 16))

@@ -343,6 +343,30 @@ def _bart(attn: str | None = None) -> nn.Module:
     return _HFWrapper(BartModel(cfg), ("last_hidden_state", "encoder_last_hidden_state"))
 
 
+class _T5Wrapper(nn.Module):
+    """Calls a T5 encoder-decoder with plain tensors; the decoder reads the input ids shifted
+    right (``_shift_right``, as T5 makes them from labels)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask=None):
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                         decoder_input_ids=self.model._shift_right(input_ids), use_cache=False, return_dict=True)
+        return out.last_hidden_state, out.encoder_last_hidden_state
+
+
+def _t5(attn: str | None = None) -> nn.Module:
+    """T5: RMS-style layer norm without bias, relative position buckets as the attention bias."""
+    from transformers import T5Config, T5Model
+
+    cfg = T5Config(vocab_size=100, d_model=32, d_kv=16, d_ff=37, num_layers=1, num_decoder_layers=1, num_heads=2,
+                   relative_attention_num_buckets=8, relative_attention_max_distance=16, decoder_start_token_id=0,
+                   pad_token_id=0, eos_token_id=1, **_attn(attn))
+    return _T5Wrapper(T5Model(cfg))
+
+
 def _vit(attn: str | None = None) -> nn.Module:
     from transformers import ViTConfig, ViTModel
 
@@ -400,6 +424,21 @@ ZOO: list[ZooEntry] = [
              frozenset({"attention", "transformers", "sdpa", "encoder_decoder"})),
     ZooEntry("vit_sdpa", _seeded(_vit), _inputs(lambda g: (torch.randn(2, 3, 32, 32, generator=g),)),
              frozenset({"attention", "transformers", "sdpa", "vision"})),
+    ZooEntry("t5_sdpa", _seeded(_t5), _inputs(lambda g: _token_inputs(g, True)),
+             frozenset({"attention", "transformers", "sdpa", "encoder_decoder"})),
+]
+
+# The transformers models above that ZOO has only with sdpa, with eager attention: taken
+# through export and TorchScript (and with dynamic dims) by tests/test_zoo_mdf_roundtrip.py
+# only, to keep every other zoo test's time down.
+EAGER_VARIANTS: list[ZooEntry] = [
+    ZooEntry("bart_eager", _seeded(lambda: _bart("eager")), _inputs(lambda g: _token_inputs(g, True)),
+             frozenset({"attention", "transformers", "encoder_decoder"})),
+    ZooEntry("vit_eager", _seeded(lambda: _vit("eager")),
+             _inputs(lambda g: (torch.randn(2, 3, 32, 32, generator=g),)),
+             frozenset({"attention", "transformers", "vision"})),
+    ZooEntry("t5_eager", _seeded(lambda: _t5("eager")), _inputs(lambda g: _token_inputs(g, True)),
+             frozenset({"attention", "transformers", "encoder_decoder"})),
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -464,11 +503,11 @@ TORCHVISION: list[ZooEntry] = [
     ZooEntry("tv_wide_resnet50_2", _seeded(_tv("wide_resnet50_2", num_classes=10)), _images(2, 32), _TV | {"slow"}),
 ]
 
-BY_NAME: dict[str, ZooEntry] = {e.name: e for e in ZOO + TORCHVISION}
+BY_NAME: dict[str, ZooEntry] = {e.name: e for e in ZOO + EAGER_VARIANTS + TORCHVISION}
 
 
 def get(name: str) -> ZooEntry:
     return BY_NAME[name]
 
 
-__all__ = ["ZooEntry", "ZOO", "TORCHVISION", "BY_NAME", "get"]
+__all__ = ["ZooEntry", "ZOO", "EAGER_VARIANTS", "TORCHVISION", "BY_NAME", "get"]

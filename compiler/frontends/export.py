@@ -259,6 +259,26 @@ def _op_ok(ov: Any, table: Any) -> bool:
     return not ov.has_kernel_for_dispatch_key(torch._C.DispatchKey.CompositeImplicitAutograd)
 
 
+def _lstm_supported(bound: dict[str, Any]) -> bool:
+    """An ``aten::lstm.input`` call the frontend spells as ONNX LSTMs (bound arguments)."""
+    from ..ops.aten_to_onnx import rnn_supported
+
+    def shape(a: Any) -> Any:
+        v = a.meta.get("val") if isinstance(a, torch.fx.Node) else None
+        return tuple(v.shape) if isinstance(v, torch.Tensor) else None
+
+    def dtype(a: Any) -> Any:
+        v = a.meta.get("val") if isinstance(a, torch.fx.Node) else None
+        return v.dtype if isinstance(v, torch.Tensor) else None
+
+    hx, params = list(bound.get("hx") or ()), list(bound.get("params") or ())
+    x = bound.get("input")
+    return (len(hx) == 2 and rnn_supported(bound.get("num_layers"), bound.get("has_biases"), bound.get("bidirectional"),
+                                           bound.get("train"), bound.get("dropout"), shape(x), shape(hx[0]), len(params))
+            and dtype(x) is not None and dtype(x).is_floating_point
+            and all(dtype(a) == dtype(x) for a in hx + params))
+
+
 def _lowers_directly(ep: torch.export.ExportedProgram) -> bool:
     """True when ``ep``'s graph can be lowered without ``run_decompositions`` (see above)."""
     table = decomposition_table()
@@ -275,6 +295,10 @@ def _lowers_directly(ep: torch.export.ExportedProgram) -> bool:
             continue
         if not t._schema.name.startswith("aten::"):
             return False
+        if t is torch.ops.aten.lstm.input:
+            if not _lstm_supported(aten_signature(t).bind(n.args, n.kwargs)):
+                return False
+            continue
         if t._schema.is_mutable:
             f = _functional_of(t)
             src = n.args[0] if n.args else None
@@ -533,6 +557,9 @@ class _Lowering(FxGraphWalker):
         val = node.meta.get("val")
         g = self.graph
 
+        if name == "aten::lstm.input":  # two tensor lists, which the IR does not spell: ONNX LSTMs
+            return self.expand_lstm(bound, env, val, prov)
+
         # ops returning a tensor list: one slice/select node per piece
         if sig.returns_list:
             return self.expand_list_op(name, bound, env, val, prov)
@@ -564,6 +591,32 @@ class _Lowering(FxGraphWalker):
         if nret == 0:
             return None
         return n.outputs[0] if nret == 1 else tuple(n.outputs)
+
+    def expand_lstm(self, bound: dict[str, Any], env: dict[torch.fx.Node, Any], val: Any,
+                    prov: Provenance) -> tuple[Value, ...]:
+        """``aten::lstm.input`` (unidirectional, with biases: :func:`_lstm_supported`) as one
+        ONNX ``LSTM`` per layer (:func:`torchmdf.ops.aten_to_onnx.rnn_as_onnx`)."""
+        from ..ops.aten_to_onnx import rnn_as_onnx
+        from ..passes.infer_shapes import infer_node
+
+        if not _lstm_supported(bound):
+            raise Unsupported("aten::lstm.input (bidirectional, without biases or with training dropout)")
+        g = self.graph
+        x = self.tensor_input(bound["input"], env, prov)
+        hx = [self.tensor_input(a, env, prov) for a in bound["hx"]]
+        params = [self.tensor_input(a, env, prov) for a in bound["params"]]
+
+        def op(name: str, inputs: list[Any], attrs: dict[str, Any], n: int) -> Any:
+            node = g.create_node(name, inputs, attrs, num_outputs=n, provenance=prov)
+            infer_node(node, strict=False)
+            return node.outputs[0] if n == 1 else list(node.outputs)
+
+        outs = rnn_as_onnx("LSTM", op, lambda t: g.add_constant(t.to(torch.int64)), x, hx, params,
+                           layers=int(bound["num_layers"]), hidden=int(bound["hx"][0].meta["val"].shape[2]),
+                           batch_first=bool(bound["batch_first"]))
+        for o, mv in zip(outs, val):
+            o.type = self.ttype(mv)
+        return tuple(outs)
 
     def expand_list_op(self, name: str, bound: dict[str, Any], env: dict[torch.fx.Node, Any], val: Any,
                        prov: Provenance) -> tuple[Value, ...]:
@@ -656,7 +709,7 @@ class _Lowering(FxGraphWalker):
             if len(syms) == 1 and -1 not in v:
                 return [-1 if isinstance(x, _Sym) else x for x in v]
             raise _NeedsShapeTensor(entries)
-        if entries is not None and base == "aten::full" and arg == "size":
+        if entries is not None and base in ("aten::full", "aten::zeros", "aten::ones") and arg == "size":
             raise _NeedsShapeTensor(entries)
         src = bound.get("self")
         in_shape = None
@@ -747,8 +800,8 @@ class _Lowering(FxGraphWalker):
             # aten's -1 (keep) is ONNX's 1 (Expand broadcasts both ways)
             entries = [1 if isinstance(e, int) and e == -1 else e for e in entries]
             return "onnx::Expand", [inputs[0], self.shape_tensor(entries, prov)], {}
-        if base == "aten::full" and isinstance(val, torch.Tensor):
-            fill = attrs.get("fill_value", 0)
+        if base in ("aten::full", "aten::zeros", "aten::ones") and isinstance(val, torch.Tensor):
+            fill = attrs.get("fill_value", 0) if base == "aten::full" else int(base == "aten::ones")
             if not isinstance(fill, (bool, int, float)):
                 raise Unsupported(f"{name}: symbolic fill value")
             value = torch.tensor([fill], dtype=val.dtype)

@@ -1944,6 +1944,84 @@ def _upsample(node, rw):
 
 
 # ---------------------------------------------------------------------------------------------
+# recurrent layers
+# ---------------------------------------------------------------------------------------------
+
+GRU_GATE_ORDER = (1, 0, 2)
+"""ONNX GRU's gates (z, r, h) as indices into torch's (r, z, n)."""
+LSTM_GATE_ORDER = (0, 3, 1, 2)
+"""ONNX LSTM's gates (i, o, f, c) as indices into torch's (i, f, g, o)."""
+
+
+def gate_rows(order: Sequence[int], hidden: int) -> torch.Tensor:
+    """Row indices that reorder a ``[gates * hidden, ...]`` weight from torch's gate order to
+    ONNX's (``order[k]``: the torch gate that is ONNX gate ``k``)."""
+    return torch.cat([torch.arange(g * hidden, (g + 1) * hidden) for g in order])
+
+
+def rnn_as_onnx(kind: str, op: Callable[..., Any], const: Callable[[Any], Any], x: Any, initial: Sequence[Any],
+                params: Sequence[Any], *, layers: int, hidden: int, batch_first: bool) -> list[Any]:
+    """A unidirectional torch GRU/LSTM (``kind``) with biases as one ONNX ``GRU``/``LSTM`` per
+    layer: ``[output, h_n(, c_n)]``.  ``op(name, inputs, attrs, num_outputs)`` and
+    ``const(tensor)`` build the nodes (the canonicalization rewriter's, or a frontend's).  The
+    weights are reordered by a ``Gather`` of their rows (torch's gate order to ONNX's), the form
+    the FX backend recognizes to call ``torch.gru``/``torch.lstm`` on the original weights."""
+    order = GRU_GATE_ORDER if kind == "GRU" else LSTM_GATE_ORDER
+    rows = const(gate_rows(order, hidden))
+    axis0 = const(torch.tensor([0]))
+    if batch_first:
+        x = op("onnx::Transpose", [x], {"perm": [1, 0, 2]}, 1)
+    finals: list[list[Any]] = [[] for _ in initial]
+    for layer in range(layers):
+        w_ih, w_hh, b_ih, b_hh = params[4 * layer:4 * layer + 4]
+        w = op("onnx::Unsqueeze", [op("onnx::Gather", [w_ih, rows], {"axis": 0}, 1), axis0], {}, 1)
+        r = op("onnx::Unsqueeze", [op("onnx::Gather", [w_hh, rows], {"axis": 0}, 1), axis0], {}, 1)
+        cat = op("onnx::Concat", [op("onnx::Gather", [b_ih, rows], {"axis": 0}, 1),
+                                  op("onnx::Gather", [b_hh, rows], {"axis": 0}, 1)], {"axis": 0}, 1)
+        b = op("onnx::Unsqueeze", [cat, axis0], {}, 1)
+        lo, hi = const(torch.tensor([layer])), const(torch.tensor([layer + 1]))
+        states = [op("onnx::Slice", [s, lo, hi, axis0], {}, 1) for s in initial]
+        attrs = {"hidden_size": hidden, **({"linear_before_reset": 1} if kind == "GRU" else {})}
+        outs = op(f"onnx::{kind}", [x, w, r, b, None, *states], attrs, 1 + len(initial))
+        x = op("onnx::Squeeze", [outs[0], const(torch.tensor([1]))], {}, 1)
+        for k in range(len(initial)):
+            finals[k].append(outs[1 + k])
+    if batch_first:
+        x = op("onnx::Transpose", [x], {"perm": [1, 0, 2]}, 1)
+    return [x] + [f[0] if layers == 1 else op("onnx::Concat", f, {"axis": 0}, 1) for f in finals]
+
+
+def rnn_supported(layers: Any, has_biases: Any, bidirectional: Any, train: Any, dropout: Any,
+                  x_shape: Any, h_shape: Any, n_params: int) -> bool:
+    """Whether :func:`rnn_as_onnx` spells this torch RNN call."""
+    return (isinstance(layers, int) and bool(has_biases) and not bidirectional
+            and not (train and float(dropout) > 0) and x_shape is not None and len(x_shape) == 3
+            and h_shape is not None and len(h_shape) == 3 and isinstance(h_shape[2], int)
+            and n_params == 4 * layers)
+
+
+@rule("gru.input")
+def _gru(node, rw):
+    """Unidirectional ``aten::gru.input`` with biases, no training dropout -> one ONNX ``GRU``
+    per layer (``linear_before_reset=1``: torch applies the reset gate after the recurrent
+    matmul); see :func:`rnn_as_onnx`."""
+    x, hx = rw.input(0), rw.input(1)
+    params = [rw.input(i) for i in range(2, len(node.inputs))]
+    layers = rw.arg("num_layers")
+    if not rnn_supported(layers, rw.arg("has_biases"), rw.arg("bidirectional"), rw.arg("train"), rw.arg("dropout"),
+                         rw.shape(x), rw.shape(hx), len(params)) \
+            or not _is_float(rw.dtype(x)) or any(rw.dtype(p) != rw.dtype(x) for p in params + [hx]):
+        return None
+
+    def op(name, inputs, attrs, n):
+        return rw.op(name, inputs, attrs, num_outputs=n)
+
+    return rnn_as_onnx("GRU", op, lambda t: rw.const(t, dtype=torch.int64), x, [hx], params, layers=int(layers),
+                       hidden=rw.shape(hx)[2], batch_first=bool(rw.arg("batch_first")))
+
+
+
+# ---------------------------------------------------------------------------------------------
 
 for _name, _rule in RULES.items():
     register_canonicalization(_name, _rule)
