@@ -216,7 +216,8 @@ def _one_node(functions: dict, outputs: dict, parameters: dict | None = None) ->
             "output_ports": {k: {"value": v} for k, v in outputs.items()}}
     if parameters:
         node["parameters"] = parameters
-    text = json.dumps({"m": {"format": "ModECI MDF v0.4", "graphs": {"g": {"nodes": {"n": node}}}}})
+    # PsyNeuLink's exports say v0.1, whose structural check allows an application's functions
+    text = json.dumps({"m": {"format": "ModECI MDF v0.1", "graphs": {"g": {"nodes": {"n": node}}}}})
     return torchmdf.mdf.loads(text, source="pnl.json")
 
 
@@ -244,9 +245,21 @@ def test_psyneulink_linear_logistic_and_integrators_by_hand():
 
 
 def test_psyneulink_noise_is_refused_located():
+    m = _one_node({"si": {"function": "simpleintegrator", "args": {
+        "variable0": "x", "previous_value": [0.0], "rate": 1.0, "noise": 0.5, "offset": 0.0}}}, {"o": "si"})
     with pytest.raises(torchmdf.ValidationError, match=r"pnl\.json.*node 'n'.*function 'si'.*noise"):
-        _one_node({"si": {"function": "simpleintegrator", "args": {
-            "variable0": "x", "previous_value": [0.0], "rate": 1.0, "noise": 0.5, "offset": 0.0}}}, {"o": "si"})
+        torchmdf.simulate(m, steps=1)
+
+
+def test_a_loaded_psyneulink_file_keeps_what_it_says():
+    """The rewrite is what lowering reads (a copy): the loaded model, and a save of it, keep
+    PsyNeuLink's own spellings."""
+    m = _one_node({"si": {"function": "simpleintegrator", "args": {
+        "variable0": "x", "previous_value": [1.0], "rate": 0.5, "noise": 0.0, "offset": 0.0}}}, {"o": "si"})
+    f = m.graphs[0].nodes[0].functions[0]
+    assert f.function == "simpleintegrator" and [p.id for p in m.graphs[0].nodes[0].parameters] == []
+    assert torchmdf.simulate(m, steps=2)["n.o"][:, 0].tolist() == [2.0, 3.0]
+    assert f.function == "simpleintegrator"
 
 
 def test_a_bare_tuple_is_indexed_item_by_item():

@@ -653,6 +653,9 @@ def program(model: Any, graph: str | None = None) -> MDFProgram:
         model = load(model)
     if not isinstance(model, Model):
         raise ConversionError(f"expected a torchmdf.mdf.Model or a path, got {type(model).__name__}")
+    from torchmdf.mdf.psyneulink import psyneulink_form
+
+    model = psyneulink_form(model)  # PsyNeuLink's exports: its functions as plain MDF (a copy)
     where = model.location + f" > model '{model.id}'" if model.location else f"model '{model.id}'"
     if not model.graphs:
         raise ValidationError("model has no graphs", location=where)

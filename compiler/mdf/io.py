@@ -189,9 +189,6 @@ def loads(text: str | bytes, format: str = "json", *, validate: bool = True,
         del text
         model = Model.from_dict(data, source=source, strict=strict)
         del data
-        from .psyneulink import rewrite_psyneulink_functions
-
-        rewrite_psyneulink_functions(model)  # PsyNeuLink's exports: its functions as plain MDF
         if _weights.has_references(model):  # [issue 17] external weights: memory-mapped from the sidecar
             _weights.resolve_references(model, weights_dir)
         if validate:

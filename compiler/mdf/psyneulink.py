@@ -15,9 +15,11 @@ rewritten, once, into what MDF can say, computing what PsyNeuLink 0.21 computes:
 
 A stateful function becomes parameters of its node named after it (``<function id>`` holds
 the value, ``<function id>__<part>`` the intermediate values), so expressions and output ports
-that name the function read the parameter.  The rewrite is applied by
-:func:`torchmdf.mdf.loads` (so a saved model holds the plain-MDF form); names the op registry
-knows are left alone.  Noise arguments other than 0 are refused (PsyNeuLink draws them).
+that name the function read the parameter.  The rewrite is applied to a copy
+(:func:`psyneulink_form`) when a model is lowered (and so by ``validate``'s lowering check;
+PsyNeuLink's files say MDF v0.1, whose structural check allows an application's own
+function names): the loaded model keeps what the file
+says, so a save writes it back unchanged; names the op registry knows are left alone.  Noise arguments other than 0 are refused (PsyNeuLink draws them).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 from torchmdf.errors import ValidationError
 
-__all__ = ["PSYNEULINK_FUNCTIONS", "rewrite_psyneulink_functions"]
+__all__ = ["PSYNEULINK_FUNCTIONS", "psyneulink_form", "rewrite_psyneulink_functions"]
 
 #: PsyNeuLink function name -> the arguments its rewrite reads.
 PSYNEULINK_FUNCTIONS: dict[str, tuple[str, ...]] = {
@@ -126,10 +128,38 @@ def _nodes(graph: Any):
             yield n
 
 
-def rewrite_psyneulink_functions(model: Any) -> bool:
-    """Rewrite PsyNeuLink's functions in ``model`` (in place) to plain MDF; True if any was."""
+def _rewritten(name: Any, f: Any, args: dict) -> str | None:
+    """Which rewrite a function needs: ``"standard"`` (linear/logistic with PsyNeuLink's extra
+    arguments), ``"stateful"`` (an integrator the registry does not know) or None."""
     from .functions import registered_op
 
+    if name in ("linear", "logistic") and f.value is None and \
+            set(args) & ({"scale", "offset"} if name == "linear" else {"scale", "x_0"}):
+        return "standard"
+    if isinstance(name, str) and name in PSYNEULINK_FUNCTIONS and registered_op(name) is None:
+        return "stateful"
+    return None
+
+
+def psyneulink_form(model: Any) -> Any:
+    """``model`` itself, or, where it uses PsyNeuLink's spellings, a rewritten copy: what
+    lowering reads.  The loaded model keeps what the file says, so a save writes
+    the file back as it was."""
+    from torchmdf.mdf import Model
+
+    if not isinstance(model, Model) or not any(
+            _rewritten(f.function, f, f.args if isinstance(f.args, dict) else {}) is not None
+            for g in model.graphs for node in _nodes(g) for f in node.functions):
+        return model
+    import copy
+
+    c = copy.deepcopy(model)
+    rewrite_psyneulink_functions(c)
+    return c
+
+
+def rewrite_psyneulink_functions(model: Any) -> bool:
+    """Rewrite PsyNeuLink's functions in ``model`` (in place) to plain MDF; True if any was."""
     changed = False
     for g in model.graphs:
         for node in list(_nodes(g)):
@@ -139,14 +169,14 @@ def rewrite_psyneulink_functions(model: Any) -> bool:
                 where = f"model '{model.id}' > node '{node.id}' > function '{f.id}'"
                 if model.location:
                     where = f"{model.location} > {where}"
-                if name in ("linear", "logistic") and f.value is None and \
-                        set(args) & ({"scale", "offset"} if name == "linear" else {"scale", "x_0"}):
+                kind = _rewritten(name, f, args)
+                if kind == "standard":
                     f.function = None
                     f.value = _LINEAR if name == "linear" else _LOGISTIC
                     f.args = {**{k: v for k, v in _DEFAULTS.items()
                                  if k in (_LINEAR if name == "linear" else _LOGISTIC)}, **args}
                     changed = True
-                elif isinstance(name, str) and name in PSYNEULINK_FUNCTIONS and registered_op(name) is None:
+                elif kind == "stateful":
                     _stateful(node, f, args, where)
                     changed = True
     return changed
