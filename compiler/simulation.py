@@ -307,14 +307,14 @@ def simulate(model: Any, steps: int = 1, dt: float = 0.01, *, graph: str | None 
         raise ConversionError(f"progress must be a callable progress(done, total), got {type(progress).__name__}")
     prog = program(model if not isinstance(model, os.PathLike) else os.fspath(model), graph)
     b = _Bindings(prog, inputs, params, device)
-    per_element = (prog.dynamic_condition is not None and b.batch is not None
-                                       and (_REFERENCE_SCHEDULER or b.batch < _MASKED_MIN_BATCH))
-    tick = _Progress(progress, steps * (b.batch if per_element else 1))
+    dynamic = prog.dynamic_condition is not None
+    as_masks = dynamic and not _REFERENCE_SCHEDULER and (b.batch or 1) >= _MASKED_MIN_BATCH
+    # the reference scheduler runs a batch one element at a time: each element's steps count
+    tick = _Progress(progress, steps * (b.batch if dynamic and b.batch is not None and not as_masks else 1))
     dtv = dt if isinstance(dt, torch.Tensor) else torch.tensor(float(dt), dtype=torch.float64)
     dtv = b._to_device(dtv.to(torch.float64))
     port_keys = [("port", n.id, p.id) for n in prog.nodes for p in n.output_ports]
     pnames = sorted(b.params)
-    dynamic = prog.dynamic_condition is not None
     if dynamic:
         cache: dict[tuple, _Compiled] = {}
 
@@ -327,7 +327,7 @@ def simulate(model: Any, steps: int = 1, dt: float = 0.01, *, graph: str | None 
         def run(feed: dict, pv: dict) -> tuple[dict, dict]:
             return plan.run(_Run(feed, pv, dtv))
     masked = None
-    if dynamic and not _REFERENCE_SCHEDULER and (b.batch or 1) >= _MASKED_MIN_BATCH:
+    if as_masks:
         try:
             masked = _run_masked(prog, steps, b, dtv, port_keys, {}, pnames, method, tick)
         except _NeedsReference:
@@ -364,9 +364,9 @@ class _Plan:
     a run whose trajectories would be too large is refused after its first step."""
 
     def __init__(self, prog: Any, steps: int, port_keys: list, pnames: list[str], method: str, device: Any,
-                 compile: bool, chunk: int, tick: _Progress | None = None):
+                 compile: bool, chunk: int, tick: _Progress):
         self.prog, self.steps, self.port_keys = prog, steps, port_keys
-        self.tick = tick or _Progress(None, steps)
+        self.tick = tick
         self.pnames, self.method, self.device = pnames, method, device
         self.compiled: dict[tuple, _Compiled] = {}
         self.compile, self.chunk = compile, chunk

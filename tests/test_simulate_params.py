@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_simulate_conditions import _threshold_model  # one model: A adds rate until x >= 5
 
 import torchmdf
-from torchmdf import mdf
 
 FN = "MDF/FN.mdf.json"
 OUT = "FNpop_0.OUTPUT"
@@ -89,15 +89,6 @@ def test_gradient_of_newton_cooling_matches_the_closed_form(mdf_examples):
                           params={"cool_node.T_a": ta})["cool_node.out_port"]
     (g,) = torch.autograd.grad(t[-1], ta)
     assert float(g) == pytest.approx(1 - (1 - 0.1 * dt) ** (steps - 1), rel=1e-12)
-
-
-def _threshold_model() -> mdf.Model:
-    node = mdf.Node("A", parameters=[mdf.Parameter("rate", value=1.0),
-                                     mdf.Parameter("x", value="x + rate", default_initial_value=0.0)],
-                    output_ports=[mdf.OutputPort("out", value="x")])
-    cond = mdf.ConditionSet(termination={"environment_state_update": mdf.Condition(
-        "Threshold", dependency="A", parameter="x", threshold=5.0, comparator=">=")})
-    return mdf.Model("thr", graphs=[mdf.Graph("g", nodes=[node], conditions=cond)])
 
 
 def test_a_threshold_schedule_batches_as_single_runs():

@@ -8,23 +8,13 @@ import sys
 
 import pytest
 import torch
+from test_simulate_conditions import _threshold_model  # one model: A adds rate until x >= 5
 
 import torchmdf
 import torchmdf.simulation as simulation
-from torchmdf import mdf
 from torchmdf.cli import _with_progress
 
 FN = "MDF/FN.mdf.json"
-
-
-def _threshold_model() -> mdf.Model:
-    """A adds rate to x until x >= 5 in each evaluation (a Threshold termination)."""
-    node = mdf.Node("A", parameters=[mdf.Parameter("rate", value=1.0),
-                                     mdf.Parameter("x", value="x + rate", default_initial_value=0.0)],
-                    output_ports=[mdf.OutputPort("out", value="x")])
-    cond = mdf.ConditionSet(termination={"environment_state_update": mdf.Condition(
-        "Threshold", dependency="A", parameter="x", threshold=5.0, comparator=">=")})
-    return mdf.Model("thr", graphs=[mdf.Graph("g", nodes=[node], conditions=cond)])
 
 
 def _calls(path, steps, **kw):
