@@ -219,6 +219,22 @@ class _Run:
         self.feed, self.params, self.dt = feed, params, dt
 
 
+def check_steps_and_method(steps: Any, method: str) -> None:
+    """``steps`` and ``method`` as :func:`simulate` and ``simulation_graph`` take them."""
+    from torchmdf.passes.integrate import METHODS
+
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ConversionError(f"steps must be an integer of at least 1, got {steps!r}")
+    if method not in METHODS:
+        raise ConversionError(f"unknown integration method {method!r}", hint="one of " + ", ".join(METHODS))
+
+
+def unknown_parameter(name: str, settable: list[str], where: str) -> ConversionError:
+    """The error for a ``params=`` name that is not a parameter with a literal value."""
+    return ConversionError(f"unknown parameter {name!r} for params=", location=where,
+                           hint="the parameters with a literal value: " + (", ".join(settable[:200]) or "(none)"))
+
+
 class _Bindings:
     """``inputs``/``params``/``device`` of a simulate call, checked against the program:
     names (located errors listing the valid ones), batch (a leading dimension one more than
@@ -254,9 +270,7 @@ class _Bindings:
                 defaults[f"{n.id}.{p.id}"] = p.value
         for name, value in (params or {}).items():
             if name not in settable:
-                raise ConversionError(f"unknown parameter {name!r} for params=", location=where,
-                                      hint="the parameters with a literal value: " +
-                                      (", ".join(settable[:200]) or "(none)"))
+                raise unknown_parameter(name, settable, where)
             self.params[name] = self._bind(("param", name), value, self._to_device(as_tensor(defaults[name])), where)
 
     def _to_device(self, t: torch.Tensor) -> torch.Tensor:
@@ -295,12 +309,8 @@ def simulate(model: Any, steps: int = 1, dt: float = 0.01, *, graph: str | None 
     ``progress(done, total)`` is called as steps complete (after each step, or each compiled
     chunk of ``chunk`` steps), ``done`` growing to ``total``: the command line's progress bar."""
     from torchmdf.frontends.mdf import program
-    from torchmdf.passes.integrate import METHODS
 
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ConversionError(f"steps must be an integer of at least 1, got {steps!r}")
-    if method not in METHODS:
-        raise ConversionError(f"unknown integration method {method!r}", hint="one of " + ", ".join(METHODS))
+    check_steps_and_method(steps, method)
     if not isinstance(chunk, int) or chunk < 1:
         raise ConversionError(f"chunk must be an integer of at least 1, got {chunk!r}")
     if progress is not None and not callable(progress):

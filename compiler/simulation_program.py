@@ -66,12 +66,9 @@ def simulation_graph(model: Any, steps: int, *, graph: str | None = None, params
     names (a dict's keys: ``simulate``'s ``params=`` works) that become inputs after ``dt``;
     ``inputs``: ``"node.port"`` names of free input ports that become inputs after them."""
     from torchmdf.frontends.mdf import program, settable_parameters
-    from torchmdf.passes.integrate import METHODS
+    from torchmdf.simulation import check_steps_and_method, unknown_parameter
 
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ConversionError(f"steps must be an integer of at least 1, got {steps!r}")
-    if method not in METHODS:
-        raise ConversionError(f"unknown integration method {method!r}", hint="one of " + ", ".join(METHODS))
+    check_steps_and_method(steps, method)
     prog = program(model if not isinstance(model, os.PathLike) else os.fspath(model), graph)
     where = prog.loc(prog.base())
     dyn = prog.dynamic_condition
@@ -83,8 +80,7 @@ def simulation_graph(model: Any, steps: int, *, graph: str | None = None, params
     settable = settable_parameters(prog)
     for name in pnames:
         if name not in settable:
-            raise ConversionError(f"unknown parameter {name!r} for params=", location=where,
-                                  hint="the parameters with a literal value: " + (", ".join(settable[:200]) or "(none)"))
+            raise unknown_parameter(name, settable, where)
     free = {f"{n.id}.{p.id}": (n, p) for n, p in prog.free_ports}
     inames = _names(inputs, "inputs")
     for name in inames:
