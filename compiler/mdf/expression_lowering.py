@@ -331,12 +331,12 @@ class ExpressionLowering:
             vals = [self.one(self.expr(x, env, where), where) for x in e.elts]
             if not self.eager:  # stacked when used whole; "name[0]" takes an item as it is
                 return ListValue(vals, lambda: op("aten::stack", vals, {"dim": 0}))
-            if self.eager:  # numpy's array(): broadcast, promote, stack
-                ts = torch.broadcast_tensors(*[v.tensor for v in vals])
-                dtype = ts[0].dtype
-                for t in ts[1:]:
-                    dtype = torch.promote_types(dtype, t.dtype)
-                return self.g.add_constant(torch.stack([t.to(dtype) for t in ts]), "const")
+            # eager: numpy's array(): broadcast, promote, stack
+            ts = torch.broadcast_tensors(*[v.tensor for v in vals])
+            dtype = ts[0].dtype
+            for t in ts[1:]:
+                dtype = torch.promote_types(dtype, t.dtype)
+            return self.g.add_constant(torch.stack([t.to(dtype) for t in ts]), "const")
         raise ValidationError(f"unsupported expression {e!r}", location=self.loc(where))
 
     def one(self, v: Any, where: str) -> Value:
