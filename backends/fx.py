@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from torchmdf.errors import ConversionError, TorchMDFError, UnsupportedOpError
-from torchmdf.ir import Graph, Node, Value, ValueRole
+from torchmdf.ir import Graph, Node, TensorType, Value, ValueRole
 from torchmdf.ir.meta_keys import DEFAULT, PERSISTENT
 from torchmdf.ops import registry
 from torchmdf.passes.fuse_for_fx import fused_for_fx
@@ -797,6 +797,9 @@ _REDUCE_FX = {"onnx::ReduceMean": torch.mean, "onnx::ReduceSum": torch.sum, "onn
 
 @_builtin(*_REDUCE_FX)
 def _reduce(b: FxBuilder, n: Node, a: _Args):
+    dt = n.inputs[0].type.dtype if isinstance(n.inputs[0].type, TensorType) else None
+    if n.op in ("onnx::ReduceMean", "onnx::ReduceLogSumExp") and (dt is None or not (dt.is_floating_point or dt.is_complex)):
+        return None  # integers: the registry's impl computes in float64 and keeps the ONNX type
     axes = _axes(b, n, 1)
     keep = bool(n.attrs.get("keepdims", 1))
     if not axes:

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from fuzz_profiles import LONG_EXAMPLES
 from hypothesis import HealthCheck, settings
 
 settings.register_profile("ci", max_examples=30, deadline=None, derandomize=True, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("dev", max_examples=100, deadline=None)
 # HYPOTHESIS_PROFILE=long: 10,000 examples per property (hours; run nice'd in the background)
-settings.register_profile("long", max_examples=10_000, deadline=None,
+settings.register_profile("long", max_examples=LONG_EXAMPLES, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                                  HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

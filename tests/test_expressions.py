@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from fuzz_profiles import examples
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -252,7 +253,7 @@ def _extend_struct(children):
 any_trees = st.recursive(st.one_of(nums, names), _extend_struct, max_leaves=12)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(any_trees)
 def test_property_to_source_parse_round_trip(tree):
     src = to_source(tree)
@@ -304,7 +305,7 @@ def _ref(e, env):
     raise AssertionError(t)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scalar_trees, st.fixed_dictionaries({n: st.floats(-10, 10, allow_nan=False) for n in _NAMES}))
 def test_property_evaluate_matches_python_math(tree, env):
     try:

@@ -259,3 +259,18 @@ def test_regression_prelu_of_integers_through_fx():
     check_graph_backends(case, onnx=False)
     gm = torchmdf.compile(case.graph, target="fx", passes=["infer_shapes"])
     assert gm(x).tolist() == [-6, 0, 2]
+
+
+@pytest.mark.parametrize("op", ["onnx::ReduceMean", "onnx::ReduceL2", "onnx::ReduceLogSum", "onnx::ReduceLogSumExp"])
+def test_regression_float_reductions_of_integers_keep_the_integer_type(op):
+    """ReduceL2/LogSum/LogSumExp of int64 computed a float tensor (typed int64 by shape
+    inference) and ReduceMean raised in torch ("mean(): could not infer output dtype"); ONNX
+    keeps the input's type, onnxruntime truncates (found by the long profile)."""
+    x = torch.tensor([[3, 4], [1, 2]])
+    case = _one_op_case(op, x, torch.tensor([1]))
+    check_graph_backends(case, onnx=True)
+    got = run(case.graph, x)
+    assert got.dtype == torch.int64
+    want = {"onnx::ReduceMean": [[3], [1]], "onnx::ReduceL2": [[5], [2]], "onnx::ReduceLogSum": [[1], [1]],
+            "onnx::ReduceLogSumExp": [[4], [2]]}[op]
+    assert got.tolist() == want

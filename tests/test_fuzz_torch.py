@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from fuzz_profiles import examples
 from hypothesis import given, settings
 
 from torchmdf.testing import check_roundtrip, modules
@@ -18,7 +19,7 @@ def test_random_modules_round_trip_through_export(model_and_inputs):
 
 @pytest.mark.parametrize("frontend", ["fx", "torchscript"])
 def test_random_modules_round_trip_through_fx_and_torchscript(frontend):
-    @settings(max_examples=15)
+    @settings(max_examples=examples(15))
     @given(modules(control_flow=False))
     def prop(model_and_inputs):
         model, inputs = model_and_inputs

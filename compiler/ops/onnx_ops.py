@@ -637,6 +637,9 @@ def _reduce(fn_all, fn_dims):
             if noop_with_empty_axes:
                 return data
             ax = list(range(data.dim()))
+        if fn_dims in _FLOAT_REDUCTIONS and not (data.is_floating_point() or data.is_complex()):
+            # ONNX keeps the input's type (onnxruntime: computed, then truncated to the integer type)
+            return fn_dims(data.double(), tuple(ax), bool(keepdims)).to(data.dtype)
         return fn_dims(data, tuple(ax), bool(keepdims))
 
     return impl
@@ -654,6 +657,10 @@ _REDUCE = {
     "ReduceLogSumExp": lambda x, d, k: torch.logsumexp(x, d, k),
     "ReduceLogSum": lambda x, d, k: torch.log(torch.sum(x, d, k)),
 }
+
+
+_FLOAT_REDUCTIONS = tuple(_REDUCE[n] for n in ("ReduceMean", "ReduceL2", "ReduceLogSumExp", "ReduceLogSum"))
+"""Reductions torch computes only in floating point (or in floating point before the ONNX type)."""
 
 
 def _prod(x, dims, keep):

@@ -228,9 +228,14 @@ def check_roundtrip(model: Any, inputs: Sequence[Any], *, onnx: bool = True, fro
         source = torch.jit.script(model)
     elif frontend is not None:
         raise ValueError(f"frontend must be None, 'fx' or 'torchscript', not {frontend!r}")
+    from ..passes import run_passes
+
     with torch.no_grad():
+        # one lowering (the costly part) serves every backend: as lowered to MDF, and through
+        # the default pipeline, as ``compile`` runs it, to FX and ONNX
         graph = torchmdf.lower(source, example_inputs=inputs)
-        gm = torchmdf.compile(source, target="fx", example_inputs=inputs)
+        compiled, _ = run_passes(graph.clone(), None)
+        gm = torchmdf.emit(compiled.clone(), target="fx")
         assert_outputs_close(gm(*inputs), expected, "torch -> FX", atol=atol, rtol=rtol)
         m = torchmdf.emit(graph, target="mdf")
         with tempfile.TemporaryDirectory() as d:
@@ -243,7 +248,7 @@ def check_roundtrip(model: Any, inputs: Sequence[Any], *, onnx: bool = True, fro
                 import onnxruntime  # noqa: F401
             except ImportError:
                 return
-            proto = torchmdf.compile(source, target="onnx", example_inputs=inputs)
+            proto = torchmdf.emit(compiled, target="onnx")
             assert_outputs_close(onnxruntime_outputs(proto, inputs), expected, "torch -> ONNX -> onnxruntime",
                                  atol=atol, rtol=rtol)
 
