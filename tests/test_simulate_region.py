@@ -222,7 +222,9 @@ def test_generated_models_equal_simulate():
     hypothesis = pytest.importorskip("hypothesis")
     from torchmdf.testing import mdf_models
 
-    @hypothesis.settings(max_examples=25, deadline=None, derandomize=True,
+    from fuzz_profiles import examples
+
+    @hypothesis.settings(max_examples=examples(25), deadline=None, derandomize=examples(25) == 25,
                          suppress_health_check=list(hypothesis.HealthCheck))
     @hypothesis.given(mdf_models())
     def check(m):
