@@ -44,14 +44,36 @@ _PREFIX = "_torchmdf_ee_"  # output ports added to record parameters and input p
 
 
 def get_required_variables_from_expression(expr: Any) -> list[str]:
-    """The names an MDF expression reads (modeci_mdf's helper of the same name), from
-    torchmdf's whitelisted parser: a non-string or an empty string reads nothing; an
-    expression torchmdf refuses (attribute access such as ``x.y``) is a located error."""
+    """The names an MDF expression reads (modeci_mdf's helper of the same name): a non-string
+    or an empty string reads nothing.  Read with torchmdf's whitelisted parser; text that
+    grammar refuses but Python's parses (attribute access ``x.y``, a tuple ``()``) is listed
+    from Python's syntax tree (``ast.parse``: parsed, never run), its base names as the
+    reference lists them (``x.y`` reads ``x``).  Evaluation still refuses such text."""
+    from torchmdf.errors import ExpressionError
     from torchmdf.mdf.expressions import free_names, parse_expression
 
     if not isinstance(expr, str) or not expr.strip():
         return []
-    return sorted(free_names(parse_expression(expr)))
+    try:
+        return sorted(free_names(parse_expression(expr)))
+    except ExpressionError as refused:
+        names = _python_names(expr)
+        if names is None:
+            raise refused from None
+        return names
+
+
+def _python_names(expr: str) -> list[str] | None:
+    """The variable names in ``expr`` by Python's grammar (called functions and attribute names
+    left out); None where Python cannot parse it either."""
+    import ast
+
+    try:
+        tree = ast.parse(expr.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    return sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and id(n) not in called})
 
 
 def _numpy(v: Any) -> Any:

@@ -160,12 +160,14 @@ def _mixed_dtype(ts: list[TensorType], node: Node | None) -> torch.dtype | None:
     """Valid ONNX has one dtype for all inputs.  The IR's ONNX ops run with torch semantics,
     so mixed inputs (as an MDF expression gives, ``1 + x``) promote as torch does; Pow keeps
     the base's dtype, as its implementation does."""
+    if node is not None and node.op == "onnx::Pow":
+        return ts[0].dtype  # the base's, known or not (never the exponent's)
     known = [t.dtype for t in ts if t.dtype is not None]
-    if not known:
+    if len(known) != len(ts):  # an unknown input may promote the result (f32 + an unknown f64 is f64)
         return None
-    if all(d == known[0] for d in known) or (node is not None and node.op == "onnx::Pow"):
-        return ts[0].dtype if ts[0].dtype is not None else known[0]
-    if len(known) != len(ts) or any(t.shape is None for t in ts):
+    if all(d == known[0] for d in known):
+        return known[0]
+    if any(t.shape is None for t in ts):
         return None
     from torchmdf.ops.aten_to_onnx import result_dtype
 

@@ -126,6 +126,8 @@ def test_regression_expand_to_zero_broadcasts_a_one():
     ("onnx::Unsqueeze", torch.tensor(2), torch.tensor([-2]), {}),    # axis out of range
     ("onnx::Gather", torch.randn(4, 4), torch.tensor(0), {"axis": 3}),
     ("onnx::Flatten", torch.tensor(1.0), None, {"axis": 1}),
+    ("onnx::ReduceProd", torch.randn(2, 1), torch.tensor([2]), {}),  # axis out of range (long profile)
+    ("onnx::ReduceSum", torch.randn(2, 1), torch.tensor([1, -1]), {}),  # an axis repeated
 ])
 def test_regression_invalid_onnx_arguments_are_refused_not_silently_reinterpreted(op, x, const, attrs):
     """torch's permissive expand/repeat/squeeze (and Python's ``%`` on an axis) computed another
@@ -274,3 +276,46 @@ def test_regression_float_reductions_of_integers_keep_the_integer_type(op):
     want = {"onnx::ReduceMean": [[3], [1]], "onnx::ReduceL2": [[5], [2]], "onnx::ReduceLogSum": [[1], [1]],
             "onnx::ReduceLogSumExp": [[4], [2]]}[op]
     assert got.tolist() == want
+
+
+@pytest.mark.parametrize("starts, ends, axes", [
+    ([1, -1, 1, 0], [0, -1, 1, 0], None),  # four starts for a rank-1 input (found by the long profile)
+    ([0, 1], [1, 2], [0, -1]),              # axis 0 twice
+    ([0], [1], [1]),                         # axis out of range
+])
+def test_regression_slice_refuses_axes_onnx_refuses(starts, ends, axes):
+    """Slice wrapped each axis with Python's ``%``, so four starts on a rank-1 input sliced axis
+    0 four times in the interpreter while the FX code indexed four dims (IndexError)."""
+    g = Graph("r")
+    x = g.add_input("x", TensorType(torch.int64, (2,)))
+    ins = [x, g.add_constant(torch.tensor(starts)), g.add_constant(torch.tensor(ends))]
+    if axes is not None:
+        ins.append(g.add_constant(torch.tensor(axes)))
+    g.outputs = [g.create_node("onnx::Slice", ins).output]
+    with pytest.raises(torchmdf.TorchMDFError, match="Slice"):
+        run(g, torch.tensor([4, 5]))
+
+
+def test_regression_pow_of_an_unknown_base_is_not_typed_by_its_exponent():
+    """Shape inference typed Pow(base of unknown dtype, f32 exponent) f32 (the exponent's type);
+    the base, a Loop's output, turned out f64 and the next inference raised "declared f32 but
+    the op produces f64".  Mixed dtypes with an unknown one are left unknown (found by the long
+    profile)."""
+    from torchmdf.passes.infer_shapes import _mixed_dtype
+
+    g = Graph("r")
+    a = g.add_input("a", TensorType(None, ()))
+    b = g.add_input("b", TensorType(torch.float32, ()))
+    pw = g.create_node("onnx::Pow", [a, b])
+    add = g.create_node("onnx::Add", [a, b])
+    assert _mixed_dtype([a.type, b.type], pw) is None
+    assert _mixed_dtype([a.type, b.type], add) is None
+    assert _mixed_dtype([b.type, TensorType(torch.float64, ())], pw) == torch.float32
+
+
+def test_regression_softplus_module_through_the_fx_frontend():
+    """``nn.Softplus`` was listed without a lowering in the FX frontend (UnsupportedOpError)."""
+    from torchmdf.testing import check_roundtrip
+
+    for m in (torch.nn.Softplus(), torch.nn.Softplus(beta=2.0, threshold=1.0)):
+        check_roundtrip(m, (torch.randn(3, 4) * 3,), frontend="fx", onnx=False)

@@ -270,11 +270,13 @@ class _Lowerer(FxGraphWalker):
         if isinstance(mod, nn.Embedding):
             return self.emit("embedding", [p(mod.weight, f"{path}.weight"), x], {}, prov)
         simple = {nn.ReLU: ("relu", []), nn.Sigmoid: ("sigmoid", []), nn.Tanh: ("tanh", []),
-                  nn.SiLU: ("silu", []), nn.Softplus: None, nn.Mish: ("mish", []),
+                  nn.SiLU: ("silu", []), nn.Mish: ("mish", []),
                   nn.Hardswish: ("hardswish", []), nn.Hardsigmoid: ("hardsigmoid", [])}
         if type(mod) in simple and simple[type(mod)] is not None:
             name, extra = simple[type(mod)]
             return self.emit(name, [x, *extra], {}, prov)
+        if isinstance(mod, nn.Softplus):
+            return self.emit("softplus", [x, mod.beta, mod.threshold], {}, prov)
         if isinstance(mod, nn.GELU):
             return self.emit("gelu", [x], {"approximate": mod.approximate}, prov)
         if isinstance(mod, nn.LeakyReLU):

@@ -93,6 +93,7 @@ saying which ports are the body's inputs and outputs) is refused with a located 
 from __future__ import annotations
 
 import os
+import warnings
 from contextvars import ContextVar
 from typing import Any, Callable, Iterator
 
@@ -169,6 +170,22 @@ class _Segment:
         return self.dt_input
 
 
+def _distinct_nodes(mg: Any) -> list[Any]:
+    """A graph's nodes, each object once: a script that appends the same node twice (the
+    reference's ``generate_iaf.py``) builds one node, as the file form (a mapping by id)
+    writes it; a warning says so.  Two *different* nodes of one id stay an error."""
+    seen: set[int] = set()
+    out = []
+    for n in mg.nodes:
+        if id(n) in seen:
+            warnings.warn(f"graph '{mg.id}': node '{n.id}' is listed twice (the same object); it is one node, "
+                          "as in the file form", stacklevel=3)
+            continue
+        seen.add(id(n))
+        out.append(n)
+    return out
+
+
 class MDFProgram:
     """One graph of an MDF model, checked and ready to lower: node order and scheduler
     conditions are parsed once; :meth:`segment` lowers a sequence of node runs."""
@@ -181,7 +198,8 @@ class MDFProgram:
         self.within = within  # a region's graph: where it is ("graph 'g' > node 'L' > parameter 'body'")
         src = getattr(model, "source", None)
         self.file = file or (os.path.basename(src) if src else None)
-        nested = [n for n in mg.nodes if isinstance(n, MGraph)]
+        entries = _distinct_nodes(mg)
+        nested = [n for n in entries if isinstance(n, MGraph)]
         #: nested graphs run as nodes (PsyNeuLink's inner Compositions): id -> their program
         self.inner: dict[str, MDFProgram] = {}
         for ng in nested:
@@ -197,18 +215,18 @@ class MDFProgram:
             self.inner[ng.id] = MDFProgram(model, ng, within=self.base(), file=file or self.file)
         md = getattr(model, "metadata", None)
         self.written_by_torchmdf = isinstance(md, dict) and isinstance(md.get("torchmdf"), dict)
-        own = [n for n in mg.nodes if not isinstance(n, MGraph)]
+        own = [n for n in entries if not isinstance(n, MGraph)]
         # the nodes this program lowers: its own, then those of its nested graphs (flattened)
         self.nodes = own + [n for p in self.inner.values() for n in p.nodes]
         self.by_id = {}
         for n in self.nodes:
             if n.id in self.by_id or n.id in self.inner:
-                raise ValidationError(f"node id '{n.id}' is used twice (in this graph and a nested graph): "
+                raise ValidationError(f"node id '{n.id}' is used by two nodes (in this graph or a nested graph): "
                                       "torchmdf needs node ids unique across nested graphs",
                                       location=self.loc(self.base()))
             self.by_id[n.id] = n
         # what the scheduler schedules: own nodes and nested graphs, in file order
-        self.ids = [n.id for n in mg.nodes]
+        self.ids = [n.id for n in entries]
         self.incoming: dict[str, dict[str, list[Any]]] = {n.id: {p.id: [] for p in n.input_ports}
                                                           for n in own}
         in_ports = {n.id: {p.id: p for p in n.input_ports} for n in own}

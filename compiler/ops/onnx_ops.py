@@ -410,6 +410,15 @@ def slice_(data, starts, ends, axes=None, steps=None):
     starts, ends = _ints(starts), _ints(ends)
     axes = _ints(axes) if axes is not None else list(range(len(starts)))
     steps = _ints(steps) if steps is not None else [1] * len(starts)
+    r = data.dim()
+    # what ONNX refuses, refused (Python's % would wrap an axis, a repeated one would be sliced twice)
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise ValueError(f"Slice: starts, ends, axes and steps have {len(starts)}, {len(ends)}, {len(axes)} and "
+                         f"{len(steps)} entries; they must have one each per sliced axis")
+    if any(not -r <= a < r for a in axes) or len({a % r for a in axes}) != len(axes):
+        raise ValueError(f"Slice: axes {axes} are out of range or repeated for rank {r}")
+    if 0 in steps:
+        raise ValueError("Slice: a step is 0")
     idx: list[Any] = [slice(None)] * data.dim()
     flips = []
     for s, e, a, st in zip(starts, ends, axes, steps):
@@ -637,6 +646,9 @@ def _reduce(fn_all, fn_dims):
             if noop_with_empty_axes:
                 return data
             ax = list(range(data.dim()))
+        r = max(data.dim(), 1)
+        if any(not -r <= a < r for a in ax) or len({a % r for a in ax}) != len(ax):
+            raise ValueError(f"axes {ax} are out of range or repeated for rank {data.dim()}")
         if fn_dims in _FLOAT_REDUCTIONS and not (data.is_floating_point() or data.is_complex()):
             # ONNX keeps the input's type (onnxruntime: computed, then truncated to the integer type)
             return fn_dims(data.double(), tuple(ax), bool(keepdims)).to(data.dtype)
@@ -664,6 +676,8 @@ _FLOAT_REDUCTIONS = tuple(_REDUCE[n] for n in ("ReduceMean", "ReduceL2", "Reduce
 
 
 def _prod(x, dims, keep):
+    if x.dim() == 0:
+        return x.clone()
     for d in sorted((d % x.dim() for d in dims), reverse=True):
         x = torch.prod(x, d, keep)
     return x

@@ -166,13 +166,13 @@ def check_graph_backends(case: GraphCase, *, onnx: bool = True, atol: float = AT
     with torch.no_grad():
         expected, _ = run_graph(case.graph, case.inputs)
         gm = torchmdf.compile(case.graph.clone(), target="fx")
-        assert_outputs_close(gm(*case.inputs), expected, "IR -> FX")
+        assert_outputs_close(_run(gm, case.inputs, "IR -> FX"), expected, "IR -> FX")
         model = torchmdf.compile(case.graph.clone(), target="mdf")
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "fuzz.json")
             torchmdf.mdf.save(model, path)
             gm2 = torchmdf.compile(path, target="fx")
-            got = _mdf_call(gm2, case.inputs)
+            got = _mdf_call(gm2, case.inputs, "IR -> MDF file -> FX")
             if isinstance(got, list) and len(got) < len(expected):
                 _assert_same_values(got, expected, "IR -> MDF file -> FX")
             else:
@@ -202,8 +202,18 @@ def _assert_same_values(got: list[Any], expected: list[Any], what: str) -> None:
             raise AssertionError(f"{what}: output port {k} equals none of the expected outputs")
 
 
-def _mdf_call(gm: Any, inputs: Sequence[Any]) -> Any:
-    out = gm(*inputs)
+def _run(gm: Any, inputs: Sequence[Any], what: str) -> Any:
+    """``gm(*inputs)``; an exception from the generated code is an ``AssertionError`` raised
+    here: its traceback would name ``<eval_with_key>.N``, which changes with each module built,
+    and hypothesis, replaying the example, would then report "Flaky" instead of shrinking it."""
+    try:
+        return gm(*inputs)
+    except Exception as e:  # noqa: BLE001 - any failure of the compiled module fails the property
+        raise AssertionError(f"{what} raised {type(e).__name__}: {e}") from None
+
+
+def _mdf_call(gm: Any, inputs: Sequence[Any], what: str) -> Any:
+    out = _run(gm, inputs, what)
     return list(out.values()) if isinstance(out, dict) else out
 
 
@@ -236,13 +246,14 @@ def check_roundtrip(model: Any, inputs: Sequence[Any], *, onnx: bool = True, fro
         graph = torchmdf.lower(source, example_inputs=inputs)
         compiled, _ = run_passes(graph.clone(), None)
         gm = torchmdf.emit(compiled.clone(), target="fx")
-        assert_outputs_close(gm(*inputs), expected, "torch -> FX", atol=atol, rtol=rtol)
+        assert_outputs_close(_run(gm, inputs, "torch -> FX"), expected, "torch -> FX", atol=atol, rtol=rtol)
         m = torchmdf.emit(graph, target="mdf")
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "model.json")
             torchmdf.mdf.save(m, path)
             gm2 = torchmdf.compile(path, target="fx")
-            assert_outputs_close(gm2(*inputs), expected, "torch -> MDF file -> FX", atol=atol, rtol=rtol)
+            assert_outputs_close(_run(gm2, inputs, "torch -> MDF file -> FX"), expected, "torch -> MDF file -> FX",
+                                 atol=atol, rtol=rtol)
         if onnx:
             try:
                 import onnxruntime  # noqa: F401

@@ -110,6 +110,8 @@ _SHAPE_KEEPING = ("onnx::Relu", "onnx::Tanh", "onnx::Neg", "onnx::Sigmoid", "onn
 
 MAX_ELEMENTS = 4096
 """Candidates producing a larger tensor are dropped (keeps every example fast)."""
+MAX_RANK = 8
+"""Ranks above this are dropped (a chain of Unsqueeze grew one to 72 dims, past torch's 64)."""
 
 
 @dataclasses.dataclass
@@ -253,7 +255,8 @@ class _Builder:
                 outs = d.run([t for _, t in ins], attrs)
         except Exception:  # noqa: BLE001 - the candidate is invalid for this op: drop it
             return None
-        if not outs or not all(isinstance(o, torch.Tensor) and o.numel() <= MAX_ELEMENTS for o in outs):
+        if not outs or not all(isinstance(o, torch.Tensor) and o.numel() <= MAX_ELEMENTS and o.dim() <= MAX_RANK
+                               for o in outs):
             return None
         if any(o.is_complex() or o.dtype in (torch.bfloat16, torch.float16) for o in outs):
             return None
