@@ -220,9 +220,9 @@ def test_generated_models_equal_simulate():
     """Generated stateful models with counter conditions: the region form equals simulate
     (or is refused with a TorchMDFError)."""
     hypothesis = pytest.importorskip("hypothesis")
-    from torchmdf.testing import mdf_models
-
     from fuzz_profiles import examples
+
+    from torchmdf.testing import mdf_models
 
     @hypothesis.settings(max_examples=examples(25), deadline=None, derandomize=examples(25) == 25,
                          suppress_health_check=list(hypothesis.HealthCheck))
