@@ -126,6 +126,8 @@ def test_regression_expand_to_zero_broadcasts_a_one():
     ("onnx::Unsqueeze", torch.tensor(2), torch.tensor([-2]), {}),    # axis out of range
     ("onnx::Gather", torch.randn(4, 4), torch.tensor(0), {"axis": 3}),
     ("onnx::Flatten", torch.tensor(1.0), None, {"axis": 1}),
+    ("onnx::ConstantOfShape", torch.tensor([[0, 1]]), None, {}),   # a 2-D shape (long profile)
+    ("onnx::Reshape", torch.randn(2), torch.tensor([[2]]), {}),      # a 2-D shape
     ("onnx::ReduceProd", torch.randn(2, 1), torch.tensor([2]), {}),  # axis out of range (long profile)
     ("onnx::ReduceSum", torch.randn(2, 1), torch.tensor([1, -1]), {}),  # an axis repeated
 ])

@@ -379,8 +379,16 @@ def _ints(t) -> list[int]:
     return [int(x) for x in t]
 
 
+def _shape_ints(t, op: str) -> list[int]:
+    """A shape operand (Reshape, Expand, Tile, ConstantOfShape): ONNX takes a 1-D tensor;
+    another rank is refused (flattening it computed a shape shape inference did not expect)."""
+    if isinstance(t, torch.Tensor) and t.dim() != 1:
+        raise ValueError(f"{op}: the shape input must be 1-D, got rank {t.dim()}")
+    return _ints(t)
+
+
 def reshape(data, shape, allowzero: int = 0):
-    s = _ints(shape)
+    s = _shape_ints(shape, "Reshape")
     if not allowzero:
         s = [data.shape[i] if d == 0 else d for i, d in enumerate(s)]
     return torch.reshape(data, s)
@@ -493,7 +501,7 @@ def unsqueeze(data, axes):
 
 
 def expand(input, shape):
-    s = _ints(shape)
+    s = _shape_ints(shape, "Expand")
     if any(d < 0 for d in s):
         raise ValueError(f"Expand: shape {s} has a negative entry")
     # ONNX Expand broadcasts both ways (a 1 in shape keeps the input's size)
@@ -521,7 +529,7 @@ def split(input, split=None, axis: int = 0, num_outputs: int | None = None):
 
 
 def tile(input, repeats):
-    reps = _ints(repeats)
+    reps = _shape_ints(repeats, "Tile")
     if len(reps) != input.dim():  # torch's repeat would prepend dims; ONNX refuses
         raise ValueError(f"Tile: repeats has {len(reps)} entries for an input of rank {input.dim()}")
     return input.repeat(*reps)
@@ -586,7 +594,7 @@ def constant(value=None, value_float=None, value_floats=None, value_int=None, va
 
 def constant_of_shape(input, value=None):
     v = torch.zeros(1, dtype=torch.float32) if value is None else torch.as_tensor(value).reshape(1)
-    return torch.full(_ints(input), v.item(), dtype=v.dtype)
+    return torch.full(_shape_ints(input, "ConstantOfShape"), v.item(), dtype=v.dtype)
 
 
 def range_(start, limit, delta):
