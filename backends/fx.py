@@ -640,7 +640,10 @@ def _split(b: FxBuilder, n: Node, a: _Args):
         shape = n.inputs[0].type.shape
         if shape is None or not isinstance(shape[axis], int):
             return None
-        sizes = math.ceil(shape[axis] / k)
+        chunk = math.ceil(shape[axis] / k)
+        sizes = [chunk] * (k - 1) + [shape[axis] - chunk * (k - 1)]  # as the registry's impl
+        if sizes[-1] < 0:
+            return None  # the impl raises its error
     return b.call(torch.split, (a[0], sizes, axis))
 
 

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 import torchmdf
 from torchmdf.interpreter import run
 from torchmdf.ir import Graph, TensorType
+from torchmdf.ops import registry
 from torchmdf.passes import available_passes
 from torchmdf.testing import (
     EXCLUDED_OPS,
@@ -321,3 +322,21 @@ def test_regression_softplus_module_through_the_fx_frontend():
 
     for m in (torch.nn.Softplus(), torch.nn.Softplus(beta=2.0, threshold=1.0)):
         check_roundtrip(m, (torch.randn(3, 4) * 3,), frontend="fx", onnx=False)
+
+
+def test_regression_split_into_more_outputs_than_fit_gives_every_output():
+    """Split(num_outputs=2) of a dim of 1 gave one tensor (torch.split's chunks) for a node of
+    two outputs, so the MDF file it wrote could not be read back; ONNX (onnxruntime) gives
+    n - 1 chunks of ceil(size / n) and a smaller, possibly empty, last one (long profile)."""
+    g = Graph("r")
+    x = g.add_input("x", TensorType(torch.float32, (1,)))
+    node = g.create_node("onnx::Split", [x], {"num_outputs": 2}, num_outputs=2)
+    g.outputs = list(node.outputs)
+    case = GraphCase(g, [torch.tensor([3.0])])
+    check_graph_backends(case, onnx=True)
+    a, b = run(g, torch.tensor([3.0]))
+    assert a.tolist() == [3.0] and b.shape == (0,)
+    x7 = torch.arange(7.0)
+    assert [t.numel() for t in registry.get("onnx::Split").run([x7], {"num_outputs": 3})] == [3, 3, 1]
+    with pytest.raises(ValueError, match="negative last chunk"):
+        registry.get("onnx::Split").run([torch.arange(5.0)], {"num_outputs": 4})

@@ -513,3 +513,65 @@ def test_integer_division_is_float64_as_in_numpy(tmp_path):
     path = _write(tmp_path, {"N": _node(params, {"c": "c", "e": "e"})})
     traj = _same_as_modeci(path, steps=1)
     assert traj["N.c"].dtype == torch.float64 and traj["N.e"].dtype == torch.float64
+
+
+def _one_parameter_model(function, args):
+    from torchmdf.mdf import Graph, Model, Node, OutputPort, Parameter
+
+    m = Model(id="m")
+    g = Graph(id="g")
+    m.graphs.append(g)
+    n = Node(id="n")
+    g.nodes.append(n)
+    n.parameters.append(Parameter(id="ai", value=[[1, 2], [3, 4]]))
+    n.parameters.append(Parameter(id="bf", value=[[0.5, 1.5], [2.5, -1.0]]))
+    n.parameters.append(Parameter(id="r", function=function, args=args))
+    n.output_ports.append(OutputPort(id="o", value="r"))
+    return m
+
+
+@pytest.mark.parametrize("function, args", [
+    ("sin", {"variable0": "ai", "scale": 1}), ("cos", {"variable0": "ai", "scale": 2}),
+    ("tanh", {"variable0": "ai", "scale": 1}), ("arctan", {"variable0": "ai", "scale": 1}),
+    ("exponential", {"variable0": "ai", "scale": 1, "rate": 1, "bias": 0, "offset": 0}),
+    ("logistic", {"variable0": "ai", "gain": 2, "bias": 1, "offset": 0}),
+    ("linear", {"variable0": "ai", "slope": 2, "intercept": 1}),
+])
+def test_standard_functions_of_integers_compute_as_numpy_does(tmp_path, function, args):
+    """modeci_mdf computes sin/exp/... of an int64 array in float64 (numpy); torch would give
+    float32.  Compared with the oracle itself, to the last bit."""
+    ref_mdf = pytest.importorskip("modeci_mdf")
+    import contextlib
+    import io
+
+    from modeci_mdf.execution_engine import EvaluableGraph as Reference
+    from modeci_mdf.utils import load_mdf
+
+    from torchmdf.execution_engine import EvaluableGraph
+
+    path = str(tmp_path / "m.json")
+    torchmdf.mdf.save(_one_parameter_model(function, args), path)
+    with contextlib.redirect_stdout(io.StringIO()):
+        ref = Reference(load_mdf(path).graphs[0], verbose=False)
+        ref.evaluate()
+    want = np.asarray(ref.enodes["n"].evaluable_outputs["o"].curr_value)
+    ours = EvaluableGraph(torchmdf.mdf.load(path).graphs[0], verbose=False)
+    ours.evaluate()
+    got = np.asarray(ours.enodes["n"].evaluable_outputs["o"].curr_value)
+    assert ref_mdf is not None and got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("op, args", [("onnx::Gemm", {"A": "ai", "B": "bf"}), ("onnx::MatMul", {"A": "ai", "B": "bf"}),
+                                      ("onnx::Add", {"A": "ai", "B": "bf"}), ("onnx::Max", {"data_0": ["ai", "bf"]})])
+def test_onnx_operands_of_one_type_constraint_promote_as_numpy(op, args):
+    """An int64 and a float64 operand of one ONNX type constraint (Gemm's A and B): numpy's
+    result type, float64 (torch's matmul refuses mixed dtypes; onnxruntime, which modeci_mdf
+    calls, refuses them too)."""
+    ai = np.array([[1, 2], [3, 4]])
+    bf = np.array([[0.5, 1.5], [2.5, -1.0]])
+    want = {"onnx::Gemm": ai @ bf, "onnx::MatMul": ai @ bf, "onnx::Add": ai + bf, "onnx::Max": np.maximum(ai, bf)}[op]
+    out = torchmdf.compile(_one_parameter_model(op, args), target="fx")()
+    got = next(iter(out.values())) if isinstance(out, dict) else out
+    assert got.dtype == torch.float64
+    np.testing.assert_array_equal(got.numpy(), want)

@@ -31,7 +31,7 @@ from torchmdf.ops import registry
 
 from . import expressions as E
 from .attributes import as_tensor, cast_attr, decode_attr, is_pyscalar, string_attr_types
-from .functions import expression_function
+from .functions import expression_function, get_standard_function
 
 _REGION_ATTRS = {"onnx::If": ("then_branch", "else_branch"), "onnx::Loop": ("body",),
                  "torchmdf::While": ("cond", "body")}
@@ -242,7 +242,9 @@ class ExpressionLowering:
 
     # -- numpy-exact conversions (no-ops in the frontend's mode) --------------------------------
     def _cast(self, x: Value, dtype: torch.dtype) -> Value:
-        return self.op("onnx::Cast", [x], {"to": _CAST_CODES.get(dtype, 11)})
+        from torchmdf.ops.onnx_ops import torch_to_onnx_dtype
+
+        return self.op("onnx::Cast", [x], {"to": torch_to_onnx_dtype(dtype)})
 
     def _arith(self, x: Value) -> Value:
         """Booleans count as 0/1 in arithmetic, as in Python (torch keeps them boolean)."""
@@ -251,9 +253,13 @@ class ExpressionLowering:
         return x
 
     def _float(self, x: Value) -> Value:
-        """numpy computes these functions in float64 for integer inputs (torch in float32)."""
-        t = x.tensor
-        if self.numpy_exact and t is not None and not (t.is_floating_point() or t.is_complex()):
+        """numpy computes these functions in float64 for integer (and boolean) inputs, torch
+        in float32: a file that follows numpy's semantics (not one torchmdf wrote) gets
+        float64, as modeci_mdf computes it."""
+        if not (self.numpy_exact or self.numpy):
+            return x
+        dt = x.tensor.dtype if x.tensor is not None else getattr(x.type, "dtype", None)
+        if dt is not None and not (dt.is_floating_point or dt.is_complex):
             return self._cast(x, torch.float64)
         return x
 
@@ -455,6 +461,9 @@ class NodeLowering(ExpressionLowering):
         ins = [self.one(self.lookup(n, scope, where), where) if n in scope else None for n in names]
         while ins and ins[-1] is None:
             ins.pop()
+        std = get_standard_function(fname) if d.domain == "mdf" else None
+        if std is not None and std.float_args:
+            ins = [self._float(x) if x is not None else None for x in ins]
         attrs: dict[str, Any] = {}
         for a in attr_names:
             if a in args:
@@ -514,6 +523,8 @@ class NodeLowering(ExpressionLowering):
                               and scope[n] is not NO_VALUE else None)
             while inputs and inputs[-1] is None:
                 inputs.pop()
+        if self.numpy and schema is not None:
+            inputs = self._numpy_promoted(schema, inputs, d.variadic)
         inputs = [self._as_onnx_input(x) for x in inputs]
         attrs: dict[str, Any] = {}
         for a, typ in attr_types.items():
@@ -602,6 +613,35 @@ class NodeLowering(ExpressionLowering):
             node.meta[MAX_ITERATIONS] = LIMITS.max_loop_iterations
         outs = node.outputs
         return outs[0] if len(outs) == 1 else list(outs)
+
+    def _numpy_promoted(self, schema: Any, inputs: list[Value | None], variadic: bool) -> list[Value | None]:
+        """numpy's promotion within each ONNX type constraint (``T`` of Gemm's A, B and C):
+        operands of different known dtypes are cast to ``np.result_type`` of them (an int64
+        and a float32 array make float64), where torch would refuse (MatMul, Gemm, Conv) or
+        promote otherwise.  A Python number is weak, as in numpy (``x + 1`` keeps x's type).
+        modeci_mdf hands such operands to onnxruntime, which refuses mixed types."""
+        from .functions import numpy_result_type
+
+        constraints = {c.type_param_str for c in schema.type_constraints}
+        groups: dict[str, list[int]] = {}
+        for i, x in enumerate(inputs):
+            formal = schema.inputs[min(i, len(schema.inputs) - 1)] if schema.inputs else None
+            if x is None or formal is None or formal.type_str not in constraints:
+                continue
+            if i >= len(schema.inputs) and not variadic:
+                continue
+            groups.setdefault(formal.type_str, []).append(i)
+        out = list(inputs)
+        for idx in groups.values():
+            arrays = [i for i in idx if not inputs[i].meta.get(PYSCALAR)]
+            dts = [getattr(inputs[i].type, "dtype", None) for i in arrays]
+            if len(arrays) < 2 or None in dts or all(d == dts[0] for d in dts):
+                continue
+            target = numpy_result_type(*(torch.empty((), dtype=d) for d in dts))
+            for i, d in zip(arrays, dts):
+                if d != target:
+                    out[i] = self._cast(inputs[i], target)
+        return out
 
     def _as_onnx_input(self, x: Value | None) -> Value | None:
         """modeci_mdf's ``convert_type``: a Python number becomes ``np.atleast_1d``.  Not in

@@ -54,6 +54,9 @@ class StandardFunction:
     description: str
     kind: str = "mdf"
     impl: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
+    #: computed in floating point (exp, trigonometry): numpy gives float64 for integer
+    #: arguments, torch float32; files that follow numpy's semantics get float64
+    float_args: bool = False
 
     def parsed(self):
         """The expression as a tree (see :mod:`torchmdf.mdf.expressions`), or None."""
@@ -123,12 +126,13 @@ def _scaled(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 _V = "variable0"
 
 
-def _mdf(name: str, args: tuple[str, ...], expr: str, desc: str, impl: Callable[..., Any]) -> StandardFunction:
-    return StandardFunction(name, args, expr, desc, "mdf", impl)
+def _mdf(name: str, args: tuple[str, ...], expr: str, desc: str, impl: Callable[..., Any],
+         float_args: bool = False) -> StandardFunction:
+    return StandardFunction(name, args, expr, desc, "mdf", impl, float_args)
 
 
 def _trig(name: str, desc: str, fn: Callable[..., Any]) -> StandardFunction:
-    return _mdf(name, (_V, "scale"), f"scale * {name}(variable0)", desc, _scaled(name, fn))
+    return _mdf(name, (_V, "scale"), f"scale * {name}(variable0)", desc, _scaled(name, fn), float_args=True)
 
 
 #: name -> entry, in modeci_mdf's registration order.
@@ -139,9 +143,10 @@ STANDARD_FUNCTIONS: dict[str, StandardFunction] = {f.name: f for f in [
     _trig("arcsin", "Inverse sine function", torch.asin),
     _trig("arccos", "Inverse cosine function", torch.acos),
     _mdf("logistic", (_V, "gain", "bias", "offset"),
-         "1/(1 + exp(-1*gain*(variable0 + bias) + offset))", "Logistic function", _logistic),
+         "1/(1 + exp(-1*gain*(variable0 + bias) + offset))", "Logistic function", _logistic, float_args=True),
     _mdf("exponential", (_V, "scale", "rate", "bias", "offset"),
-         "scale * exp((rate * variable0) + bias) + offset", "Exponential function", _exponential),
+         "scale * exp((rate * variable0) + bias) + offset", "Exponential function", _exponential,
+         float_args=True),
     _trig("sin", "Sine function", torch.sin),
     _trig("cos", "Cosine function", torch.cos),
     _trig("tan", "Tangent function", torch.tan),

@@ -524,8 +524,14 @@ def split(input, split=None, axis: int = 0, num_outputs: int | None = None):
     if split is not None:
         return tuple(torch.split(input, _ints(split), axis))
     n = num_outputs
-    chunk = math.ceil(input.shape[axis] / n)
-    return tuple(torch.split(input, chunk, axis))
+    size = input.shape[axis]
+    chunk = math.ceil(size / n)
+    # ONNX (as onnxruntime computes it): n - 1 chunks of ceil(size / n), the last one smaller,
+    # possibly empty; torch.split would return fewer than n outputs
+    sizes = [chunk] * (n - 1) + [size - chunk * (n - 1)]
+    if sizes[-1] < 0:
+        raise ValueError(f"Split: {n} outputs of a dim of {size} would make a negative last chunk")
+    return tuple(torch.split(input, sizes, axis))
 
 
 def tile(input, repeats):
