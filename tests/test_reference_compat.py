@@ -668,7 +668,7 @@ def test_the_same_node_appended_twice_is_one_node():
         return n
 
     m = Model(id="m")
-    g = Graph(id="g")
+    g = Graph(id="g_appended_twice")  # warned once per (graph id, node id) in a process
     m.graphs.append(g)
     pre = node(1.5)
     g.nodes.append(pre)

@@ -93,7 +93,6 @@ saying which ports are the body's inputs and outputs) is refused with a located 
 from __future__ import annotations
 
 import os
-import warnings
 from contextvars import ContextVar
 from typing import Any, Callable, Iterator
 
@@ -170,22 +169,6 @@ class _Segment:
         return self.dt_input
 
 
-def _distinct_nodes(mg: Any) -> list[Any]:
-    """A graph's nodes, each object once: a script that appends the same node twice (the
-    reference's ``generate_iaf.py``) builds one node, as the file form (a mapping by id)
-    writes it; a warning says so.  Two *different* nodes of one id stay an error."""
-    seen: set[int] = set()
-    out = []
-    for n in mg.nodes:
-        if id(n) in seen:
-            warnings.warn(f"graph '{mg.id}': node '{n.id}' is listed twice (the same object); it is one node, "
-                          "as in the file form", stacklevel=3)
-            continue
-        seen.add(id(n))
-        out.append(n)
-    return out
-
-
 class MDFProgram:
     """One graph of an MDF model, checked and ready to lower: node order and scheduler
     conditions are parsed once; :meth:`segment` lowers a sequence of node runs."""
@@ -198,7 +181,7 @@ class MDFProgram:
         self.within = within  # a region's graph: where it is ("graph 'g' > node 'L' > parameter 'body'")
         src = getattr(model, "source", None)
         self.file = file or (os.path.basename(src) if src else None)
-        entries = _distinct_nodes(mg)
+        entries = mg.distinct_nodes()
         nested = [n for n in entries if isinstance(n, MGraph)]
         #: nested graphs run as nodes (PsyNeuLink's inner Compositions): id -> their program
         self.inner: dict[str, MDFProgram] = {}

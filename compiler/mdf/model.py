@@ -865,6 +865,10 @@ class ConditionSet(_FileObject):
         return c
 
 
+_WARNED_REPEATS: set[tuple[str, str]] = set()
+"""(graph id, node id) already warned about by :meth:`Graph.distinct_nodes`."""
+
+
 @dataclass(slots=True, eq=False)
 class Graph(_FileObject):
     """Nodes connected by edges, with optional global ``parameters`` and scheduling
@@ -884,6 +888,24 @@ class Graph(_FileObject):
 
     def get_node(self, id: str) -> Node | Graph | None:
         return next((n for n in self.nodes if n.id == id), None)
+
+    def distinct_nodes(self) -> list[Node | Graph]:
+        """``nodes`` with each object once.  A script that appends the same node twice (the
+        reference's ``generate_iaf.py``) builds one node, as the file form, a mapping by id,
+        holds it; a warning says so.  Two *different* nodes of one id stay an error."""
+        seen: set[int] = set()
+        out = []
+        for n in self.nodes:
+            if id(n) in seen:
+                key = (str(self.id), str(getattr(n, "id", "")))
+                if key not in _WARNED_REPEATS:  # once per graph and node id (copies of a graph included)
+                    _WARNED_REPEATS.add(key)
+                    warnings.warn(f"graph '{self.id}': node '{getattr(n, 'id', '?')}' is listed twice (the same "
+                                  "object); it is one node, as in the file form", UserWarning, stacklevel=2)
+                continue
+            seen.add(id(n))
+            out.append(n)
+        return out
 
     def get_edge(self, id: str) -> Edge | None:
         return next((e for e in self.edges if e.id == id), None)
@@ -1105,6 +1127,9 @@ class Model(_FileObject):
 
 def _dump_collection(items: list, kind: str, path: tuple) -> dict:
     out: dict = {}
+    if kind == "node" and isinstance(items, list):  # the same node listed twice is one (Graph.distinct_nodes)
+        seen: set[int] = set()
+        items = [n for n in items if not (id(n) in seen or seen.add(id(n)))]
     for item in items:
         ident = getattr(item, "id", None)
         k = kind if not isinstance(item, Graph) or kind == "graph" else "graph"

@@ -275,7 +275,8 @@ class _Validator:
         self.common(path, g, torchmdf_metadata.MODEL_KEYS)
         if g.parameters is not None and not isinstance(g.parameters, dict):
             self.type_err(path, "parameters", "a mapping", g.parameters)
-        members = self.listof(path, g.nodes, (Node, Graph), "nodes")
+        members = self.listof(path, g.distinct_nodes() if isinstance(g.nodes, list) else g.nodes, (Node, Graph),
+                              "nodes")
         edges = self.listof(path, g.edges, Edge, "edges")
         self.unique(path, (("graph" if isinstance(n, Graph) else "node", n.id) for n in members),
                     "the graph")
