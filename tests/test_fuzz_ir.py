@@ -340,3 +340,15 @@ def test_regression_split_into_more_outputs_than_fit_gives_every_output():
     assert [t.numel() for t in registry.get("onnx::Split").run([x7], {"num_outputs": 3})] == [3, 3, 1]
     with pytest.raises(ValueError, match="negative last chunk"):
         registry.get("onnx::Split").run([torch.arange(5.0)], {"num_outputs": 4})
+
+
+@pytest.mark.parametrize("sizes", [[0, 1], [1]])
+def test_regression_split_by_constant_sizes_survives_an_mdf_file(sizes):
+    """onnx::Split with its sizes as an input (no num_outputs attribute) was read back from an
+    MDF file with an unknown number of results ("a multi-output function is indexed by a
+    constant position"); the count is the constant sizes' length (long profile)."""
+    g = Graph("fuzz")
+    x = g.add_input("x0", TensorType(torch.float32, (1,)))
+    n = g.create_node("onnx::Split", [x, g.add_constant(torch.tensor(sizes))], {}, num_outputs=len(sizes))
+    g.outputs = [n.outputs[-1]]
+    check_graph_backends(GraphCase(g, [torch.tensor([2.0])]), onnx=False)

@@ -555,6 +555,13 @@ class NodeLowering(ExpressionLowering):
             if type(raw) is int:
                 return self.const(raw)
         n_out = d.outputs_for(attrs, len(inputs))
+        if n_out < 0:  # known from an input: Split's ``split`` sizes
+            sizes = inputs[1].tensor if d.name == "onnx::Split" and len(inputs) > 1 and inputs[1] is not None else None
+            if sizes is None:
+                raise ConversionError(f"{d.name}: how many results it has must be known when the file is read",
+                                      location=self.loc(where),
+                                      hint="give the attribute num_outputs, or the split sizes as a constant")
+            n_out = int(sizes.numel())
         outs = self.g.create_node(d.name, inputs, attrs, num_outputs=n_out, provenance=self.provenance(where),
                                   name=self.node.id).outputs
         if schema is not None and len(schema.outputs) > 1:
