@@ -425,6 +425,9 @@ def _gemm(b: FxBuilder, n: Node, a: _Args):
     alpha, beta = n.attrs.get("alpha", 1.0), n.attrs.get("beta", 1.0)
     ta, tb = n.attrs.get("transA", 0), n.attrs.get("transB", 0)
     A, Bv = a[0], a[1]
+    dt = n.inputs[0].type.dtype if isinstance(n.inputs[0].type, TensorType) else None
+    if (alpha != 1.0 or beta != 1.0) and (dt is None or not dt.is_floating_point):
+        return None  # integers: the impl computes in float64 and keeps the integer type
     c_val = n.inputs[2] if len(n.inputs) > 2 else None
     if ta:
         A = b.call(torch.t, (A,))
@@ -464,6 +467,8 @@ def _sym_pads(n: Node, nd: int) -> list[int] | None:
     if auto not in ("NOTSET", None):
         return None
     pads = list(n.attrs.get("pads") or [0] * (2 * nd))
+    if len(pads) != 2 * nd:
+        return None  # the registry's impl refuses it
     return pads[:nd] if pads[:nd] == pads[nd:] else None
 
 

@@ -128,6 +128,7 @@ def test_regression_expand_to_zero_broadcasts_a_one():
     ("onnx::Gather", torch.randn(4, 4), torch.tensor(0), {"axis": 3}),
     ("onnx::Flatten", torch.tensor(1.0), None, {"axis": 1}),
     ("onnx::ConstantOfShape", torch.tensor([[0, 1]]), None, {}),   # a 2-D shape (long profile)
+    ("onnx::Conv", torch.randn(1, 1, 1), torch.ones(1, 1, 1), {"pads": [0, 0, 1]}),  # 3 pads for 1 dim
     ("onnx::Reshape", torch.randn(2), torch.tensor([[2]]), {}),      # a 2-D shape
     ("onnx::ReduceProd", torch.randn(2, 1), torch.tensor([2]), {}),  # axis out of range (long profile)
     ("onnx::ReduceSum", torch.randn(2, 1), torch.tensor([1, -1]), {}),  # an axis repeated
@@ -352,3 +353,14 @@ def test_regression_split_by_constant_sizes_survives_an_mdf_file(sizes):
     n = g.create_node("onnx::Split", [x, g.add_constant(torch.tensor(sizes))], {}, num_outputs=len(sizes))
     g.outputs = [n.outputs[-1]]
     check_graph_backends(GraphCase(g, [torch.tensor([2.0])]), onnx=False)
+
+
+def test_regression_gemm_of_integers_with_a_float_alpha_keeps_the_integer_type():
+    """Gemm(int64, int64, alpha=0.5) computed float32 (typed int64); ONNX's T is the inputs'
+    type (long profile)."""
+    g = Graph("r")
+    x = g.add_input("x", TensorType(torch.int64, (1, 2)))
+    y = g.add_constant(torch.tensor([[3], [4]]))
+    g.outputs = [g.create_node("onnx::Gemm", [x, y], {"alpha": 0.5}).output]
+    check_graph_backends(GraphCase(g, [torch.tensor([[1, 2]])]), onnx=False)  # onnxruntime has no int64 Gemm
+    assert run(g, torch.tensor([[1, 2]])).tolist() == [[5]]

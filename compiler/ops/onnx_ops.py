@@ -206,6 +206,10 @@ def gemm(A, B, C=None, alpha: float = 1.0, beta: float = 1.0, transA: int = 0, t
         A = A.t()
     if transB:
         B = B.t()
+    if not (A.is_floating_point() or A.is_complex()) and (alpha != 1.0 or beta != 1.0):
+        # integer Gemm with a float alpha/beta: computed in float64, the result keeps ONNX's T
+        out = gemm(A.double(), B.double(), None if C is None else C.double(), alpha, beta)
+        return out.to(A.dtype)
     if C is None:
         out = A @ B
         return out if alpha == 1.0 else alpha * out
@@ -229,6 +233,8 @@ _reg("Einsum", einsum, ("Inputs",), variadic=True)
 # -- convolution and pooling ---------------------------------------------------------------
 def _onnx_pads(pads, nd):
     """ONNX pads [b1, b2, ..., e1, e2, ...] -> (symmetric padding tuple | None, F.pad list)."""
+    if pads and len(pads) != 2 * nd:  # ONNX: a begin and an end per spatial axis
+        raise ValueError(f"pads {list(pads)} must have {2 * nd} entries for {nd} spatial dims")
     if not pads:
         return tuple([0] * nd), None
     begin, end = list(pads[:nd]), list(pads[nd:])
