@@ -124,8 +124,9 @@ def modules(draw: Any, *, max_layers: int = 6, control_flow: bool = True) -> tup
             width *= 2
         elif kind == "residual":
             layers.append(Residual(draw(_keep_width(width))))
-        elif kind == "cond":
-            layers.append(Cond(draw(_keep_width(width)), draw(_keep_width(width))))
+        elif kind == "cond":  # torch.export refuses a branch that returns its input (nn.Identity)
+            branch = _keep_width(width).filter(lambda m: not isinstance(m, nn.Identity))
+            layers.append(Cond(draw(branch), draw(branch)))
     model = Stack(layers).eval()
     gen = torch.Generator().manual_seed(draw(st.integers(0, 2**16)))
     with torch.no_grad():  # weights from the draw, not from torch's global generator
