@@ -129,6 +129,8 @@ def test_regression_expand_to_zero_broadcasts_a_one():
     ("onnx::Flatten", torch.tensor(1.0), None, {"axis": 1}),
     ("onnx::ConstantOfShape", torch.tensor([[0, 1]]), None, {}),   # a 2-D shape (long profile)
     ("onnx::Conv", torch.randn(1, 1, 1), torch.ones(1, 1, 1), {"pads": [0, 0, 1]}),  # 3 pads for 1 dim
+    # dilated AveragePool: torch has none, and computing it undilated gave another shape (long profile)
+    ("onnx::AveragePool", torch.randn(1, 1, 1, 2), None, {"kernel_shape": [1, 2], "dilations": [1, 2]}),
     ("onnx::Reshape", torch.randn(2), torch.tensor([[2]]), {}),      # a 2-D shape
     ("onnx::ReduceProd", torch.randn(2, 1), torch.tensor([2]), {}),  # axis out of range (long profile)
     ("onnx::ReduceSum", torch.randn(2, 1), torch.tensor([1, -1]), {}),  # an axis repeated

@@ -319,6 +319,9 @@ def average_pool(X, auto_pad: str = "NOTSET", ceil_mode: int = 0, count_include_
                  dilations=None, kernel_shape=None, pads=None, strides=None):
     nd = len(kernel_shape)
     strides = list(strides or [1] * nd)
+    if dilations is not None and any(int(d) != 1 for d in dilations):
+        # torch has no dilated average pooling; computing without the dilations gave another shape
+        raise NotImplementedError(f"AveragePool with dilations {list(dilations)} (torch has no dilated average pool)")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         pads = _auto_pad(X, kernel_shape, strides, [1] * nd, auto_pad)
     padding, fpad = _onnx_pads(pads, nd)
