@@ -224,6 +224,12 @@ def _matmul_shape(a: tuple | None, b: tuple | None) -> tuple | None:
 @_shape("onnx::MatMul", "mdf::MatMul", "aten::mm", "aten::bmm", "aten::matmul")
 def _matmul(types: Types, attrs: dict, node: Node | None = None) -> list[TensorType]:
     a, b = _t(types[0]), _t(types[1])
+    if node is not None and node.op == "mdf::MatMul":  # numpy's promotion: both dtypes must be known
+        from torchmdf.mdf.functions import numpy_result_type
+
+        dt = None if a.dtype is None or b.dtype is None else \
+            numpy_result_type(torch.empty((), dtype=a.dtype), torch.empty((), dtype=b.dtype))
+        return [TensorType(dt, _matmul_shape(a.shape, b.shape))]
     return [TensorType(a.dtype or b.dtype, _matmul_shape(a.shape, b.shape))]
 
 

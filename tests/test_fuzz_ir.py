@@ -317,6 +317,11 @@ def test_regression_pow_of_an_unknown_base_is_not_typed_by_its_exponent():
     assert _mixed_dtype([a.type, b.type], pw) is None
     assert _mixed_dtype([a.type, b.type], add) is None
     assert _mixed_dtype([b.type, TensorType(torch.float64, ())], pw) == torch.float32
+    # mdf::MatMul promotes as numpy: typed only when both dtypes are known
+    mm = g.create_node("mdf::MatMul", [a, b])
+    infer = registry.get("mdf::MatMul").shape_fn
+    assert infer([a.type, b.type], {}, mm)[0].dtype is None
+    assert infer([TensorType(torch.float64, (1,)), b.type], {}, mm)[0].dtype == torch.float64
 
 
 def test_regression_softplus_module_through_the_fx_frontend():
