@@ -34,6 +34,9 @@ def mdf_examples() -> Path:
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:  # -m property: every hypothesis property (@given ones and those marked)
+        if "hypothesis" in item.keywords:
+            item.add_marker(pytest.mark.property)
     if not os.environ.get("TORCHMDF_SWEEPS"):
         skip_sweep = pytest.mark.skip(reason="a long sweep (tens of minutes): set TORCHMDF_SWEEPS=1")
         for item in items:

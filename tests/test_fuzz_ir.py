@@ -27,6 +27,7 @@ INTERFACE_CHANGING = {"batch_trials": "gives every input and output a leading tr
 """Built-in passes that change what a graph takes and returns, so 'same outputs' does not apply."""
 
 
+@pytest.mark.property
 @pytest.mark.parametrize("name", [p for p in available_passes() if p not in INTERFACE_CHANGING])
 def test_every_builtin_pass_preserves_outputs_and_types(name):
     check_pass(name)
@@ -36,6 +37,7 @@ def test_every_builtin_pass_is_fuzzed_or_named_with_a_reason():
     assert set(INTERFACE_CHANGING) <= set(available_passes())
 
 
+@pytest.mark.property
 def test_the_default_pipeline_preserves_outputs():
     from torchmdf.passes import run_passes
 

@@ -131,6 +131,7 @@ def warmed_up():
     return docs
 
 
+@pytest.mark.property
 def test_mutated_example_files_fail_only_with_located_errors(warmed_up):
     from hypothesis import strategies as st
 

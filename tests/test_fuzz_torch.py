@@ -17,6 +17,7 @@ def test_random_modules_round_trip_through_export(model_and_inputs):
     check_roundtrip(model, inputs)
 
 
+@pytest.mark.property
 @pytest.mark.parametrize("frontend", ["fx", "torchscript"])
 def test_random_modules_round_trip_through_fx_and_torchscript(frontend):
     @settings(max_examples=examples(15))

@@ -216,6 +216,7 @@ def test_rk4_region_form_equals_simulate(mdf_examples):
           torchmdf.simulate(path, 30, 5e-5, method="rk4"))
 
 
+@pytest.mark.property
 def test_generated_models_equal_simulate():
     """Generated stateful models with counter conditions: the region form equals simulate
     (or is refused with a TorchMDFError)."""
