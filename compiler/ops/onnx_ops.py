@@ -311,8 +311,21 @@ def max_pool(X, auto_pad: str = "NOTSET", ceil_mode: int = 0, dilations=None, ke
         pads = _auto_pad(X, kernel_shape, strides, dilations, auto_pad)
     padding, fpad = _onnx_pads(pads, nd)
     if fpad is not None:
-        X = F.pad(X, fpad, value=-math.inf)
+        out = _MAXPOOL[nd](F.pad(X, fpad, value=-math.inf), list(kernel_shape), strides, list(padding), dilations,
+                           bool(ceil_mode))
+        return _without_windows_in_right_pads(out, X, pads, strides, nd) if ceil_mode else out
     return _MAXPOOL[nd](X, list(kernel_shape), strides, list(padding), dilations, bool(ceil_mode))
+
+
+def _without_windows_in_right_pads(out, X, pads, strides, nd):
+    """ONNX (as torch does for its own padding): in ceil mode, a window that starts in the right
+    padding is dropped.  With asymmetric pads applied by ``F.pad`` the padding is data to torch,
+    which kept such windows."""
+    for d in range(nd):
+        starts = -(-(X.shape[2 + d] + int(pads[d])) // int(strides[d]))  # windows starting before the pad
+        if out.shape[2 + d] > starts:
+            out = out.narrow(2 + d, 0, starts)
+    return out
 
 
 def average_pool(X, auto_pad: str = "NOTSET", ceil_mode: int = 0, count_include_pad: int = 0,
@@ -325,10 +338,17 @@ def average_pool(X, auto_pad: str = "NOTSET", ceil_mode: int = 0, count_include_
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         pads = _auto_pad(X, kernel_shape, strides, [1] * nd, auto_pad)
     padding, fpad = _onnx_pads(pads, nd)
-    if fpad is not None:
-        X = F.pad(X, fpad)
-    args = [X, list(kernel_shape), strides, list(padding), bool(ceil_mode), bool(count_include_pad)]
-    return _AVGPOOL[nd](*args)
+    if fpad is None:
+        return _AVGPOOL[nd](X, list(kernel_shape), strides, list(padding), bool(ceil_mode), bool(count_include_pad))
+    # asymmetric pads, applied by F.pad: torch then counts them as data, so without
+    # count_include_pad the sum is divided by the count of real elements (a pool of a mask of
+    # ones: the same divisor on both sides cancels)
+    zero = [0] * nd
+    out = _AVGPOOL[nd](F.pad(X, fpad), list(kernel_shape), strides, zero, bool(ceil_mode), True)
+    if not count_include_pad:
+        ones = torch.ones((1, 1, *X.shape[2:]), dtype=X.dtype, device=X.device)
+        out = out / _AVGPOOL[nd](F.pad(ones, fpad), list(kernel_shape), strides, zero, bool(ceil_mode), True)
+    return _without_windows_in_right_pads(out, X, pads, strides, nd) if ceil_mode else out
 
 
 def global_average_pool(X):
