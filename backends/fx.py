@@ -481,6 +481,9 @@ def _conv(b: FxBuilder, n: Node, a: _Args):
     pads = _sym_pads(n, nd)
     if pads is None:
         return None
+    ks, ws = n.attrs.get("kernel_shape"), n.inputs[1].type.shape
+    if ks is not None and (ws is None or [int(k) for k in ks] != list(ws[2:])):
+        return None  # the impl checks kernel_shape against the weight
     x, w = a[0], a[1]
     bias = a[2] if len(n.inputs) > 2 else None
     strides, dilations = tuple(n.attrs.get("strides") or [1] * nd), tuple(n.attrs.get("dilations") or [1] * nd)
@@ -1571,9 +1574,9 @@ def _lower_node(b: FxBuilder, n: Node) -> None:
         for o, x in zip(n.outputs, out):
             if x is not None:
                 b.env[o] = x
-    elif len(n.outputs) == 1:
+    elif len(n.outputs) == 1 and not callable(d.num_outputs):
         b.env[n.outputs[0]] = out
-    else:
+    else:  # several results, or an op of a variable count (Split) whose code returns a sequence
         for i, o in enumerate(n.outputs):
             if b.ir.is_live(o):
                 b.env[o] = b.call(operator.getitem, (out, i))

@@ -131,6 +131,7 @@ def test_regression_expand_to_zero_broadcasts_a_one():
     ("onnx::Flatten", torch.tensor(1.0), None, {"axis": 1}),
     ("onnx::ConstantOfShape", torch.tensor([[0, 1]]), None, {}),   # a 2-D shape (long profile)
     ("onnx::Conv", torch.randn(1, 1, 1), torch.ones(1, 1, 1), {"pads": [0, 0, 1]}),  # 3 pads for 1 dim
+    ("onnx::Conv", torch.randn(1, 1, 1), torch.ones(1, 1, 1), {"kernel_shape": [2]}),  # not W's (long profile)
     # dilated AveragePool: torch has none, and computing it undilated gave another shape (long profile)
     ("onnx::AveragePool", torch.randn(1, 1, 1, 2), None, {"kernel_shape": [1, 2], "dilations": [1, 2]}),
     ("onnx::Reshape", torch.randn(2), torch.tensor([[2]]), {}),      # a 2-D shape
@@ -373,3 +374,13 @@ def test_regression_gemm_of_integers_with_a_float_alpha_keeps_the_integer_type()
     g.outputs = [g.create_node("onnx::Gemm", [x, y], {"alpha": 0.5}).output]
     check_graph_backends(GraphCase(g, [torch.tensor([[1, 2]])]), onnx=False)  # onnxruntime has no int64 Gemm
     assert run(g, torch.tensor([[1, 2]])).tolist() == [[5]]
+
+
+def test_regression_split_of_one_result_through_fx():
+    """A Split with one result gave its consumers the whole tuple in the FX code ("sum():
+    argument 'input' must be Tensor, not tuple"; long profile)."""
+    g = Graph("r")
+    x = g.add_input("x", TensorType(torch.float32, (3,)))
+    sp = g.create_node("onnx::Split", [x, g.add_constant(torch.tensor([3]))], {}, num_outputs=1)
+    g.outputs = [g.create_node("onnx::ReduceSum", [sp.outputs[0]], {"keepdims": 0}).output]
+    check_graph_backends(GraphCase(g, [torch.tensor([1.0, 2.0, 3.0])]), onnx=True)

@@ -267,8 +267,16 @@ _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONVT = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
+def _check_kernel_shape(kernel_shape, W, op: str) -> None:
+    """ONNX: ``kernel_shape``, when given, is W's spatial shape (shape inference reads it)."""
+    if kernel_shape is not None and [int(k) for k in kernel_shape] != list(W.shape[2:]):
+        raise ValueError(f"{op}: kernel_shape {list(kernel_shape)} is not the weight's spatial shape "
+                         f"{list(W.shape[2:])}")
+
+
 def conv(X, W, B=None, auto_pad: str = "NOTSET", dilations=None, group: int = 1, kernel_shape=None,
          pads=None, strides=None):
+    _check_kernel_shape(kernel_shape, W, "Conv")
     nd = W.dim() - 2
     strides = list(strides or [1] * nd)
     dilations = list(dilations or [1] * nd)
@@ -287,6 +295,7 @@ _reg("Conv", conv, ("X", "W", "B"))
 
 def conv_transpose(X, W, B=None, auto_pad: str = "NOTSET", dilations=None, group: int = 1,
                    kernel_shape=None, output_padding=None, output_shape=None, pads=None, strides=None):
+    _check_kernel_shape(kernel_shape, W, "ConvTranspose")
     nd = W.dim() - 2
     strides = list(strides or [1] * nd)
     dilations = list(dilations or [1] * nd)
