@@ -642,6 +642,8 @@ def _concat(b: FxBuilder, n: Node, a: _Args):
 @_builtin("onnx::Split")
 def _split(b: FxBuilder, n: Node, a: _Args):
     axis = n.attrs.get("axis", 0)
+    if len(n.inputs) > 1 and n.inputs[1] is not None and n.attrs.get("num_outputs") is not None:
+        return None  # sizes and a count: the impl refuses it
     sizes = b.shape_arg(n.inputs[1]) if len(n.inputs) > 1 and n.inputs[1] is not None else None
     if sizes is None:
         k = n.attrs.get("num_outputs") or len(n.outputs)
@@ -789,8 +791,9 @@ def _pad(b: FxBuilder, n: Node, a: _Args):
         value = t.item()
     k = len(pads) // 2
     axes = _axes(b, n, 3) if len(n.inputs) > 3 and n.inputs[3] is not None else list(range(k))
-    if axes is None or len(axes) != k:
-        return None
+    if axes is None or len(pads) != 2 * len(axes) or (len(n.inputs) <= 3 and k != rank) \
+            or any(not -rank <= ax < rank for ax in axes) or len({ax % rank for ax in axes}) != len(axes):
+        return None  # the registry's impl: its checks, its error
     begin, end = [0] * rank, [0] * rank
     for i, ax in enumerate(axes):
         begin[ax % rank], end[ax % rank] = pads[i], pads[i + k]

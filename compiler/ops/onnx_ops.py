@@ -559,6 +559,10 @@ def size(data):
 
 
 def split(input, split=None, axis: int = 0, num_outputs: int | None = None):
+    if split is not None and num_outputs is not None:
+        raise ValueError("Split: give the split sizes or num_outputs, not both (ONNX)")
+    if split is None and num_outputs is None:
+        raise ValueError("Split: give the split sizes or num_outputs")
     if split is not None:
         return tuple(torch.split(input, _ints(split), axis))
     n = num_outputs
@@ -583,6 +587,13 @@ def pad(data, pads, constant_value=None, axes=None, mode: str = "constant"):
     p = _ints(pads)
     nd = len(p) // 2
     ax = _ints(axes) if axes is not None else list(range(nd))
+    r = data.dim()
+    # what ONNX refuses, refused: a begin and an end per axis, each axis once and in range
+    if len(p) != 2 * len(ax) or (axes is None and nd != r):
+        raise ValueError(f"Pad: {len(p)} pads for {len(ax) if axes is not None else r} axes; it takes a begin "
+                         "and an end per axis")
+    if any(not -r <= a < r for a in ax) or len({a % r for a in ax}) != len(ax):
+        raise ValueError(f"Pad: axes {ax} are out of range or repeated for rank {r}")
     full_b = [0] * data.dim()
     full_e = [0] * data.dim()
     for i, a in enumerate(ax):
