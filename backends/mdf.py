@@ -234,8 +234,10 @@ class _Emitter:
         t = v.tensor
         named = v.role.is_named_tensor
         keep_dtype = t.dtype not in (torch.float64, torch.int64, torch.bool)  # JSON numbers read back as these
+        empty_shape = list(t.shape) if t.numel() == 0 and t.dim() != 1 else None  # JSON's [] is (0,)
         info = ParameterMetadata(name=v.name if named else None, role=v.role.value if named else None,
-                                 dtype=_dtype_name(t.dtype) if keep_dtype else None).to_metadata()
+                                 dtype=_dtype_name(t.dtype) if keep_dtype else None,
+                                 shape=empty_shape).to_metadata()
         md = {"torchmdf": info} if info else None
         value: Any = t.item() if t.dim() == 0 and t.dtype in (torch.float64, torch.int64) else t
         return Parameter(id=pid, value=value, metadata=md)

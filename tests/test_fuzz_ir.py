@@ -386,3 +386,24 @@ def test_regression_split_of_one_result_through_fx():
     sp = g.create_node("onnx::Split", [x, g.add_constant(torch.tensor([3]))], {}, num_outputs=1)
     g.outputs = [g.create_node("onnx::ReduceSum", [sp.outputs[0]], {"keepdims": 0}).output]
     check_graph_backends(GraphCase(g, [torch.tensor([1.0, 2.0, 3.0])]), onnx=True)
+
+
+def test_regression_an_empty_constant_keeps_its_shape_in_an_mdf_file():
+    """A folded empty constant of shape (0, 1) was written as ``[]`` and read back as (0,);
+    its shape is now in the parameter's torchmdf metadata (long profile)."""
+    g = Graph("fuzz")
+    x = g.add_input("x0", TensorType(torch.float32, ()))
+    one = g.add_constant(torch.tensor(1.0))
+    r = g.create_node("onnx::Range", [one, g.add_constant(torch.tensor(1.0)), g.add_constant(torch.tensor(1.0))])
+    u = g.create_node("onnx::Unsqueeze", [r.output, g.add_constant(torch.tensor([1]))])
+    g.outputs = [g.create_node("onnx::Abs", [x]).output, u.output]
+    check_graph_backends(GraphCase(g, [torch.tensor(1.0)]), onnx=False)
+    m = torchmdf.compile(g, target="mdf")
+    lying = m.to_dict()
+    node = next(n for n in lying["fuzz"]["graphs"]["fuzz"]["nodes"].values() if "parameters" in n
+                and any("metadata" in p for p in n["parameters"].values()))
+    param = next(p for p in node["parameters"].values() if "metadata" in p)
+    assert param["metadata"]["torchmdf"]["shape"] == [0, 1]
+    param["value"] = [1.0]  # a shape for an empty value, on a value that is not
+    with pytest.raises(torchmdf.TorchMDFError, match="empty value"):
+        torchmdf.compile(torchmdf.mdf.Model.from_dict(lying), target="fx")

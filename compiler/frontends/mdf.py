@@ -92,6 +92,7 @@ saying which ports are the body's inputs and outputs) is refused with a located 
 
 from __future__ import annotations
 
+import math
 import os
 from contextvars import ContextVar
 from typing import Any, Callable, Iterator
@@ -447,8 +448,13 @@ class MDFProgram:
 
         tm = ParameterMetadata.read(p.metadata, self.loc(where)) if p.value is not None \
             and not isinstance(p.value, str) else ParameterMetadata()
-        if tm.name or tm.dtype:
+        if tm.name or tm.dtype or tm.shape is not None:
             t = with_dtype(as_tensor(p.value), tm.dtype, self.loc(where))
+            if tm.shape is not None:  # an empty tensor's shape, which the JSON value cannot hold
+                if t.numel() != 0 or math.prod(tm.shape) != 0:
+                    raise ValidationError(f"metadata shape {tm.shape} is for an empty value, and the value has "
+                                          f"{t.numel()} elements", location=self.loc(where))
+                t = t.reshape(tm.shape)
             name = tm.name
             if not name:
                 return seg.g.add_constant(t, p.id)

@@ -57,6 +57,11 @@ def _shape(v: Any) -> str | None:
     return None if ok else "a list of non-negative ints and dim names"
 
 
+def _int_shape(v: Any) -> str | None:
+    ok = isinstance(v, list) and len(v) <= 64 and all(type(d) is int and 0 <= d <= 2**31 for d in v)
+    return None if ok else "a list of non-negative ints"
+
+
 _S = TypeVar("_S", bound="_Schema")
 
 
@@ -147,8 +152,11 @@ class ParameterMetadata(_Schema):
     name: str | None = None
     role: str | None = None
     dtype: str | None = None
+    #: the shape of an empty tensor of a rank other than 1, which a JSON ``[]`` cannot hold
+    shape: list[int] | None = None
 
-    FIELDS: ClassVar = {"name": ("name", _str), "role": ("role", _role), "dtype": ("dtype", _dtype)}
+    FIELDS: ClassVar = {"name": ("name", _str), "role": ("role", _role), "dtype": ("dtype", _dtype),
+                        "shape": ("shape", _int_shape)}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -167,6 +167,13 @@ def _get(doc: Any, path: tuple) -> Any:
     return doc
 
 
+def _hostile(draw: Any) -> Any:
+    """One of HOSTILE_VALUES, copied: a later mutation of the document (a ``grow`` or a
+    ``delete`` inside it) must not change the shared table (hypothesis saw data generation
+    change between examples: found by the long profile)."""
+    return copy.deepcopy(draw(st.sampled_from(HOSTILE_VALUES)))
+
+
 @st.composite
 def mutated_documents(draw: Any, doc: dict, max_mutations: int = 3) -> dict:
     """``doc`` (a file's dict) with 1..``max_mutations`` mutations: a value replaced by a hostile
@@ -179,11 +186,11 @@ def mutated_documents(draw: Any, doc: dict, max_mutations: int = 3) -> dict:
         parent_path, key = path[:-1], path[-1] if path else None
         kind = draw(st.sampled_from(["replace", "delete", "add", "rename", "redirect", "grow"]))
         if key is None:
-            doc = {"m": draw(st.sampled_from(HOSTILE_VALUES))}
+            doc = {"m": _hostile(draw)}
             continue
         parent = _get(doc, parent_path)
         if kind == "replace":
-            parent[key] = draw(st.sampled_from(HOSTILE_VALUES))
+            parent[key] = _hostile(draw)
         elif kind == "delete" and isinstance(parent, dict):
             del parent[key]
         elif kind == "delete" and isinstance(parent, list):
@@ -191,7 +198,7 @@ def mutated_documents(draw: Any, doc: dict, max_mutations: int = 3) -> dict:
         elif kind == "add" and isinstance(parent, dict):
             parent[draw(st.sampled_from(["zzz", "value", "function", "args", "time_derivative", "shape",
                                          "conditions", "weight", "reduce", "default_value", "sender"]))] = \
-                draw(st.sampled_from(HOSTILE_VALUES))
+                _hostile(draw)
         elif kind == "rename" and isinstance(parent, dict):
             parent[draw(st.sampled_from(["renamed", "", "a.b", "in0", "N0", "__class__"]))] = parent.pop(key)
         elif kind == "redirect" and isinstance(parent[key], str):
