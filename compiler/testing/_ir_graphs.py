@@ -277,6 +277,9 @@ class _Builder:
                 v = self.attr_value(a, ins[0][1] if ins and ins[0][1] is not None else None)
                 if v is not None:
                     attrs[a.name] = v
+        if op in ("onnx::Conv", "onnx::ConvTranspose") and "kernel_shape" in attrs and len(ins) > 1 \
+                and ins[1][1] is not None:
+            attrs["kernel_shape"] = list(ins[1][1].shape[2:])  # ONNX: the weight's spatial shape
         made = self.node(self.graph, op, ins, attrs)
         if made is not None:
             self.pool.extend(made)
