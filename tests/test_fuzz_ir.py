@@ -407,3 +407,14 @@ def test_regression_an_empty_constant_keeps_its_shape_in_an_mdf_file():
     param["value"] = [1.0]  # a shape for an empty value, on a value that is not
     with pytest.raises(torchmdf.TorchMDFError, match="empty value"):
         torchmdf.compile(torchmdf.mdf.Model.from_dict(lying), target="fx")
+
+
+def test_regression_a_loop_that_runs_zero_times_keeps_the_rank_of_its_scan_outputs():
+    """A Loop with a trip count of 0 stacked its scan outputs as shape (0,) whatever the body
+    output's rank: after infer_shapes typed the body output rank 1, the value computed rank 1
+    for a type of rank 2 (long profile).  An unknown dim of the element is 0."""
+    from torchmdf.ops.control_flow import _empty_scan
+
+    assert _empty_scan(TensorType(torch.float32, (3,))).shape == (0, 3)
+    assert _empty_scan(TensorType(torch.float32, ("n", 2))).shape == (0, 0, 2)
+    assert _empty_scan(TensorType(torch.float32, None)).shape == (0,)

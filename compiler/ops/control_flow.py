@@ -157,7 +157,9 @@ def _loop_check(n: Node) -> str | None:
 
 
 def _empty_scan(t: TensorType) -> torch.Tensor:
-    shape = t.shape if t.is_static else ()
+    """A scan output of a Loop that ran zero times: 0 elements of the body output's type
+    (a dim the type does not know is 0: the rank stays what shape inference says)."""
+    shape = () if t.shape is None else tuple(d if isinstance(d, int) else 0 for d in t.shape)
     return torch.empty((0, *shape), dtype=t.dtype or torch.float32)
 
 

@@ -320,6 +320,10 @@ class _Builder:
             y, _ = self.chain(body, (v, x[1]))
             fi = body.create_node("onnx::Cast", [i], {"to": _onnx_code(x[1].dtype)}).output
             scaled = body.create_node("onnx::Add", [y, fi]).output
+            # typed as v: a Loop that runs zero times stacks no element, so the interpreter takes
+            # its scan outputs' element shape from this type (untyped, it gave rank 1 before a
+            # pass and the typed rank after; long profile)
+            scaled.type = TensorType(x[1].dtype, tuple(x[1].shape))
             keep = body.create_node("onnx::Identity", [cond_in]).output
             body.outputs = [keep, scaled, scaled]
             outs = _run_node(g, node)
