@@ -133,6 +133,8 @@ def test_regression_expand_to_zero_broadcasts_a_one():
     ("onnx::Conv", torch.randn(1, 1, 1), torch.ones(1, 1, 1), {"pads": [0, 0, 1]}),  # 3 pads for 1 dim
     ("onnx::Conv", torch.randn(1, 1, 1), torch.ones(1, 1, 1), {"kernel_shape": [2]}),  # not W's (long profile)
     ("onnx::Pad", torch.randn(2), torch.tensor([0, 1, 0]), {}),       # three pads for one axis (long profile)
+    ("onnx::AveragePool", torch.randn(1, 1, 1), None, {"kernel_shape": [1], "pads": [0, 2], "ceil_mode": 1}),
+    ("onnx::MaxPool", torch.randn(1, 1, 3), None, {"kernel_shape": [2], "pads": [2, 0]}),  # pads >= kernel
     ("onnx::Split", torch.randn(4), torch.tensor([4]), {"num_outputs": 2}),  # sizes and a count (long profile)
     # dilated AveragePool: torch has none, and computing it undilated gave another shape (long profile)
     ("onnx::AveragePool", torch.randn(1, 1, 1, 2), None, {"kernel_shape": [1, 2], "dilations": [1, 2]}),

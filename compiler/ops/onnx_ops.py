@@ -319,11 +319,21 @@ def max_pool(X, auto_pad: str = "NOTSET", ceil_mode: int = 0, dilations=None, ke
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         pads = _auto_pad(X, kernel_shape, strides, dilations, auto_pad)
     padding, fpad = _onnx_pads(pads, nd)
+    _check_pool_pads(pads, kernel_shape, "MaxPool")
     if fpad is not None:
         out = _MAXPOOL[nd](F.pad(X, fpad, value=-math.inf), list(kernel_shape), strides, list(padding), dilations,
                            bool(ceil_mode))
         return _without_windows_in_right_pads(out, X, pads, strides, nd) if ceil_mode else out
     return _MAXPOOL[nd](X, list(kernel_shape), strides, list(padding), dilations, bool(ceil_mode))
+
+
+def _check_pool_pads(pads, kernel_shape, op: str) -> None:
+    """onnxruntime refuses a pool's pad as large as its kernel ("Pad should be smaller than
+    kernel"); shape inference and the padded windows disagreed there (long profile)."""
+    if pads:
+        nd = len(kernel_shape)
+        if any(int(p) >= int(kernel_shape[i % nd]) for i, p in enumerate(pads)):
+            raise ValueError(f"{op}: pads {list(pads)} must be smaller than the kernel {list(kernel_shape)}")
 
 
 def _without_windows_in_right_pads(out, X, pads, strides, nd):
@@ -347,6 +357,7 @@ def average_pool(X, auto_pad: str = "NOTSET", ceil_mode: int = 0, count_include_
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         pads = _auto_pad(X, kernel_shape, strides, [1] * nd, auto_pad)
     padding, fpad = _onnx_pads(pads, nd)
+    _check_pool_pads(pads, kernel_shape, "AveragePool")
     if fpad is None:
         return _AVGPOOL[nd](X, list(kernel_shape), strides, list(padding), bool(ceil_mode), bool(count_include_pad))
     # asymmetric pads, applied by F.pad: torch then counts them as data, so without
