@@ -152,3 +152,17 @@ def test_bad_input_check_can_fail(warmed_up):
             check_bad_input(document_text(warmed_up[0]))
     err = check_bad_input('{"m": {"graphs": 3}}')
     assert isinstance(err, torchmdf.TorchMDFError) and err.location
+
+
+@pytest.mark.parametrize("n", [float("inf"), float("-inf"), float("nan")])
+def test_regression_an_infinite_condition_count_is_a_located_error(mdf_examples, n):
+    """EveryNCalls with n = inf raised a raw OverflowError (int(inf)) while the scheduler was
+    built (found by the long profile's file mutations)."""
+    import json
+
+    doc = json.loads((mdf_examples / "MDF" / "conditions" / "everyncalls_condition.json").read_text())
+    graph = next(iter(doc.values()))["graphs"]["everyncalls_example"]
+    spec = next(c for c in graph["conditions"]["node_specific"].values() if c["type"] == "EveryNCalls")
+    spec["kwargs"]["n"] = n
+    with pytest.raises(torchmdf.TorchMDFError, match="integer 'n'"):
+        torchmdf.simulate(torchmdf.mdf.Model.from_dict(doc), 3)

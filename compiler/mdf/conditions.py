@@ -79,7 +79,8 @@ class _Args:
 
     def integer(self, name: str = "n", default: Any = ...) -> int:
         v = self.kw.get(name, default)
-        if v is ... or isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
+        if v is ... or isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                or int(v) != v:  # inf/nan: int() raises OverflowError/ValueError (long profile)
             raise ValidationError(f"{self.t} needs an integer '{name}', got {v!r}", location=self.where)
         return int(v)
 
