@@ -812,8 +812,9 @@ _REDUCE_FX = {"onnx::ReduceMean": torch.mean, "onnx::ReduceSum": torch.sum, "onn
 @_builtin(*_REDUCE_FX)
 def _reduce(b: FxBuilder, n: Node, a: _Args):
     dt = n.inputs[0].type.dtype if isinstance(n.inputs[0].type, TensorType) else None
-    if n.op in ("onnx::ReduceMean", "onnx::ReduceLogSumExp") and (dt is None or not (dt.is_floating_point or dt.is_complex)):
-        return None  # integers: the registry's impl computes in float64 and keeps the ONNX type
+    if n.op in ("onnx::ReduceMean", "onnx::ReduceLogSumExp", "onnx::ReduceSum") \
+            and (dt is None or not (dt.is_floating_point or dt.is_complex)):
+        return None  # integers: the registry's impl keeps the ONNX type (torch sums int32 into int64)
     axes = _axes(b, n, 1)
     keep = bool(n.attrs.get("keepdims", 1))
     if not axes:

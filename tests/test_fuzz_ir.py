@@ -420,3 +420,14 @@ def test_regression_a_loop_that_runs_zero_times_keeps_the_rank_of_its_scan_outpu
     assert _empty_scan(TensorType(torch.float32, (3,))).shape == (0, 3)
     assert _empty_scan(TensorType(torch.float32, ("n", 2))).shape == (0, 0, 2)
     assert _empty_scan(TensorType(torch.float32, None)).shape == (0,)
+
+
+@pytest.mark.parametrize("op", ["onnx::ReduceSum", "onnx::ReduceProd", "onnx::ReduceSumSquare", "onnx::ReduceL1"])
+def test_regression_integer_sums_keep_int32(op):
+    """ReduceSum of int32 computed int64 (torch promotes integer sums); ONNX keeps T (long
+    profile: ReduceSum(BitwiseNot(Cast(x, int32))))."""
+    x = torch.tensor([[3, -4], [1, 2]], dtype=torch.int32)
+    case = _one_op_case(op, x, torch.tensor([1]))
+    check_graph_backends(case, onnx=False)
+    assert run(case.graph, x).dtype == torch.int32
+    assert torchmdf.compile(case.graph, target="fx", passes=["infer_shapes"])(x).dtype == torch.int32

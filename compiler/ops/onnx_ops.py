@@ -726,7 +726,9 @@ def _reduce(fn_all, fn_dims):
         if fn_dims in _FLOAT_REDUCTIONS and not (data.is_floating_point() or data.is_complex()):
             # ONNX keeps the input's type (onnxruntime: computed, then truncated to the integer type)
             return fn_dims(data.double(), tuple(ax), bool(keepdims)).to(data.dtype)
-        return fn_dims(data, tuple(ax), bool(keepdims))
+        out = fn_dims(data, tuple(ax), bool(keepdims))
+        # torch sums (and multiplies) int32/int8/bool into int64; ONNX keeps the input's type
+        return out if out.dtype == data.dtype else out.to(data.dtype)
 
     return impl
 
