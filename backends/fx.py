@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import ast
 import keyword
-import math
 import operator
 from typing import Any, Callable, Sequence
 
@@ -41,6 +40,7 @@ from torchmdf.errors import ConversionError, TorchMDFError, UnsupportedOpError
 from torchmdf.ir import Graph, Node, TensorType, Value, ValueRole
 from torchmdf.ir.meta_keys import DEFAULT, PERSISTENT
 from torchmdf.ops import registry
+from torchmdf.ops.onnx_ops import axes_in_range, split_sizes
 from torchmdf.passes.fuse_for_fx import fused_for_fx
 
 Rule = Callable[["FxBuilder", Node, "_Args"], Any]
@@ -650,8 +650,7 @@ def _split(b: FxBuilder, n: Node, a: _Args):
         shape = n.inputs[0].type.shape
         if shape is None or not isinstance(shape[axis], int):
             return None
-        chunk = math.ceil(shape[axis] / k)
-        sizes = [chunk] * (k - 1) + [shape[axis] - chunk * (k - 1)]  # as the registry's impl
+        sizes = split_sizes(shape[axis], k)
         if sizes[-1] < 0:
             return None  # the impl raises its error
     return b.call(torch.split, (a[0], sizes, axis))
@@ -792,7 +791,7 @@ def _pad(b: FxBuilder, n: Node, a: _Args):
     k = len(pads) // 2
     axes = _axes(b, n, 3) if len(n.inputs) > 3 and n.inputs[3] is not None else list(range(k))
     if axes is None or len(pads) != 2 * len(axes) or (len(n.inputs) <= 3 and k != rank) \
-            or any(not -rank <= ax < rank for ax in axes) or len({ax % rank for ax in axes}) != len(axes):
+            or not axes_in_range(axes, rank):
         return None  # the registry's impl: its checks, its error
     begin, end = [0] * rank, [0] * rank
     for i, ax in enumerate(axes):

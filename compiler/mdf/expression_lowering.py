@@ -162,7 +162,6 @@ def warm(n: int, get: Callable[[int], Any]) -> None:
 # Expressions
 # ---------------------------------------------------------------------------------------------
 
-_CAST_CODES = {torch.float64: 11, torch.float32: 1, torch.int64: 7, torch.bool: 9}
 
 
 class ExpressionLowering:

@@ -26,6 +26,7 @@ Two forms from modeci_mdf's own writers are read as they were meant:
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -865,6 +866,12 @@ class ConditionSet(_FileObject):
         return c
 
 
+def _distinct_objects(items: list) -> list:
+    """``items`` with each object (by identity) once, in first-seen order."""
+    seen: set[int] = set()
+    return [x for x in items if not (id(x) in seen or seen.add(id(x)))]
+
+
 _WARNED_REPEATS: set[tuple[str, str]] = set()
 """(graph id, node id) already warned about by :meth:`Graph.distinct_nodes`."""
 
@@ -893,18 +900,15 @@ class Graph(_FileObject):
         """``nodes`` with each object once.  A script that appends the same node twice (the
         reference's ``generate_iaf.py``) builds one node, as the file form, a mapping by id,
         holds it; a warning says so.  Two *different* nodes of one id stay an error."""
-        seen: set[int] = set()
-        out = []
-        for n in self.nodes:
-            if id(n) in seen:
+        out = _distinct_objects(self.nodes)
+        if len(out) != len(self.nodes):
+            counts = Counter(id(n) for n in self.nodes)
+            for n in (n for n in out if counts[id(n)] > 1):
                 key = (str(self.id), str(getattr(n, "id", "")))
                 if key not in _WARNED_REPEATS:  # once per graph and node id (copies of a graph included)
                     _WARNED_REPEATS.add(key)
                     warnings.warn(f"graph '{self.id}': node '{getattr(n, 'id', '?')}' is listed twice (the same "
                                   "object); it is one node, as in the file form", UserWarning, stacklevel=2)
-                continue
-            seen.add(id(n))
-            out.append(n)
         return out
 
     def get_edge(self, id: str) -> Edge | None:
@@ -1128,8 +1132,7 @@ class Model(_FileObject):
 def _dump_collection(items: list, kind: str, path: tuple) -> dict:
     out: dict = {}
     if kind == "node" and isinstance(items, list):  # the same node listed twice is one (Graph.distinct_nodes)
-        seen: set[int] = set()
-        items = [n for n in items if not (id(n) in seen or seen.add(id(n)))]
+        items = _distinct_objects(items)
     for item in items:
         ident = getattr(item, "id", None)
         k = kind if not isinstance(item, Graph) or kind == "graph" else "graph"

@@ -428,6 +428,19 @@ def _ints(t) -> list[int]:
     return [int(x) for x in t]
 
 
+def axes_in_range(axes, rank: int) -> bool:
+    """Each axis once and within ``[-rank, rank)``, as ONNX requires (Python's ``%`` would
+    wrap an axis out of range; a repeated one would be applied twice)."""
+    return all(-rank <= a < rank for a in axes) and len({a % rank for a in axes}) == len(axes)
+
+
+def split_sizes(size: int, n: int) -> list[int]:
+    """ONNX Split into ``n`` outputs, as onnxruntime computes it: n - 1 chunks of
+    ceil(size / n) and a smaller, possibly empty, last one (negative: the split is invalid)."""
+    chunk = math.ceil(size / n)
+    return [chunk] * (n - 1) + [size - chunk * (n - 1)]
+
+
 def _shape_ints(t, op: str) -> list[int]:
     """A shape operand (Reshape, Expand, Tile, ConstantOfShape): ONNX takes a 1-D tensor;
     another rank is refused (flattening it computed a shape shape inference did not expect)."""
@@ -472,7 +485,7 @@ def slice_(data, starts, ends, axes=None, steps=None):
     if not len(starts) == len(ends) == len(axes) == len(steps):
         raise ValueError(f"Slice: starts, ends, axes and steps have {len(starts)}, {len(ends)}, {len(axes)} and "
                          f"{len(steps)} entries; they must have one each per sliced axis")
-    if any(not -r <= a < r for a in axes) or len({a % r for a in axes}) != len(axes):
+    if not axes_in_range(axes, r):
         raise ValueError(f"Slice: axes {axes} are out of range or repeated for rank {r}")
     if 0 in steps:
         raise ValueError("Slice: a step is 0")
@@ -577,13 +590,9 @@ def split(input, split=None, axis: int = 0, num_outputs: int | None = None):
     if split is not None:
         return tuple(torch.split(input, _ints(split), axis))
     n = num_outputs
-    size = input.shape[axis]
-    chunk = math.ceil(size / n)
-    # ONNX (as onnxruntime computes it): n - 1 chunks of ceil(size / n), the last one smaller,
-    # possibly empty; torch.split would return fewer than n outputs
-    sizes = [chunk] * (n - 1) + [size - chunk * (n - 1)]
+    sizes = split_sizes(input.shape[axis], n)  # torch.split(input, chunk) would give fewer than n
     if sizes[-1] < 0:
-        raise ValueError(f"Split: {n} outputs of a dim of {size} would make a negative last chunk")
+        raise ValueError(f"Split: {n} outputs of a dim of {input.shape[axis]} would make a negative last chunk")
     return tuple(torch.split(input, sizes, axis))
 
 
@@ -603,7 +612,7 @@ def pad(data, pads, constant_value=None, axes=None, mode: str = "constant"):
     if len(p) != 2 * len(ax) or (axes is None and nd != r):
         raise ValueError(f"Pad: {len(p)} pads for {len(ax) if axes is not None else r} axes; it takes a begin "
                          "and an end per axis")
-    if any(not -r <= a < r for a in ax) or len({a % r for a in ax}) != len(ax):
+    if not axes_in_range(ax, r):
         raise ValueError(f"Pad: axes {ax} are out of range or repeated for rank {r}")
     full_b = [0] * data.dim()
     full_e = [0] * data.dim()
@@ -721,7 +730,7 @@ def _reduce(fn_all, fn_dims):
                 return data
             ax = list(range(data.dim()))
         r = max(data.dim(), 1)
-        if any(not -r <= a < r for a in ax) or len({a % r for a in ax}) != len(ax):
+        if not axes_in_range(ax, r):
             raise ValueError(f"axes {ax} are out of range or repeated for rank {data.dim()}")
         if fn_dims in _FLOAT_REDUCTIONS and not (data.is_floating_point() or data.is_complex()):
             # ONNX keeps the input's type (onnxruntime: computed, then truncated to the integer type)
