@@ -19,6 +19,10 @@ How it maps the reference's calls onto a simulation:
   a graph with state between calls (a graph without state simply starts again).
 * Values are numpy arrays (numpy scalars for 0-d values), as the reference returns them;
   ``array_format`` is accepted and ignored.
+* A graph on ACT-R chunks (dicts of text, :func:`torchmdf.mdf.symbolic.is_symbolic`) has no
+  tensor form: it is evaluated on Python values by :class:`torchmdf.mdf.symbolic.SymbolicGraph`,
+  one evaluation per call, and its ``initializer`` may change between calls (the reference's
+  ACT-R scripts feed each evaluation's goal back in); values are Python values.
 """
 
 from __future__ import annotations
@@ -174,12 +178,22 @@ class EvaluableGraph:
         self._inputs: dict[str, Any] = {}  # initializer values in force
         self._recorded: set[tuple[str, str, str]] = set()  # parameters/input ports asked for
         self._cache: tuple[int, frozenset, dict] | None = None  # (steps, recorded, trajectories)
+        from torchmdf.mdf.symbolic import SymbolicGraph, is_symbolic
+
+        # ACT-R's chunks have no tensor form: such a graph is evaluated on Python values, one
+        # evaluation per call, its inputs free to change between calls (as in modeci_mdf)
+        self._symbolic = SymbolicGraph(graph) if is_symbolic(graph) else None
 
     # -- the reference's calls -----------------------------------------------------------------
 
     def evaluate(self, time_increment: Any = None, array_format: str = FORMAT_DEFAULT,
                  initializer: dict[str, Any] | None = None) -> None:
         """One evaluation of the graph (one run of its scheduler)."""
+        if self._symbolic is not None:
+            ports = {p.id for en in self.enodes.values() for p in en.node.input_ports}
+            self._symbolic.evaluate({k: v for k, v in (initializer or {}).items() if k in ports})
+            self._calls.append(time_increment)
+            return
         if initializer:
             ports = {p.id for en in self.enodes.values() for p in en.node.input_ports}
             new = {k: v for k, v in initializer.items() if k in ports}
@@ -258,6 +272,8 @@ class EvaluableGraph:
     def _value(self, node_id: str, kind: str, id: str) -> Any:
         if not self._calls:
             return None  # not evaluated yet, as in modeci_mdf
+        if self._symbolic is not None:
+            return self._symbolic.value(node_id, kind, id)
         traj, k = self._trajectories((node_id, kind, id))
         key = f"{node_id}.{id}" if kind == "port" else f"{node_id}.{_PREFIX}{kind}_{id}"
         if key not in traj:
@@ -266,6 +282,10 @@ class EvaluableGraph:
 
     def _execution_list(self) -> list[set]:
         from torchmdf.frontends.mdf import program
+
+        if self._symbolic is not None:
+            nodes = {n.id: n for n in self.graph.nodes}
+            return [{nodes[i] for i in cs} for cs in self._symbolic.executions]
 
         prog = program(self._model(frozenset()))
         if prog.dynamic_condition is not None:

@@ -670,6 +670,12 @@ def program(model: Any, graph: str | None = None) -> MDFProgram:
     if mg is None:
         raise ValidationError(f"no graph {graph!r} (graphs: {', '.join(g.id for g in model.graphs)})",
                               location=where)
+    from torchmdf.mdf.functions import SYMBOLIC_HINT
+    from torchmdf.mdf.symbolic import is_symbolic
+
+    if is_symbolic(mg):
+        raise ConversionError("the graph computes on ACT-R chunks (dicts of text), which have no tensor form",
+                              location=f"{where} > graph '{mg.id}'", hint=SYMBOLIC_HINT)
     return MDFProgram(model, mg)
 
 

@@ -1,6 +1,7 @@
 """Lowering MDF expressions and function calls into IR nodes: the one place an MDF
-expression gets its meaning (the MDF frontend lowers every value through it, and
-:func:`torchmdf.mdf.expressions.evaluate_expression` is a thin use of it).
+expression gets its meaning on tensors (the MDF frontend lowers every value through it, and
+:func:`torchmdf.mdf.expressions.evaluate_expression` is a thin use of it; ACT-R's chunks, which
+are not tensors, are evaluated on Python values by :mod:`torchmdf.mdf.symbolic`).
 
 :class:`ExpressionLowering` lowers an expression tree (:mod:`torchmdf.mdf.expressions`) over
 an :class:`Env` of names; each call goes through the function table
@@ -8,7 +9,10 @@ an :class:`Env` of names; each call goes through the function table
 needs: ``function`` + ``args`` (MDF standard functions, ONNX, ATen and registered ops) with
 modeci_mdf's conventions for taking arguments and attributes from the node's values.
 
-Two modes.  The frontend lowers files as it always has (``numpy_exact=False``).  With
+Two modes.  The frontend lowers files with ``numpy_exact=False``: torch's types, except where
+a file torchmdf did not write relies on numpy's promotion (integer arguments of the standard
+functions computed in floats become float64; operands of one ONNX type constraint with
+different dtypes are cast to numpy's result type).  With
 ``numpy_exact=True`` (and ``eager``, where every value is a constant and each op runs as it is
 lowered) the numpy-compat notes of the function table are applied exactly: booleans count as
 0/1 in arithmetic, integers go to float64 where numpy computes in floats, and an integer
@@ -31,7 +35,7 @@ from torchmdf.ops import registry
 
 from . import expressions as E
 from .attributes import as_tensor, cast_attr, decode_attr, is_pyscalar, string_attr_types
-from .functions import expression_function, get_standard_function
+from .functions import SYMBOLIC_HINT, expression_function, get_standard_function
 
 _REGION_ATTRS = {"onnx::If": ("then_branch", "else_branch"), "onnx::Loop": ("body",),
                  "torchmdf::While": ("cond", "body")}
@@ -342,6 +346,9 @@ class ExpressionLowering:
             for t in ts[1:]:
                 dtype = torch.promote_types(dtype, t.dtype)
             return self.g.add_constant(torch.stack([t.to(dtype) for t in ts]), "const")
+        if isinstance(e, E.EmptyDict):
+            raise ConversionError("'{}' (an empty ACT-R chunk) is not a tensor value", location=self.loc(where),
+                                  hint=SYMBOLIC_HINT)
         raise ValidationError(f"unsupported expression {e!r}", location=self.loc(where))
 
     def one(self, v: Any, where: str) -> Value:

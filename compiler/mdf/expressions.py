@@ -40,7 +40,7 @@ from .functions import FUNCTIONS, FunctionSpec, expression_function
 
 __all__ = [
     "Num", "Name", "BinOp", "UnaryOp", "Compare", "BoolOp", "IfExp", "Call", "Slice", "Subscript",
-    "List", "Expr", "MAX_EXPRESSION_LENGTH", "MAX_EXPRESSION_DEPTH", "FUNCTIONS", "FunctionSpec",
+    "List", "EmptyDict", "Expr", "MAX_EXPRESSION_LENGTH", "MAX_EXPRESSION_DEPTH", "FUNCTIONS", "FunctionSpec",
     "parse_expression", "parse_in_scope", "free_names", "to_source", "evaluate_expression",
     "canonical_function_name",
 ]
@@ -147,7 +147,13 @@ class List:
     bare: bool = False
 
 
-Expr = Union[Num, Name, BinOp, UnaryOp, Compare, BoolOp, IfExp, Call, Subscript, List]
+@dataclass(frozen=True, slots=True)
+class EmptyDict:
+    """``{}``: the empty chunk of ACT-R models (``goal_input == {}``); only symbolic values
+    (:mod:`torchmdf.mdf.symbolic`) compare with it, the tensor lowering refuses it."""
+
+
+Expr = Union[Num, Name, BinOp, UnaryOp, Compare, BoolOp, IfExp, Call, Subscript, List, EmptyDict]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,7 +213,7 @@ _FORBIDDEN = {
     ast.DictComp: "a comprehension", ast.GeneratorExp: "a generator expression",
     ast.NamedExpr: "an assignment expression (:=)", ast.JoinedStr: "an f-string",
     ast.FormattedValue: "an f-string", ast.Starred: "a starred expression (*x)",
-    ast.Await: "await", ast.Yield: "yield", ast.YieldFrom: "yield", ast.Dict: "a dict literal",
+    ast.Await: "await", ast.Yield: "yield", ast.YieldFrom: "yield", ast.Dict: "a non-empty dict literal",
     ast.Set: "a set literal", ast.Tuple: "a tuple (outside a subscript)",
     ast.Attribute: "attribute access",
 }
@@ -309,6 +315,8 @@ class _Converter:
             return Subscript(self.conv(node.value, d), self.index(node.slice, d))
         if t is ast.List:
             return List(tuple(self.conv(e, d, in_list=True) for e in node.elts))
+        if t is ast.Dict and not node.keys:
+            return EmptyDict()
         what = _FORBIDDEN.get(t, f"the construct {t.__name__}")
         raise self.reject(node, what)
 
@@ -612,6 +620,8 @@ def _src(e: Any, top: bool = False, in_list: bool = False) -> str:
         return f"{e.func}({', '.join(_src(a) for a in e.args)})"
     if t is List:
         return "[" + ", ".join(_src(x, in_list=True) for x in e.elts) + "]"
+    if t is EmptyDict:
+        return "{}"
     if t is Subscript:
         value = _src(e.value)
         if _prec(e.value) < _P_ATOM or type(e.value) is Num:

@@ -30,7 +30,7 @@ import torch
 
 from torchmdf.ir.meta_keys import PYSCALAR
 
-__all__ = ["StandardFunction", "STANDARD_FUNCTIONS", "is_known_function", "get_standard_function",
+__all__ = ["StandardFunction", "STANDARD_FUNCTIONS", "SYMBOLIC_HINT", "is_known_function", "get_standard_function",
            "function_argument_names", "onnx_schema", "OnnxSignature", "onnx_signature", "FunctionSpec",
            "FUNCTIONS", "expression_function", "numpy_result_type", "registered_op"]
 
@@ -174,6 +174,13 @@ STANDARD_FUNCTIONS: dict[str, StandardFunction] = {f.name: f for f in [
                      None, "Euler-Maruyama integration of one drift diffusion trial "
                      "(modeci_mdf.functions.ddm; stochastic)", "ddm"),
 ]}
+
+
+#: What to do with a model whose values are ACT-R chunks rather than arrays (said wherever the
+#: tensor lowering meets one).
+SYMBOLIC_HINT = ("ACT-R models compute on chunks (dicts of text), not tensors: evaluate them with "
+                 "torchmdf.execution_engine.EvaluableGraph (or torchmdf.mdf.symbolic.SymbolicGraph), "
+                 "which runs them on Python values")
 
 
 def get_standard_function(name: str) -> StandardFunction | None:

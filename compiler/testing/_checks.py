@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from ..errors import TorchMDFError, UnknownKeyWarning
 from ..ir import Graph, TensorType
+from ..mdf.symbolic import SymbolicGraph, is_symbolic
 from ._ir_graphs import GraphCase, ir_graphs
 
 ATOL = 1e-5
@@ -396,6 +397,15 @@ def _snapshot(directory: str) -> dict[str, tuple[int, int]]:
     return out
 
 
+def _evaluate_symbolic(m: Any, steps: int) -> None:
+    """``steps`` evaluations of a model on ACT-R chunks, every free input port holding the
+    empty chunk (how the reference's scripts start one)."""
+    sg = SymbolicGraph(m)
+    inputs = {p.id: {} for _, p in sg.prog.free_ports}
+    for _ in range(steps):
+        sg.evaluate(inputs)
+
+
 def check_bad_input(text: str, *, suffix: str = ".json", steps: int = 2) -> TorchMDFError | None:
     """Load, validate, compile (FX) and simulate a possibly hostile MDF file's ``text``: each
     either works or raises a located :class:`TorchMDFError`; never another exception, never a
@@ -416,10 +426,13 @@ def check_bad_input(text: str, *, suffix: str = ".json", steps: int = 2) -> Torc
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UnknownKeyWarning)
                 m = torchmdf.mdf.load(path)
-            gm = torchmdf.compile(m, target="fx")
-            with torch.no_grad():
-                gm()
-            torchmdf.simulate(m, steps=steps)
+            if m.graphs and is_symbolic(m.graphs[0]):  # ACT-R chunks: evaluated on Python values
+                _evaluate_symbolic(m, steps)
+            else:
+                gm = torchmdf.compile(m, target="fx")
+                with torch.no_grad():
+                    gm()
+                torchmdf.simulate(m, steps=steps)
         except TorchMDFError as e:
             err = e
             if not (e.location or "model" + suffix in str(e)) and not getattr(e, "ops", None):
