@@ -106,7 +106,12 @@ def _keep_width(draw: Any, width: int) -> nn.Module:
 def modules(draw: Any, *, max_layers: int = 6, control_flow: bool = True) -> tuple[nn.Module, tuple[torch.Tensor]]:
     """``(module, example_inputs)``: an ``nn.Module`` (eval mode, weights seeded by the draw)
     over a ``(batch, width)`` input: linear, normalization, activations, reductions, ``cat``,
-    residual blocks and, when ``control_flow``, ``torch.cond`` on the data."""
+    residual blocks and, when ``control_flow``, ``torch.cond`` on the data.
+
+    Each ``torch.cond`` run eagerly is compiled by dynamo, whose guard caches grow with every
+    example and make each compile slower (a long run fell from 43 to 12 examples a minute):
+    call ``torch._dynamo.reset()`` before each example of a long run, as the project's own
+    property does."""
     batch, width = draw(st.integers(1, 3)), draw(st.integers(1, 5))
     width0 = width
     layers: list[nn.Module] = []
