@@ -10,6 +10,7 @@ import random
 
 import numpy as np
 import pytest
+from fuzz_profiles import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -186,7 +187,7 @@ def patterns(draw, buffer):
     return p
 
 
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 @given(chunk_sets(), patterns("retrieval"))
 def test_retrieve_chunk_matches_modeci_mdf(cs, pattern):
     ref = pytest.importorskip("modeci_mdf.functions.actr")
@@ -200,7 +201,7 @@ def test_retrieve_chunk_matches_modeci_mdf(cs, pattern):
     assert actr.retrieve_chunk(pattern, chunks, types) == want
 
 
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 @given(st.lists(st.tuples(patterns("goal"), st.one_of(st.none(), patterns("retrieval")), patterns("goal")),
                 max_size=4),
        chunk_sets(), chunk_sets())
@@ -231,8 +232,6 @@ def test_mutated_actr_files_fail_only_with_located_errors():
     import contextlib
     import io
     import json
-
-    from fuzz_profiles import examples
 
     from torchmdf.testing import check_bad_input, document_text, mutated_documents
 
