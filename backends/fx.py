@@ -1088,7 +1088,15 @@ class TorchMDFGraphModule(torch.fx.GraphModule):
     the generated code that failed)."""
 
     def recompile(self):
-        code = super().recompile()
+        cg = self._graph._codegen
+        fast = isinstance(cg, _PrologueMixin)
+        if fast:  # this module's parameters and buffers fetched without Module.__getattr__
+            cg._torchmdf_attrs = _fast_attr_fetches(self)
+        try:
+            code = super().recompile()
+        finally:
+            if fast:
+                cg._torchmdf_attrs = None
         cls = type(self)  # the per-instance class GraphModule makes: only this module changes
         if "__call__" in vars(cls):
             del cls.__call__  # resolves to the __call__ below (at call time: patches still apply)
@@ -1375,9 +1383,19 @@ def _input_shape_error(name: str, expected: str, x: Any, dynamic: bool) -> None:
 
 
 class _PrologueMixin:
-    """Adds ``_torchmdf_prologue`` lines at the start of the generated ``forward``."""
+    """Adds ``_torchmdf_prologue`` lines at the start of the generated ``forward``, and while
+    a :class:`TorchMDFGraphModule` recompiles, writes its ``get_attr`` lines as
+    :func:`_fast_attr_fetches` gives them."""
 
     _torchmdf_prologue: list[str] = []
+    _torchmdf_attrs: dict[str, tuple[str, str]] | None = None
+
+    def _gen_python_code(self, nodes, root_module, namespace, **kwargs):  # noqa: D102 - torch.fx hook
+        code = super()._gen_python_code(nodes, root_module, namespace, **kwargs)
+        fast = self._torchmdf_attrs
+        if fast and root_module == "self" and not kwargs.get("verbose") and not kwargs.get("colored"):
+            code.src = _rewrite_attr_fetches(code.src, fast)
+        return code
 
     def gen_fn_def(self, free_vars, maybe_return_annotation):  # noqa: D102 - torch.fx hook
         head = super().gen_fn_def(free_vars, maybe_return_annotation)
@@ -1430,9 +1448,8 @@ class _PrologueTracer(torch.fx.Tracer):
 
 
 def _install_prologue(fx: torch.fx.Graph, lines: list[str]) -> None:
+    """Our codegen (even without prologue lines: it also writes the fast attribute fetches)."""
     fx._tracer_cls = _PrologueTracer
-    if not lines:
-        return
     cg = fx._codegen
     if type(cg) is torch.fx.graph.CodeGen:
         new = _PrologueCodeGen()
@@ -1443,6 +1460,60 @@ def _install_prologue(fx: torch.fx.Graph, lines: list[str]) -> None:
     new.__dict__.update(cg.__dict__)
     new._torchmdf_prologue = list(lines)
     fx._codegen = new
+
+
+_FETCHED = "_attr_"  # the generated code's temporary for a fetched parameter or buffer
+
+
+def _fast_attr_fetches(gm: torch.fx.GraphModule) -> dict[str, tuple[str, str]]:
+    """For each ``get_attr`` node of ``gm`` that reads a parameter or buffer through plain
+    submodules: its name -> (FX's ``self.a.b.w``, the same fetch through the modules'
+    ``_modules`` / ``_parameters`` / ``_buffers`` dicts).  ``Module.__getattr__`` is reached
+    only after a failed normal lookup (an AttributeError raised and caught per level: about 2 us
+    each on a slow core, more than a small op costs); the dicts are what it reads.  The fetch
+    falls back to ``self.a.b.w`` when the dict no longer holds the tensor (a parametrization
+    added later, a parameter turned into a plain attribute), so it is never wrong, only slower."""
+    out: dict[str, tuple[str, str]] = {}
+    nodes = list(gm.graph.nodes)
+    if any(n.name == _FETCHED for n in nodes):
+        return out
+    from torch.fx.graph import _format_target
+
+    for n in nodes:
+        if n.op != "get_attr" or not isinstance(n.target, str):
+            continue
+        *path, leaf = n.target.split(".")
+        mod: Any = gm
+        expr = "self"
+        for p in path:
+            sub = mod._modules.get(p)
+            if not isinstance(sub, nn.Module) or hasattr(type(mod), p) or p in mod.__dict__:
+                mod = None
+                break
+            expr += f"._modules[{p!r}]"
+            mod = sub
+        if mod is None or hasattr(type(mod), leaf) or leaf in mod.__dict__:
+            continue
+        where = "_parameters" if leaf in mod._parameters else "_buffers" if leaf in mod._buffers else None
+        if where is None:
+            continue
+        plain = _format_target("self", n.target)
+        out[n.name] = (plain, f"{_FETCHED} if ({_FETCHED} := {expr}.{where}.get({leaf!r})) is not None else {plain}")
+    return out
+
+
+def _rewrite_attr_fetches(src: str, fetches: dict[str, tuple[str, str]]) -> str:
+    """``src`` with each line ``name = self.a.b.w`` (the start of a line: FX may append
+    ``;  x = None``) fetching as ``fetches[name]`` says; lines keep their numbers."""
+    lines = src.split("\n")
+    for i, line in enumerate(lines):
+        body = line.lstrip()
+        name, sep, rest = body.partition(" = ")
+        f = fetches.get(name) if sep else None
+        if f is None or not rest.startswith(f[0]) or rest[len(f[0]):len(f[0]) + 1] not in ("", ";"):
+            continue
+        lines[i] = line[:len(line) - len(body)] + f"{name} = {f[1]}{rest[len(f[0]):]}"
+    return "\n".join(lines)
 
 
 def _literal(text: str) -> Any:

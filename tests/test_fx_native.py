@@ -108,6 +108,38 @@ def test_generated_code_is_readable():
     assert bert.count("scaled_dot_product_attention(") == 2
 
 
+def test_weights_are_fetched_from_the_module_dicts_and_stay_current():
+    """The generated code reads parameters and buffers from the modules' ``_parameters`` /
+    ``_buffers`` dicts (not through ``Module.__getattr__``, microseconds per level); a
+    parametrization added after conversion, a reassigned buffer, ``functional_call``, a deepcopy
+    and a pickled copy still see the tensors the module holds now."""
+    import copy
+    import io
+
+    from torch.nn.utils import parametrize
+
+    model, (x,), gm = fresh("buffer_inplace")
+    assert "self._modules['fc']._parameters.get('weight')" in gm.code
+    assert "self._buffers.get('offset')" in gm.code
+    assert "_modules" not in gm.print_readable(print_output=False)  # the readable form stays plain
+    assert_same(model(x), copy.deepcopy(gm)(x))
+    buf = io.BytesIO()
+    torch.save(gm, buf)
+    buf.seek(0)
+    assert_same(model(x), torch.load(buf, weights_only=False)(x))
+    doubled = {k: 2 * v for k, v in gm.named_parameters()}
+    assert_same(torch.func.functional_call(model, doubled, (x,)), torch.func.functional_call(gm, doubled, (x,)))
+
+    class Double(nn.Module):
+        def forward(self, w):
+            return 2 * w
+
+    for m in (model, gm):
+        parametrize.register_parametrization(m.fc, "weight", Double())
+        m.offset = torch.ones(6)
+    assert_same(model(x), gm(x))
+
+
 # -- state_dict ------------------------------------------------------------------------------
 
 
