@@ -4,7 +4,10 @@ The module is straight-line code with one FX node per IR op where possible, each
 fastest torch builtin directly: ATen ops call their ``OpOverload``; ONNX ops are mapped by the
 rules below (``Gemm`` -> ``linear``/``addmm``, ``Conv`` -> ``conv2d``, ``BatchNormalization``
 -> ``batch_norm``, ``Reshape`` -> ``reshape``...), with 0-d constants inlined as Python numbers
-where that is exact.  Only ops without a rule call their registry implementation.
+where that is exact (next to a float32/float64/int32/int64 tensor in an elementwise op: a 0-d
+buffer of that dtype, which costs less per call than a number).  Only ops without a rule call
+their registry implementation.  The generated code fetches parameters and buffers through the
+modules' dicts rather than ``Module.__getattr__`` (see :func:`_fast_attr_fetches`).
 
 Nothing is interpreted per call: shape arithmetic that a dynamic-shape export leaves in the
 graph (``Shape`` -> ``Gather`` -> ``Concat`` -> ``Reshape``) is resolved while building into
@@ -107,6 +110,9 @@ class _Args(Sequence):
         return None if v is None else self.b.get(v)
 
 
+_NUMBER_BUFFER_DTYPES = (torch.float32, torch.float64, torch.int32, torch.int64)
+
+
 class FxBuilder:
     """Builds the FX graph and the root module holding parameters and buffers."""
 
@@ -122,6 +128,7 @@ class FxBuilder:
         self.prologue: list[str] = []  # lines run first in forward (input defaults, shape guards)
         self.placeholder_of: dict[Value, str] = {}
         self._sizes: dict[tuple[Value, int], Any] = {}
+        self._number_buffers: dict[tuple[Any, ...], _Lazy] = {}
         self._device: Any = False  # False: not made yet; None: no tensor to follow
         self._reserved = set(dir(torch.fx.GraphModule))
 
@@ -199,6 +206,32 @@ class FxBuilder:
         if t.is_floating_point() and not dt.is_floating_point:
             return self.get(v)
         return t.item()
+
+    def number_operand(self, v: Value | None, other: Value | None) -> Any:
+        """``v`` as an operand of an elementwise op (add, sub, mul, a comparison, where) next
+        to ``other``: where :meth:`scalar` inlines a Python number and ``other`` is float32,
+        float64, int32 or int64, a 0-d constant buffer of ``other``'s dtype holding the number
+        as that op would cast it (shared by the uses of one value).  A Python number costs a
+        call a wrapped 0-d tensor and, unless it is already ``other``'s dtype, a cast of it
+        (several microseconds on a slow core, more than the op on a small tensor); the buffer
+        gives the same dtype and values, and follows ``.to()`` like the other constants."""
+        x = self.scalar(v, other)
+        if isinstance(x, torch.fx.Node) or x is None or isinstance(x, bool) or other is None:
+            return x
+        dt = other.type.dtype
+        if dt not in _NUMBER_BUFFER_DTYPES or not isinstance(x, (int, float)):
+            return x
+        t = torch.tensor(x, dtype=dt)
+        if not (dt.is_floating_point and isinstance(x, float)) and t.item() != x:
+            return x  # an int out of the dtype's range, or one a float cannot hold exactly
+        key = (dt, type(x).__name__, repr(x))
+        lazy = self._number_buffers.get(key)
+        if lazy is None:
+            hint = "num_" + repr(x).replace("-", "neg").replace(".", "_").replace("+", "")
+            lazy = self._number_buffers[key] = _Lazy(self.constant_buffer(hint, t))
+        if lazy.node is None:
+            lazy.node = self.fx.get_attr(lazy.target)
+        return lazy.node
 
     def size(self, v: Value, i: int) -> Any:
         """Dim ``i`` of ``v``: an int where the type fixes it, else an ``x.size(i)`` node."""
@@ -899,7 +932,7 @@ def _where(b: FxBuilder, n: Node, a: _Args):
     c, x, y = n.inputs
     if c.type.dtype != torch.bool:
         return None
-    return b.call(torch.where, (a[0], b.scalar(x, y), b.scalar(y, x)))
+    return b.call(torch.where, (a[0], b.number_operand(x, y), b.number_operand(y, x)))
 
 
 @_builtin("onnx::Cast")
@@ -974,9 +1007,12 @@ def _binary(b: FxBuilder, n: Node, a: _Args):
     x, y = n.inputs
     ya = b.scalar(y, x)
     if not isinstance(ya, torch.fx.Node) and ya is not None:
-        return b.call(fn, (a[0], ya))
+        return b.call(fn, (a[0], b.number_operand(y, x)))
     xa = b.scalar(x, y)
     if not isinstance(xa, torch.fx.Node) and xa is not None:
+        xa = b.number_operand(x, y)
+        if isinstance(xa, torch.fx.Node):  # a 0-d tensor of y's dtype: the op as written
+            return b.call(fn, (xa, a[1]))
         if fn in _COMMUTATIVE:  # a + b == b + a exactly in IEEE arithmetic
             return b.call(fn, (a[1], xa))
         if fn in _SWAPPED:
