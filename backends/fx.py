@@ -4,7 +4,10 @@ The module is straight-line code with one FX node per IR op where possible, each
 fastest torch builtin directly: ATen ops call their ``OpOverload``; ONNX ops are mapped by the
 rules below (``Gemm`` -> ``linear``/``addmm``, ``Conv`` -> ``conv2d``, ``BatchNormalization``
 -> ``batch_norm``, ``Reshape`` -> ``reshape``...), with 0-d constants inlined as Python numbers
-where that is exact.  Only ops without a rule call their registry implementation.
+where that is exact (next to a float32/float64/int32/int64 tensor in an elementwise op: a 0-d
+buffer of that dtype, which costs less per call than a number).  Only ops without a rule call
+their registry implementation.  The generated code fetches parameters and buffers through the
+modules' dicts rather than ``Module.__getattr__`` (see :func:`_fast_attr_fetches`).
 
 Nothing is interpreted per call: shape arithmetic that a dynamic-shape export leaves in the
 graph (``Shape`` -> ``Gather`` -> ``Concat`` -> ``Reshape``) is resolved while building into
@@ -107,6 +110,9 @@ class _Args(Sequence):
         return None if v is None else self.b.get(v)
 
 
+_NUMBER_BUFFER_DTYPES = (torch.float32, torch.float64, torch.int32, torch.int64)
+
+
 class FxBuilder:
     """Builds the FX graph and the root module holding parameters and buffers."""
 
@@ -122,6 +128,7 @@ class FxBuilder:
         self.prologue: list[str] = []  # lines run first in forward (input defaults, shape guards)
         self.placeholder_of: dict[Value, str] = {}
         self._sizes: dict[tuple[Value, int], Any] = {}
+        self._number_buffers: dict[tuple[Any, ...], _Lazy] = {}
         self._device: Any = False  # False: not made yet; None: no tensor to follow
         self._reserved = set(dir(torch.fx.GraphModule))
 
@@ -199,6 +206,32 @@ class FxBuilder:
         if t.is_floating_point() and not dt.is_floating_point:
             return self.get(v)
         return t.item()
+
+    def number_operand(self, v: Value | None, other: Value | None) -> Any:
+        """``v`` as an operand of an elementwise op (add, sub, mul, a comparison, where) next
+        to ``other``: where :meth:`scalar` inlines a Python number and ``other`` is float32,
+        float64, int32 or int64, a 0-d constant buffer of ``other``'s dtype holding the number
+        as that op would cast it (shared by the uses of one value).  A Python number costs a
+        call a wrapped 0-d tensor and, unless it is already ``other``'s dtype, a cast of it
+        (several microseconds on a slow core, more than the op on a small tensor); the buffer
+        gives the same dtype and values, and follows ``.to()`` like the other constants."""
+        x = self.scalar(v, other)
+        if isinstance(x, torch.fx.Node) or x is None or isinstance(x, bool) or other is None:
+            return x
+        dt = other.type.dtype
+        if dt not in _NUMBER_BUFFER_DTYPES or not isinstance(x, (int, float)):
+            return x
+        t = torch.tensor(x, dtype=dt)
+        if not (dt.is_floating_point and isinstance(x, float)) and t.item() != x:
+            return x  # an int out of the dtype's range, or one a float cannot hold exactly
+        key = (dt, type(x).__name__, repr(x))
+        lazy = self._number_buffers.get(key)
+        if lazy is None:
+            hint = "num_" + repr(x).replace("-", "neg").replace(".", "_").replace("+", "")
+            lazy = self._number_buffers[key] = _Lazy(self.constant_buffer(hint, t))
+        if lazy.node is None:
+            lazy.node = self.fx.get_attr(lazy.target)
+        return lazy.node
 
     def size(self, v: Value, i: int) -> Any:
         """Dim ``i`` of ``v``: an int where the type fixes it, else an ``x.size(i)`` node."""
@@ -899,7 +932,7 @@ def _where(b: FxBuilder, n: Node, a: _Args):
     c, x, y = n.inputs
     if c.type.dtype != torch.bool:
         return None
-    return b.call(torch.where, (a[0], b.scalar(x, y), b.scalar(y, x)))
+    return b.call(torch.where, (a[0], b.number_operand(x, y), b.number_operand(y, x)))
 
 
 @_builtin("onnx::Cast")
@@ -974,9 +1007,12 @@ def _binary(b: FxBuilder, n: Node, a: _Args):
     x, y = n.inputs
     ya = b.scalar(y, x)
     if not isinstance(ya, torch.fx.Node) and ya is not None:
-        return b.call(fn, (a[0], ya))
+        return b.call(fn, (a[0], b.number_operand(y, x)))
     xa = b.scalar(x, y)
     if not isinstance(xa, torch.fx.Node) and xa is not None:
+        xa = b.number_operand(x, y)
+        if isinstance(xa, torch.fx.Node):  # a 0-d tensor of y's dtype: the op as written
+            return b.call(fn, (xa, a[1]))
         if fn in _COMMUTATIVE:  # a + b == b + a exactly in IEEE arithmetic
             return b.call(fn, (a[1], xa))
         if fn in _SWAPPED:
@@ -1088,7 +1124,15 @@ class TorchMDFGraphModule(torch.fx.GraphModule):
     the generated code that failed)."""
 
     def recompile(self):
-        code = super().recompile()
+        cg = self._graph._codegen
+        fast = isinstance(cg, _PrologueMixin)
+        if fast:  # this module's parameters and buffers fetched without Module.__getattr__
+            cg._torchmdf_attrs = _fast_attr_fetches(self)
+        try:
+            code = super().recompile()
+        finally:
+            if fast:
+                cg._torchmdf_attrs = None
         cls = type(self)  # the per-instance class GraphModule makes: only this module changes
         if "__call__" in vars(cls):
             del cls.__call__  # resolves to the __call__ below (at call time: patches still apply)
@@ -1375,9 +1419,19 @@ def _input_shape_error(name: str, expected: str, x: Any, dynamic: bool) -> None:
 
 
 class _PrologueMixin:
-    """Adds ``_torchmdf_prologue`` lines at the start of the generated ``forward``."""
+    """Adds ``_torchmdf_prologue`` lines at the start of the generated ``forward``, and while
+    a :class:`TorchMDFGraphModule` recompiles, writes its ``get_attr`` lines as
+    :func:`_fast_attr_fetches` gives them."""
 
     _torchmdf_prologue: list[str] = []
+    _torchmdf_attrs: dict[str, tuple[str, str]] | None = None
+
+    def _gen_python_code(self, nodes, root_module, namespace, **kwargs):  # noqa: D102 - torch.fx hook
+        code = super()._gen_python_code(nodes, root_module, namespace, **kwargs)
+        fast = self._torchmdf_attrs
+        if fast and root_module == "self" and not kwargs.get("verbose") and not kwargs.get("colored"):
+            code.src = _rewrite_attr_fetches(code.src, fast)
+        return code
 
     def gen_fn_def(self, free_vars, maybe_return_annotation):  # noqa: D102 - torch.fx hook
         head = super().gen_fn_def(free_vars, maybe_return_annotation)
@@ -1430,9 +1484,8 @@ class _PrologueTracer(torch.fx.Tracer):
 
 
 def _install_prologue(fx: torch.fx.Graph, lines: list[str]) -> None:
+    """Our codegen (even without prologue lines: it also writes the fast attribute fetches)."""
     fx._tracer_cls = _PrologueTracer
-    if not lines:
-        return
     cg = fx._codegen
     if type(cg) is torch.fx.graph.CodeGen:
         new = _PrologueCodeGen()
@@ -1443,6 +1496,60 @@ def _install_prologue(fx: torch.fx.Graph, lines: list[str]) -> None:
     new.__dict__.update(cg.__dict__)
     new._torchmdf_prologue = list(lines)
     fx._codegen = new
+
+
+_FETCHED = "_attr_"  # the generated code's temporary for a fetched parameter or buffer
+
+
+def _fast_attr_fetches(gm: torch.fx.GraphModule) -> dict[str, tuple[str, str]]:
+    """For each ``get_attr`` node of ``gm`` that reads a parameter or buffer through plain
+    submodules: its name -> (FX's ``self.a.b.w``, the same fetch through the modules'
+    ``_modules`` / ``_parameters`` / ``_buffers`` dicts).  ``Module.__getattr__`` is reached
+    only after a failed normal lookup (an AttributeError raised and caught per level: about 2 us
+    each on a slow core, more than a small op costs); the dicts are what it reads.  The fetch
+    falls back to ``self.a.b.w`` when the dict no longer holds the tensor (a parametrization
+    added later, a parameter turned into a plain attribute), so it is never wrong, only slower."""
+    out: dict[str, tuple[str, str]] = {}
+    nodes = list(gm.graph.nodes)
+    if any(n.name == _FETCHED for n in nodes):
+        return out
+    from torch.fx.graph import _format_target
+
+    for n in nodes:
+        if n.op != "get_attr" or not isinstance(n.target, str):
+            continue
+        *path, leaf = n.target.split(".")
+        mod: Any = gm
+        expr = "self"
+        for p in path:
+            sub = mod._modules.get(p)
+            if not isinstance(sub, nn.Module) or hasattr(type(mod), p) or p in mod.__dict__:
+                mod = None
+                break
+            expr += f"._modules[{p!r}]"
+            mod = sub
+        if mod is None or hasattr(type(mod), leaf) or leaf in mod.__dict__:
+            continue
+        where = "_parameters" if leaf in mod._parameters else "_buffers" if leaf in mod._buffers else None
+        if where is None:
+            continue
+        plain = _format_target("self", n.target)
+        out[n.name] = (plain, f"{_FETCHED} if ({_FETCHED} := {expr}.{where}.get({leaf!r})) is not None else {plain}")
+    return out
+
+
+def _rewrite_attr_fetches(src: str, fetches: dict[str, tuple[str, str]]) -> str:
+    """``src`` with each line ``name = self.a.b.w`` (the start of a line: FX may append
+    ``;  x = None``) fetching as ``fetches[name]`` says; lines keep their numbers."""
+    lines = src.split("\n")
+    for i, line in enumerate(lines):
+        body = line.lstrip()
+        name, sep, rest = body.partition(" = ")
+        f = fetches.get(name) if sep else None
+        if f is None or not rest.startswith(f[0]) or rest[len(f[0]):len(f[0]) + 1] not in ("", ";"):
+            continue
+        lines[i] = line[:len(line) - len(body)] + f"{name} = {f[1]}{rest[len(f[0]):]}"
+    return "\n".join(lines)
 
 
 def _literal(text: str) -> Any:

@@ -65,6 +65,11 @@ class RegionBuilder(FxBuilder):
             ph = self.captured[v] = self.fx.placeholder(_attr_part(v.name.replace(".", "_")))
         return ph
 
+    def number_operand(self, v: Value | None, other: Value | None) -> Any:
+        """A Python number, as before: a region's tensors come in as operands (``torch.cond``
+        and friends trace the region with fake tensors and refuse a buffer of its own)."""
+        return self.scalar(v, other)
+
     def device(self) -> Any:
         if self._device is False:
             src = self.ir.inputs[0] if self.ir.inputs else next(iter(self.ir.root.inputs), None)

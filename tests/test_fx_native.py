@@ -108,6 +108,64 @@ def test_generated_code_is_readable():
     assert bert.count("scaled_dot_product_attention(") == 2
 
 
+def test_weights_are_fetched_from_the_module_dicts_and_stay_current():
+    """The generated code reads parameters and buffers from the modules' ``_parameters`` /
+    ``_buffers`` dicts (not through ``Module.__getattr__``, microseconds per level); a
+    parametrization added after conversion, a reassigned buffer, ``functional_call``, a deepcopy
+    and a pickled copy still see the tensors the module holds now."""
+    import copy
+    import io
+
+    from torch.nn.utils import parametrize
+
+    model, (x,), gm = fresh("buffer_inplace")
+    assert "self._modules['fc']._parameters.get('weight')" in gm.code
+    assert "self._buffers.get('offset')" in gm.code
+    assert "_modules" not in gm.print_readable(print_output=False)  # the readable form stays plain
+    assert_same(model(x), copy.deepcopy(gm)(x))
+    buf = io.BytesIO()
+    torch.save(gm, buf)
+    buf.seek(0)
+    assert_same(model(x), torch.load(buf, weights_only=False)(x))
+    doubled = {k: 2 * v for k, v in gm.named_parameters()}
+    assert_same(torch.func.functional_call(model, doubled, (x,)), torch.func.functional_call(gm, doubled, (x,)))
+
+    class Double(nn.Module):
+        def forward(self, w):
+            return 2 * w
+
+    for m in (model, gm):
+        parametrize.register_parametrization(m.fc, "weight", Double())
+        m.offset = torch.ones(6)
+    assert_same(model(x), gm(x))
+
+
+def test_numbers_next_to_tensors_are_0d_buffers_with_the_same_results():
+    """Python numbers in elementwise ops (add, sub, mul, comparisons, where) become 0-d constant
+    buffers of the tensor operand's dtype (a number costs a wrapped tensor and a cast per
+    call): outputs, dtypes and gradients stay bitwise those of the original."""
+
+    class Numbers(nn.Module):
+        def forward(self, x, i):
+            y = x * 0.1 + 0.7 - 3
+            return torch.where(x > 0.25, 1.5, y), 2.5 - x, (i + 3) * 2 - 1, i > 2, x <= 0.3, 7 - i
+
+    g = torch.Generator().manual_seed(0)
+    x, i = torch.randn(16, 9, generator=g), torch.randint(-5, 5, (7,), generator=g, dtype=torch.int32)
+    model = Numbers()
+    gm = torchmdf.compile(model, target="fx", example_inputs=(x, i))
+    assert "torch.mul(x, _constants_num_0_10000000149011612)" in gm.code
+    assert "torch.add(i, _constants_num_3)" in gm.code and "torch.sub(_constants_num_7, i)" in gm.code
+    assert gm._constants.num_3.dtype == torch.int32 and gm._constants.num_1_5.dtype == torch.float32
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ref, got = model(xa, i), gm(xb, i)
+    for r, o in zip(ref, got):
+        assert r.dtype == o.dtype and torch.equal(r, o)
+    (ref[0] * ref[1]).sum().backward()
+    (got[0] * got[1]).sum().backward()
+    assert torch.equal(xa.grad, xb.grad)
+
+
 # -- state_dict ------------------------------------------------------------------------------
 
 
