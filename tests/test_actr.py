@@ -223,31 +223,6 @@ def test_production_matching_and_firing_match_modeci_mdf(rules, goals, retrieval
     assert actr.check_termination(actr.conflict_resolution_function([])) is True
 
 
-# -- hostile ACT-R files ----------------------------------------------------------------------------
-
-@pytest.mark.property
-def test_mutated_actr_files_fail_only_with_located_errors():
-    """Mutations of the ACT-R files (values, types, keys, hostile text) load and evaluate on
-    Python values, or fail with a located TorchMDFError; nothing else escapes."""
-    import contextlib
-    import io
-    import json
-
-    from torchmdf.testing import check_bad_input, document_text, mutated_documents
-
-    docs = [json.loads((ACTR_DIR / n).read_text()) for n in ("count.json", "addition.json")]
-    for d in docs:  # unmutated, they evaluate
-        assert check_bad_input(document_text(d)) is None
-
-    @settings(max_examples=examples(40))
-    @given(st.sampled_from(docs).flatmap(mutated_documents))
-    def prop(doc):
-        with contextlib.redirect_stdout(io.StringIO()):
-            check_bad_input(document_text(doc))
-
-    prop()
-
-
 def test_models_with_dict_valued_bodies_are_not_chunk_models():
     """Regression: a control-flow body is a dict-valued parameter too; only an ACT-R helper makes
     a graph symbolic (a dict test sent every torch.cond model to the ACT-R refusal)."""

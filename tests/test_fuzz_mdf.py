@@ -143,6 +143,30 @@ def test_mutated_example_files_fail_only_with_located_errors(warmed_up):
     prop()
 
 
+@pytest.mark.property
+def test_mutated_actr_files_fail_only_with_located_errors(warmed_up):
+    """Mutations of the ACT-R files (evaluated on Python values, not tensors: values, types,
+    keys, hostile text) evaluate or fail with a located TorchMDFError; nothing else escapes.
+    ``warmed_up``: what torchmdf imports lazily (onnx, for an ``onnx::`` name a mutation writes)
+    is imported before the import check."""
+    from fuzz_profiles import examples
+    from hypothesis import settings
+    from hypothesis import strategies as st
+
+    actr_dir = pathlib.Path(__file__).resolve().parent / "fixtures" / "mdf_corpus" / "ACT-R"
+    docs = [json.loads((actr_dir / n).read_text()) for n in ("count.json", "addition.json")]
+    for d in docs:  # unmutated, they evaluate
+        assert check_bad_input(document_text(d)) is None
+
+    @settings(max_examples=examples(40))
+    @given(st.sampled_from(docs).flatmap(mutated_documents))
+    def prop(doc):
+        with contextlib.redirect_stdout(io.StringIO()):
+            check_bad_input(document_text(doc))
+
+    prop()
+
+
 def test_bad_input_check_can_fail(warmed_up):
     """A raw exception escaping, or a package imported, is reported."""
     with pytest.raises(AssertionError, match="not a TorchMDFError"):
