@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import copy
 import operator
-from typing import Any, Callable
+from typing import Any
 
 from torchmdf.errors import ConversionError, ExpressionError, TorchMDFError, ValidationError
 
 from . import expressions as E
 from .actr import ACTR_HELPERS, evaluation_budget
+from .expression_lowering import Env
 from .functions import STANDARD_FUNCTIONS
 
 __all__ = ["SymbolicGraph", "is_symbolic"]
@@ -50,33 +51,6 @@ def is_symbolic(graph: Any) -> bool:
             if f is not None and f.kind == "actr":
                 return True
     return False
-
-
-class _Scope:
-    """Names visible to an expression: values, or thunks computed on first read."""
-
-    def __init__(self, parent: _Scope | None = None):
-        self.parent = parent
-        self.vals: dict[str, Any] = {}
-        self.lazy: dict[str, Callable[[], Any]] = {}
-
-    def set(self, name: str, v: Any) -> None:
-        self.vals[name] = v
-        self.lazy.pop(name, None)
-
-    def defer(self, name: str, thunk: Callable[[], Any]) -> None:
-        self.lazy[name] = thunk
-        self.vals.pop(name, None)
-
-    def get(self, name: str) -> Any:
-        s: _Scope | None = self
-        while s is not None:
-            if name in s.vals:
-                return s.vals[name]
-            if name in s.lazy:
-                return s.lazy[name]()
-            s = s.parent
-        raise KeyError(name)
 
 
 _ARITH = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
@@ -203,7 +177,7 @@ class SymbolicGraph:
         prog = self.prog
         where = prog.node_where(n)
         ran_before = n.id in self.ran
-        inputs = _Scope()
+        inputs = Env()
         for p in n.input_ports:
             v = self._input(n, p, ran_before, f"{where} > input port '{p.id}'")
             inputs.set(p.id, v)
@@ -214,11 +188,10 @@ class SymbolicGraph:
         def pwhere(p: Any) -> str:
             return f"{where} > parameter '{p.id}'"
 
-        def phase1(i: int) -> _Scope:
-            s = _Scope(inputs)
-            for j in range(i):
-                s.defer(params[j].id, lambda j=j: cur(j))
-            return s
+        pindex = {p.id: j for j, p in enumerate(params)}
+
+        def phase1(i: int) -> Env:
+            return Env(inputs, (pindex, i, cur))  # the parameters before i, at their current values
 
         def cur(i: int) -> Any:
             """The parameter's current value (phase 2 of a node's run)."""
@@ -245,16 +218,16 @@ class SymbolicGraph:
                 raise ConversionError(f"parameter {p.id!r} has no value yet", location=self._loc(pwhere(p)))
             return v
 
-        fenv = _Scope(inputs)
+        fenv = Env(inputs)
         for i, p in enumerate(params):
-            fenv.defer(p.id, lambda i=i: cur(i))
+            fenv.lazy(p.id, lambda i=i: cur(i))
         funcs: dict[str, Any] = {}
         for f in prog.function_order(n):
             fw = f"{where} > function '{f.id}'"
             if f.function is not None:
                 v = self._call(f.function, f.args, fw, fenv)
             elif f.value is not None:
-                scope = _Scope(fenv)
+                scope = Env(fenv)
                 for a, av in (f.args or {}).items():
                     scope.set(a, self._value(av, f"{fw} > argument '{a}'", scope))
                 v = self._value(f.value, fw, scope)
@@ -263,9 +236,9 @@ class SymbolicGraph:
             funcs[f.id] = v
             fenv.set(f.id, v)
             self.state[("func", n.id, f.id)] = v
-        env = _Scope(inputs)
+        env = Env(inputs)
         for i, p in enumerate(params):
-            env.defer(p.id, lambda i=i: cur(i))
+            env.lazy(p.id, lambda i=i: cur(i))
         for fid, v in funcs.items():
             env.set(fid, v)
         for i, p in enumerate(params):
@@ -299,7 +272,7 @@ class SymbolicGraph:
 
     # -- values --------------------------------------------------------------------------------------
 
-    def _value(self, v: Any, where: str, scope: _Scope) -> Any:
+    def _value(self, v: Any, where: str, scope: Env) -> Any:
         if isinstance(v, str):
             expr = E.parse_expression(v, location=self._loc(where))
             return self._eval(expr, scope, where)
@@ -307,7 +280,7 @@ class SymbolicGraph:
             raise ValidationError("no value", location=self._loc(where))
         return copy.deepcopy(v)
 
-    def _call(self, name: Any, args: Any, where: str, scope: _Scope) -> Any:
+    def _call(self, name: Any, args: Any, where: str, scope: Env) -> Any:
         helper = ACTR_HELPERS.get(name) if isinstance(name, str) else None
         if helper is None:
             raise ConversionError(f"the function {name!r} is not evaluated on Python values (only the ACT-R "
@@ -326,13 +299,13 @@ class SymbolicGraph:
         except TorchMDFError as e:
             raise type(e)(e.raw_message, location=self._loc(where), hint=e.hint) from None
 
-    def _eval(self, e: Any, scope: _Scope, where: str) -> Any:
+    def _eval(self, e: Any, scope: Env, where: str) -> Any:
         t = type(e)
         if t is E.Num:
             return e.value
         if t is E.Name:
             try:
-                return scope.get(e.id)
+                return scope[e.id]
             except KeyError:
                 raise ExpressionError(f"the name {e.id!r} is not a port, parameter or function of this node",
                                       location=self._loc(where)) from None
