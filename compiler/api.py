@@ -49,12 +49,12 @@ def _check_dynamic(model: Any, frontend: Any, dynamic_shapes: Any, dynamic_batch
         raise TorchMDFError("both dynamic_batch and dynamic_shapes were given",
                             hint="dynamic_batch=True is the short form of dynamic_shapes with dim 0 of each "
                             "input dynamic; give one of them")
-    exported = isinstance(model, nn.Module) and not isinstance(model, (torch.fx.GraphModule, torch.jit.ScriptModule))
-    if not exported or not frontend.dynamic:
-        what = f"method={frontend.name!r}" if exported else f"a {type(model).__name__}"
-        raise TorchMDFError(f"dynamic shapes need torch.export, not {what}",
-                            hint="convert the nn.Module with method='export' (the default); TorchScript and FX "
-                            "graphs are specialized to the example inputs' shapes")
+    traced = isinstance(model, nn.Module) and not isinstance(model, torch.fx.GraphModule)
+    if not traced or not frontend.dynamic:
+        what = f"method={frontend.name!r}" if traced else f"a {type(model).__name__}"
+        raise TorchMDFError(f"dynamic shapes need torch.export or TorchScript, not {what}",
+                            hint="convert the nn.Module with method='export' (the default), 'trace' or 'script'; "
+                            "FX graphs, ONNX and MDF files keep the shapes they have")
 
 
 def emit(graph: Graph, target: str = "mdf", **options: Any) -> Any:

@@ -219,3 +219,103 @@ def test_scalar_type_codes_become_dtypes():
     g = torchmdf.lower(torch.jit.script(_DtypeArgs()), example_inputs=(torch.ones(3),))
     dtypes = [n.attrs["dtype"] for n in g.nodes if "dtype" in n.attrs]
     assert dtypes == [torch.float64, torch.float32]
+
+
+# -- dynamic dims (dynamic_shapes / dynamic_batch) ---------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["trace", "script"])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "gru", "lstm", "running_stats", "tv_resnet18"])
+def test_dynamic_batch(method, name):
+    """The graph keeps dim 0 symbolic ("batch") and runs other batch sizes, equal to the model."""
+    e = get(name)
+    model, inputs = e.make_model(), e.make_inputs()
+    g = torchmdf.lower(model, inputs, method=method, dynamic_batch=True)
+    assert all(v.type.shape[0] == "batch" for v in g.inputs)
+    for b in (1, 5):
+        gm = torchmdf.compile(g, target="fx")  # a fresh one: running_stats updates its buffers
+        new = tuple(torch.cat([x[:1]] * b) for x in inputs)
+        _assert_close(pytree.tree_leaves(gm(*new)), _reference(e, new))
+
+
+def test_symbolic_sizes_are_computed_in_the_graph():
+    """Sizes read with x.size() in a trace become IR arithmetic where an op needs them: a
+    reshape with two symbolic entries, an arange over a symbolic length, new_zeros of a
+    symbolic shape."""
+
+    class M(nn.Module):
+        def forward(self, x):
+            b, s, d = x.shape
+            y = x.reshape(s, b * d) + torch.arange(b * d)
+            z = x.new_zeros(b, s)
+            z[:, 1:] = x[:, :-1, 0]
+            return y, z
+
+    x = torch.randn(2, 5, 3)
+    g = torchmdf.lower(M(), (x,), method="trace", dynamic_shapes=({0: "b", 1: "s"},))
+    assert g.inputs[0].type.shape == ("b", "s", 3)
+    ops = {n.op for n in g.walk()}
+    assert {"aten::_reshape_from_tensor", "onnx::Range", "onnx::ConstantOfShape"} <= ops
+    gm = torchmdf.compile(g, target="fx")
+    for shape in [(2, 5, 3), (4, 3, 3), (3, 8, 3)]:
+        x = torch.randn(*shape)
+        _assert_close(list(gm(x)), M()(x))
+
+
+def test_a_model_that_branches_on_a_dynamic_dim_is_refused():
+    class Branch(nn.Module):
+        def forward(self, x):
+            return x * 2 if x.shape[0] > 4 else x
+
+    sm = torch.jit.script(Branch())
+    with pytest.raises(torchmdf.TorchMDFError, match=r"needs batch <= 4|needs batch < 5") as err:
+        torchmdf.lower(sm, (torch.randn(3, 2),), dynamic_batch=True)
+    assert "Dim(name, min=..., max=...)" in err.value.hint
+    # a range that decides the branch: converted, for that range
+    from torch.export import Dim
+
+    g = torchmdf.lower(sm, (torch.randn(6, 2),), dynamic_shapes=({0: Dim("batch", min=5, max=100)},))
+    gm = torchmdf.compile(g, target="fx")
+    x = torch.randn(9, 2)
+    torch.testing.assert_close(gm(x), x * 2)
+
+
+def test_dynamic_dims_bad_specs():
+    e = get("mlp")
+    model = e.make_model()
+    x = torch.randn(4, 16)
+    with pytest.raises(torchmdf.TorchMDFError, match="no dim 2 in shape"):
+        torchmdf.lower(model, (x,), method="trace", dynamic_shapes=({2: "b"},))
+    with pytest.raises(torchmdf.TorchMDFError, match="has size 1 in the example"):
+        torchmdf.lower(model, (torch.randn(1, 16),), method="trace", dynamic_shapes=({0: "b"},))
+
+    class Sums(nn.Module):
+        def forward(self, a, b):
+            return a.sum() + b.sum()
+
+    with pytest.raises(torchmdf.TorchMDFError, match="'n' is 3 in one example input and 4 in input"):
+        torchmdf.lower(Sums(), (torch.ones(3, 2), torch.ones(4, 2)), method="trace",
+                       dynamic_shapes=({0: "n"}, {0: "n"}))
+    from torch.export import Dim
+
+    with pytest.raises(torchmdf.TorchMDFError, match=r"outside its range \[5, 9\]"):
+        torchmdf.lower(model, (x,), method="trace", dynamic_shapes=({0: Dim("b", min=5, max=9)},))
+
+
+def test_composite_ops_become_core_aten_a_file_may_name(tmp_path):
+    """A trace records composite ops as called (``torch.diff``); they are decomposed (with
+    their dynamic dims) into the core ATen ops an MDF file may name."""
+
+    class Diff(nn.Module):
+        def forward(self, x):
+            return torch.diff(x, dim=-1, prepend=x[:, :1]) * 2
+
+    x = torch.randn(3, 6)
+    g = torchmdf.lower(Diff(), (x,), method="trace", dynamic_shapes=({0: "b", 1: "n"},))
+    assert "aten::diff" not in {n.op for n in g.walk()}
+    path = tmp_path / "diff.json"
+    torchmdf.mdf.save(torchmdf.compile(g, target="mdf"), path)
+    gm = torchmdf.compile(torchmdf.mdf.load(path), target="fx")
+    for shape in [(3, 6), (5, 2), (2, 9)]:
+        x = torch.randn(*shape)
+        torch.testing.assert_close(gm(x), Diff()(x))

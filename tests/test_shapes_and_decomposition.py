@@ -190,8 +190,11 @@ def test_dynamic_shapes_errors():
     model, inputs = e.make_model(), e.make_inputs()
     with pytest.raises(torchmdf.TorchMDFError, match="both dynamic_batch and dynamic_shapes"):
         torchmdf.compile(model, example_inputs=inputs, dynamic_batch=True, dynamic_shapes=({0: None},))
-    with pytest.raises(torchmdf.TorchMDFError, match="need torch.export"):
-        torchmdf.compile(model, example_inputs=inputs, dynamic_batch=True, method="trace")
+    with pytest.raises(torchmdf.TorchMDFError, match="need torch.export or TorchScript, not method='fx'"):
+        torchmdf.compile(model, example_inputs=inputs, dynamic_batch=True, method="fx")
+    gm = torch.fx.symbolic_trace(model)
+    with pytest.raises(torchmdf.TorchMDFError, match="need torch.export or TorchScript, not a"):
+        torchmdf.compile(gm, example_inputs=inputs, dynamic_batch=True)
     with pytest.raises(torchmdf.TorchMDFError, match="batch of at least 2"):
         torchmdf.compile(model, example_inputs=(torch.randn(1, 16),), dynamic_batch=True)
 

@@ -86,17 +86,19 @@ DYNAMIC = ["bert_sdpa", "gpt2_sdpa", "llama_sdpa", "bart_sdpa", "t5_sdpa"]
 DYNAMIC_EAGER = ["bert", "gpt2", "llama_eager", "bart_eager", "t5_eager"]
 
 
+@pytest.mark.parametrize("method", ["export", "trace"])
 @pytest.mark.parametrize("name", DYNAMIC + [pytest.param(n, marks=pytest.mark.slow) for n in DYNAMIC_EAGER])
-def test_transformers_with_dynamic_batch_and_sequence(name, tmp_path):
-    """Exported with a dynamic batch and sequence length: the MDF file keeps the dims symbolic
-    and the module built from it runs other batch sizes and lengths, equal to the original."""
+def test_transformers_with_dynamic_batch_and_sequence(name, method, tmp_path):
+    """Exported (or traced) with a dynamic batch and sequence length: the MDF file keeps the
+    dims symbolic and the module built from it runs other batch sizes and lengths, equal to
+    the original."""
     from torch.export import Dim
 
     entry = get(name)
     model = entry.make_model()
     inputs = entry.make_inputs()
     batch, seq = Dim("batch"), Dim("seq", min=3, max=64)  # BART's decoder needs 3 tokens
-    m = torchmdf.compile(model, target="mdf", example_inputs=inputs,
+    m = torchmdf.compile(model, target="mdf", example_inputs=inputs, method=method,
                          dynamic_shapes=tuple({0: batch, 1: seq} for _ in inputs))
     path = tmp_path / f"{name}.json"
     torchmdf.mdf.save(m, path)
@@ -116,13 +118,14 @@ def test_transformers_with_dynamic_batch_and_sequence(name, tmp_path):
         gm(torch.zeros(2, 3, 4, dtype=torch.long), *([torch.ones(2, 3, dtype=torch.long)] * (len(inputs) - 1)))
 
 
+@pytest.mark.parametrize("method", ["export", "trace"])
 @pytest.mark.parametrize("name", ["vit_sdpa", pytest.param("vit_eager", marks=pytest.mark.slow)])
-def test_vit_with_dynamic_batch(name, tmp_path):
+def test_vit_with_dynamic_batch(name, method, tmp_path):
     """ViT's image size is fixed by its position embeddings; its batch is dynamic
     (``dynamic_batch=True``) through an MDF file."""
     entry = get(name)
     model, inputs = entry.make_model(), entry.make_inputs()
-    m = torchmdf.compile(model, target="mdf", example_inputs=inputs, dynamic_batch=True)
+    m = torchmdf.compile(model, target="mdf", example_inputs=inputs, method=method, dynamic_batch=True)
     path = tmp_path / f"{name}.json"
     torchmdf.mdf.save(m, path)
     gm = torchmdf.compile(torchmdf.mdf.load(path), target="fx")

@@ -109,7 +109,7 @@ def lower_pytorch(obj: Any, example_inputs: Sequence[Any] | None = None, *, meth
     if isinstance(obj, torch.jit.ScriptModule):
         from .torchscript import lower_script_module
 
-        return lower_script_module(obj, example_inputs)
+        return lower_script_module(obj, example_inputs, dynamic_shapes=dynamic_shapes, dynamic_batch=dynamic_batch)
     if not isinstance(obj, torch.nn.Module):
         raise ConversionError(f"cannot lower a {type(obj).__name__}",
                               hint="pass an nn.Module, ExportedProgram, ScriptModule, GraphModule, "
@@ -122,11 +122,11 @@ def lower_pytorch(obj: Any, example_inputs: Sequence[Any] | None = None, *, meth
     if method == "trace":
         from .torchscript import lower_traced
 
-        return lower_traced(obj, example_inputs)
+        return lower_traced(obj, example_inputs, dynamic_shapes=dynamic_shapes, dynamic_batch=dynamic_batch)
     if method == "script":
         from .torchscript import lower_scripted
 
-        return lower_scripted(obj, example_inputs)
+        return lower_scripted(obj, example_inputs, dynamic_shapes=dynamic_shapes, dynamic_batch=dynamic_batch)
     raise ConversionError(f"unknown method {method!r}", hint="use 'export', 'fx', 'trace' or 'script'")
 
 
@@ -182,9 +182,9 @@ def _is_onnx_model(obj: Any) -> bool:
 register_frontend("ir", _lower_graph, accepts=lambda o: isinstance(o, Graph), doc="a torchmdf.ir.Graph, as it is")
 register_frontend("mdf", _lower_mdf, accepts=_is_mdf_model, suffixes=(".json", ".yaml", ".yml"),
                   doc="an MDF model or file (JSON/YAML)")
-register_frontend("trace", _torch_frontend("trace"), needs_example_inputs=_plain_module,
+register_frontend("trace", _torch_frontend("trace"), needs_example_inputs=_plain_module, dynamic=True,
                   doc="an nn.Module through torch.jit.trace")
-register_frontend("script", _torch_frontend("script"), needs_example_inputs=_plain_module,
+register_frontend("script", _torch_frontend("script"), needs_example_inputs=_plain_module, dynamic=True,
                   doc="an nn.Module through torch.jit.script")
 register_frontend("export", _torch_frontend("export"),
                   accepts=lambda o: isinstance(o, (torch.nn.Module, torch.export.ExportedProgram)),

@@ -55,7 +55,6 @@ import logging
 import operator
 import os
 import re
-import sys
 import warnings
 from typing import Any, Callable, Sequence
 
@@ -69,6 +68,13 @@ from ..ir.meta_keys import PERSISTENT
 from ..ops import registry
 from ..ops.aten_schema import OMIT, aten_signature, op_name_of
 from ._fx_walk import _TORCH_DIR, FxGraphWalker, Unsupported, source_of
+from ._symbolic_shapes import (
+    NeedsShapeTensor,
+    SymbolicShapes,
+    concrete_sym,
+    has_sym,
+)
+from ._symbolic_shapes import expr_of as _expr
 
 ORIGIN = "torch.export"
 
@@ -79,8 +85,6 @@ _DROPPED = frozenset({
 })
 # Ops whose result is a Python/Sym scalar computed from shapes: carried symbolically.
 _SHAPE_QUERIES = frozenset({"sym_size", "sym_numel", "sym_stride", "sym_storage_offset"})
-_RESHAPES = frozenset({"aten::view", "aten::_unsafe_view", "aten::reshape"})
-_INT64_MAX = sys.maxsize
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,7 +329,7 @@ def _lowers_directly(ep: torch.export.ExportedProgram) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
-class _Lowering(FxGraphWalker):
+class _Lowering(SymbolicShapes, FxGraphWalker):
     origin = ORIGIN
 
     def __init__(self, ep: torch.export.ExportedProgram, direct: bool = False):
@@ -358,25 +362,6 @@ class _Lowering(FxGraphWalker):
                         self.sym_names.setdefault(str(sym), name)
                         break
             return
-
-    def dim(self, d: Any) -> Any:
-        """An IR dim (int, or the name of a symbolic expression)."""
-        if isinstance(d, int):
-            return d
-        expr = _expr(d)
-        if expr is None:
-            return None
-        if expr.is_number:
-            return int(expr)
-        if expr.is_Symbol:
-            return self.sym_names.get(str(expr), str(expr))
-        if not self.sym_names:
-            return str(expr)
-        import sympy
-
-        subs = {s: sympy.Symbol(self.sym_names[str(s)], integer=True)
-                for s in expr.free_symbols if str(s) in self.sym_names}
-        return str(expr.xreplace(subs))
 
     def ttype(self, val: Any) -> TensorType:
         return type_of(val, self.dim)
@@ -574,14 +559,17 @@ class _Lowering(FxGraphWalker):
             nonlocal shape_entries
             try:
                 return self.attr(a, env, name, arg, bound, prov)
-            except _NeedsShapeTensor as nst:
+            except NeedsShapeTensor as nst:
                 shape_entries = nst.exprs
                 return OMIT
 
         inputs, attrs = sig.split(bound, lambda a: self.tensor_input(a, env, prov), attr)
         if shape_entries is not None:
-            name, inputs, attrs = self.shape_tensor_op(name, shape_entries, inputs, attrs, val, prov,
-                                                       bound, env)
+            slice_args = {k: env.get(a) if isinstance(a, torch.fx.Node) else a for k, a in bound.items()
+                          if k in ("start", "end", "dim", "step")}
+            name, inputs, attrs = self.shape_tensor_op(
+                name, shape_entries, inputs, attrs, val.dtype if isinstance(val, torch.Tensor) else None, prov,
+                slice_args)
 
         nret = sig.num_returns
         vals = tuple(val) if isinstance(val, (tuple, list)) else (val,)
@@ -693,127 +681,17 @@ class _Lowering(FxGraphWalker):
             if isinstance(x, (list, tuple)):
                 return [concrete(y) for y in x]
             if isinstance(x, (torch.SymInt, torch.SymFloat, torch.SymBool)):
-                e = _expr(x)
-                if e is not None and e.is_number:
-                    return bool(e) if isinstance(x, torch.SymBool) else (int(e) if e.is_integer else float(e))
-                return _Sym(e)
+                return concrete_sym(x)
             return x
 
         v = concrete(a)
-        if not _has_sym(v):
+        if not has_sym(v):
             return normalize_attr(v)
-        base = op.split(".", 1)[0]
-        entries = [x.expr if isinstance(x, _Sym) else x for x in v] if isinstance(v, list) else None
-        if entries is not None and base in _RESHAPES and arg in ("size", "shape"):
-            syms = [i for i, x in enumerate(v) if isinstance(x, _Sym)]
-            if len(syms) == 1 and -1 not in v:
-                return [-1 if isinstance(x, _Sym) else x for x in v]
-            raise _NeedsShapeTensor(entries)
-        if entries is not None and base in ("aten::full", "aten::zeros", "aten::ones") and arg == "size":
-            raise _NeedsShapeTensor(entries)
         src = bound.get("self")
         in_shape = None
         if isinstance(src, torch.fx.Node) and isinstance(src.meta.get("val"), torch.Tensor):
             in_shape = [_expr(d) for d in src.meta["val"].shape]
-        if isinstance(v, list) and base in ("aten::expand", "aten::expand_copy") and in_shape is not None:
-            out = []
-            off = len(v) - len(in_shape)
-            for i, x in enumerate(v):
-                if isinstance(x, _Sym):
-                    j = i - off
-                    if j < 0 or in_shape[j] != x.expr:  # a new size: computed in the IR
-                        raise _NeedsShapeTensor(entries)
-                    out.append(-1)
-                else:
-                    out.append(x)
-            return out
-        if isinstance(v, _Sym) and base == "aten::slice" and arg in ("end", "start") and in_shape is not None:
-            d = bound.get("dim", 0)
-            if isinstance(d, int) and -len(in_shape) <= d < len(in_shape) and in_shape[d] == v.expr:
-                return _INT64_MAX if arg == "end" else None
-            raise _NeedsShapeTensor([v.expr])
-        shown = v.expr if isinstance(v, _Sym) else [x.expr if isinstance(x, _Sym) else x for x in v]
-        raise Unsupported(f"{op}: symbolic value {shown} in argument '{arg}' "
-                          f"(export this dimension as static)")
-
-    # -- symbolic sizes in the IR ----------------------------------------------------------------
-    def sym_to_ir(self, expr: Any, prov: Provenance) -> Value:
-        """A 0-d int64 tensor holding ``expr``, computed from the graph inputs' shapes."""
-        if expr in self._sym_cache:
-            return self._sym_cache[expr]
-        import sympy
-
-        g = self.graph
-        p = Provenance(origin=ORIGIN, module_path=prov.module_path, source=prov.source)
-        if expr.is_Integer:
-            v = g.add_constant(int(expr))
-        elif expr.is_Symbol:
-            src = self.sym_source.get(str(expr))
-            if src is None:
-                raise Unsupported(f"symbolic size {expr} that no graph input carries")
-            x, d = src
-            shape = self._shape_cache.get(x)
-            if shape is None:
-                shape = g.create_node("aten::_shape_as_tensor", [x], provenance=p).output
-                shape.type = TensorType(torch.int64, (len(x.type.shape or ()),))
-                self._shape_cache[x] = shape
-            n = g.create_node("aten::select.int", [shape], {"dim": 0, "index": d}, provenance=p)
-            n.output.type = TensorType(torch.int64, ())
-            v = n.output
-        elif isinstance(expr, (sympy.Add, sympy.Mul)):
-            op = "aten::add.Tensor" if isinstance(expr, sympy.Add) else "aten::mul.Tensor"
-            args = [self.sym_to_ir(a, prov) for a in expr.args]
-            v = args[0]
-            for a in args[1:]:
-                n = g.create_node(op, [v, a], provenance=p)
-                n.output.type = TensorType(torch.int64, ())
-                v = n.output
-        elif type(expr).__name__ == "FloorDiv":
-            a, b = (self.sym_to_ir(x, prov) for x in expr.args)
-            n = g.create_node("aten::div.Tensor_mode", [a, b], {"rounding_mode": "floor"}, provenance=p)
-            n.output.type = TensorType(torch.int64, ())
-            v = n.output
-        else:
-            raise Unsupported(f"symbolic size expression {expr}")
-        self._sym_cache[expr] = v
-        return v
-
-    def shape_tensor_op(self, name: str, entries: list[Any], inputs: list[Value | None],
-                        attrs: dict[str, Any], val: Any, prov: Provenance, bound: dict[str, Any],
-                        env: dict[torch.fx.Node, Any]) -> tuple[str, list[Value | None], dict[str, Any]]:
-        """Rewrite an op whose size list has symbolic entries into one that takes the size as a
-        tensor computed in the IR: ``aten::_reshape_from_tensor``, ``onnx::Expand``,
-        ``onnx::ConstantOfShape``, ``onnx::Slice``."""
-        base = name.split(".", 1)[0]
-        if base == "aten::slice":
-            def one(key: str, default: Any) -> Value:
-                a = bound.get(key, default)
-                a = env.get(a) if isinstance(a, torch.fx.Node) else a
-                a = _INT64_MAX if a is None else a
-                return self.shape_tensor([_expr(a) if not isinstance(a, int) else a], prov)
-            starts, ends = one("start", 0), one("end", None)
-            axes, steps = one("dim", 0), one("step", 1)
-            return "onnx::Slice", [inputs[0], starts, ends, axes, steps], {}
-        if base in _RESHAPES:
-            return "aten::_reshape_from_tensor", [inputs[0], self.shape_tensor(entries, prov)], {}
-        if base in ("aten::expand", "aten::expand_copy"):
-            # aten's -1 (keep) is ONNX's 1 (Expand broadcasts both ways)
-            entries = [1 if isinstance(e, int) and e == -1 else e for e in entries]
-            return "onnx::Expand", [inputs[0], self.shape_tensor(entries, prov)], {}
-        if base in ("aten::full", "aten::zeros", "aten::ones") and isinstance(val, torch.Tensor):
-            fill = attrs.get("fill_value", 0) if base == "aten::full" else int(base == "aten::ones")
-            if not isinstance(fill, (bool, int, float)):
-                raise Unsupported(f"{name}: symbolic fill value")
-            value = torch.tensor([fill], dtype=val.dtype)
-            return "onnx::ConstantOfShape", [self.shape_tensor(entries, prov)], {"value": value}
-        raise Unsupported(f"{name}: symbolic sizes {entries}")
-
-    def shape_tensor(self, entries: list[Any], prov: Provenance) -> Value:
-        parts = [self.sym_to_ir(e, prov) if not isinstance(e, int) else self.graph.add_constant(e)
-                 for e in entries]
-        n = self.graph.create_node("aten::stack", parts, {"dim": 0}, provenance=prov)
-        n.output.type = TensorType(torch.int64, (len(parts),))
-        return n.output
+        return self.symbolic_attr(v, op, arg, in_shape, bound.get("dim", 0))
 
     # -- outputs and higher-order ops -----------------------------------------------------------
     def as_output(self, val: Any, prov: Provenance) -> Value | _ConstOut:
@@ -988,52 +866,11 @@ class _ConstOut:
     value: Any
 
 
-class _NeedsShapeTensor(Exception):
-    def __init__(self, exprs: list[Any]):
-        super().__init__("symbolic shape")
-        self.exprs = exprs
-
-
-class _Sym:
-    __slots__ = ("expr",)
-
-    def __init__(self, expr: Any):
-        self.expr = expr
-
-    def __repr__(self) -> str:
-        return str(self.expr)
-
-
 def _is_symbolic(a: Any, env: dict[torch.fx.Node, Any]) -> bool:
     if isinstance(a, torch.fx.Node):
         a = env.get(a)
     e = _expr(a) if isinstance(a, (torch.SymInt, torch.SymFloat)) else None
     return e is not None and not e.is_number
-
-
-def _has_sym(v: Any) -> bool:
-    if isinstance(v, _Sym):
-        return True
-    if isinstance(v, list):
-        return any(_has_sym(x) for x in v)
-    return False
-
-
-def _expr(x: Any) -> Any:
-    """The sympy expression of a SymInt/SymFloat/SymBool (or int), else None."""
-    if isinstance(x, (torch.SymInt, torch.SymFloat, torch.SymBool)):
-        return x.node.expr
-    if isinstance(x, bool):
-        import sympy
-
-        return sympy.true if x else sympy.false
-    if isinstance(x, int):
-        import sympy
-
-        return sympy.Integer(x)
-    if type(x).__module__.startswith("sympy"):
-        return x
-    return None
 
 
 def _is_sym_function(target: Any) -> bool:

@@ -45,7 +45,9 @@ Provenance: origin ``"torchscript"``, ``module_path`` from the node's module hie
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import operator
 import re
 from typing import Any, Sequence
 
@@ -58,6 +60,7 @@ from ..ir._regions import walk_graphs
 from ..ops import registry
 from ..ops.aten_schema import (
     LAYOUTS,
+    OMIT,
     SCALAR_TYPES,
     SchemaMismatchError,
     aten_signature,
@@ -69,7 +72,8 @@ from ..ops.aten_schema import (
 )
 from ..ops.control_flow import join_types
 from ._fx_walk import _TORCH_DIR
-from .export import lower_exported_program, normalize_attr, type_of, unsupported_hint
+from ._symbolic_shapes import NeedsShapeTensor, SymbolicShapes, concrete_sym, expr_of, has_sym, is_symbolic
+from .export import batch_dynamic_shapes, lower_exported_program, normalize_attr, type_of, unsupported_hint
 
 ORIGIN = "torchscript"
 
@@ -83,6 +87,13 @@ _DYN_BINARY = {"eq": "aten::eq.Tensor", "ne": "aten::ne.Tensor", "lt": "aten::lt
                "add": "aten::add.Tensor", "sub": "aten::sub.Tensor", "mul": "aten::mul.Tensor",
                "div": "aten::div.Tensor", "__and__": "aten::logical_and", "__or__": "aten::logical_or"}
 
+_NOT_CORE = "not in the core ATen opset nor written by torchmdf"  # registry.file_op_refusal's reason
+
+# integer ops on symbolic sizes, done on the SymInts
+_SYM_ARITH = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "floordiv": operator.floordiv,
+              "div": operator.floordiv, "remainder": operator.mod, "eq": operator.eq, "ne": operator.ne,
+              "lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge}
+
 _TENSOR_SCALAR = {**{b: "Tensor" for b in ("add", "sub", "mul", "div", "rsub", "eq", "ne", "lt", "le", "gt",
                                            "ge", "remainder", "fmod", "maximum", "minimum")},
                   "pow": "Tensor_Tensor"}
@@ -93,18 +104,27 @@ _TENSOR_SCALAR = {**{b: "Tensor" for b in ("add", "sub", "mul", "div", "rsub", "
 # ---------------------------------------------------------------------------------------------
 
 
-def lower_script_module(sm: torch.jit.ScriptModule, example_inputs: Sequence[Any] | None = None) -> Graph:
+def lower_script_module(sm: torch.jit.ScriptModule, example_inputs: Sequence[Any] | None = None, *,
+                        dynamic_shapes: Any = None, dynamic_batch: bool = False) -> Graph:
     """Lower a scripted or traced module's ``forward`` (or a scripted function).  ``example_inputs`` give input shapes
-    (needed for scripted modules whose code asks for ``x.dim()``/``x.size()``)."""
+    (needed for scripted modules whose code asks for ``x.dim()``/``x.size()``).  ``dynamic_shapes`` (as
+    ``torch.export`` takes it: per input a dict ``{dim: Dim or name}``) or ``dynamic_batch=True`` keep those dims
+    symbolic; a model that branches on one, or fixes it, is refused with the guard it needed."""
     if not isinstance(sm, (torch.jit.ScriptModule, torch.jit.RecursiveScriptModule, torch.jit.ScriptFunction)):
         raise ConversionError(f"expected a torch.jit.ScriptModule or ScriptFunction, got {type(sm).__name__}")
     ex = None
     if example_inputs is not None:
         ex = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-    return _TSLowering(sm, ex).run()
+    if dynamic_batch:
+        if ex is None:
+            raise ConversionError("dynamic_batch needs example inputs")
+        dynamic_shapes = batch_dynamic_shapes(ex, {})
+    if dynamic_shapes is not None and ex is None:
+        raise ConversionError("dynamic_shapes needs example inputs")
+    return _TSLowering(sm, ex, dynamic_shapes).run()
 
 
-def lower_scripted(model: torch.nn.Module, example_inputs: Sequence[Any] | None = None) -> Graph:
+def lower_scripted(model: torch.nn.Module, example_inputs: Sequence[Any] | None = None, **dynamic: Any) -> Graph:
     """``torch.jit.script`` ``model`` and lower it (a script failure becomes a located
     :class:`ConversionError` that suggests tracing instead)."""
     try:
@@ -113,11 +133,10 @@ def lower_scripted(model: torch.nn.Module, example_inputs: Sequence[Any] | None 
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConversionError(f"torch.jit.script failed for {type(model).__name__}: {first}",
                               hint="use method='trace' (torch.jit.trace) or method='export'") from e
-    g = lower_script_module(sm, example_inputs)
-    return g
+    return lower_script_module(sm, example_inputs, **dynamic)
 
 
-def lower_traced(model: torch.nn.Module, example_inputs: Sequence[Any] | Any) -> Graph:
+def lower_traced(model: torch.nn.Module, example_inputs: Sequence[Any] | Any, **dynamic: Any) -> Graph:
     """``torch.jit.trace`` ``model`` on ``example_inputs`` and lower the trace.  Buffers the
     model mutates while being traced are restored afterwards, so the graph's state starts from
     the module's values before the call."""
@@ -125,7 +144,7 @@ def lower_traced(model: torch.nn.Module, example_inputs: Sequence[Any] | Any) ->
         raise ConversionError(f"tracing {type(model).__name__} needs example_inputs")
     ex = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     if isinstance(model, torch.jit.ScriptModule):
-        return lower_script_module(model, ex)
+        return lower_script_module(model, ex, **dynamic)
     saved = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
     try:
         # traced with autograd on, like the scripted path assumes: no fused inference fast paths
@@ -139,7 +158,7 @@ def lower_traced(model: torch.nn.Module, example_inputs: Sequence[Any] | Any) ->
             for k, t in model.state_dict(keep_vars=True).items():
                 if k in saved and t.shape == saved[k].shape:
                     t.copy_(saved[k])
-    g = lower_script_module(tm, ex)
+    g = lower_script_module(tm, ex, **dynamic)
     g.name = re.sub(r"\W", "_", type(model).__name__)
     return g
 
@@ -268,16 +287,28 @@ def _source(n: Any) -> str | None:
 # ---------------------------------------------------------------------------------------------
 
 
-class _TSLowering:
-    def __init__(self, sm: Any, example_inputs: tuple | None):
+class _TSLowering(SymbolicShapes):
+    origin = ORIGIN
+    unsupported_error = _Unsupported
+
+    def __init__(self, sm: Any, example_inputs: tuple | None, dynamic_shapes: Any = None):
         from torch._subclasses.fake_tensor import FakeTensorMode
+        from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
         self.sm = sm
         self.examples = example_inputs
+        self.dynamic_shapes = dynamic_shapes
         self.graph = Graph(re.sub(r"\W", "_", getattr(sm, "original_name", None) or getattr(sm, "name", None)
                                   or "main"))
         self.root = self.graph  # inputs, parameters and state live here; self.graph is where nodes go
-        self.fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+        # symbolic dims (dynamic_shapes): one SymInt per dim name, carried as a static value
+        self.shape_env = ShapeEnv() if dynamic_shapes is not None else None
+        self.fake_mode = FakeTensorMode(allow_non_fake_inputs=True, shape_env=self.shape_env)
+        self.symbols: dict[str, Any] = {}  # dim name -> SymInt
+        self.sym_names: dict[str, str] = {}
+        self.sym_source: dict[str, tuple[Value, int]] = {}
+        self._sym_cache: dict[Any, Value] = {}
+        self._shape_cache: dict[Value, Value] = {}
         self.fake: dict[Value, Any] = {}
         self.env: dict[int, Any] = {}
         self.unsupported: list[tuple[str, str | None]] = []
@@ -313,13 +344,13 @@ class _TSLowering:
     def typed(self, v: Value, fake: Any) -> Value:
         if isinstance(fake, torch.Tensor):
             self.fake[v] = fake
-            v.type = type_of(fake)
+            v.type = type_of(fake, self.dim)
         return v
 
     def constant(self, x: Any) -> Value:
         t = x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
         v = self.graph.add_constant(t)
-        return self.typed(v, self.fake_mode.from_tensor(t))
+        return self.typed(v, self.fake_mode.from_tensor(t, static_shapes=True))
 
     def as_tensor_value(self, x: Any) -> Value | None:
         if x is None or isinstance(x, Value):
@@ -330,7 +361,17 @@ class _TSLowering:
             return x.value
         if isinstance(x, (torch.Tensor, bool, int, float)):
             return self.constant(x)
+        if isinstance(x, torch.SymInt):
+            return self.sym_value(x)
         raise _Unsupported(f"a {type(x).__name__} where a tensor is expected")
+
+    def sym_value(self, x: Any) -> Value:
+        """A symbolic size as a 0-d int64 IR tensor (computed from the inputs' shapes)."""
+        v = self.sym_to_ir(expr_of(x), Provenance(origin=ORIGIN, module_path=""))
+        if v not in self.fake:
+            with self.faking():
+                self.fake[v] = torch.empty((), dtype=torch.int64)
+        return v
 
     def to_fake(self, x: Any) -> Any:
         if isinstance(x, Value):
@@ -355,8 +396,23 @@ class _TSLowering:
         return n.outputs
 
     def call_fake(self, ov: Any, args: list, kwargs: dict) -> Any:
+        fargs = [self.to_fake(a) for a in args]
+        fkwargs = {k: self.to_fake(v) for k, v in kwargs.items()}
+        with self.faking():
+            return ov(*fargs, **fkwargs)
+
+    @contextlib.contextmanager
+    def faking(self) -> Any:
+        """Fake mode, for running an op's fake kernel.  Guards a kernel takes on symbolic sizes
+        (a convolution's memory format, a reshape's view-or-copy, broadcasting against 1) are
+        its runtime assumptions, as torch.export makes them runtime asserts; what the model
+        itself decides on a size (``prim::If``, loops) is checked by :meth:`check_guards`."""
         with self.fake_mode:
-            return ov(*[self.to_fake(a) for a in args], **{k: self.to_fake(v) for k, v in kwargs.items()})
+            if self.shape_env is None:
+                yield
+            else:
+                with self.shape_env.suppress_guards():
+                    yield
 
     # -- setup ---------------------------------------------------------------------------------
     def run(self) -> Graph:
@@ -385,7 +441,8 @@ class _TSLowering:
                     continue
                 raise ConversionError(f"no example input for argument {name!r}")
             ex = self.examples[i] if self.examples is not None else None
-            self.set(inp, self.bind_input(name, inp, ex, input_names))
+            spec = self.spec_of(i, sargs[i].name if i < len(sargs) else name)
+            self.set(inp, self.bind_input(name, inp, ex, input_names, spec))
 
         try:
             outs = self.block(ts.block())
@@ -435,22 +492,113 @@ class _TSLowering:
         for n in g.walk():
             if registry.lookup(n.op) is None:
                 self.report(n.op, n.provenance)
+        if self.shape_env is not None:
+            self.check_guards()
         if self.unsupported:
             raise UnsupportedOpError(self.unsupported, hint=unsupported_hint() + "; TorchScript "
                                      "control flow on tensor data is lowered when its blocks are "
                                      "tensor code (they may not change lists)")
         return g
 
-    def bind_input(self, name: str, inp: Any, ex: Any, names: list[str]) -> Any:
+    def check_guards(self) -> None:
+        """Refuse a conversion that only holds for some values of a dynamic dim: the model
+        branched on it or fixed it (TorchScript has no way to say so; torch.export would
+        report the same as a constraint violation)."""
+        env = self.shape_env
+        ours = {str(expr_of(s)) for s in self.symbols.values()}
+        fixed = [f"{self.sym_names.get(str(k), k)} = {v}" for k, v in env.replacements.items()
+                 if str(k) in ours and v.is_number]
+        needs = [str(self.dim_text(gd.expr)) for gd in env.guards
+                 if {str(x) for x in gd.expr.free_symbols} & ours]
+        needs = [x for x in dict.fromkeys(needs) if x not in ("True",)]
+        if fixed or needs:
+            what = "; ".join(fixed + needs)
+            raise ConversionError(f"the model does not keep its dynamic dims dynamic: it needs {what}",
+                                  hint="give the dims a range that implies it (torch.export.Dim(name, min=..., "
+                                  "max=...)), or make them static (leave them out of dynamic_shapes)")
+
+    def dim_text(self, expr: Any) -> Any:
+        """``expr`` with the user's dim names."""
+        import sympy
+
+        return expr.xreplace({x: sympy.Symbol(self.sym_names[str(x)], integer=True)
+                              for x in expr.free_symbols if str(x) in self.sym_names})
+
+    def spec_of(self, i: int, arg_name: str) -> Any:
+        """The ``dynamic_shapes`` entry of forward argument ``i`` (a tuple/list by position,
+        a dict by argument name, as torch.export takes it)."""
+        spec = self.dynamic_shapes
+        if spec is None:
+            return None
+        if isinstance(spec, dict):
+            return spec.get(arg_name)
+        if isinstance(spec, (tuple, list)):
+            return spec[i] if i < len(spec) else None
+        raise ConversionError(f"dynamic_shapes must be a tuple, list or dict, not {type(spec).__name__}")
+
+    def fake_input(self, name: str, ex: torch.Tensor, spec: Any) -> Any:
+        """The fake tensor of an input: dims named in ``spec`` are SymInts (one per name)."""
+        if spec is None:
+            return self.fake_mode.from_tensor(ex, static_shapes=True)
+        from torch._dynamo.source import ConstantSource
+        from torch.fx.experimental.symbolic_shapes import DimDynamic
+
+        dims = dict(enumerate(spec)) if isinstance(spec, (list, tuple)) else spec
+        if not isinstance(dims, dict):
+            raise ConversionError(f"dynamic_shapes for input {name!r}: {spec!r}",
+                                  hint="give a dict {dim: torch.export.Dim(...) or name} per tensor input")
+        sizes: list[Any] = list(ex.shape)
+        for d, dim in dims.items():
+            if dim is None:
+                continue
+            if not isinstance(d, int) or not -ex.dim() <= d < ex.dim():
+                raise ConversionError(f"dynamic_shapes for input {name!r}: no dim {d!r} in shape {tuple(ex.shape)}")
+            d %= ex.dim()
+            label = dim if isinstance(dim, str) else getattr(dim, "__name__", None)
+            if not isinstance(label, str) or not label.isidentifier():
+                label = f"{name}_dim{d}"  # Dim.AUTO/Dim.DYNAMIC: a name of its own
+            if ex.shape[d] < 2:
+                raise ConversionError(f"dynamic dim {label!r} of input {name!r} has size {ex.shape[d]} in the example",
+                                      hint="give an example with a size of at least 2 (sizes 0 and 1 are specialized)")
+            sym = self.symbols.get(label)
+            if sym is None:
+                assert self.shape_env is not None
+                src = ConstantSource(label)
+                expr = self.shape_env.create_symbol(int(ex.shape[d]), source=src, dynamic_dim=DimDynamic.DYNAMIC)
+                lo, hi = getattr(dim, "min", None), getattr(dim, "max", None)  # a Dim's range
+                lo = 2 if not isinstance(lo, int) else max(lo, 2)
+                hi = hi if isinstance(hi, int) else None
+                if not lo <= ex.shape[d] <= (hi if hi is not None else ex.shape[d]):
+                    raise ConversionError(f"dynamic dim {label!r} of input {name!r} has size {ex.shape[d]} in the "
+                                          f"example, outside its range [{lo}, {hi if hi is not None else 'inf'}]")
+                if lo > 2 or hi is not None:
+                    from torch.utils._sympy.numbers import int_oo
+
+                    self.shape_env.constrain_symbol_range(expr, lo, hi if hi is not None else int_oo)
+                sym = self.symbols[label] = self.shape_env.create_symintnode(expr, hint=int(ex.shape[d]), source=src)
+                self.sym_names[str(expr)] = label
+            elif sym.node.hint != ex.shape[d]:
+                raise ConversionError(f"dynamic dim {label!r} is {sym.node.hint} in one example input and "
+                                      f"{ex.shape[d]} in input {name!r}")
+            sizes[d] = sym
+        with self.faking():
+            return torch.empty_strided(sizes, _contiguous_strides(sizes), dtype=ex.dtype)
+
+    def bind_input(self, name: str, inp: Any, ex: Any, names: list[str], spec: Any = None) -> Any:
         """A graph input (or a static value) for one forward argument."""
         if isinstance(ex, torch.Tensor):
-            v = self.graph.add_input(name, TensorType.of(ex))
-            self.typed(v, self.fake_mode.from_tensor(ex))
+            fake = self.fake_input(name, ex, spec)
+            v = self.graph.add_input(name, type_of(fake, self.dim))
+            self.typed(v, fake)
+            for d, size in enumerate(fake.shape):
+                if is_symbolic(size) and expr_of(size).is_Symbol:
+                    self.sym_source.setdefault(str(expr_of(size)), (v, d))
             names.append(v.name)
             self.input_values.append(v)
             return v
         if isinstance(ex, (tuple, list)):
-            items = [self.bind_input(f"{name}_{j}", None, e, names) for j, e in enumerate(ex)]
+            subs = spec if isinstance(spec, (tuple, list)) and len(spec) == len(ex) else [None] * len(ex)
+            items = [self.bind_input(f"{name}_{j}", None, e, names, sp) for j, (e, sp) in enumerate(zip(ex, subs))]
             return tuple(items) if isinstance(ex, tuple) else items
         if ex is not None:  # a number, a string...: specialized, not a graph input
             self.graph.signature.constant_inputs[name] = repr(ex)
@@ -464,7 +612,7 @@ class _TSLowering:
             st = t.dtype()
             v = self.graph.add_input(name, TensorType(st, tuple(sizes) if sizes is not None else None))
             if sizes is not None and st is not None:
-                self.typed(v, self.fake_mode.from_tensor(torch.empty(sizes, dtype=st)))
+                self.typed(v, self.fake_mode.from_tensor(torch.empty(sizes, dtype=st), static_shapes=True))
             names.append(v.name)
             self.input_values.append(v)
             return v
@@ -551,6 +699,8 @@ class _TSLowering:
             x = self.get(ins[0])
             if isinstance(x, _Dyn):
                 return [x.value]
+            if is_symbolic(x):  # a size as a 0-d tensor (a trace's x.size(0)): stays symbolic
+                return [x]
             return [torch.ops.prim.NumToTensor.Scalar(x)]
         if k == "prim::isinstance":
             t = ins[0].type()
@@ -606,7 +756,7 @@ class _TSLowering:
             role = ValueRole.PARAMETER if path in self.params else ValueRole.BUFFER if path in self.buffers \
                 else ValueRole.CONSTANT
             v = g.add_parameter(path, t, role=role)
-        self.typed(v, self.fake_mode.from_tensor(t.detach()))
+        self.typed(v, self.fake_mode.from_tensor(t.detach(), static_shapes=True))
         self.attr_value[path] = v
         self.value_attr[v] = path
         return v
@@ -720,6 +870,12 @@ class _TSLowering:
                 return True, [str(seq)]
         if k.startswith("prim::") and base in ("min", "max") and not _is_dynamic(ins):
             vals = ins[0] if len(ins) == 1 else ins
+            if any(is_symbolic(x) for x in vals):
+                pick = torch.sym_min if base == "min" else torch.sym_max
+                out = vals[0]
+                for x in vals[1:]:
+                    out = pick(out, x)
+                return True, [out]
             return True, [min(vals) if base == "min" else max(vals)]
         return False, []
 
@@ -729,8 +885,8 @@ class _TSLowering:
         then_b, else_b = list(n.blocks())
         if isinstance(cond, _Dyn) or isinstance(cond, Value):
             return self.dynamic_if(n, self.as_tensor_value(cond), then_b, else_b, prov)
-        if isinstance(cond, torch.Tensor):
-            cond = bool(cond)
+        if isinstance(cond, (torch.Tensor, torch.SymBool)):
+            cond = bool(cond)  # on a symbolic size: a guard, checked when the lowering ends
         if not isinstance(cond, bool):
             raise _Unsupported(f"prim::If on a {type(cond).__name__}")
         try:
@@ -792,11 +948,13 @@ class _TSLowering:
             self.input_current[key] = val
 
     def in_region(self, region: Graph, fn: Any) -> Any:
-        outer, self.graph = self.graph, region
+        """Lower into ``region``; symbolic sizes computed there stay there."""
+        saved = self.graph, self._sym_cache, self._shape_cache
+        self.graph, self._sym_cache, self._shape_cache = region, dict(self._sym_cache), dict(self._shape_cache)
         try:
             return fn()
         finally:
-            self.graph = outer
+            self.graph, self._sym_cache, self._shape_cache = saved
 
     def dynamic_if(self, n: Any, pred: Value, then_b: Any, else_b: Any, prov: Provenance) -> list[Any]:
         """An ``onnx::If`` whose regions are the two blocks: only the taken branch runs.  The
@@ -1013,7 +1171,21 @@ class _TSLowering:
         values = [coerce_arg(t, v) for t, v in zip(sig.type_names, values)]
         base = schema.name.split("::", 1)[1]
 
-        if not _is_dynamic(values) and not n.isNondeterministic():
+        symbolic = self.shape_env is not None and _has_symbolic(values)
+        if symbolic:
+            sym = self.symbolic_scalar_op(k, base, values)
+            if sym is not None:
+                return sym
+            # a size where a tensor or scalar goes: computed in the IR
+            values = [self.sym_value(v) if is_symbolic(v) and t.startswith("Tensor") else
+                      _Dyn(self.sym_value(v)) if is_symbolic(v) and t in ("Scalar", "Scalar?") else v
+                      for t, v in zip(sig.type_names, values)]
+            symbolic = _has_symbolic(values)
+        elif self.shape_env is not None and base in ("size", "sym_size", "numel", "sym_numel"):
+            sym = self.symbolic_scalar_op(k, base, values)
+            if sym is not None:
+                return sym
+        if not _is_dynamic(values) and not symbolic and not n.isNondeterministic():
             args, kwargs = sig.call_args(values)
             out = ov(*args, **kwargs)
             return list(out) if len(schema.returns) > 1 else [out] if schema.returns else []
@@ -1042,7 +1214,47 @@ class _TSLowering:
         if sum(1 for a in schema.arguments if isinstance(a.type, torch.ListType) and
                "Tensor" in str(a.type.getElementType())) > 1:
             return self.decompose(ov, schema, values, prov)
+        if registry.file_op_refusal(schema_op_name(schema)) == _NOT_CORE and not sig.returns_list:
+            # a composite op no canonicalization knows (``aten::diff``): its core ATen form,
+            # which an MDF file may name
+            return self.decompose(ov, schema, values, prov)
         return self.emit(ov, schema, values, prov)
+
+    def symbolic_scalar_op(self, k: str, base: str, values: list[Any]) -> list[Any] | None:
+        """Shape queries of tensors with symbolic dims, and integer arithmetic on symbolic
+        sizes, done on the SymInts (torch's own scalar ops would fix them to their example
+        values).  None: not such an op."""
+        x = values[0] if values else None
+        if base in ("size", "sym_size", "numel", "sym_numel") and isinstance(x, Value):
+            f = self.fake.get(x)
+            if f is None or not any(is_symbolic(d) for d in f.shape):
+                return None
+            if base in ("numel", "sym_numel"):
+                return [f.numel()]
+            return [f.shape[values[1]]] if len(values) > 1 else [list(f.shape)]
+        if not any(is_symbolic(v) for v in values):
+            return None
+        if base in ("Int", "ScalarImplicit", "IntImplicit", "detach", "clone") and isinstance(x, torch.SymInt):
+            return [x]
+        if any(isinstance(v, (Value, _Dyn)) for v in values):
+            return None  # a tensor op on a size: the size is computed in the IR (as_tensor_value)
+        # a trace keeps Python ints it met as 0-d tensor constants (``num_heads``)
+        values = [int(v) if isinstance(v, torch.Tensor) and v.dim() == 0 and not v.is_floating_point()
+                  and not v.is_complex() and v.dtype != torch.bool else v for v in values]
+        op = _SYM_ARITH.get(base)
+        if op is not None and len(values) >= 2 and all(isinstance(v, (int, torch.SymInt)) for v in values[:2]):
+            if base in ("add", "sub") and len(values) == 3 and values[2] not in (1, None):
+                return None
+            # floor and trunc agree on sizes (not negative) over a positive divisor
+            if base == "div" and len(values) == 3 and (values[2] == "floor" or (
+                    values[2] == "trunc" and isinstance(values[1], int) and values[1] > 0)):
+                return [values[0] // values[1]]
+            if base == "div" and len(values) != 3:
+                return None  # true division: a float
+            return [op(values[0], values[1])]
+        if base == "neg" and isinstance(x, torch.SymInt):
+            return [-x]
+        return None
 
     def dyn_scalar_op(self, base: str, values: list[Any], schema: Any, prov: Provenance) -> list[Any] | None:
         """Scalar ops on data-dependent scalars become 0-d tensor ops."""
@@ -1088,12 +1300,29 @@ class _TSLowering:
         sig = aten_signature(ov)
         name = schema_op_name(schema)
 
+        bound = sig.bind_all(values)
+        shape_entries: list[Any] | None = None
+
         def attr(arg: str, v: Any) -> Any:
+            nonlocal shape_entries
             if _is_dynamic(v):
                 raise _Unsupported(f"{name}: data-dependent value in argument '{arg}'")
-            return normalize_attr(v)
+            if not _has_symbolic(v):
+                return normalize_attr(v)
+            c = [concrete_sym(x) if is_symbolic(x) else x for x in v] if isinstance(v, (list, tuple)) \
+                else concrete_sym(v)
+            if not has_sym(c):
+                return normalize_attr(c)
+            src = self.fake.get(bound.get("self")) if isinstance(bound.get("self"), Value) else None
+            in_shape = [expr_of(d) for d in src.shape] if src is not None else None
+            try:
+                return self.symbolic_attr(c, name, arg, in_shape, bound.get("dim", 0))
+            except NeedsShapeTensor as nst:
+                shape_entries = nst.exprs
+                return OMIT
 
-        bound = sig.bind_all(values)
+        if name.startswith("aten::arange") and any(is_symbolic(bound.get(a)) for a in ("start", "end", "step")):
+            return [self.symbolic_arange(bound, prov)]
         try:
             inputs, attrs = sig.split(bound, self.as_tensor_value, attr, omit_defaults=True)
         except SchemaMismatchError as e:
@@ -1105,6 +1334,10 @@ class _TSLowering:
             fake = None
         except Exception:  # noqa: BLE001 - no fake kernel: the type stays unknown
             fake = None
+        if shape_entries is not None:
+            name, inputs, attrs = self.shape_tensor_op(
+                name, shape_entries, inputs, attrs, fake.dtype if isinstance(fake, torch.Tensor) else None, prov,
+                {k: bound.get(k) for k in ("start", "end", "dim", "step")})
         rets = schema.returns
         if sig.returns_list:
             return [self.expand_list(name, bound, inputs[0], fake, prov)]
@@ -1113,6 +1346,22 @@ class _TSLowering:
                 and inputs and inputs[0] is not None:
             self.view_parent[outs[0]] = (inputs[0], outs[0].producer)
         return list(outs)
+
+    def symbolic_arange(self, bound: dict[str, Any], prov: Provenance) -> Value:
+        """``arange`` with a symbolic bound: ``onnx::Range`` on 0-d tensors (then a cast)."""
+        ends = [self.as_tensor_value(bound.get(k) if bound.get(k) is not None else d)
+                for k, d in (("start", 0), ("end", None), ("step", 1))]
+        with self.faking():
+            fake = torch.arange(*(bound.get(k) if bound.get(k) is not None else d
+                                  for k, d in (("start", 0), ("end", None), ("step", 1))))
+        out = self.create("onnx::Range", ends, {}, prov, fake)[0]
+        dtype = bound.get("dtype")
+        dtype = SCALAR_TYPES[dtype] if isinstance(dtype, int) else dtype
+        if isinstance(dtype, torch.dtype) and dtype != torch.int64:
+            with self.faking():
+                cast = fake.to(dtype)
+            out = self.create("aten::_to_copy", [out], {"dtype": dtype}, prov, cast)[0]
+        return out
 
     def expand_list(self, name: str, args: dict[str, Any], x: Value | None, fake: Any,
                     prov: Provenance) -> list[Value]:
@@ -1149,20 +1398,25 @@ class _TSLowering:
             return v
 
         structure = [collect(v) for v in values]
-        examples = []
+        examples, dynamic, fakes = [], [], []
         for v in leaves:
             f = self.fake.get(v)
             if f is None:
                 raise _Unsupported(f"{schema_op_name(schema)} on a tensor of unknown shape")
-            examples.append(torch.zeros(f.shape, dtype=f.dtype))
+            fakes.append(f)
+            examples.append(torch.zeros([d.node.hint if is_symbolic(d) else int(d) for d in f.shape], dtype=f.dtype))
+            dynamic.append({i: self.export_dim(d, schema) for i, d in enumerate(f.shape) if is_symbolic(d)} or None)
         wrapper = _OneOp(ov, structure)
         try:
-            ep = torch.export.export(wrapper, tuple(examples), strict=False)
+            ep = torch.export.export(wrapper, tuple(examples), strict=False,
+                                     dynamic_shapes=(tuple(dynamic),) if any(dynamic) else None)  # *tensors
             sub = lower_exported_program(ep)
         except UnsupportedOpError as e:
             raise _Unsupported(f"{schema_op_name(schema)} (decomposition: {e.raw_message})") from None
         except Exception as e:  # noqa: BLE001
-            raise _Unsupported(f"{schema_op_name(schema)} (could not decompose: {type(e).__name__})") from None
+            what = "specializes a dynamic dim" if any(dynamic) and "onstraint" in type(e).__name__ else \
+                f"could not decompose: {type(e).__name__}"
+            raise _Unsupported(f"{schema_op_name(schema)} ({what})") from None
         vmap: dict[Value, Value] = dict(zip(sub.inputs, leaves))
         for p in sub.parameters.values():
             vmap[p] = self.constant(p.tensor)
@@ -1182,10 +1436,32 @@ class _TSLowering:
         outs = [vmap[o] for o in sub.outputs[:len(sub.outputs) - len(mutations)]]
         if not schema.returns:
             return []
+        if any(dynamic):  # the results' fakes in this lowering's symbols
+            args, kwargs = aten_signature(ov).call_args(values)
+            try:
+                res = self.call_fake(ov, args, kwargs)
+            except Exception:  # noqa: BLE001
+                res = None
+            for o, f in zip(outs, res if isinstance(res, (tuple, list)) else (res,)):
+                if isinstance(f, torch.Tensor):
+                    self.fake[o] = f
         return outs if len(schema.returns) > 1 else [outs[0]]
 
+    def export_dim(self, d: Any, schema: Any) -> Any:
+        """The ``torch.export.Dim`` standing for a symbolic dim of this lowering (same name
+        and range), to decompose an op with it."""
+        e = expr_of(d)
+        if not e.is_Symbol or str(e) not in self.sym_names:
+            raise _Unsupported(f"{schema_op_name(schema)} on a derived dynamic dim ({self.dim(d)})")
+        from torch.utils._sympy.numbers import int_oo
+
+        vr = self.shape_env.var_to_range.get(e)
+        lo = int(vr.lower) if vr is not None and vr.lower.is_Integer else 2
+        hi = int(vr.upper) if vr is not None and vr.upper.is_Integer and vr.upper != int_oo else None
+        return torch.export.Dim(self.sym_names[str(e)], min=lo, **({"max": hi} if hi is not None else {}))
+
     def _fake_of(self, t: TensorType) -> Any:
-        with self.fake_mode:
+        with self.faking():
             return torch.empty(t.shape, dtype=t.dtype)
 
     # -- in-place ops --------------------------------------------------------------------------
@@ -1281,7 +1557,7 @@ class _TSLowering:
                 sig = aten_signature(ov)
                 args, kwargs = sig.build_call([self.fake.get(i) for i in ins], attrs)
                 try:
-                    with self.fake_mode:
+                    with self.faking():
                         fake = ov(*args, **kwargs)
                 except Exception:  # noqa: BLE001
                     fake = None
@@ -1324,6 +1600,21 @@ class _OneOp(torch.nn.Module):
         args, kwargs = aten_signature(self.ov).call_args([_fill_slots(v, "__tensor__", tensors)
                                                           for v in self.structure])
         return self.ov(*args, **kwargs)
+
+
+def _has_symbolic(v: Any) -> bool:
+    if isinstance(v, (list, tuple)):
+        return any(_has_symbolic(x) for x in v)
+    return is_symbolic(v)
+
+
+def _contiguous_strides(sizes: list[Any]) -> list[Any]:
+    strides: list[Any] = []
+    acc: Any = 1
+    for size in reversed(sizes):
+        strides.append(acc)
+        acc = acc * size
+    return strides[::-1]
 
 
 def _named(fn: Any) -> list[tuple[str, torch.Tensor]]:
