@@ -43,3 +43,19 @@ def test_roundtrip_check_can_fail():
 
     with pytest.raises(AssertionError, match="differs"):
         check_roundtrip(Lying(), (torch.randn(2, 3),), onnx=False)
+
+
+@pytest.mark.property
+@pytest.mark.parametrize("frontend", [None, "trace", "torchscript"])
+def test_random_modules_with_a_dynamic_batch(frontend):
+    """Converted with ``dynamic_batch=True`` through each torch frontend: equal at the example's
+    batch size and at one more row, through FX, the MDF file and ONNX."""
+    @settings(max_examples=examples(8))
+    @given(modules(control_flow=False))
+    def prop(model_and_inputs):
+        model, (x,) = model_and_inputs
+        if x.shape[0] == 1:  # sizes 0 and 1 are specialized
+            x = torch.cat([x, x])
+        check_roundtrip(model, (x,), frontend=frontend, dynamic_batch=True)
+
+    prop()

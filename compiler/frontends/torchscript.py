@@ -8,7 +8,14 @@ an IR value (a tensor computed at run time).  Static computations are done right
 conditions are inlined/unrolled, list and tuple plumbing disappears), so the IR holds tensor
 ops and control flow on tensor data only.  Shapes and dtypes of IR values come from running each op on fake tensors built from
 ``example_inputs`` (or from the TorchScript types of a traced graph), which is also what
-answers ``x.size(0)``: the IR of a TorchScript model is specialized to the example's shapes.
+answers ``x.size(0)``: the IR of a TorchScript model is specialized to the example's shapes,
+except for the dims ``dynamic_shapes``/``dynamic_batch`` name.  Those are SymInts of a
+``ShapeEnv`` in the fake inputs: ``x.size(0)`` and integer arithmetic on it stay symbolic
+(:meth:`_TSLowering.symbolic_scalar_op`), an op that needs a size gets it computed in the graph
+(:mod:`torchmdf.frontends._symbolic_shapes`, shared with the export frontend), and a decision
+the model takes on one (``prim::If`` on ``x.size(0) > 4``) is refused when the lowering ends
+(:meth:`_TSLowering.check_guards`).  Guards the ops' fake kernels take are runtime
+assumptions, as torch.export makes them.
 
 Other decisions (kept in line with the export frontend):
 
@@ -1385,8 +1392,9 @@ class _TSLowering(SymbolicShapes):
         raise _Unsupported(f"{name} (returns a tensor list)")
 
     def decompose(self, ov: Any, schema: Any, values: list[Any], prov: Provenance) -> list[Any]:
-        """An op the IR convention cannot spell (two tensor lists): export a one-op wrapper to
-        core ATen and inline its IR here."""
+        """An op the IR convention cannot spell (two tensor lists), or a composite op no rule
+        knows: export a one-op wrapper to core ATen (dynamic dims stay dynamic, as
+        ``torch.export.Dim``s of the same names and ranges) and inline its IR here."""
         leaves: list[Value] = []
 
         def collect(v: Any) -> Any:

@@ -3,6 +3,7 @@ hypothesis shrinks a failing example), and returns nothing when the property hol
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 import warnings
@@ -222,47 +223,60 @@ def _mdf_call(gm: Any, inputs: Sequence[Any], what: str) -> Any:
 
 
 def check_roundtrip(model: Any, inputs: Sequence[Any], *, onnx: bool = True, frontend: str | None = None,
-                    atol: float = ATOL, rtol: float = RTOL) -> None:
+                    atol: float = ATOL, rtol: float = RTOL, dynamic_batch: bool = False) -> None:
     """torch -> MDF -> file (JSON) -> FX gives what ``model(*inputs)`` gives, and so do the
     FX backend directly and, when ``onnx`` (and onnxruntime is installed), torch -> ONNX.
     ``frontend``: how the model enters (None: ``torch.export``; ``"fx"``: symbolic trace;
-    ``"torchscript"``: ``torch.jit.script``)."""
+    ``"torchscript"``: ``torch.jit.script``; ``"trace"``: ``torch.jit.trace``).
+    ``dynamic_batch``: converted with dim 0 of every input dynamic, and checked again on the
+    inputs with one more row (each input's first row repeated)."""
     import torchmdf
 
     inputs = tuple(inputs)
+    cases = [inputs]
+    if dynamic_batch:
+        cases.append(tuple(torch.cat([x, x[:1]]) if isinstance(x, torch.Tensor) and x.dim() else x
+                           for x in inputs))
     with torch.no_grad():
-        expected = model(*inputs)
+        expected = [copy.deepcopy(model)(*case) for case in cases[1:]]
+        expected.insert(0, model(*inputs))
     source: Any = model
     if frontend == "fx":
         source = torch.fx.symbolic_trace(model)
     elif frontend == "torchscript":
         source = torch.jit.script(model)
+    elif frontend == "trace":
+        with torch.no_grad():
+            source = torch.jit.trace(model, inputs, check_trace=False)
     elif frontend is not None:
-        raise ValueError(f"frontend must be None, 'fx' or 'torchscript', not {frontend!r}")
+        raise ValueError(f"frontend must be None, 'fx', 'torchscript' or 'trace', not {frontend!r}")
     from ..passes import run_passes
+
+    def check(run: Any, what: str) -> None:
+        for case, want in zip(cases, expected):
+            label = what if case is inputs else f"{what} (batch {len(case[0])})"
+            assert_outputs_close(run(case, label), want, label, atol=atol, rtol=rtol)
 
     with torch.no_grad():
         # one lowering (the costly part) serves every backend: as lowered to MDF, and through
         # the default pipeline, as ``compile`` runs it, to FX and ONNX
-        graph = torchmdf.lower(source, example_inputs=inputs)
+        graph = torchmdf.lower(source, example_inputs=inputs, **({"dynamic_batch": True} if dynamic_batch else {}))
         compiled, _ = run_passes(graph.clone(), None)
         gm = torchmdf.emit(compiled.clone(), target="fx")
-        assert_outputs_close(_run(gm, inputs, "torch -> FX"), expected, "torch -> FX", atol=atol, rtol=rtol)
+        check(lambda case, label: _run(gm, case, label), "torch -> FX")
         m = torchmdf.emit(graph, target="mdf")
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "model.json")
             torchmdf.mdf.save(m, path)
             gm2 = torchmdf.compile(path, target="fx")
-            assert_outputs_close(_run(gm2, inputs, "torch -> MDF file -> FX"), expected, "torch -> MDF file -> FX",
-                                 atol=atol, rtol=rtol)
+            check(lambda case, label: _run(gm2, case, label), "torch -> MDF file -> FX")
         if onnx:
             try:
                 import onnxruntime  # noqa: F401
             except ImportError:
                 return
             proto = torchmdf.emit(compiled, target="onnx")
-            assert_outputs_close(onnxruntime_outputs(proto, inputs), expected, "torch -> ONNX -> onnxruntime",
-                                 atol=atol, rtol=rtol)
+            check(lambda case, label: onnxruntime_outputs(proto, case), "torch -> ONNX -> onnxruntime")
 
 
 # -- MDF files -----------------------------------------------------------------------------------
