@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 
-LONG_EXAMPLES = 10_000
+# TORCHMDF_LONG_EXAMPLES splits a long run into lanes (two runs of 5,000 with different
+# --hypothesis-seed values on two cores)
+LONG_EXAMPLES = int(os.environ.get("TORCHMDF_LONG_EXAMPLES", "10000"))
 
 
 def examples(ci: int) -> int:
